@@ -1,0 +1,46 @@
+# The two set-up commands in the README are `make demo` and `make test`; both build .venv first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint typecheck unit integration clean devstack-up devstack-down
+
+install: $(STAMP)
+
+# torch goes in first, pinned, so pip takes the local CPU wheel instead of a multi-GB CUDA download.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/streamrec devstack up
+	$(BIN)/streamrec demo $(DEMO_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy core storage consumer model serving retrain cli
+
+unit: install
+	$(BIN)/pytest -q tests/unit
+
+integration: install
+	$(BIN)/pytest -q tests/integration
+
+test: install lint typecheck
+	$(BIN)/pytest -q -p no:cacheprovider tests
+
+devstack-up: install
+	$(BIN)/streamrec devstack up
+
+devstack-down: install
+	$(BIN)/streamrec devstack down
+
+clean:
+	rm -rf $(VENV) .devstack .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,23 @@
+"""The typer applications every command module registers on.
+
+Command modules import heavy libraries (torch, faiss, FastAPI) inside their functions so that
+`streamrec --help` and `streamrec devstack status` start instantly.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="streamrec",
+    help="Self-hosted, Kafka-driven streaming recommender.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+bench_app = typer.Typer(help="Benchmarks that write the JSON BENCHMARKS.md quotes.", no_args_is_help=True)
+devstack_app = typer.Typer(help="Local Kafka-API, MongoDB-wire and Redis servers for development.")
+model_app = typer.Typer(help="Inspect and manage published model versions.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+app.add_typer(devstack_app, name="devstack")
+app.add_typer(model_app, name="model")

@@ -1,0 +1,278 @@
+"""Event schema v1 and the parser every entry point shares (consumer, HTTP ingest, replay).
+
+``parse_interaction`` / ``parse_item_update`` turn raw bytes into a model or a ``ParseError`` with a
+machine code and a human reason; they never raise.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SCHEMA_VERSION = 1
+MAX_EVENT_BYTES = 64 * 1024
+MAX_PROPERTIES = 32
+MAX_PROPERTY_KEY = 64
+MAX_PROPERTY_STR = 1024
+MAX_FUTURE = timedelta(days=1)
+
+Scalar = str | int | float | bool | None
+
+
+class EventType(StrEnum):
+    VIEW = "view"
+    CLICK = "click"
+    ADD_TO_CART = "add_to_cart"
+    FAVORITE = "favorite"
+    PURCHASE = "purchase"
+    RATE = "rate"
+
+
+EVENT_TYPES: tuple[str, ...] = tuple(t.value for t in EventType)
+
+ErrorCode = Literal[
+    "bad_json",
+    "not_utf8",
+    "not_object",
+    "missing_field",
+    "wrong_type",
+    "unknown_event_type",
+    "oversized",
+    "bad_timestamp",
+    "future_timestamp",
+    "invalid_value",
+]
+
+
+class ParseError(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: ErrorCode
+    reason: str
+    field: str | None = None
+
+
+def _to_utc(value: Any) -> datetime:
+    """ISO-8601 string or epoch milliseconds to an aware UTC datetime."""
+    if isinstance(value, bool):
+        raise ValueError("timestamp must be ISO-8601 text or epoch milliseconds, not a boolean")
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError("epoch milliseconds must be a finite, non-negative number")
+        return datetime.fromtimestamp(value / 1000.0, tz=UTC)
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return datetime.fromtimestamp(int(text) / 1000.0, tz=UTC)
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ValueError(f"timestamp {value!r} is neither ISO-8601 nor epoch milliseconds") from exc
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    raise ValueError("timestamp must be ISO-8601 text or epoch milliseconds")
+
+
+def _check_properties(props: Any) -> dict[str, Any] | None:
+    if props is None:
+        return None
+    if not isinstance(props, dict):
+        raise ValueError("properties must be a flat JSON object of scalars")
+    if len(props) > MAX_PROPERTIES:
+        raise ValueError(f"properties may hold at most {MAX_PROPERTIES} keys, got {len(props)}")
+    for key, val in props.items():
+        if not key or len(key) > MAX_PROPERTY_KEY:
+            raise ValueError(f"property keys must be 1..{MAX_PROPERTY_KEY} characters")
+        if isinstance(val, dict | list):
+            raise ValueError(f"property {key!r} must be a scalar (string, number, boolean or null)")
+        if isinstance(val, str) and len(val) > MAX_PROPERTY_STR:
+            raise ValueError(f"property {key!r} is longer than {MAX_PROPERTY_STR} characters")
+        if isinstance(val, float) and not math.isfinite(val):
+            raise ValueError(f"property {key!r} must be a finite number")
+    return props
+
+
+Id128 = Annotated[str, Field(min_length=1, max_length=128)]
+Id256 = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class InteractionEvent(BaseModel):
+    """A shopper's interaction with an item. ``event_id`` is the idempotency key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+    event_id: Id128
+    event_type: EventType
+    user_id: Id256
+    item_id: Id256
+    timestamp: datetime
+    session_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    value: float | None = None
+    properties: dict[str, Scalar] | None = None
+
+    @field_validator("event_id", "user_id", "item_id", "session_id", mode="before")
+    @classmethod
+    def _strict_str(cls, v: Any) -> Any:
+        if v is not None and not isinstance(v, str):
+            raise ValueError("must be a string")
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("must not be blank")
+        return v
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _parse_ts(cls, v: Any) -> datetime:
+        return _to_utc(v)
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _finite_value(cls, v: Any) -> Any:
+        if isinstance(v, bool) or (v is not None and not isinstance(v, int | float)):
+            raise ValueError("value must be a number")
+        if v is not None and not math.isfinite(v):
+            raise ValueError("value must be a finite number")
+        return v
+
+    @field_validator("properties", mode="before")
+    @classmethod
+    def _props(cls, v: Any) -> dict[str, Any] | None:
+        return _check_properties(v)
+
+    @model_validator(mode="after")
+    def _rate_needs_value(self) -> InteractionEvent:
+        if self.event_type is EventType.RATE and self.value is None:
+            raise ValueError("value is required when event_type is 'rate'")
+        return self
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_wire())
+
+    def to_wire(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json", exclude_none=True)
+        data["timestamp"] = int(self.timestamp.timestamp() * 1000)
+        return data
+
+    @property
+    def ts_ms(self) -> int:
+        return int(self.timestamp.timestamp() * 1000)
+
+
+class ItemUpdate(BaseModel):
+    """A catalog update; absent fields are left as they were."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    item_id: Id256
+    title: Annotated[str, Field(max_length=1024)] | None = None
+    category: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    price: Annotated[float, Field(ge=0)] | None = None
+    available: bool | None = None
+    properties: dict[str, Scalar] | None = None
+
+    @field_validator("item_id", mode="before")
+    @classmethod
+    def _strict_id(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            raise ValueError("must be a string")
+        if not v.strip():
+            raise ValueError("must not be blank")
+        return v
+
+    @field_validator("properties", mode="before")
+    @classmethod
+    def _props(cls, v: Any) -> dict[str, Any] | None:
+        return _check_properties(v)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+
+
+def _decode(raw: bytes | str) -> dict[str, Any] | ParseError:
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", errors="surrogatepass")
+    if len(raw) > MAX_EVENT_BYTES:
+        return ParseError(code="oversized", reason=f"payload is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return ParseError(code="not_utf8", reason=f"payload is not valid UTF-8 (byte {exc.start})")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return ParseError(code="bad_json", reason=f"payload is not valid JSON: {exc}")
+    if not isinstance(data, dict):
+        return ParseError(code="not_object", reason=f"payload must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _from_validation(exc: ValidationError) -> ParseError:
+    err = exc.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in err["loc"]) or None
+    kind = err["type"]
+    msg = err["msg"].removeprefix("Value error, ")
+    if kind == "missing":
+        return ParseError(code="missing_field", reason=f"required field '{loc}' is missing", field=loc)
+    if kind == "extra_forbidden":
+        return ParseError(code="invalid_value", reason=f"unknown field '{loc}'", field=loc)
+    if loc == "event_type" and kind == "enum":
+        return ParseError(
+            code="unknown_event_type",
+            reason=f"event_type {err.get('input')!r} is not one of {', '.join(EVENT_TYPES)}",
+            field=loc,
+        )
+    if msg.startswith("value is required"):
+        return ParseError(code="missing_field", reason=msg, field="value")
+    if loc == "timestamp":
+        return ParseError(code="bad_timestamp", reason=f"timestamp: {msg}", field=loc)
+    if kind.endswith("_type") or kind in {"string_type", "dict_type", "float_parsing", "bool_parsing"}:
+        return ParseError(code="wrong_type", reason=f"field '{loc}': {msg}", field=loc)
+    if msg == "must be a string" or msg == "value must be a number":
+        return ParseError(code="wrong_type", reason=f"field '{loc}': {msg}", field=loc)
+    return ParseError(code="invalid_value", reason=f"field '{loc}': {msg}" if loc else msg, field=loc)
+
+
+def validate_interaction(data: Any, *, now: datetime | None = None) -> InteractionEvent | ParseError:
+    """Validate an already-decoded object (HTTP bodies arrive this way)."""
+    if not isinstance(data, dict):
+        return ParseError(code="not_object", reason=f"event must be a JSON object, got {type(data).__name__}")
+    try:
+        event = InteractionEvent.model_validate(data)
+    except ValidationError as exc:
+        return _from_validation(exc)
+    limit = (now or datetime.now(UTC)) + MAX_FUTURE
+    if event.timestamp > limit:
+        return ParseError(
+            code="future_timestamp",
+            reason=f"timestamp {event.timestamp.isoformat()} is more than 1 day in the future",
+            field="timestamp",
+        )
+    return event
+
+
+def parse_interaction(raw: bytes | str, *, now: datetime | None = None) -> InteractionEvent | ParseError:
+    data = _decode(raw)
+    if isinstance(data, ParseError):
+        return data
+    return validate_interaction(data, now=now)
+
+
+def validate_item_update(data: Any) -> ItemUpdate | ParseError:
+    if not isinstance(data, dict):
+        return ParseError(code="not_object", reason=f"item update must be a JSON object, got {type(data).__name__}")
+    try:
+        return ItemUpdate.model_validate(data)
+    except ValidationError as exc:
+        return _from_validation(exc)
+
+
+def parse_item_update(raw: bytes | str) -> ItemUpdate | ParseError:
+    data = _decode(raw)
+    if isinstance(data, ParseError):
+        return data
+    return validate_item_update(data)

@@ -1,0 +1,104 @@
+"""Every Redis key streamrec uses, in one place (the contract between consumer and serving).
+
+All keys start with the configured prefix (``STREAMREC_REDIS__KEY_PREFIX``, default ``sr:``).
+Redis holds only derived state: ``streamrec rebuild-cache`` recomputes all of it from MongoDB.
+
+| key | type | written by | meaning |
+|---|---|---|---|
+| ``user:{uid}:recent`` | zset | consumer | last N interactions; member = JSON ``{"e","i","t"}`` (event id, item, type), score = event ms |
+| ``user:{uid}:purchased`` | set | consumer | items the user bought |
+| ``user:{uid}:seen`` | set | consumer | items the user interacted with in any way |
+| ``user:{uid}:marker`` | int | consumer | bumped whenever the user's state changes; cached results carry the value they saw |
+| ``pop:all`` | zset | consumer | all-time weighted popularity per item |
+| ``pop:{window}:{bucket_start_s}`` | zset | consumer | weighted popularity in one time bucket; decay is applied when buckets are merged at read time |
+| ``item:{iid}`` | hash | consumer | catalog mirror: title, category, price, available |
+| ``cat:{category}`` | set | consumer | item ids in a category (per-category popularity = ZINTERSTORE of a pop zset with this) |
+| ``unavailable`` | set | consumer | items marked unavailable |
+| ``applied:{topic}:{partition}`` | int | consumer | highest Kafka offset whose Redis effects are applied (exactly-once effects on redelivery) |
+| ``cache:recs:{uid}:{params}`` | string | serving | cached response JSON with the marker it was computed at, TTL |
+| ``tmp:*`` | any | serving | short-lived merge results, always with a TTL |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PopularityWindow:
+    name: str
+    length_s: int
+    bucket_s: int
+    # A bucket's weight halves every half_life_s of age, measured from the reader's clock.
+    half_life_s: int
+
+    def bucket_start(self, ts_s: float) -> int:
+        return int(ts_s // self.bucket_s) * self.bucket_s
+
+    def live_buckets(self, now_s: float) -> list[int]:
+        """Bucket starts that overlap [now - length, now]."""
+        first = self.bucket_start(now_s - self.length_s)
+        last = self.bucket_start(now_s)
+        return list(range(first, last + 1, self.bucket_s))
+
+    def bucket_weight(self, bucket_start: int, now_s: float) -> float:
+        age = max(0.0, now_s - (bucket_start + self.bucket_s / 2))
+        return float(0.5 ** (age / self.half_life_s))
+
+
+WINDOWS: dict[str, PopularityWindow] = {
+    "1h": PopularityWindow("1h", length_s=3600, bucket_s=300, half_life_s=1800),
+    "7d": PopularityWindow("7d", length_s=7 * 86400, bucket_s=3 * 3600, half_life_s=2 * 86400),
+}
+ALL_TIME = "all"
+POPULARITY_WINDOWS: tuple[str, ...] = (*WINDOWS.keys(), ALL_TIME)
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "sr:"
+
+    def recent(self, user_id: str) -> str:
+        return f"{self.prefix}user:{user_id}:recent"
+
+    def purchased(self, user_id: str) -> str:
+        return f"{self.prefix}user:{user_id}:purchased"
+
+    def seen(self, user_id: str) -> str:
+        return f"{self.prefix}user:{user_id}:seen"
+
+    def marker(self, user_id: str) -> str:
+        return f"{self.prefix}user:{user_id}:marker"
+
+    def user_pattern(self, user_id: str) -> str:
+        return f"{self.prefix}user:{user_id}:*"
+
+    def pop_all(self) -> str:
+        return f"{self.prefix}pop:{ALL_TIME}"
+
+    def pop_bucket(self, window: str, bucket_start: int) -> str:
+        return f"{self.prefix}pop:{window}:{bucket_start}"
+
+    def item(self, item_id: str) -> str:
+        return f"{self.prefix}item:{item_id}"
+
+    def category(self, category: str) -> str:
+        return f"{self.prefix}cat:{category}"
+
+    def unavailable(self) -> str:
+        return f"{self.prefix}unavailable"
+
+    def applied(self, topic: str, partition: int) -> str:
+        return f"{self.prefix}applied:{topic}:{partition}"
+
+    def recs_cache(self, user_id: str, params: str) -> str:
+        return f"{self.prefix}cache:recs:{user_id}:{params}"
+
+    def recs_cache_pattern(self, user_id: str) -> str:
+        return f"{self.prefix}cache:recs:{user_id}:*"
+
+    def tmp(self, name: str) -> str:
+        return f"{self.prefix}tmp:{name}"
+
+    def all_pattern(self) -> str:
+        return f"{self.prefix}*"

@@ -1,0 +1,128 @@
+"""The one configuration object. Built in each process's ``main``, never at import time.
+
+Every field maps to an environment variable ``STREAMREC_<SECTION>__<FIELD>``; ``.env.example``
+lists them all with their defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaTopics(BaseModel):
+    events: str = "streamrec.events"
+    items: str = "streamrec.items"
+    dead_letter: str = "streamrec.dead-letter"
+
+
+class KafkaSettings(BaseModel):
+    bootstrap: str = "127.0.0.1:19092"
+    topics: KafkaTopics = Field(default_factory=KafkaTopics)
+    group_id: str = "streamrec-consumer"
+    # 6 s keeps the first group join short on Tansu and is inside Apache Kafka's allowed range.
+    session_timeout_ms: int = 6000
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+
+
+class MongoSettings(BaseModel):
+    uri: SecretStr = SecretStr("mongodb://127.0.0.1:27018")
+    database: str = "streamrec"
+    timeout_ms: int = 5000
+
+
+class RedisSettings(BaseModel):
+    url: SecretStr = SecretStr("redis://127.0.0.1:6380/0")
+    key_prefix: str = "sr:"
+    timeout_s: float = 2.0
+
+
+class ConsumerSettings(BaseModel):
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    batch_wait_s: float = Field(default=0.05, ge=0.0, le=60.0)
+    recent_max: int = Field(default=100, ge=1, le=10_000)
+    metrics_port: int = Field(default=9101, ge=0, le=65535)
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 10.0
+
+
+class EventWeights(BaseModel):
+    view: float = 1.0
+    click: float = 1.0
+    favorite: float = 2.0
+    add_to_cart: float = 3.0
+    purchase: float = 5.0
+    # A rating of r contributes rate * r.
+    rate: float = 1.0
+
+
+class ModelSettings(BaseModel):
+    weights: EventWeights = Field(default_factory=EventWeights)
+    factors: int = Field(default=128, ge=2, le=4096)
+    epochs: int = Field(default=20, ge=1, le=1000)
+    regularization: float = Field(default=1.0, ge=0.0)
+    seed: int = 42
+    time_decay_half_life_days: float | None = None
+    exact_search_max_items: int = Field(default=200_000, ge=1)
+    hnsw_m: int = Field(default=32, ge=4, le=256)
+    hnsw_ef_search: int = Field(default=128, ge=8)
+    artifact_cache_dir: Path = Path(".artifacts")
+
+
+class RetrainSettings(BaseModel):
+    window_days: float | None = None
+    every: str | None = None
+    after_events: int | None = Field(default=None, ge=1)
+    gate_tolerance: float = Field(default=0.005, ge=0.0)
+    holdout_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
+    metrics_port: int = Field(default=9102, ge=0, le=65535)
+
+
+class ServingSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    api_keys_read: list[SecretStr] = Field(default_factory=list)
+    api_keys_ingest: list[SecretStr] = Field(default_factory=list)
+    api_keys_admin: list[SecretStr] = Field(default_factory=list)
+    public_read: bool = True
+    cache_ttl_s: int = Field(default=300, ge=0)
+    model_poll_s: float = Field(default=5.0, gt=0)
+    max_k: int = Field(default=200, ge=1)
+    max_batch: int = Field(default=500, ge=1)
+    max_body_bytes: int = Field(default=2_000_000, ge=1024)
+    session_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    recent_events_for_session: int = Field(default=20, ge=1)
+
+
+class DevstackSettings(BaseModel):
+    dir: Path = Path(".devstack")
+    kafka_port: int = 19092
+    mongo_port: int = 27018
+    redis_port: int = 6380
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMREC_",
+        env_nested_delimiter="__",
+        # `streamrec devstack up` writes the URLs of the servers it started to .devstack/stack.env;
+        # real environment variables always win over both files.
+        env_file=(".devstack/stack.env", ".env"),
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    mongo: MongoSettings = Field(default_factory=MongoSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    retrain: RetrainSettings = Field(default_factory=RetrainSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+    devstack: DevstackSettings = Field(default_factory=DevstackSettings)
+    log_level: str = "INFO"

@@ -1,0 +1,142 @@
+"""Reference recommenders for the quality benchmark: popularity, EASE, ItemKNN, and implicit's iALS/BPR.
+
+Each fits on a binary users x items CSR matrix and scores user rows as a dense array.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+logger = logging.getLogger(__name__)
+
+
+class Recommender(Protocol):
+    def fit(self, train: sp.csr_matrix) -> None: ...
+
+    def score(self, rows: np.ndarray) -> np.ndarray: ...
+
+
+class Popularity:
+    def __init__(self) -> None:
+        self._pop = np.zeros(0)
+
+    def fit(self, train: sp.csr_matrix) -> None:
+        self._pop = np.asarray(train.sum(axis=0)).ravel()
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        return np.tile(self._pop, (len(rows), 1))
+
+
+class EASE:
+    """Steck 2019. Catalogs above ``max_items`` keep only the most popular items (others score -inf),
+    since the dense item-item inverse would not fit in memory."""
+
+    def __init__(self, lam: float = 200.0, max_items: int = 12_000) -> None:
+        self.lam = lam
+        self.max_items = max_items
+        self._b = np.zeros((0, 0), dtype=np.float32)
+        self._cols = np.zeros(0, dtype=np.int64)
+        self._train: sp.csr_matrix | None = None
+
+    def fit(self, train: sp.csr_matrix) -> None:
+        pop = np.asarray(train.sum(axis=0)).ravel()
+        cols = np.argsort(-pop, kind="stable")[: self.max_items]
+        self._cols = np.sort(cols)
+        x = train[:, self._cols]
+        gram = (x.T @ x).toarray().astype(np.float64)
+        gram[np.diag_indices_from(gram)] += self.lam
+        p = np.linalg.inv(gram)
+        b = p / (-np.diag(p))
+        b[np.diag_indices_from(b)] = 0.0
+        self._b = b.astype(np.float32)
+        self._train = train
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        assert self._train is not None
+        n_items = self._train.shape[1]
+        out = np.full((len(rows), n_items), -np.inf, dtype=np.float32)
+        out[:, self._cols] = self._train[rows][:, self._cols] @ self._b
+        return out
+
+
+class ItemKNN:
+    """Cosine item-item similarity keeping the ``k`` nearest neighbours of each item."""
+
+    def __init__(self, k: int = 100) -> None:
+        self.k = k
+        self._sim: sp.csr_matrix | None = None
+        self._train: sp.csr_matrix | None = None
+
+    def fit(self, train: sp.csr_matrix) -> None:
+        x = train.tocsc().astype(np.float32)
+        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel())
+        xn = x @ sp.diags(1.0 / np.maximum(norms, 1e-12))
+        sim = (xn.T @ xn).tocsr()
+        sim.setdiag(0.0)
+        sim.eliminate_zeros()
+        self._sim = _keep_top_k_per_row(sim, self.k).T.tocsr()
+        self._train = train
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        assert self._sim is not None and self._train is not None
+        return np.asarray((self._train[rows] @ self._sim).toarray())
+
+
+def _keep_top_k_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    data, indices, indptr = [], [], [0]
+    for row in range(m.shape[0]):
+        start, end = m.indptr[row], m.indptr[row + 1]
+        d, i = m.data[start:end], m.indices[start:end]
+        if len(d) > k:
+            keep = np.argpartition(-d, k - 1)[:k]
+            d, i = d[keep], i[keep]
+        data.append(d)
+        indices.append(i)
+        indptr.append(indptr[-1] + len(d))
+    return sp.csr_matrix(
+        (np.concatenate(data), np.concatenate(indices), np.array(indptr)), shape=m.shape, dtype=np.float32
+    )
+
+
+def implicit_available() -> bool:
+    try:
+        import implicit  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class ImplicitFactors:
+    """implicit's CPU iALS or BPR; scores are user factors . item factors."""
+
+    def __init__(self, kind: str, seed: int = 42, threads: int = 2, **params: Any) -> None:
+        self.kind = kind
+        self.seed = seed
+        self.threads = threads
+        self.params = params
+        self._user = np.zeros((0, 0), dtype=np.float32)
+        self._item = np.zeros((0, 0), dtype=np.float32)
+
+    def fit(self, train: sp.csr_matrix) -> None:
+        from implicit.cpu.als import AlternatingLeastSquares
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+        model: Any
+        if self.kind == "ials":
+            model = AlternatingLeastSquares(
+                random_state=self.seed, num_threads=self.threads, calculate_training_loss=False, **self.params
+            )
+        elif self.kind == "bpr":
+            model = BayesianPersonalizedRanking(random_state=self.seed, num_threads=self.threads, **self.params)
+        else:
+            raise ValueError(f"unknown implicit model {self.kind!r}")
+        model.fit(train.astype(np.float32).tocsr(), show_progress=False)
+        self._user = np.asarray(model.user_factors)
+        self._item = np.asarray(model.item_factors)
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        return self._user[rows] @ self._item.T

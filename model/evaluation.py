@@ -1,0 +1,41 @@
+"""Full-ranking evaluation: every training item is a candidate except the user's own training items."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from model.metrics import curves, summarize
+
+# Given user row indices, return dense scores (len(rows), n_items).
+ScoreFn = Callable[[np.ndarray], np.ndarray]
+
+
+def top_k(score_fn: ScoreFn, train: sp.csr_matrix, rows: np.ndarray, k: int, batch: int = 512) -> np.ndarray:
+    n_items = train.shape[1]
+    k = min(k, n_items)
+    out = np.empty((len(rows), k), dtype=np.int64)
+    for start in range(0, len(rows), batch):
+        chunk = rows[start : start + batch]
+        scores = np.asarray(score_fn(chunk), dtype=np.float64)
+        if scores.shape != (len(chunk), n_items):
+            raise ValueError(f"score_fn returned {scores.shape}, expected {(len(chunk), n_items)}")
+        seen = train[chunk]
+        scores[seen.nonzero()] = -np.inf
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        part_scores = np.take_along_axis(scores, part, axis=1)
+        order = np.argsort(-part_scores, axis=1, kind="stable")
+        out[start : start + len(chunk)] = np.take_along_axis(part, order, axis=1)
+    return out
+
+
+def evaluate(
+    score_fn: ScoreFn, train: sp.csr_matrix, test: sp.csr_matrix, k_max: int = 50, with_curves: bool = False
+) -> tuple[dict[str, float], dict[str, list[float]] | None]:
+    rows = np.flatnonzero(np.diff(test.indptr) > 0)
+    top = top_k(score_fn, train, rows, k_max)
+    sub_test = test[rows]
+    metrics = summarize(top, sub_test)
+    return metrics, (curves(top, sub_test, k_max) if with_curves else None)
