@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from core.errors import ConfigError
 from core.settings import Settings
@@ -18,6 +20,14 @@ def load_settings() -> Settings:
         err = exc.errors(include_url=False)[0]
         path = "__".join(str(p) for p in err["loc"]).upper()
         raise ConfigError(f"setting STREAMREC_{path} is invalid: {err['msg']}") from None
+    except SettingsError as exc:
+        # Raised for list/object variables that are not valid JSON; pydantic names only the section.
+        found = re.search(r'field "([^"]+)"', str(exc))
+        section = found.group(1).upper() if found else "?"
+        raise ConfigError(
+            f"a STREAMREC_{section}__* setting is not valid JSON; list and object settings must be JSON,"
+            " e.g. STREAMREC_SERVING__API_KEYS_READ='[\"key1\"]'"
+        ) from None
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -12,7 +12,13 @@ from core.errors import StreamrecError
 
 # Each module registers its commands on cli.app when imported.
 COMMAND_MODULES = (
+    "cli.bench_ingest",
+    "cli.consume",
     "cli.devstack",
+    "cli.produce",
+    "cli.replay",
+    "cli.retrain_cmd",
+    "cli.serve",
 )
 
 
@@ -22,7 +28,7 @@ def main() -> None:
     try:
         app()
     except StreamrecError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

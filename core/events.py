@@ -57,6 +57,14 @@ class ParseError(BaseModel):
     field: str | None = None
 
 
+def _from_epoch_ms(ms: float) -> datetime:
+    try:
+        return datetime.fromtimestamp(ms / 1000.0, tz=UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        # Pydantic turns only ValueError into a validation error; anything else would escape the parser.
+        raise ValueError(f"epoch milliseconds {ms} are out of range") from exc
+
+
 def _to_utc(value: Any) -> datetime:
     """ISO-8601 string or epoch milliseconds to an aware UTC datetime."""
     if isinstance(value, bool):
@@ -64,13 +72,13 @@ def _to_utc(value: Any) -> datetime:
     if isinstance(value, int | float):
         if not math.isfinite(value) or value < 0:
             raise ValueError("epoch milliseconds must be a finite, non-negative number")
-        return datetime.fromtimestamp(value / 1000.0, tz=UTC)
+        return _from_epoch_ms(value)
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, str):
         text = value.strip()
         if text.isdigit():
-            return datetime.fromtimestamp(int(text) / 1000.0, tz=UTC)
+            return _from_epoch_ms(int(text))
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError as exc:
@@ -171,7 +179,7 @@ class ItemUpdate(BaseModel):
     item_id: Id256
     title: Annotated[str, Field(max_length=1024)] | None = None
     category: Annotated[str, Field(min_length=1, max_length=256)] | None = None
-    price: Annotated[float, Field(ge=0)] | None = None
+    price: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     available: bool | None = None
     properties: dict[str, Scalar] | None = None
 
@@ -197,7 +205,9 @@ def _decode(raw: bytes | str) -> dict[str, Any] | ParseError:
     if isinstance(raw, str):
         raw = raw.encode("utf-8", errors="surrogatepass")
     if len(raw) > MAX_EVENT_BYTES:
-        return ParseError(code="oversized", reason=f"payload is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
+        return ParseError(
+            code="oversized", reason=f"payload is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}"
+        )
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -207,7 +217,9 @@ def _decode(raw: bytes | str) -> dict[str, Any] | ParseError:
     except orjson.JSONDecodeError as exc:
         return ParseError(code="bad_json", reason=f"payload is not valid JSON: {exc}")
     if not isinstance(data, dict):
-        return ParseError(code="not_object", reason=f"payload must be a JSON object, got {type(data).__name__}")
+        return ParseError(
+            code="not_object", reason=f"payload must be a JSON object, got {type(data).__name__}"
+        )
     return data
 
 
@@ -264,7 +276,9 @@ def parse_interaction(raw: bytes | str, *, now: datetime | None = None) -> Inter
 
 def validate_item_update(data: Any) -> ItemUpdate | ParseError:
     if not isinstance(data, dict):
-        return ParseError(code="not_object", reason=f"item update must be a JSON object, got {type(data).__name__}")
+        return ParseError(
+            code="not_object", reason=f"item update must be a JSON object, got {type(data).__name__}"
+        )
     try:
         return ItemUpdate.model_validate(data)
     except ValidationError as exc:

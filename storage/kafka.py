@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from core.errors import DependencyUnavailable
 from core.settings import KafkaSettings
@@ -91,10 +91,8 @@ def wait_for_assignment(consumer: Consumer, timeout_s: float = 30.0) -> list[Any
     raise DependencyUnavailable(f"no partitions assigned within {timeout_s:.0f}s")
 
 
-def msg_to_partition(msg: Message) -> Any:
-    from confluent_kafka import TopicPartition
-
-    return TopicPartition(msg.topic(), msg.partition(), msg.offset())
+def msg_to_partition(msg: Message) -> TopicPartition:
+    return TopicPartition(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
 
 
 def is_fatal(err: KafkaError) -> bool:
