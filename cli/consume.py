@@ -1,0 +1,113 @@
+"""Commands `streamrec consume` and `streamrec rebuild-cache`."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import typer
+
+from cli.app import app
+from cli.context import configure_logging, load_settings
+from core.errors import ConfigError, DependencyUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@app.command("consume")
+def consume(
+    group_id: str | None = typer.Option(None, help="Consumer group (default STREAMREC_KAFKA__GROUP_ID)."),
+) -> None:
+    """Join the consumer group and turn events and item updates into MongoDB documents and Redis state.
+
+    Scale out by starting more processes with the same group. SIGTERM/SIGINT finish the current
+    batch, commit and exit 0.
+    """
+    from confluent_kafka import KafkaException
+    from prometheus_client import start_http_server
+
+    from consumer.runner import ConsumerRunner
+    from storage.event_store import MongoEventStore
+    from storage.realtime_state import RedisRealtimeState
+
+    settings = load_settings()
+    if group_id:
+        settings = settings.model_copy(
+            update={"kafka": settings.kafka.model_copy(update={"group_id": group_id})}
+        )
+    configure_logging(settings.log_level)
+    if settings.consumer.metrics_port:
+        try:
+            start_http_server(settings.consumer.metrics_port)
+        except OSError as exc:
+            raise DependencyUnavailable(
+                f"cannot serve metrics on port {settings.consumer.metrics_port} ({exc}); "
+                "set STREAMREC_CONSUMER__METRICS_PORT to a free port or 0"
+            ) from None
+    store = MongoEventStore.from_settings(settings.mongo)
+    state = RedisRealtimeState.from_settings(settings.redis)
+    try:
+        runner = ConsumerRunner(settings, store, state)
+    except KafkaException as exc:
+        raise ConfigError(f"cannot create the Kafka clients, check STREAMREC_KAFKA__*: {exc}") from None
+    runner.install_signal_handlers()
+    try:
+        code = runner.run()
+    finally:
+        store.close()
+    raise typer.Exit(code)
+
+
+@app.command("rebuild-cache")
+def rebuild_cache_command(
+    prefix: str | None = typer.Option(
+        None, help="Redis key prefix to rebuild into (default STREAMREC_REDIS__KEY_PREFIX)."
+    ),
+    batch_size: int = typer.Option(5000, min=1, help="Events read from MongoDB per batch."),
+) -> None:
+    """Recompute all Redis state (recent lists, seen/purchased, popularity, catalog) from MongoDB.
+
+    Run it with the consumers stopped; markers only grow and applied offsets are kept.
+    """
+    from pymongo.errors import PyMongoError
+    from redis.exceptions import RedisError
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from consumer.rebuild import rebuild_cache
+    from storage.event_store import MongoEventStore
+    from storage.realtime_state import RedisRealtimeState
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    store = MongoEventStore.from_settings(settings.mongo)
+    state = RedisRealtimeState.from_settings(settings.redis, prefix=prefix)
+    console = Console()
+    try:
+        total = store.count_events()
+        with Progress(
+            TextColumn("rebuilding"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("events", total=total)
+            stats = rebuild_cache(
+                settings,
+                store,
+                state,
+                now_s=time.time(),
+                batch_size=batch_size,
+                on_progress=lambda n: progress.advance(task, n),
+            )
+    except PyMongoError as exc:
+        raise DependencyUnavailable(f"MongoDB is unavailable: {str(exc).splitlines()[0]}") from None
+    except RedisError as exc:
+        raise DependencyUnavailable(f"Redis is unavailable: {exc}") from None
+    finally:
+        store.close()
+    console.print(
+        f"rebuilt prefix [bold]{state.keys.prefix}[/]: {stats.items} items, {stats.events} events "
+        f"in {stats.seconds:.1f}s"
+    )

@@ -1,0 +1,23 @@
+"""Prometheus metrics of the consumer role."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS = Counter(
+    "streamrec_consumer_events_total",
+    "Records consumed, by event type ('item' for catalog updates) and outcome",
+    ["type", "outcome"],
+)
+BATCH_SECONDS = Histogram(
+    "streamrec_consumer_batch_seconds",
+    "Time to make one batch durable (MongoDB, dead letters, Redis), retries included",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+COMMITS = Counter("streamrec_consumer_commits_total", "Synchronous offset commits that succeeded")
+SINK_RETRIES = Counter(
+    "streamrec_consumer_sink_retries_total", "Batch retries because a sink was unavailable", ["sink"]
+)
+LAG = Gauge(
+    "streamrec_consumer_lag_messages", "Messages behind the high watermark on this member's partitions"
+)

@@ -1,0 +1,166 @@
+"""Pure functions: interaction events and item updates → Redis write plans (lists of ``Op``).
+
+The same functions serve live consumption and ``rebuild-cache``, which is what makes a rebuilt
+Redis equal to a live one. Every effect is order-independent across batches (sets, sums, a top-N
+by (score, member)), so replaying events sorted by time gives the state live consumption built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from core.events import EventType, InteractionEvent, ItemUpdate
+from core.keys import WINDOWS, Keys
+from core.settings import EventWeights
+from storage.realtime_state import Op
+
+ITEM_HASH_FIELDS = ("title", "category", "price", "available")
+
+
+@dataclass(frozen=True)
+class PlannedEvent:
+    """The fields of an event that Redis state depends on."""
+
+    event_id: str
+    user_id: str
+    item_id: str
+    event_type: str
+    ts_ms: int
+    value: float | None = None
+
+    @classmethod
+    def from_event(cls, event: InteractionEvent) -> PlannedEvent:
+        return cls(
+            event.event_id, event.user_id, event.item_id, event.event_type.value, event.ts_ms, event.value
+        )
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> PlannedEvent:
+        ts_ms = doc.get("ts_ms")
+        if ts_ms is None:
+            ts: datetime = doc["ts"]
+            ts_ms = int(ts.timestamp() * 1000)
+        value = doc.get("value")
+        return cls(
+            str(doc.get("event_id", doc.get("_id"))),
+            doc["user_id"],
+            doc["item_id"],
+            doc["event_type"],
+            int(ts_ms),
+            None if value is None else float(value),
+        )
+
+
+def event_weight(event_type: str, value: float | None, weights: EventWeights) -> float:
+    """Popularity weight of one event: the type's weight, times the rating for ``rate``."""
+    base = float(getattr(weights, event_type))
+    if event_type == EventType.RATE.value:
+        return base * float(value or 0.0)
+    return base
+
+
+def recent_member(event: PlannedEvent) -> str:
+    return orjson.dumps({"e": event.event_id, "i": event.item_id, "t": event.event_type}).decode()
+
+
+def bucket_writes(ts_ms: int, now_s: float) -> list[tuple[str, int, int]]:
+    """(window, bucket_start_s, expire_at_s) for each window whose live range still holds the event.
+
+    An event "older than its window" is one whose bucket no longer overlaps [now - length, now]:
+    the bucket test (not the raw timestamp) keeps live and rebuilt buckets identical, because a
+    reader at time ``now`` sums exactly ``PopularityWindow.live_buckets(now)``.
+    """
+    ts_s = ts_ms / 1000.0
+    out: list[tuple[str, int, int]] = []
+    for name, win in WINDOWS.items():
+        start = win.bucket_start(ts_s)
+        if start < win.bucket_start(now_s - win.length_s):
+            continue
+        out.append((name, start, start + win.bucket_s + win.length_s))
+    return out
+
+
+def plan_events(
+    keys: Keys,
+    events: Iterable[PlannedEvent],
+    *,
+    weights: EventWeights,
+    recent_max: int,
+    now_s: float,
+) -> list[Op]:
+    """Redis ops for a batch of events whose effects are to be applied (in arrival order)."""
+    ops: list[Op] = []
+    users: dict[str, None] = {}
+    pop: dict[tuple[str, str], float] = {}
+    expires: dict[str, int] = {}
+    for ev in events:
+        users[ev.user_id] = None
+        ops.append(Op("zadd", keys.recent(ev.user_id), (recent_member(ev), ev.ts_ms)))
+        ops.append(Op("sadd", keys.seen(ev.user_id), (ev.item_id,)))
+        if ev.event_type == EventType.PURCHASE.value:
+            ops.append(Op("sadd", keys.purchased(ev.user_id), (ev.item_id,)))
+        weight = event_weight(ev.event_type, ev.value, weights)
+        pop_keys = [keys.pop_all()]
+        for window, start, expire_at in bucket_writes(ev.ts_ms, now_s):
+            bucket = keys.pop_bucket(window, start)
+            pop_keys.append(bucket)
+            expires[bucket] = expire_at
+        for key in pop_keys:
+            pop[(key, ev.item_id)] = pop.get((key, ev.item_id), 0.0) + weight
+    ops.extend(Op("zincrby", key, (item, weight)) for (key, item), weight in pop.items())
+    ops.extend(Op("expireat", key, (at,)) for key, at in expires.items())
+    for uid in users:
+        # Keep the newest recent_max members: ranks 0.. are the lowest scores.
+        ops.append(Op("zremrangebyrank", keys.recent(uid), (0, -(recent_max + 1))))
+        ops.append(Op("incr", keys.marker(uid)))
+    return ops
+
+
+def _encode(field: str, value: Any) -> str:
+    if field == "available":
+        return "1" if value else "0"
+    if field == "price":
+        return repr(float(value))
+    return str(value)
+
+
+def plan_item_update(
+    keys: Keys, fields: Mapping[str, Any], item_id: str, current_category: str | None
+) -> list[Op]:
+    """Ops mirroring one partial item update; ``current_category`` is the mirror's category before it."""
+    ops: list[Op] = []
+    present = {f: fields[f] for f in ITEM_HASH_FIELDS if fields.get(f) is not None}
+    if present:
+        ops.append(Op("hset", keys.item(item_id), tuple((f, _encode(f, v)) for f, v in present.items())))
+    category = present.get("category")
+    if category is not None and category != current_category:
+        if current_category is not None:
+            ops.append(Op("srem", keys.category(current_category), (item_id,)))
+        ops.append(Op("sadd", keys.category(category), (item_id,)))
+    if "available" in present:
+        ops.append(Op("srem" if present["available"] else "sadd", keys.unavailable(), (item_id,)))
+    return ops
+
+
+def plan_item_updates(
+    keys: Keys, updates: Iterable[ItemUpdate], current_categories: Mapping[str, str | None]
+) -> list[Op]:
+    """Ops for a batch of item updates in order; a category moved earlier in the batch is followed."""
+    categories = dict(current_categories)
+    ops: list[Op] = []
+    for update in updates:
+        fields = update.model_dump(exclude_none=True)
+        ops.extend(plan_item_update(keys, fields, update.item_id, categories.get(update.item_id)))
+        if update.category is not None:
+            categories[update.item_id] = update.category
+    return ops
+
+
+def plan_catalog_item(keys: Keys, doc: Mapping[str, Any]) -> list[Op]:
+    """Ops recreating one item's mirror from its stored document (rebuild starts from empty)."""
+    return plan_item_update(keys, doc, str(doc.get("item_id", doc.get("_id"))), None)

@@ -1,0 +1,324 @@
+"""The consumer-group member: poll a batch, make it durable, commit, repeat.
+
+Sink outages (MongoDB, Redis, the dead-letter producer) never crash the process: the batch is
+retried with bounded exponential backoff while the assigned partitions are paused and the consumer
+keeps polling, so the member stays in its group. Nothing is committed until the batch succeeds.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
+
+from consumer import metrics
+from consumer.batch import RawMessage
+from consumer.batch import TopicPartition as TP
+from consumer.processor import BatchOutcome, BatchProcessor, SinkUnavailable
+from core.errors import DependencyUnavailable, StreamrecError
+from core.settings import Settings
+from storage.event_store import EventStore
+from storage.kafka import flush_or_raise, is_fatal, make_consumer, make_producer
+from storage.realtime_state import RealtimeState
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+LAG_EVERY_S = 5.0
+
+
+class FatalKafkaError(StreamrecError):
+    """Kafka reported an error no retry can fix (authentication, authorization, bad config)."""
+
+
+class KafkaDeadLetterSink:
+    def __init__(self, producer: Producer, topic: str) -> None:
+        self.producer = producer
+        self.topic = topic
+        self._errors: list[str] = []
+
+    def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self._errors.append(err.str())
+
+    def send(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+        hdrs: list[tuple[str, str | bytes | None]] = list(headers)
+        while True:
+            try:
+                self.producer.produce(
+                    self.topic, value=value, key=key, headers=hdrs, on_delivery=self._delivered
+                )
+                return
+            except BufferError:
+                self.producer.poll(0.1)
+
+    def flush(self) -> None:
+        flush_or_raise(self.producer, timeout_s=30.0)
+        if self._errors:
+            errors, self._errors = self._errors, []
+            raise DependencyUnavailable(f"dead-letter topic {self.topic} rejected records: {errors[0]}")
+
+
+def to_raw(msg: Message) -> RawMessage:
+    return RawMessage(
+        str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0), msg.key(), msg.value()
+    )
+
+
+class ConsumerRunner:
+    def __init__(self, settings: Settings, store: EventStore, state: RealtimeState) -> None:
+        self.settings = settings
+        self.store = store
+        self.state = state
+        self.stopping = False
+        self._fatal: str | None = None
+        self._pending: list[RawMessage] = []
+        self._carry: list[RawMessage] = []
+        self._uncommitted: dict[TP, int] = {}
+        self._paused = False
+        self._lag_at = 0.0
+        kafka = settings.kafka
+        self.consumer: Consumer = make_consumer(kafka, error_cb=self._on_error)
+        self.producer: Producer = make_producer(kafka, error_cb=self._on_error)
+        self.processor = BatchProcessor(
+            settings, store, state, KafkaDeadLetterSink(self.producer, kafka.topics.dead_letter)
+        )
+
+    # ------------------------------------------------------------ lifecycle
+
+    def request_stop(self, *_: Any) -> None:
+        if not self.stopping:
+            log.info("event=stop_requested action=finish_batch_commit_close")
+        self.stopping = True
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def run(self) -> int:
+        topics = [self.settings.kafka.topics.events, self.settings.kafka.topics.items]
+        try:
+            if self._with_backoff(self._ensure_indexes) is None:
+                return 0
+            self.consumer.subscribe(
+                topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
+            log.info(
+                "event=consumer_started group=%s topics=%s", self.settings.kafka.group_id, ",".join(topics)
+            )
+            while not self.stopping:
+                self._check_fatal()
+                batch = self._carry + self._decode(
+                    self.consumer.consume(
+                        self.settings.consumer.batch_size, self.settings.consumer.batch_wait_s
+                    )
+                )
+                self._carry = []
+                if batch:
+                    self._handle(batch)
+                self._update_lag()
+            return 0
+        finally:
+            self._close()
+
+    def _ensure_indexes(self) -> bool:
+        self.store.ensure_indexes()
+        return True
+
+    def _close(self) -> None:
+        try:
+            self.consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("event=consumer_close_failed error=%s", exc)
+        self.producer.flush(5.0)
+        log.info("event=consumer_stopped")
+
+    # ------------------------------------------------------------ batches
+
+    def _decode(self, msgs: list[Message]) -> list[RawMessage]:
+        out: list[RawMessage] = []
+        for msg in msgs:
+            err = msg.error()
+            if err is None:
+                out.append(to_raw(msg))
+            elif is_fatal(err):
+                raise FatalKafkaError(f"fatal Kafka error, stopping: {err.str()}")
+            elif err.code() != KafkaError._PARTITION_EOF:
+                log.warning("event=kafka_error code=%s error=%s", err.name(), err.str())
+        return out
+
+    def _handle(self, batch: list[RawMessage]) -> None:
+        self._pending = batch
+        started = time.monotonic()
+        outcome = self._with_backoff(lambda: self.processor.process(self._pending))
+        if outcome is None:
+            log.warning("event=batch_abandoned reason=stopping uncommitted=%d", len(self._pending))
+            return
+        metrics.BATCH_SECONDS.observe(time.monotonic() - started)
+        for (kind, result), n in outcome.counts.items():
+            metrics.EVENTS.labels(type=kind, outcome=result).inc(n)
+        self._commit(outcome)
+        self._pending = []
+
+    def _commit(self, outcome: BatchOutcome) -> None:
+        self._uncommitted.update(outcome.commit)
+        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._uncommitted.items() if (t, p) in assigned]
+        if not offsets:
+            self._uncommitted.clear()
+            return
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+            metrics.COMMITS.inc()
+            self._uncommitted.clear()
+        except KafkaException as exc:
+            # Not fatal: the records come again and the applied offsets absorb them.
+            log.warning("event=commit_failed partitions=%d error=%s", len(offsets), exc)
+
+    # ------------------------------------------------------------ outages
+
+    def _with_backoff(self, fn: Callable[[], T]) -> T | None:
+        """Run ``fn`` until it succeeds or a stop is requested (then None)."""
+        retrying = Retrying(
+            retry=retry_if_exception_type(SinkUnavailable),
+            wait=wait_exponential(
+                multiplier=self.settings.consumer.backoff_initial_s,
+                min=self.settings.consumer.backoff_initial_s,
+                max=self.settings.consumer.backoff_max_s,
+            ),
+            stop=lambda _state: self.stopping,
+            sleep=self._sleep_polling,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        try:
+            result = retrying(lambda: self._as_sink_error(fn))
+        except SinkUnavailable:
+            if self.stopping:
+                return None
+            raise
+        if self._paused:
+            self._resume()
+        return result
+
+    @staticmethod
+    def _as_sink_error(fn: Callable[[], T]) -> T:
+        from pymongo.errors import PyMongoError
+        from redis.exceptions import RedisError
+
+        try:
+            return fn()
+        except PyMongoError as exc:
+            raise SinkUnavailable("mongo", exc) from exc
+        except RedisError as exc:
+            raise SinkUnavailable("redis", exc) from exc
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        sink = exc.sink if isinstance(exc, SinkUnavailable) else "unknown"
+        error = exc.error if isinstance(exc, SinkUnavailable) else exc
+        delay = state.next_action.sleep if state.next_action else 0.0
+        metrics.SINK_RETRIES.labels(sink=sink).inc()
+        log.warning(
+            "event=sink_unavailable sink=%s attempt=%d retry_in_s=%.1f error=%s",
+            sink,
+            state.attempt_number,
+            delay,
+            _short(error),
+        )
+
+    def _sleep_polling(self, seconds: float) -> None:
+        """Wait while serving the group protocol (rebalances, liveness) on paused partitions."""
+        if not self._paused:
+            self._pause()
+        deadline = time.monotonic() + seconds
+        while not self.stopping and (left := deadline - time.monotonic()) > 0:
+            msg = self.consumer.poll(min(left, 0.5))
+            if msg is not None:
+                # A record fetched before the pause took effect: keep it for after the batch.
+                self._carry += self._decode([msg])
+            self._check_fatal()
+
+    def _pause(self) -> None:
+        assignment = self.consumer.assignment()
+        if assignment:
+            self.consumer.pause(assignment)
+        self._paused = True
+        log.info("event=partitions_paused count=%d", len(assignment))
+
+    def _resume(self) -> None:
+        assignment = self.consumer.assignment()
+        if assignment:
+            self.consumer.resume(assignment)
+        self._paused = False
+        log.info("event=sink_recovered partitions_resumed=%d", len(assignment))
+
+    # ------------------------------------------------------------ Kafka callbacks
+
+    def _on_error(self, err: KafkaError) -> None:
+        if is_fatal(err):
+            self._fatal = err.str()
+        else:
+            log.warning("event=kafka_client_error code=%s error=%s", err.name(), err.str())
+
+    def _check_fatal(self) -> None:
+        if self._fatal:
+            raise FatalKafkaError(f"fatal Kafka error, stopping: {self._fatal}")
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("event=partitions_assigned partitions=%s", _fmt(partitions))
+
+    def _drop(self, partitions: list[TopicPartition]) -> set[TP]:
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        # Records of partitions this member no longer owns are the new owner's to process.
+        self._pending[:] = [m for m in self._pending if m.tp not in gone]
+        self._carry = [m for m in self._carry if m.tp not in gone]
+        return gone
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = self._drop(partitions)
+        done = [TopicPartition(t, p, o) for (t, p), o in self._uncommitted.items() if (t, p) in gone]
+        if done:
+            try:
+                consumer.commit(offsets=done, asynchronous=False)
+                metrics.COMMITS.inc()
+            except KafkaException as exc:
+                log.warning("event=commit_on_revoke_failed error=%s", exc)
+        for tp in gone:
+            self._uncommitted.pop(tp, None)
+        log.info("event=partitions_revoked partitions=%s", _fmt(partitions))
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in self._drop(partitions):
+            self._uncommitted.pop(tp, None)
+        log.warning("event=partitions_lost partitions=%s", _fmt(partitions))
+
+    def _update_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._lag_at < LAG_EVERY_S:
+            return
+        self._lag_at = now
+        try:
+            assignment = self.consumer.assignment()
+            lag = 0
+            for tp in self.consumer.position(assignment):
+                _low, high = self.consumer.get_watermark_offsets(tp, cached=True) or (-1, -1)
+                if tp.offset >= 0 and high >= 0:
+                    lag += max(0, high - tp.offset)
+            metrics.LAG.set(lag)
+        except KafkaException as exc:
+            log.debug("event=lag_unavailable error=%s", exc)
+
+
+def _short(error: BaseException | None) -> str:
+    """First line of an error, without pymongo's topology dump."""
+    text = str(error).splitlines()[0] if error is not None and str(error) else type(error).__name__
+    return text.split(", Timeout:")[0].split(" (configured timeouts")[0][:200]
+
+
+def _fmt(partitions: list[TopicPartition]) -> str:
+    return ",".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "-"

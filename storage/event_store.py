@@ -1,0 +1,302 @@
+"""MongoDB-held events and items: a port, the MongoDB adapter and an in-memory twin.
+
+``events._id`` is the event id, so storing the same event twice is a duplicate-key error (11000)
+that the adapter reports per document instead of raising. ``erasures`` lists users whose data was
+erased (retraining leaves them out); events that arrive after an erasure are stored again, since the
+user may come back, and a later erasure deletes them too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pymongo import ASCENDING, MongoClient, UpdateOne
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError
+
+from core.settings import MongoSettings
+
+log = logging.getLogger(__name__)
+
+DUPLICATE_KEY = 11000
+ITEM_FIELDS = ("title", "category", "price", "available", "properties")
+Doc = dict[str, Any]
+
+
+@dataclass
+class InsertResult:
+    inserted: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+
+
+class EventStore(Protocol):
+    def ensure_indexes(self) -> None: ...
+
+    def insert_events(self, docs: list[Doc]) -> InsertResult:
+        """Insert documents keyed by ``_id``; ids already stored come back as duplicates."""
+
+    def sources(self, event_ids: Iterable[str]) -> dict[str, Doc | None]:
+        """The ``src`` ({topic, partition, offset}) each stored event was first read from."""
+
+    def upsert_items(self, updates: list[Doc]) -> None:
+        """Apply partial item updates in order (``item_id`` plus the fields to set)."""
+
+    def get_items(self, item_ids: Iterable[str]) -> dict[str, Doc]: ...
+
+    def iter_items(self, batch_size: int = 5000) -> Iterator[list[Doc]]: ...
+
+    def iter_events(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        exclude_users: Iterable[str] = (),
+        batch_size: int = 5000,
+    ) -> Iterator[list[Doc]]:
+        """Events with since <= ts < until in ts order, as batches of dicts carrying ``event_id``."""
+
+    def count_events(self) -> int: ...
+
+    def erase_user(self, user_id: str) -> int:
+        """Delete the user's events, record the erasure; returns the number of events deleted."""
+
+    def erased_users(self) -> set[str]: ...
+
+    def ping(self) -> None: ...
+
+
+def _as_event(doc: Doc) -> Doc:
+    out = dict(doc)
+    out["event_id"] = out["_id"]
+    ts = out.get("ts")
+    if isinstance(ts, datetime) and ts.tzinfo is None:
+        out["ts"] = ts.replace(tzinfo=UTC)
+    return out
+
+
+def _as_item(doc: Doc) -> Doc:
+    out = dict(doc)
+    out["item_id"] = out["_id"]
+    return out
+
+
+def merge_item_updates(updates: list[Doc]) -> dict[str, Doc]:
+    """Fold updates to the same item into one $set (later fields win), keeping first-seen order."""
+    merged: dict[str, Doc] = {}
+    for update in updates:
+        fields = {k: v for k, v in update.items() if k in ITEM_FIELDS}
+        merged.setdefault(update["item_id"], {}).update(fields)
+    return merged
+
+
+class MongoEventStore:
+    def __init__(self, db: Database[Doc]) -> None:
+        self.db = db
+        self.events = db["events"]
+        self.items = db["items"]
+        self.erasures = db["erasures"]
+
+    @classmethod
+    def from_settings(cls, settings: MongoSettings, database: str | None = None) -> MongoEventStore:
+        client: MongoClient[Doc] = MongoClient(
+            settings.uri.get_secret_value(),
+            serverSelectionTimeoutMS=settings.timeout_ms,
+            connectTimeoutMS=settings.timeout_ms,
+            socketTimeoutMS=max(60_000, settings.timeout_ms),
+            tz_aware=True,
+        )
+        return cls(client[database or settings.database])
+
+    def close(self) -> None:
+        self.db.client.close()
+
+    def ensure_indexes(self) -> None:
+        # Two indexes only: every extra index slows every insert on the dev server.
+        self.events.create_index([("user_id", ASCENDING), ("ts", ASCENDING)], name="user_ts")
+        self.events.create_index([("ts", ASCENDING)], name="ts")
+
+    def insert_events(self, docs: list[Doc]) -> InsertResult:
+        if not docs:
+            return InsertResult()
+        try:
+            self.events.insert_many(docs, ordered=False)
+            return InsertResult(inserted=[d["_id"] for d in docs])
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            other = [e for e in errors if e.get("code") != DUPLICATE_KEY]
+            if other or exc.details.get("writeConcernErrors"):
+                raise
+            dup_idx = {int(e["index"]) for e in errors}
+            return InsertResult(
+                inserted=[d["_id"] for i, d in enumerate(docs) if i not in dup_idx],
+                duplicates=[docs[i]["_id"] for i in sorted(dup_idx)],
+            )
+
+    def sources(self, event_ids: Iterable[str]) -> dict[str, Doc | None]:
+        ids = list(dict.fromkeys(event_ids))
+        found = {d["_id"]: d.get("src") for d in self.events.find({"_id": {"$in": ids}}, {"src": 1})}
+        return {i: found.get(i) for i in ids}
+
+    def upsert_items(self, updates: list[Doc]) -> None:
+        merged = merge_item_updates(updates)
+        if not merged:
+            return
+        now = datetime.now(UTC)
+        ops = [
+            UpdateOne({"_id": iid}, {"$set": {**fields, "updated_at": now}}, upsert=True)
+            for iid, fields in merged.items()
+        ]
+        self.items.bulk_write(ops, ordered=True)
+
+    def get_items(self, item_ids: Iterable[str]) -> dict[str, Doc]:
+        ids = list(dict.fromkeys(item_ids))
+        return {d["_id"]: _as_item(d) for d in self.items.find({"_id": {"$in": ids}})}
+
+    def iter_items(self, batch_size: int = 5000) -> Iterator[list[Doc]]:
+        batch: list[Doc] = []
+        for doc in self.items.find({}, batch_size=batch_size):
+            batch.append(_as_item(doc))
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def iter_events(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        exclude_users: Iterable[str] = (),
+        batch_size: int = 5000,
+    ) -> Iterator[list[Doc]]:
+        query: Doc = {}
+        ts_range: Doc = {}
+        if since is not None:
+            ts_range["$gte"] = since
+        if until is not None:
+            ts_range["$lt"] = until
+        if ts_range:
+            query["ts"] = ts_range
+        excluded = sorted(set(exclude_users))
+        if excluded:
+            query["user_id"] = {"$nin": excluded}
+        batch: list[Doc] = []
+        cursor = self.events.find(query, {"ingested_at": 0}, batch_size=batch_size).sort("ts", ASCENDING)
+        for doc in cursor:
+            batch.append(_as_event(doc))
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def count_events(self) -> int:
+        return int(self.events.count_documents({}))
+
+    def erase_user(self, user_id: str) -> int:
+        deleted = int(self.events.delete_many({"user_id": user_id}).deleted_count)
+        self.erasures.update_one(
+            {"_id": user_id},
+            {"$set": {"erased_at": datetime.now(UTC)}, "$inc": {"events_deleted": deleted}},
+            upsert=True,
+        )
+        log.info("event=user_erased user_id=%s events_deleted=%d", user_id, deleted)
+        return deleted
+
+    def erased_users(self) -> set[str]:
+        return {str(d["_id"]) for d in self.erasures.find({}, {"_id": 1})}
+
+    def ping(self) -> None:
+        self.db.command("ping")
+
+
+class InMemoryEventStore:
+    """Same behaviour as ``MongoEventStore`` for unit tests; set ``fail_with`` to simulate an outage."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, Doc] = {}
+        self.items: dict[str, Doc] = {}
+        self.erasures: dict[str, Doc] = {}
+        self.fail_with: Exception | None = None
+
+    def _check(self) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+
+    def ensure_indexes(self) -> None:
+        self._check()
+
+    def insert_events(self, docs: list[Doc]) -> InsertResult:
+        self._check()
+        result = InsertResult()
+        for doc in docs:
+            if doc["_id"] in self.events:
+                result.duplicates.append(doc["_id"])
+            else:
+                self.events[doc["_id"]] = dict(doc)
+                result.inserted.append(doc["_id"])
+        return result
+
+    def sources(self, event_ids: Iterable[str]) -> dict[str, Doc | None]:
+        self._check()
+        return {i: (self.events[i].get("src") if i in self.events else None) for i in event_ids}
+
+    def upsert_items(self, updates: list[Doc]) -> None:
+        self._check()
+        for iid, fields in merge_item_updates(updates).items():
+            self.items.setdefault(iid, {"_id": iid}).update(fields)
+
+    def get_items(self, item_ids: Iterable[str]) -> dict[str, Doc]:
+        self._check()
+        return {i: _as_item(self.items[i]) for i in item_ids if i in self.items}
+
+    def iter_items(self, batch_size: int = 5000) -> Iterator[list[Doc]]:
+        docs = [_as_item(d) for d in self.items.values()]
+        for start in range(0, len(docs), batch_size):
+            yield docs[start : start + batch_size]
+
+    def iter_events(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        exclude_users: Iterable[str] = (),
+        batch_size: int = 5000,
+    ) -> Iterator[list[Doc]]:
+        self._check()
+        excluded = set(exclude_users)
+        docs = sorted(
+            (
+                _as_event(d)
+                for d in self.events.values()
+                if (since is None or d["ts"] >= since)
+                and (until is None or d["ts"] < until)
+                and d["user_id"] not in excluded
+            ),
+            key=lambda d: d["ts"],
+        )
+        for start in range(0, len(docs), batch_size):
+            yield docs[start : start + batch_size]
+
+    def count_events(self) -> int:
+        self._check()
+        return len(self.events)
+
+    def erase_user(self, user_id: str) -> int:
+        self._check()
+        doomed = [i for i, d in self.events.items() if d["user_id"] == user_id]
+        for i in doomed:
+            del self.events[i]
+        entry = self.erasures.setdefault(user_id, {"_id": user_id, "events_deleted": 0})
+        entry["erased_at"] = datetime.now(UTC)
+        entry["events_deleted"] += len(doomed)
+        return len(doomed)
+
+    def erased_users(self) -> set[str]:
+        self._check()
+        return set(self.erasures)
+
+    def ping(self) -> None:
+        self._check()

@@ -1,0 +1,384 @@
+"""Redis-held realtime state (key layout in ``core.keys``): port, Redis adapter, in-memory twin.
+
+Writers hand over a *plan*: a list of ``Op`` (one Redis command each) built by pure code, plus the
+Kafka offsets the plan covers. ``apply`` runs both in one MULTI/EXEC transaction, so a crash leaves
+either all of a batch's effects and its ``applied:{topic}:{partition}`` offsets, or none of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import redis
+
+from core.keys import WINDOWS, Keys
+from core.settings import RedisSettings
+
+log = logging.getLogger(__name__)
+
+OpName = Literal["zadd", "zincrby", "zremrangebyrank", "sadd", "srem", "incr", "expireat", "hset"]
+TopicPartition = tuple[str, int]
+Snapshot = dict[str, Any]
+SCORE_DIGITS = 6
+
+
+@dataclass(frozen=True)
+class Op:
+    """One Redis command. ``args`` per name:
+
+    zadd (member, score) · zincrby (member, amount) · zremrangebyrank (start, stop) ·
+    sadd/srem (member, ...) · incr () · expireat (unix_s,) · hset ((field, value), ...)
+    """
+
+    name: OpName
+    key: str
+    args: tuple[Any, ...] = ()
+
+
+class RealtimeState(Protocol):
+    keys: Keys
+
+    def apply(self, ops: list[Op], applied: Mapping[TopicPartition, int]) -> None:
+        """Run ``ops`` and set the applied offsets, atomically."""
+
+    def applied_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """Highest applied offset per partition; -1 where nothing was applied yet."""
+
+    def item_categories(self, item_ids: Iterable[str]) -> dict[str, str | None]: ...
+
+    def erase_user(self, user_id: str) -> int:
+        """Delete the user's keys and cached results; returns the number of keys deleted."""
+
+    def clear_derived(self) -> int:
+        """Delete every key under the prefix except markers and applied offsets (before a rebuild)."""
+
+    def snapshot(self, now_s: float) -> Snapshot:
+        """Comparable view of the state (markers and applied offsets excluded)."""
+
+    def ping(self) -> None: ...
+
+
+# ---------------------------------------------------------------- snapshot helpers (shared by both)
+
+
+def _txt(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _empty_snapshot() -> Snapshot:
+    return {
+        "recent": {},
+        "purchased": {},
+        "seen": {},
+        "pop": {"all": {}, **{w: {} for w in WINDOWS}},
+        "items": {},
+        "categories": {},
+        "unavailable": [],
+    }
+
+
+@dataclass
+class _SnapshotBuilder:
+    """Turns (key, value) pairs into a ``Snapshot``; ``value`` already read with the key's type."""
+
+    prefix: str
+    now_s: float
+    snap: Snapshot = field(default_factory=_empty_snapshot)
+
+    def kind(self, key: str) -> str | None:
+        """The data type a key needs to be read as, or None to skip it."""
+        rest = key[len(self.prefix) :]
+        if rest.startswith("user:"):
+            for suffix, kind in ((":recent", "zset"), (":purchased", "set"), (":seen", "set")):
+                if rest.endswith(suffix):
+                    return kind
+            return None
+        if rest.startswith("pop:"):
+            parts = rest.split(":")
+            if parts[1] == "all":
+                return "zset"
+            win = WINDOWS.get(parts[1])
+            if win is None or len(parts) != 3 or not parts[2].isdigit():
+                return None
+            first_live = win.bucket_start(self.now_s - win.length_s)
+            return "zset" if int(parts[2]) >= first_live else None
+        if rest.startswith("item:"):
+            return "hash"
+        if rest.startswith("cat:") or rest == "unavailable":
+            return "set"
+        return None
+
+    def add(self, key: str, value: Any) -> None:
+        rest = key[len(self.prefix) :]
+        snap = self.snap
+        if rest.startswith("user:"):
+            uid, _, what = rest[len("user:") :].rpartition(":")
+            if what == "recent":
+                snap["recent"][uid] = sorted(([m, s] for m, s in value.items()), key=lambda p: (-p[1], p[0]))
+            elif value:
+                snap[what][uid] = sorted(value)
+        elif rest.startswith("pop:"):
+            parts = rest.split(":")
+            scores = {m: round(s, SCORE_DIGITS) for m, s in value.items()}
+            if parts[1] == "all":
+                snap["pop"]["all"] = scores
+            elif scores:
+                snap["pop"][parts[1]][int(parts[2])] = scores
+        elif rest.startswith("item:"):
+            snap["items"][rest[len("item:") :]] = dict(value)
+        elif rest.startswith("cat:"):
+            if value:
+                snap["categories"][rest[len("cat:") :]] = sorted(value)
+        elif rest == "unavailable":
+            snap["unavailable"] = sorted(value)
+
+
+# ---------------------------------------------------------------- Redis adapter
+
+
+def make_redis(settings: RedisSettings) -> redis.Redis:
+    return redis.Redis.from_url(
+        settings.url.get_secret_value(),
+        socket_timeout=settings.timeout_s,
+        socket_connect_timeout=settings.timeout_s,
+        decode_responses=True,
+    )
+
+
+class RedisRealtimeState:
+    def __init__(self, client: redis.Redis, prefix: str = "sr:") -> None:
+        self.client = client
+        self.keys = Keys(prefix)
+
+    @classmethod
+    def from_settings(cls, settings: RedisSettings, prefix: str | None = None) -> RedisRealtimeState:
+        return cls(make_redis(settings), settings.key_prefix if prefix is None else prefix)
+
+    def apply(self, ops: list[Op], applied: Mapping[TopicPartition, int]) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        for op in ops:
+            _queue(pipe, op)
+        for (topic, partition), offset in applied.items():
+            pipe.set(self.keys.applied(topic, partition), offset)
+        pipe.execute()
+
+    def applied_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        parts = list(dict.fromkeys(partitions))
+        if not parts:
+            return {}
+        values = self.client.mget([self.keys.applied(t, p) for t, p in parts])
+        return {tp: int(v) if v is not None else -1 for tp, v in zip(parts, values, strict=True)}
+
+    def item_categories(self, item_ids: Iterable[str]) -> dict[str, str | None]:
+        ids = list(dict.fromkeys(item_ids))
+        pipe = self.client.pipeline(transaction=False)
+        for iid in ids:
+            pipe.hget(self.keys.item(iid), "category")
+        return {iid: (_txt(c) if c is not None else None) for iid, c in zip(ids, pipe.execute(), strict=True)}
+
+    def _scan(self, pattern: str) -> Iterator[str]:
+        for key in self.client.scan_iter(match=pattern, count=1000):
+            yield _txt(key)
+
+    def _delete(self, keys: Iterable[str]) -> int:
+        deleted = 0
+        chunk: list[str] = []
+        for key in keys:
+            chunk.append(key)
+            if len(chunk) >= 1000:
+                deleted += int(self.client.unlink(*chunk))
+                chunk = []
+        if chunk:
+            deleted += int(self.client.unlink(*chunk))
+        return deleted
+
+    def erase_user(self, user_id: str) -> int:
+        # Scan results are materialised first: deleting while scanning may skip keys.
+        keys = [*self._scan(_glob_escape(self.keys.user_pattern(user_id)))]
+        keys += [*self._scan(_glob_escape(self.keys.recs_cache_pattern(user_id)))]
+        return self._delete(keys)
+
+    def clear_derived(self) -> int:
+        keys = [k for k in self._scan(_glob_escape(self.keys.prefix) + "*") if _is_derived(self.keys, k)]
+        return self._delete(keys)
+
+    def snapshot(self, now_s: float) -> Snapshot:
+        builder = _SnapshotBuilder(self.keys.prefix, now_s)
+        todo = [
+            (k, kind) for k in self._scan(_glob_escape(self.keys.prefix) + "*") if (kind := builder.kind(k))
+        ]
+        for start in range(0, len(todo), 500):
+            chunk = todo[start : start + 500]
+            pipe = self.client.pipeline(transaction=False)
+            for key, kind in chunk:
+                if kind == "zset":
+                    pipe.zrange(key, 0, -1, withscores=True)
+                elif kind == "set":
+                    pipe.smembers(key)
+                else:
+                    pipe.hgetall(key)
+            for (key, kind), value in zip(chunk, pipe.execute(), strict=True):
+                if kind == "zset":
+                    value = {_txt(m): float(s) for m, s in value}
+                elif kind == "set":
+                    value = {_txt(m) for m in value}
+                else:
+                    value = {_txt(f): _txt(v) for f, v in value.items()}
+                builder.add(key, value)
+        return builder.snap
+
+    def ping(self) -> None:
+        self.client.ping()
+
+
+def _is_derived(keys: Keys, key: str) -> bool:
+    """Everything but markers (they must only grow) and applied offsets (they guard redelivery)."""
+    if key.startswith(keys.prefix + "applied:"):
+        return False
+    return not (key.startswith(keys.prefix + "user:") and key.endswith(":marker"))
+
+
+def _glob_escape(pattern: str) -> str:
+    """Escape glob characters in ids, keeping a trailing ``*`` wildcard."""
+    body, star = (pattern[:-1], "*") if pattern.endswith("*") else (pattern, "")
+    for ch in "\\[]?*":
+        body = body.replace(ch, "\\" + ch)
+    return body + star
+
+
+def _queue(pipe: Any, op: Op) -> None:
+    a = op.args
+    if op.name == "zadd":
+        pipe.zadd(op.key, {a[0]: a[1]})
+    elif op.name == "zincrby":
+        pipe.zincrby(op.key, a[1], a[0])
+    elif op.name == "zremrangebyrank":
+        pipe.zremrangebyrank(op.key, a[0], a[1])
+    elif op.name == "sadd":
+        pipe.sadd(op.key, *a)
+    elif op.name == "srem":
+        pipe.srem(op.key, *a)
+    elif op.name == "incr":
+        pipe.incr(op.key)
+    elif op.name == "expireat":
+        pipe.expireat(op.key, int(a[0]))
+    elif op.name == "hset":
+        pipe.hset(op.key, mapping=dict(a))
+    else:  # pragma: no cover - OpName is closed
+        raise ValueError(f"unknown op {op.name}")
+
+
+# ---------------------------------------------------------------- in-memory twin
+
+
+class InMemoryRealtimeState:
+    """Same behaviour as ``RedisRealtimeState`` for unit tests; set ``fail_with`` to simulate an outage."""
+
+    def __init__(self, prefix: str = "sr:") -> None:
+        self.keys = Keys(prefix)
+        self.strings: dict[str, str] = {}
+        self.zsets: dict[str, dict[str, float]] = {}
+        self.sets: dict[str, set[str]] = {}
+        self.hashes: dict[str, dict[str, str]] = {}
+        self.expire_at: dict[str, int] = {}
+        self.fail_with: Exception | None = None
+        self.transactions = 0
+
+    def _check(self) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+
+    def apply(self, ops: list[Op], applied: Mapping[TopicPartition, int]) -> None:
+        self._check()
+        for op in ops:
+            self._run(op)
+        for (topic, partition), offset in applied.items():
+            self.strings[self.keys.applied(topic, partition)] = str(offset)
+        self.transactions += 1
+
+    def _run(self, op: Op) -> None:
+        a, key = op.args, op.key
+        if op.name == "zadd":
+            self.zsets.setdefault(key, {})[a[0]] = float(a[1])
+        elif op.name == "zincrby":
+            z = self.zsets.setdefault(key, {})
+            z[a[0]] = z.get(a[0], 0.0) + float(a[1])
+        elif op.name == "zremrangebyrank":
+            z = self.zsets.get(key, {})
+            ranked = sorted(z.items(), key=lambda p: (p[1], p[0]))
+            n = len(ranked)
+            start, stop = (a[0] + n if a[0] < 0 else a[0]), (a[1] + n if a[1] < 0 else a[1])
+            if stop >= 0:  # Redis semantics: an out-of-range stop removes nothing
+                for member, _ in ranked[max(0, start) : stop + 1]:
+                    del z[member]
+        elif op.name == "sadd":
+            self.sets.setdefault(key, set()).update(a)
+        elif op.name == "srem":
+            s = self.sets.get(key, set())
+            s.difference_update(a)
+        elif op.name == "incr":
+            self.strings[key] = str(int(self.strings.get(key, "0")) + 1)
+        elif op.name == "expireat":
+            self.expire_at[key] = int(a[0])
+        elif op.name == "hset":
+            self.hashes.setdefault(key, {}).update({f: str(v) for f, v in a})
+        else:  # pragma: no cover
+            raise ValueError(f"unknown op {op.name}")
+        # Redis deletes empty containers; the twin does the same so key counts match.
+        for store in (self.zsets, self.sets):
+            if key in store and not store[key]:  # type: ignore[attr-defined]
+                del store[key]  # type: ignore[attr-defined]
+
+    def applied_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        self._check()
+        return {(t, p): int(self.strings.get(self.keys.applied(t, p), "-1")) for t, p in partitions}
+
+    def item_categories(self, item_ids: Iterable[str]) -> dict[str, str | None]:
+        self._check()
+        return {iid: self.hashes.get(self.keys.item(iid), {}).get("category") for iid in item_ids}
+
+    def _all_keys(self) -> list[str]:
+        return [*self.strings, *self.zsets, *self.sets, *self.hashes]
+
+    def _delete(self, keys: Iterable[str]) -> int:
+        deleted = 0
+        for key in keys:
+            hit = False
+            for store in (self.strings, self.zsets, self.sets, self.hashes):
+                if key in store:
+                    del store[key]  # type: ignore[attr-defined]
+                    hit = True
+            self.expire_at.pop(key, None)
+            deleted += hit
+        return deleted
+
+    def erase_user(self, user_id: str) -> int:
+        self._check()
+        user = self.keys.user_pattern(user_id)[:-1]
+        cache = self.keys.recs_cache_pattern(user_id)[:-1]
+        return self._delete([k for k in self._all_keys() if k.startswith((user, cache))])
+
+    def clear_derived(self) -> int:
+        self._check()
+        return self._delete([k for k in self._all_keys() if _is_derived(self.keys, k)])
+
+    def snapshot(self, now_s: float) -> Snapshot:
+        builder = _SnapshotBuilder(self.keys.prefix, now_s)
+        for key in self._all_keys():
+            kind = builder.kind(key)
+            if kind == "zset" and key in self.zsets:
+                builder.add(key, dict(self.zsets[key]))
+            elif kind == "set" and key in self.sets:
+                builder.add(key, set(self.sets[key]))
+            elif kind == "hash" and key in self.hashes:
+                builder.add(key, dict(self.hashes[key]))
+        return builder.snap
+
+    def ping(self) -> None:
+        self._check()
+
+    def marker(self, user_id: str) -> int:
+        return int(self.strings.get(self.keys.marker(user_id), "0"))

@@ -1,0 +1,84 @@
+"""MongoEventStore against the real MongoDB-wire server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from core.settings import Settings
+from storage.event_store import MongoEventStore
+
+T0 = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def doc(eid: str, user: str = "u1", minutes: int = 0, offset: int = 0) -> dict:
+    ts = T0 + timedelta(minutes=minutes)
+    return {
+        "_id": eid,
+        "user_id": user,
+        "item_id": "i1",
+        "event_type": "view",
+        "ts": ts,
+        "ts_ms": int(ts.timestamp() * 1000),
+        "value": None,
+        "session_id": None,
+        "properties": None,
+        "src": {"topic": "ev", "partition": 0, "offset": offset},
+        "ingested_at": T0,
+    }
+
+
+@pytest.fixture
+def store(settings: Settings):
+    s = MongoEventStore.from_settings(settings.mongo)
+    s.ensure_indexes()
+    yield s
+    s.close()
+
+
+def test_insert_uses_event_id_and_reports_duplicates(store: MongoEventStore, mongo_db) -> None:
+    first = store.insert_events([doc("e1", offset=0), doc("e2", offset=1)])
+    assert sorted(first.inserted) == ["e1", "e2"] and first.duplicates == []
+    again = store.insert_events([doc("e3", offset=2), doc("e1", offset=9), doc("e4", offset=3), doc("e2")])
+    assert sorted(again.inserted) == ["e3", "e4"]
+    assert sorted(again.duplicates) == ["e1", "e2"]
+    assert mongo_db["events"].count_documents({}) == 4
+    stored = mongo_db["events"].find_one({"_id": "e1"})
+    assert stored["src"] == {"topic": "ev", "partition": 0, "offset": 0}  # the first write wins
+    assert store.sources(["e1", "nope"]) == {"e1": {"topic": "ev", "partition": 0, "offset": 0}, "nope": None}
+    names = {ix["name"] for ix in mongo_db["events"].list_indexes()}
+    assert {"user_ts", "ts"} <= names
+
+
+def test_items_upsert_partially(store: MongoEventStore) -> None:
+    store.upsert_items([{"item_id": "i1", "title": "Mug", "category": "kitchen", "price": 3.0}])
+    store.upsert_items([{"item_id": "i1", "available": False}, {"item_id": "i2", "title": "Pot"}])
+    items = store.get_items(["i1", "i2", "i3"])
+    assert set(items) == {"i1", "i2"}
+    assert (items["i1"]["title"], items["i1"]["category"], items["i1"]["available"]) == (
+        "Mug",
+        "kitchen",
+        False,
+    )
+    assert sum(len(b) for b in store.iter_items(batch_size=1)) == 2
+
+
+def test_iter_events_filters_orders_and_erases(store: MongoEventStore) -> None:
+    store.insert_events(
+        [doc("late", minutes=30), doc("early", minutes=1), doc("mid", "u2", 10), doc("x", "u3", 20)]
+    )
+    got = [d["event_id"] for b in store.iter_events(batch_size=2) for d in b]
+    assert got == ["early", "mid", "x", "late"]
+    window = store.iter_events(
+        since=T0 + timedelta(minutes=5), until=T0 + timedelta(minutes=30), exclude_users={"u3"}
+    )
+    batches = list(window)
+    assert [d["event_id"] for b in batches for d in b] == ["mid"]
+    assert batches[0][0]["ts"] == T0 + timedelta(minutes=10)  # tz-aware UTC
+    assert store.count_events() == 4
+    assert store.erase_user("u1") == 2
+    assert store.erased_users() == {"u1"}
+    assert store.count_events() == 2
+    store.insert_events([doc("back", "u1", 40)])  # a user may come back after erasure
+    assert store.count_events() == 3
