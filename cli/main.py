@@ -13,7 +13,9 @@ from core.errors import StreamrecError
 # Each module registers its commands on cli.app when imported.
 COMMAND_MODULES = (
     "cli.bench_ingest",
+    "cli.bench_serve",
     "cli.consume",
+    "cli.demo",
     "cli.devstack",
     "cli.produce",
     "cli.replay",

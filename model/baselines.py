@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 logger = logging.getLogger(__name__)
 
@@ -32,35 +33,39 @@ class Popularity:
 
 
 class EASE:
-    """Steck 2019. Catalogs above ``max_items`` keep only the most popular items (others score -inf),
-    since the dense item-item inverse would not fit in memory."""
+    """Steck 2019, exact. With fewer users than items it uses the Woodbury identity, so only a
+    users x users matrix is inverted; the scores of unseen items are identical to the primal form."""
 
-    def __init__(self, lam: float = 200.0, max_items: int = 12_000) -> None:
+    def __init__(self, lam: float = 200.0) -> None:
         self.lam = lam
-        self.max_items = max_items
         self._b = np.zeros((0, 0), dtype=np.float32)
-        self._cols = np.zeros(0, dtype=np.int64)
+        self._dual_items = np.zeros((0, 0), dtype=np.float32)
         self._train: sp.csr_matrix | None = None
 
     def fit(self, train: sp.csr_matrix) -> None:
-        pop = np.asarray(train.sum(axis=0)).ravel()
-        cols = np.argsort(-pop, kind="stable")[: self.max_items]
-        self._cols = np.sort(cols)
-        x = train[:, self._cols]
-        gram = (x.T @ x).toarray().astype(np.float64)
-        gram[np.diag_indices_from(gram)] += self.lam
-        p = np.linalg.inv(gram)
-        b = p / (-np.diag(p))
-        b[np.diag_indices_from(b)] = 0.0
-        self._b = b.astype(np.float32)
-        self._train = train
+        self._train = train.astype(np.float64).tocsr()
+        n_users, n_items = train.shape
+        if n_items <= n_users:
+            gram = (self._train.T @ self._train).toarray()
+            gram[np.diag_indices_from(gram)] += self.lam
+            p = np.linalg.inv(gram)
+            b = p / (-np.diag(p))
+            b[np.diag_indices_from(b)] = 0.0
+            self._b = b.astype(np.float32)
+            return
+        x = self._train
+        k = np.linalg.inv((x @ x.T).toarray() + self.lam * np.eye(n_users))
+        kx = np.asarray(x.T @ k).T  # (users, items) = K X
+        diag_p = (1.0 - np.asarray(x.multiply(kx).sum(axis=0)).ravel()) / self.lam
+        # Score of unseen item j: (x_u X^T K X)_j / (lam * P_jj).
+        self._dual_items = (kx / (self.lam * diag_p)).astype(np.float32)
 
     def score(self, rows: np.ndarray) -> np.ndarray:
         assert self._train is not None
-        n_items = self._train.shape[1]
-        out = np.full((len(rows), n_items), -np.inf, dtype=np.float32)
-        out[:, self._cols] = self._train[rows][:, self._cols] @ self._b
-        return out
+        hist = self._train[rows]
+        if self._b.size:
+            return np.asarray(hist @ self._b)
+        return np.asarray((hist @ self._train.T) @ self._dual_items)
 
 
 class ItemKNN:
@@ -131,10 +136,14 @@ class ImplicitFactors:
                 random_state=self.seed, num_threads=self.threads, calculate_training_loss=False, **self.params
             )
         elif self.kind == "bpr":
-            model = BayesianPersonalizedRanking(random_state=self.seed, num_threads=self.threads, **self.params)
+            model = BayesianPersonalizedRanking(
+                random_state=self.seed, num_threads=self.threads, **self.params
+            )
         else:
             raise ValueError(f"unknown implicit model {self.kind!r}")
-        model.fit(train.astype(np.float32).tocsr(), show_progress=False)
+        # implicit runs its own threads; a multi-threaded BLAS underneath them oversubscribes or hangs.
+        with threadpool_limits(limits=1, user_api="blas"):
+            model.fit(train.astype(np.float32).tocsr(), show_progress=False)
         self._user = np.asarray(model.user_factors)
         self._item = np.asarray(model.item_factors)
 

@@ -36,11 +36,12 @@ def ndcg_at_k(hits: np.ndarray, n_test: np.ndarray, k: int) -> np.ndarray:
     dcg = (hits[:, :k] * discounts).sum(axis=1)
     ideal_cum = np.concatenate([[0.0], np.cumsum(discounts)])
     idcg = ideal_cum[np.minimum(k, n_test).astype(int)]
-    return np.divide(dcg, idcg, out=np.zeros(len(idcg)), where=idcg > 0)
+    out: np.ndarray = np.divide(dcg, idcg, out=np.zeros(len(idcg)), where=idcg > 0)
+    return out
 
 
 def hr_at_k(hits: np.ndarray, k: int) -> np.ndarray:
-    return hits[:, :k].any(axis=1).astype(np.float64)
+    return np.asarray(hits[:, :k].any(axis=1), dtype=np.float64)
 
 
 def summarize(top_items: np.ndarray, test: sp.csr_matrix, ks: tuple[int, ...] = (10, 20)) -> dict[str, float]:

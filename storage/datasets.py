@@ -44,7 +44,9 @@ class EventTable:
         return len(self.user_id)
 
     def rows(self) -> Iterator[Row]:
-        for u, i, e, v, t in zip(self.user_id, self.item_id, self.event_type, self.value, self.ts_ms, strict=True):
+        for u, i, e, v, t in zip(
+            self.user_id, self.item_id, self.event_type, self.value, self.ts_ms, strict=True
+        ):
             yield str(u), str(i), str(e), None if np.isnan(v) else float(v), int(t)
 
 
@@ -74,7 +76,9 @@ def read_movielens_latest(path: Path) -> EventTable:
     rows: list[Row] = []
     with open(path, newline="", encoding="utf-8") as fh:
         for rec in csv.DictReader(fh):
-            rows.append((rec["userId"], rec["movieId"], "rate", float(rec["rating"]), int(rec["timestamp"]) * 1000))
+            rows.append(
+                (rec["userId"], rec["movieId"], "rate", float(rec["rating"]), int(rec["timestamp"]) * 1000)
+            )
     return _table(rows)
 
 
@@ -144,7 +148,11 @@ def load_dataset(name: str, data_dir: Path | None = None, path: Path | None = No
             raise DatasetError("the csv data set needs a path")
         return read_events_csv(path)
     file = dataset_path(name, data_dir or DEFAULT_DATA_DIR)
-    readers = {"ml-latest-small": read_movielens_latest, "ml-100k": read_movielens_100k, "taobao": read_taobao}
+    readers = {
+        "ml-latest-small": read_movielens_latest,
+        "ml-100k": read_movielens_100k,
+        "taobao": read_taobao,
+    }
     table = readers[name](file)
     logger.info("dataset_read name=%s events=%d", name, len(table))
     return table

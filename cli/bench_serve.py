@@ -1,0 +1,450 @@
+"""Commands `streamrec bench serve` and `streamrec bench freshness`.
+
+serve: a synthetic model (clustered embeddings through the real artifact + FAISS index code) is
+published to a scratch registry, Redis gets popularity and recent events, and `streamrec serve`
+runs in a subprocess. ``wrk`` (closed loop, random user ids) measures the saturating rate of the
+recommendations endpoint and of /healthz (the framework ceiling); then an open-loop generator in a
+separate process sends requests at half the saturating rate and reports latency measured from each
+request's scheduled send time (no coordinated omission).
+
+freshness: consumer and API running; a click for a fresh user is produced to Kafka and the API is
+polled until that user's recommendations change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cli.app import bench_app
+from core.errors import MissingTool, StreamrecError
+
+WRK_REQUEST = """
+math.randomseed(os.time())
+local users = {users}
+request = function()
+  return wrk.format("GET", "/v1/users/u" .. math.random(0, users - 1) .. "/recommendations?k=10")
+end
+"""
+# Prints one machine-readable line; used by both runs.
+WRK_DONE = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,' ..
+    '"timeout":%d,"p50_us":%f,"p99_us":%f}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+# ---------------------------------------------------------------- synthetic model and Redis state
+
+
+def synthetic_arrays(items: int, users: int, dim: int, seed: int = 0) -> dict[str, Any]:
+    """Clustered embeddings: items near one of ~sqrt(items) centres, users near one or two centres."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n_centres = max(8, int(items**0.5))
+    centres = rng.normal(size=(n_centres, dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    item_centre = rng.integers(0, n_centres, items)
+    item_emb = centres[item_centre] + 0.35 * rng.normal(size=(items, dim)).astype(np.float32) / dim**0.5
+    user_emb = centres[rng.integers(0, n_centres, users)] + 0.5 * centres[rng.integers(0, n_centres, users)]
+    popularity = rng.zipf(1.3, items).astype(np.float32)
+    return {
+        "item_ids": np.array([f"i{j}" for j in range(items)]),
+        "item_emb": item_emb.astype(np.float32),
+        "user_ids": np.array([f"u{j}" for j in range(users)]),
+        "user_emb": user_emb.astype(np.float32),
+        "popularity": np.minimum(popularity, 1e6),
+    }
+
+
+def publish_synthetic(settings: Any, arrays: dict[str, Any], index: str = "auto") -> tuple[int, str]:
+    from serving.embedding_model import build_index, to_files
+    from storage.model_registry import open_model_registry
+
+    model_settings = settings.model
+    if index != "auto":
+        # exact: every catalog size below the limit; hnsw: a limit of 1 item forces the graph index.
+        limit = len(arrays["item_ids"]) if index == "exact" else 1
+        model_settings = model_settings.model_copy(update={"exact_search_max_items": limit})
+    index_obj, kind = build_index(arrays["item_emb"], model_settings)
+    files = to_files(arrays, index_obj)
+    registry = open_model_registry(settings)
+    try:
+        version = registry.publish(files, {"metrics": {"synthetic": True}})
+        registry.promote(version, "serving benchmark")
+    finally:
+        registry.close()
+    return version, kind
+
+
+def seed_redis(settings: Any, arrays: dict[str, Any], session_users: int, seed: int = 1) -> None:
+    """Popularity for the top items, a few recent clicks for some users, a few unavailable items."""
+    import numpy as np
+    import redis
+
+    from core.keys import Keys
+
+    keys = Keys(settings.redis.key_prefix)
+    rng = np.random.default_rng(seed)
+    items = arrays["item_ids"]
+    pop = arrays["popularity"]
+    client = redis.Redis.from_url(settings.redis.url.get_secret_value())
+    try:
+        top = np.argsort(-pop)[:5000]
+        pipe = client.pipeline(transaction=False)
+        pipe.zadd(keys.pop_all(), {str(items[j]): float(pop[j]) for j in top})
+        pipe.sadd(keys.unavailable(), *[str(items[j]) for j in top[:20:4]])
+        now = int(time.time() * 1000)
+        for u in range(session_users):
+            uid = f"u{u}"
+            for n, j in enumerate(rng.integers(0, len(items), 5)):
+                member = orjson.dumps({"e": f"b{u}-{n}", "i": str(items[j]), "t": "click"})
+                pipe.zadd(keys.recent(uid), {member: now - n * 1000})
+            pipe.set(keys.marker(uid), 5)
+            if u % 500 == 499:
+                pipe.execute()
+        pipe.execute()
+    finally:
+        client.close()
+
+
+# ---------------------------------------------------------------- load generators
+
+
+def run_wrk(url: str, duration: int, connections: int, script: Path | None) -> dict[str, Any]:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise MissingTool("wrk is not installed; install it (apt-get install wrk) to run this benchmark")
+    cmd = [wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "5s"]
+    if script is not None:
+        cmd += ["-s", str(script)]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=duration + 60, check=False)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
+    if line is None:
+        raise StreamrecError(f"wrk produced no summary: {out.stdout[-500:]} {out.stderr[-500:]}")
+    raw = orjson.loads(line.removeprefix("WRKJSON "))
+    errors = sum(raw[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return {
+        "rps": raw["requests"] / (raw["duration_us"] / 1e6),
+        "requests": raw["requests"],
+        "p50_ms": raw["p50_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "errors": errors,
+    }
+
+
+async def _open_loop(
+    host: str, port: int, rate: float, duration: float, users: int, max_conns: int
+) -> dict[str, Any]:
+    import random
+
+    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    opened = 0
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(scheduled: float) -> None:
+        nonlocal opened, errors
+        if pool.empty() and opened < max_conns:
+            opened += 1
+            pool.put_nowait(await asyncio.open_connection(host, port))
+        reader, writer = await pool.get()
+        path = f"/v1/users/u{random.randrange(users)}/recommendations?k=10"
+        try:
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            await reader.readexactly(length)
+            if not head.startswith(b"HTTP/1.1 200"):
+                errors += 1
+            latencies.append(time.perf_counter() - scheduled)
+            pool.put_nowait((reader, writer))
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            errors += 1
+            opened -= 1
+            writer.close()
+
+    start = time.perf_counter()
+    tasks: list[asyncio.Task[None]] = []
+    n = 0
+    while True:
+        scheduled = start + n / rate
+        if scheduled - start > duration:
+            break
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(scheduled)))
+        n += 1
+    await asyncio.gather(*tasks, return_exceptions=True)
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return (
+            latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else float("nan")
+        )
+
+    return {"sent": n, "completed": len(latencies), "errors": errors, "p50_ms": pct(0.5), "p99_ms": pct(0.99)}
+
+
+def open_loop_main() -> None:
+    """Entry point of the load-generator subprocess: argv = host port rate duration users."""
+    host, port, rate, duration, users = sys.argv[1], int(sys.argv[2]), *map(float, sys.argv[3:6])
+    result = asyncio.run(_open_loop(host, port, rate, duration, int(users), max_conns=256))
+    sys.stdout.write("OPENLOOP " + orjson.dumps(result).decode() + "\n")
+
+
+def run_open_loop(host: str, port: int, rate: float, duration: float, users: int) -> dict[str, Any]:
+    code = "from cli.bench_serve import open_loop_main; open_loop_main()"
+    args = [sys.executable, "-c", code, host, str(port), str(rate), str(duration), str(users)]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=duration + 120, check=False)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("OPENLOOP ")), None)
+    if line is None:
+        raise StreamrecError(f"open-loop generator failed: {out.stderr[-800:]}")
+    return dict(orjson.loads(line.removeprefix("OPENLOOP ")))
+
+
+# ---------------------------------------------------------------- plumbing
+
+
+@contextlib.contextmanager
+def scratch_stack(label: str, console: Console) -> Iterator[Any]:
+    from cli.context import configure_logging, load_settings
+    from cli.processes import drop_scratch, ensure_devstack, scratch_settings
+
+    settings = load_settings()
+    configure_logging("WARNING")
+    with console.status("checking the dev stack"):
+        stack = ensure_devstack(settings)
+    if stack.started:
+        console.print("started the dev stack for this run (it is stopped at the end)")
+    run_settings = scratch_settings(stack.settings, label)
+    try:
+        yield run_settings
+    finally:
+        try:
+            drop_scratch(run_settings)
+        finally:
+            stack.stop()
+
+
+def serving_settings(settings: Any, port: int, workers_note: int = 1) -> Any:
+    serving = settings.serving.model_copy(
+        update={"host": "127.0.0.1", "port": port, "public_read": True, "model_poll_s": 1.0}
+    )
+    return settings.model_copy(update={"serving": serving, "log_level": "WARNING"})
+
+
+def start_api(settings: Any, log_dir: Path, workers: int) -> Any:
+    import httpx
+
+    from cli.processes import start_streamrec
+
+    proc = start_streamrec(["serve", "--workers", str(workers)], settings, name="serve", log_dir=log_dir)
+    url = f"http://127.0.0.1:{settings.serving.port}/readyz"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(url, timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    proc.wait_until(ready, 300, "GET /readyz answers 200 (model loaded)", interval_s=0.5)
+    return proc
+
+
+def write_report(path: Path, report: dict[str, Any], console: Console, title: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in report.items():
+        if not isinstance(value, dict | list):
+            table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    console.print(f"wrote {path}")
+
+
+# ---------------------------------------------------------------- commands
+
+
+@bench_app.command("serve")
+def bench_serve(
+    items: int = typer.Option(100_000, "--items", min=10),
+    users: int = typer.Option(50_000, "--users", min=10),
+    duration: int = typer.Option(30, "--duration", min=3, help="Seconds per closed-loop run."),
+    json_path: Path = typer.Option(..., "--json", help="Where to write the JSON report."),
+    workers: int = typer.Option(1, "--workers", min=1),
+    connections: int = typer.Option(32, "--connections", min=1),
+    dim: int = typer.Option(64, "--dim", min=4, help="Embedding dimension of the synthetic model."),
+    index: str = typer.Option(
+        "auto", "--index", help="auto (exact below model.exact_search_max_items, HNSW above), exact or hnsw."
+    ),
+) -> None:
+    """Requests/s and latency of GET recommendations vs /healthz, then p99 at half the saturating rate."""
+    from cli.processes import free_port
+
+    if index not in ("auto", "exact", "hnsw"):
+        raise StreamrecError(f"--index must be auto, exact or hnsw, got {index!r}")
+    console = Console()
+    with scratch_stack("serve", console) as base:
+        settings = serving_settings(base, free_port())
+        with console.status(f"building a synthetic model: {items} items, {users} users, dim {dim}"):
+            arrays = synthetic_arrays(items, users, dim)
+            version, index_kind = publish_synthetic(settings, arrays, index)
+            seed_redis(settings, arrays, session_users=min(users, 10_000))
+        log_dir = Path(tempfile.mkdtemp(prefix="streamrec-bench-serve-"))
+        with console.status("starting the API (loading the model)"):
+            proc = start_api(settings, log_dir, workers)
+        try:
+            base_url = f"http://127.0.0.1:{settings.serving.port}"
+            script = log_dir / "recs.lua"
+            script.write_text(WRK_REQUEST.format(users=users) + WRK_DONE)
+            summary_script = log_dir / "summary.lua"
+            summary_script.write_text(WRK_DONE)
+            with console.status("warm-up"):
+                run_wrk(base_url + "/", 3, connections, script)
+            with console.status(f"closed loop: recommendations for {duration}s"):
+                recs = run_wrk(base_url + "/", duration, connections, script)
+            with console.status(f"closed loop: /healthz for {duration}s"):
+                health = run_wrk(base_url + "/healthz", duration, connections, summary_script)
+            rate = recs["rps"] / 2
+            with console.status(f"open loop: {rate:.0f} req/s for {duration}s"):
+                half = run_open_loop("127.0.0.1", settings.serving.port, rate, duration, users)
+        finally:
+            proc.stop()
+    report = {
+        "items": items,
+        "users": users,
+        "dim": dim,
+        "index": index_kind,
+        "model_version": version,
+        "workers": workers,
+        "connections": connections,
+        "duration_s": duration,
+        "rps": recs["rps"],
+        "healthz_rps": health["rps"],
+        "ratio": recs["rps"] / health["rps"] if health["rps"] else 0.0,
+        "p50_ms": half["p50_ms"],
+        "p99_ms": half["p99_ms"],
+        "errors": recs["errors"] + half["errors"],
+        "saturated_p50_ms": recs["p50_ms"],
+        "saturated_p99_ms": recs["p99_ms"],
+        "healthz_p99_ms": health["p99_ms"],
+        "half_rate_rps": rate,
+        "half_rate_sent": half["sent"],
+        "half_rate_completed": half["completed"],
+        "healthz_errors": health["errors"],
+        "targets": {"ratio_min": 0.5, "p99_ms_max": 25.0, "errors": 0},
+        "cpu_cores": _cores(),
+    }
+    write_report(json_path, report, console, "bench serve")
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@bench_app.command("freshness")
+def bench_freshness(
+    json_path: Path = typer.Option(..., "--json", help="Where to write the JSON report."),
+    samples: int = typer.Option(30, "--samples", min=3),
+    items: int = typer.Option(2000, "--items", min=10),
+) -> None:
+    """Seconds from producing a user's event to Kafka until GET recommendations reflects it."""
+    import random
+
+    import httpx
+
+    from cli.processes import create_topics, free_port, start_consumer
+    from core.events import InteractionEvent
+    from storage.kafka import flush_or_raise, make_producer
+
+    console = Console()
+    with scratch_stack("freshness", console) as base:
+        settings = serving_settings(base, free_port())
+        arrays = synthetic_arrays(items, 100, 32)
+        publish_synthetic(settings, arrays)
+        log_dir = Path(tempfile.mkdtemp(prefix="streamrec-bench-freshness-"))
+        create_topics(settings)
+        consumer = start_consumer(settings, log_dir=log_dir)
+        try:
+            with console.status("starting the API"):
+                api = start_api(settings, log_dir, 1)
+            try:
+                producer = make_producer(settings.kafka, **{"linger.ms": 0})
+                client = httpx.Client(base_url=f"http://127.0.0.1:{settings.serving.port}", timeout=5.0)
+                rng = random.Random(3)
+                delays: list[float] = []
+                timeouts = 0
+                for n in range(samples + 1):  # the first sample waits for the consumer's group join
+                    user = f"fresh-{n}-{rng.randrange(10**9)}"
+                    url = f"/v1/users/{user}/recommendations"
+                    before = client.get(url, params={"k": 10}).json()["items"]
+                    event = InteractionEvent.model_validate(
+                        {
+                            "event_id": f"fr-{user}",
+                            "event_type": "click",
+                            "user_id": user,
+                            "item_id": str(arrays["item_ids"][rng.randrange(items)]),
+                            "timestamp": int(time.time() * 1000),
+                        }
+                    )
+                    sent = time.perf_counter()
+                    producer.produce(settings.kafka.topics.events, value=event.to_json(), key=user.encode())
+                    flush_or_raise(producer, 10)
+                    limit = 90.0 if n == 0 else 10.0
+                    while time.perf_counter() - sent < limit:
+                        if client.get(url, params={"k": 10}).json()["items"] != before:
+                            if n > 0:
+                                delays.append(time.perf_counter() - sent)
+                            break
+                        time.sleep(0.01)
+                    else:
+                        if n == 0:
+                            raise StreamrecError(f"the consumer applied nothing within 90s; see {log_dir}")
+                        timeouts += 1
+                client.close()
+            finally:
+                api.stop()
+        finally:
+            consumer.stop()
+    delays.sort()
+
+    def pct(p: float) -> float:
+        return delays[min(len(delays) - 1, int(p * len(delays)))] if delays else float("nan")
+
+    report = {
+        "p50_s": pct(0.5),
+        "p95_s": pct(0.95),
+        "max_s": delays[-1] if delays else float("nan"),
+        "samples": len(delays),
+        "timeouts": timeouts,
+        "target_p95_s": 1.0,
+    }
+    write_report(json_path, report, console, "bench freshness")

@@ -1,0 +1,245 @@
+"""`streamrec retrain` and `streamrec model list|show|promote|rollback`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cli.app import app, model_app
+from cli.context import configure_logging, load_settings
+from core.errors import ConfigError, DependencyUnavailable, StreamrecError
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+    from retrain.pipeline import RetrainResult
+    from storage.model_registry import ModelRecord
+
+log = logging.getLogger(__name__)
+console = Console()
+# How often `--every ... --after-events N` counts the stored events.
+EVENT_COUNT_POLL_S = 10.0
+
+
+@contextmanager
+def _mongo_guard(settings: Settings) -> Iterator[None]:
+    from pymongo.errors import ConnectionFailure, PyMongoError
+
+    try:
+        yield
+    except ConnectionFailure as exc:
+        raise DependencyUnavailable(
+            f"MongoDB (database {settings.mongo.database!r}) is unreachable ({exc.__class__.__name__}); "
+            "is it running (`streamrec devstack up`) and is STREAMREC_MONGO__URI right?"
+        ) from exc
+    except PyMongoError as exc:
+        raise StreamrecError(f"MongoDB refused the operation: {exc}") from exc
+
+
+def _registry(settings: Settings) -> Any:
+    from storage.model_registry import open_model_registry
+
+    return open_model_registry(settings)
+
+
+@app.command("retrain")
+def retrain(
+    once: bool = typer.Option(False, "--once", help="Train, gate and publish once, then exit."),
+    every: str | None = typer.Option(None, "--every", help="Run on this interval: 30s, 15m, 2h, 1d."),
+    after_events: int | None = typer.Option(
+        None, "--after-events", min=1, help="With --every: run early once this many new events arrived."
+    ),
+) -> None:
+    """Train a candidate on the recent events, gate it against the champion, publish it."""
+    from retrain.duration import parse_duration
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    if once and (every or after_events):
+        raise ConfigError("--once runs a single time; drop --every/--after-events or drop --once")
+    every = every or (None if once else settings.retrain.every)
+    if once == (every is not None):
+        raise ConfigError("pass --once or --every DURATION (e.g. 15m), or set STREAMREC_RETRAIN__EVERY")
+    interval_s = parse_duration(every) if every is not None else 0.0
+    after_events = None if once else (after_events or settings.retrain.after_events)
+
+    from model.errors import ModelError
+    from retrain.loop import run_every
+    from retrain.metrics import RetrainMetrics
+    from retrain.model_adapter import trainer_from_settings
+    from retrain.pipeline import RetrainFailed, RetrainResult
+    from storage.event_store import MongoEventStore
+
+    metrics = RetrainMetrics()
+    metrics.serve(settings.retrain.metrics_port)
+    store = MongoEventStore.from_settings(settings.mongo)
+    registry = _registry(settings)
+    trainer = trainer_from_settings(settings.model)
+
+    def one_run() -> RetrainResult:
+        started = time.monotonic()
+        try:
+            with _mongo_guard(settings):
+                result = _run_with_progress(settings, store, registry, trainer)
+        except (StreamrecError, ModelError) as exc:
+            failed = RetrainResult(
+                outcome="failed", n_events=0, duration_s=time.monotonic() - started, error=str(exc)
+            )
+            metrics.observe(failed)
+            log.error("retrain_failed error=%s", exc)
+            if isinstance(exc, StreamrecError):
+                raise
+            raise RetrainFailed(f"{type(exc).__name__}: {exc}") from exc
+        metrics.observe(result)
+        _print_result(result)
+        return result
+
+    try:
+        if once:
+            one_run()
+            return
+        console.print(
+            f"retraining every {every}" + (f" or after {after_events} new events" if after_events else "")
+        )
+        run_every(
+            interval_s,
+            one_run,
+            count_events=store.count_events,
+            after_events=after_events,
+            poll_s=min(EVENT_COUNT_POLL_S, interval_s),
+        )
+    finally:
+        registry.close()
+        store.close()
+
+
+def _run_with_progress(settings: Settings, store: Any, registry: Any, trainer: Any) -> RetrainResult:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from retrain.pipeline import RetrainConfig, run_retrain
+
+    config = RetrainConfig(
+        window_days=settings.retrain.window_days,
+        holdout_fraction=settings.retrain.holdout_fraction,
+        gate_tolerance=settings.retrain.gate_tolerance,
+    )
+    with Progress(
+        TextColumn("[bold]retrain[/] {task.fields[stage]:<32}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("epochs  loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("retrain", total=None, loss="-", stage="starting")
+
+        def on_epoch(epoch: int, total: int, loss: float) -> None:
+            shown = "-" if loss != loss else f"{loss:.4f}"  # NaN: the model reported no loss
+            progress.update(task, completed=epoch, total=total, loss=shown)
+
+        def on_stage(name: str) -> None:
+            progress.update(task, stage=name)
+
+        return run_retrain(store, registry, trainer, config, on_epoch=on_epoch, on_stage=on_stage)
+
+
+def _print_result(result: RetrainResult) -> None:
+    colour = "green" if result.outcome == "promoted" else "yellow"
+    reason = result.decision.reason if result.decision else ""
+    console.print(
+        f"[{colour}]model v{result.version} {result.outcome}[/] "
+        f"events={result.n_events} duration={result.duration_s:.1f}s — {reason}",
+        highlight=False,
+    )
+
+
+def _ndcg(record: ModelRecord) -> str:
+    value = record.gate.get("candidate_ndcg", record.metrics.get("holdout_ndcg@10"))
+    return "-" if value is None else f"{float(value):.4f}"
+
+
+@model_app.command("list")
+def model_list() -> None:
+    """Every published version with its status and held-out NDCG@10."""
+    settings = load_settings()
+    registry = _registry(settings)
+    try:
+        with _mongo_guard(settings):
+            records = registry.list()
+    finally:
+        registry.close()
+    if not records:
+        console.print("no model published yet; run `streamrec retrain --once`")
+        return
+    table = Table(title="models")
+    for column in ("version", "status", "ndcg@10", "trained_at", "events"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("reason", overflow="fold")
+    styles = {"champion": "bold green", "rejected": "red", "retired": "dim", "candidate": "yellow"}
+    for rec in records:
+        table.add_row(
+            str(rec.version),
+            f"[{styles.get(rec.status, '')}]{rec.status}[/]",
+            _ndcg(rec),
+            rec.trained_at.strftime("%Y-%m-%d %H:%M:%S") if rec.trained_at else "-",
+            "-" if rec.n_events is None else str(rec.n_events),
+            rec.reason or "",
+        )
+    console.print(table)
+
+
+@model_app.command("show")
+def model_show(version: int = typer.Argument(..., help="Model version.")) -> None:
+    """One version's full record as JSON."""
+    import orjson
+
+    settings = load_settings()
+    registry = _registry(settings)
+    try:
+        with _mongo_guard(settings):
+            record = registry.get(version)
+    finally:
+        registry.close()
+    typer.echo(
+        orjson.dumps(record.to_json_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+    )
+
+
+@model_app.command("promote")
+def model_promote(
+    version: int = typer.Argument(..., help="Model version to make champion."),
+    reason: str = typer.Option("promoted by hand", "--reason", help="Why (kept in the record)."),
+) -> None:
+    """Make a version the champion (the current champion is retired); serving picks it up."""
+    settings = load_settings()
+    registry = _registry(settings)
+    try:
+        with _mongo_guard(settings):
+            # Refuse to promote an artifact that serving could not download intact.
+            registry.load_files(version)
+            record = registry.promote(version, reason)
+    finally:
+        registry.close()
+    console.print(f"[green]model v{record.version} is now the champion[/]")
+
+
+@model_app.command("rollback")
+def model_rollback(
+    reason: str = typer.Option("rolled back by hand", "--reason", help="Why (kept in the records)."),
+) -> None:
+    """Make the previous champion the champion again (the current one is retired)."""
+    settings = load_settings()
+    registry = _registry(settings)
+    try:
+        with _mongo_guard(settings):
+            record = registry.rollback(reason)
+    finally:
+        registry.close()
+    console.print(f"[green]rolled back: model v{record.version} is the champion again[/]")

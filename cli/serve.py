@@ -1,0 +1,53 @@
+"""Command `streamrec serve`: the HTTP API under uvicorn."""
+
+from __future__ import annotations
+
+import typer
+
+from cli.app import app
+
+
+def app_factory():  # type: ignore[no-untyped-def]
+    """Build the ASGI app in each uvicorn worker (settings from the environment, clients in the lifespan)."""
+    from cli.context import configure_logging, load_settings
+    from serving.app import create_app
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    try:
+        import faiss
+
+        # One query per request: OpenMP fan-out only adds spin-waiting contention between requests.
+        faiss.omp_set_num_threads(1)
+    except ImportError:
+        pass
+    return create_app(settings)
+
+
+@app.command("serve")
+def serve(
+    host: str | None = typer.Option(None, help="Bind address (default STREAMREC_SERVING__HOST)."),
+    port: int | None = typer.Option(None, help="Port (default STREAMREC_SERVING__PORT)."),
+    workers: int = typer.Option(1, min=1, help="uvicorn worker processes; each loads its own model copy."),
+) -> None:
+    """Serve recommendations, ingest and admin endpoints (OpenAPI at /docs).
+
+    The model is polled from the registry every STREAMREC_SERVING__MODEL_POLL_S and hot-swapped.
+    """
+    import uvicorn
+
+    from cli.context import configure_logging, load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        "cli.serve:app_factory",
+        factory=True,
+        host=host or settings.serving.host,
+        port=port if port is not None else settings.serving.port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        # Keep-alive long enough for load balancers and benchmark clients that reuse connections.
+        timeout_keep_alive=30,
+    )

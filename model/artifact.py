@@ -1,0 +1,180 @@
+"""A trained model on disk or in GridFS: numpy arrays (.npy, no pickle), JSON metadata, a FAISS index.
+
+Layout (one flat namespace, so it maps onto files in a directory or onto GridFS blobs alike):
+manifest.json, config.json, metrics.json, <array>.npy for each array, and optionally index.faiss.
+The manifest records the format version, shapes and a sha256 of every file so truncation is caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.errors import ArtifactError
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+ARRAYS = ("item_ids", "user_ids", "item_embeddings", "user_embeddings", "input_embeddings")
+INDEX_FILE = "index.faiss"
+
+
+@dataclass
+class ModelArtifact:
+    version: int
+    item_ids: np.ndarray  # numpy unicode
+    user_ids: np.ndarray  # numpy unicode
+    item_embeddings: np.ndarray  # (n_items, dim) float32, scored by inner product (last column = bias)
+    user_embeddings: np.ndarray  # (n_users, dim) float32 (last column = 1)
+    input_embeddings: np.ndarray  # (n_items, dim - 1) float32, the user tower used by fold-in
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    trained_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    data_window: dict[str, Any] = field(default_factory=dict)
+    index_bytes: bytes | None = None  # faiss.serialize_index output, optional
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def dim(self) -> int:
+        return int(self.item_embeddings.shape[1])
+
+    def validate(self) -> None:
+        n_items, n_users = len(self.item_ids), len(self.user_ids)
+        if self.item_ids.ndim != 1 or self.user_ids.ndim != 1:
+            raise ArtifactError("item_ids and user_ids must be 1-d arrays")
+        if self.item_ids.dtype.kind != "U" or self.user_ids.dtype.kind != "U":
+            raise ArtifactError("item_ids and user_ids must be numpy unicode arrays")
+        if self.item_embeddings.ndim != 2 or self.item_embeddings.shape[0] != n_items:
+            raise ArtifactError(
+                f"item_embeddings has shape {self.item_embeddings.shape}; "
+                f"expected ({n_items}, dim) to match the id map"
+            )
+        dim = self.item_embeddings.shape[1]
+        if self.user_embeddings.shape != (n_users, dim):
+            raise ArtifactError(
+                f"user_embeddings has shape {self.user_embeddings.shape}; expected {(n_users, dim)}"
+            )
+        if self.input_embeddings.shape != (n_items, dim - 1):
+            raise ArtifactError(
+                f"input_embeddings has shape {self.input_embeddings.shape}; expected {(n_items, dim - 1)}"
+            )
+        for name in ("item_embeddings", "user_embeddings", "input_embeddings"):
+            arr = getattr(self, name)
+            if arr.dtype != np.float32:
+                raise ArtifactError(f"{name} must be float32, got {arr.dtype}")
+            if not np.isfinite(arr).all():
+                raise ArtifactError(f"{name} contains NaN or inf")
+        if len(np.unique(self.item_ids)) != n_items:
+            raise ArtifactError("item_ids contains duplicates")
+        if not isinstance(self.version, int) or isinstance(self.version, bool):
+            raise ArtifactError(f"version must be an integer, got {self.version!r}")
+
+    def to_files(self) -> dict[str, bytes]:
+        files: dict[str, bytes] = {}
+        for name in ARRAYS:
+            buf = io.BytesIO()
+            np.save(buf, getattr(self, name), allow_pickle=False)
+            files[f"{name}.npy"] = buf.getvalue()
+        files["config.json"] = json.dumps(self.config, sort_keys=True, default=str).encode()
+        files["metrics.json"] = json.dumps(self.metrics, sort_keys=True, default=str).encode()
+        if self.index_bytes is not None:
+            files[INDEX_FILE] = self.index_bytes
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "version": self.version,
+            "trained_at": self.trained_at,
+            "data_window": self.data_window,
+            "n_items": len(self.item_ids),
+            "n_users": len(self.user_ids),
+            "dim": self.dim,
+            "sha256": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
+        }
+        files["manifest.json"] = json.dumps(manifest, sort_keys=True).encode()
+        return files
+
+    @classmethod
+    def from_files(cls, files: dict[str, bytes]) -> ModelArtifact:
+        manifest = _json(files, "manifest.json")
+        if not isinstance(manifest, dict):
+            raise ArtifactError("manifest.json must hold a JSON object")
+        fmt = manifest.get("format_version")
+        if fmt != FORMAT_VERSION:
+            raise ArtifactError(f"unknown artifact format_version {fmt!r}; this code reads {FORMAT_VERSION}")
+        checksums = manifest.get("sha256")
+        if not isinstance(checksums, dict):
+            raise ArtifactError("manifest.json lacks the sha256 map")
+        for name, digest in checksums.items():
+            if name not in files:
+                raise ArtifactError(f"artifact file {name} is missing")
+            if hashlib.sha256(files[name]).hexdigest() != digest:
+                raise ArtifactError(
+                    f"artifact file {name} is corrupt (sha256 mismatch; truncated or altered)"
+                )
+        arrays = {name: _npy(files, f"{name}.npy") for name in ARRAYS}
+        for key in ("n_items", "n_users"):
+            ids = arrays["item_ids" if key == "n_items" else "user_ids"]
+            if manifest.get(key) != len(ids):
+                raise ArtifactError(f"manifest says {key}={manifest.get(key)} but the id map has {len(ids)}")
+        try:
+            version = int(manifest["version"])
+            trained_at = str(manifest["trained_at"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"manifest.json is missing or has a bad field: {exc}") from exc
+        return cls(
+            version=version,
+            config=_json(files, "config.json"),
+            metrics=_json(files, "metrics.json"),
+            trained_at=trained_at,
+            data_window=dict(manifest.get("data_window") or {}),
+            index_bytes=files.get(INDEX_FILE),
+            **arrays,
+        )
+
+    def save(self, directory: Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        files = self.to_files()
+        # The manifest goes last so a reader never sees a manifest pointing at files not yet written.
+        for name in sorted(files, key=lambda n: n == "manifest.json"):
+            (directory / name).write_bytes(files[name])
+        logger.info("artifact_saved dir=%s version=%d items=%d", directory, self.version, len(self.item_ids))
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path) -> ModelArtifact:
+        directory = Path(directory)
+        if not (directory / "manifest.json").is_file():
+            raise ArtifactError(f"{directory} holds no manifest.json; not a model artifact")
+        files = {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
+        return cls.from_files(files)
+
+
+def _json(files: dict[str, bytes], name: str) -> Any:
+    if name not in files:
+        raise ArtifactError(f"artifact file {name} is missing")
+    try:
+        return json.loads(files[name])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"artifact file {name} is not valid JSON: {exc}") from exc
+
+
+def _npy(files: dict[str, bytes], name: str) -> np.ndarray:
+    if name not in files:
+        raise ArtifactError(f"artifact file {name} is missing")
+    try:
+        arr = np.load(io.BytesIO(files[name]), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ArtifactError(f"artifact file {name} is not a readable .npy array: {exc}") from exc
+    if not isinstance(arr, np.ndarray):
+        raise ArtifactError(f"artifact file {name} does not hold a single array")
+    return arr

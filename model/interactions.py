@@ -1,0 +1,113 @@
+"""Events -> a weighted users x items CSR matrix with id maps.
+
+Each event contributes its type's weight (``rate`` contributes ``weight * value``), optionally decayed by
+age with a half-life; repeated (user, item) pairs add up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from model.errors import EmptyDataError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
+    "view": 1.0,
+    "click": 1.0,
+    "favorite": 2.0,
+    "add_to_cart": 3.0,
+    "purchase": 5.0,
+    "rate": 1.0,
+}
+DAY_MS = 86_400_000
+
+Event = tuple[str, str, str, float | None, int]  # user_id, item_id, event_type, value, ts_ms
+
+
+@dataclass(frozen=True)
+class Interactions:
+    matrix: sp.csr_matrix  # users x items, float32 weights
+    user_ids: np.ndarray  # numpy unicode, row order
+    item_ids: np.ndarray  # numpy unicode, column order
+    last_ts: sp.csr_matrix  # same sparsity as matrix: latest epoch ms of each pair (for recency)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def recency_ranks(self) -> sp.csr_matrix:
+        """Per user, 0 for the most recently touched item, 1 for the one before, ..."""
+        ts = self.last_ts
+        ranks = np.empty(ts.nnz, dtype=np.float32)
+        for row in range(ts.shape[0]):
+            start, end = ts.indptr[row], ts.indptr[row + 1]
+            order = np.argsort(-ts.data[start:end], kind="stable")
+            r = np.empty(end - start, dtype=np.float32)
+            r[order] = np.arange(end - start, dtype=np.float32)
+            ranks[start:end] = r
+        return sp.csr_matrix((ranks, ts.indices.copy(), ts.indptr.copy()), shape=ts.shape)
+
+
+def event_weight(event_type: str, value: float | None, weights: Mapping[str, float]) -> float:
+    base = weights.get(event_type, 0.0)
+    if event_type == "rate":
+        return base * (value if value is not None else 0.0)
+    return base
+
+
+def build_interactions(
+    events: Iterable[Event],
+    weights: Mapping[str, float] | None = None,
+    half_life_days: float | None = None,
+    now_ms: int | None = None,
+) -> Interactions:
+    """Unknown event types and non-positive weights are skipped (a 1-star rating still counts if rate>0)."""
+    w_map = dict(DEFAULT_EVENT_WEIGHTS if weights is None else weights)
+    users: list[str] = []
+    items: list[str] = []
+    vals: list[float] = []
+    stamps: list[int] = []
+    for user_id, item_id, event_type, value, ts_ms in events:
+        w = event_weight(event_type, value, w_map)
+        if not np.isfinite(w) or w <= 0:
+            continue
+        users.append(user_id)
+        items.append(item_id)
+        vals.append(w)
+        stamps.append(int(ts_ms))
+    if not vals:
+        raise EmptyDataError("no events with a positive weight")
+    ts = np.asarray(stamps, dtype=np.int64)
+    w_arr = np.asarray(vals, dtype=np.float64)
+    if half_life_days is not None and half_life_days > 0:
+        ref = int(ts.max()) if now_ms is None else now_ms
+        age_days = np.maximum(ref - ts, 0) / DAY_MS
+        w_arr = w_arr * 0.5 ** (age_days / half_life_days)
+    user_ids, u_idx = np.unique(np.asarray(users, dtype=str), return_inverse=True)
+    item_ids, i_idx = np.unique(np.asarray(items, dtype=str), return_inverse=True)
+    shape = (len(user_ids), len(item_ids))
+    matrix = sp.csr_matrix((w_arr.astype(np.float32), (u_idx, i_idx)), shape=shape)
+    matrix.sum_duplicates()
+    # Latest timestamp per pair: sort so the last write for each pair is the max, then take it via COO->CSR
+    # on unique keys.
+    key = u_idx.astype(np.int64) * shape[1] + i_idx
+    order = np.lexsort((ts, key))
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = key[order][1:] != key[order][:-1]
+    sel = order[last]
+    last_ts = sp.csr_matrix((ts[sel].astype(np.float64) + 1.0, (u_idx[sel], i_idx[sel])), shape=shape)
+    last_ts.sort_indices()
+    matrix.sort_indices()
+    last_ts.data -= 1.0  # stored +1 so a 0 ms timestamp is not an implicit zero
+    logger.info("interactions_built users=%d items=%d pairs=%d", shape[0], shape[1], matrix.nnz)
+    return Interactions(matrix=matrix, user_ids=user_ids, item_ids=item_ids, last_ts=last_ts)

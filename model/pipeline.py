@@ -1,0 +1,67 @@
+"""Interactions -> trained LAE -> a publishable ``ModelArtifact`` (what retrain calls)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import faiss
+import numpy as np
+import scipy.sparse as sp
+
+from model.artifact import ModelArtifact
+from model.errors import DegenerateModelError
+from model.index import build_index
+from model.interactions import Interactions
+from model.lae import LAEWeights, TrainConfig, apply_recency, train_lae
+
+logger = logging.getLogger(__name__)
+
+
+def serving_item_embeddings(weights: LAEWeights) -> np.ndarray:
+    """Output embeddings with the bias appended, so bias is one more inner-product dimension."""
+    return np.hstack([weights.output_emb, weights.bias[:, None]]).astype(np.float32)
+
+
+def serving_user_embeddings(weights: LAEWeights, history: sp.csr_matrix) -> np.ndarray:
+    users = weights.user_vectors(history)
+    return np.hstack([users, np.ones((users.shape[0], 1), dtype=np.float32)])
+
+
+def train_artifact(
+    interactions: Interactions,
+    config: TrainConfig,
+    version: int,
+    metrics: dict[str, Any] | None = None,
+    data_window: dict[str, Any] | None = None,
+    exact_max_items: int = 200_000,
+    hnsw_m: int = 32,
+    ef_search: int = 128,
+) -> ModelArtifact:
+    """Train and package; raises ``DegenerateModelError`` instead of returning an unusable model."""
+    ranks = interactions.recency_ranks()
+    weights = train_lae(interactions.matrix, config, recency_ranks=ranks)
+    history = apply_recency(interactions.matrix, ranks, config.recency_boost, config.recency_half_life)
+    item_emb = serving_item_embeddings(weights)
+    user_emb = serving_user_embeddings(weights, history)
+    if not np.isfinite(user_emb).all():
+        raise DegenerateModelError("user embeddings contain NaN or inf")
+    if float(np.abs(user_emb[:, :-1]).max(initial=0.0)) < 1e-12:
+        raise DegenerateModelError("user embeddings are all zero; the fit collapsed")
+    index = build_index(item_emb, exact_max_items=exact_max_items, hnsw_m=hnsw_m, ef_search=ef_search)
+    cfg: dict[str, Any] = dict(config.to_dict())
+    cfg.update({"exact_search_max_items": exact_max_items, "hnsw_m": hnsw_m, "hnsw_ef_search": ef_search})
+    return ModelArtifact(
+        version=version,
+        item_ids=interactions.item_ids.astype(str),
+        user_ids=interactions.user_ids.astype(str),
+        item_embeddings=item_emb,
+        user_embeddings=user_emb,
+        input_embeddings=weights.input_emb.astype(np.float32),
+        config=cfg,
+        metrics=dict(metrics or {}),
+        trained_at=datetime.now(UTC).isoformat(),
+        data_window=dict(data_window or {}),
+        index_bytes=bytes(faiss.serialize_index(index).tobytes()),
+    )

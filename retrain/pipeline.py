@@ -1,0 +1,209 @@
+"""One retraining run as a function over ports: event source, model registry and trainer.
+
+Decision (documented in the README's retraining section): the published model is the one the gate
+judged, trained on everything except the held-out most recent events. Refitting on all events after
+the gate would publish a model nobody evaluated, and would let the next run's champion score on events
+it trained on. Serving folds in each shopper's latest events at request time, so the held-out period
+still shapes recommendations; only items first seen in it wait for the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
+
+from core.errors import StreamrecError
+from model.errors import ArtifactError, ModelError
+from retrain.event_source import EventSource, read_window
+from retrain.gate import (
+    GATE_K,
+    GateDecision,
+    HoldoutSplit,
+    NotEnoughData,
+    decide,
+    holdout_split,
+    ranking_metrics,
+)
+from storage.datasets import EventTable
+from storage.model_registry import ModelRecord, ModelRegistry
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["promoted", "rejected", "failed"]
+# (epoch starting at 1, total epochs, training loss)
+EpochCallback = Callable[[int, int, float], None]
+
+
+class CandidateModel(Protocol):
+    def recommend(self, histories: EventTable, users: list[str], k: int) -> dict[str, list[str]]:
+        """Top-k unseen items per user, folding in each user's events in ``histories``."""
+
+    def to_files(
+        self, version: int, *, metrics: dict[str, Any], data_window: dict[str, Any], trained_at: datetime
+    ) -> dict[str, bytes]: ...
+
+    @property
+    def config(self) -> dict[str, Any]: ...
+
+
+class Trainer(Protocol):
+    def fit(self, train: EventTable, on_epoch: EpochCallback | None = None) -> CandidateModel:
+        """Raises ``model.errors.DegenerateModelError`` (NaN/collapsed) or ``EmptyDataError``."""
+
+    def load(self, files: dict[str, bytes]) -> CandidateModel:
+        """Raises ``model.errors.ArtifactError`` for a corrupt or incompatible artifact."""
+
+
+class RetrainFailed(StreamrecError):
+    """A run produced no publishable model; nothing was published."""
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    window_days: float | None
+    holdout_fraction: float
+    gate_tolerance: float
+    gate_max_users: int = 5000
+
+
+@dataclass
+class RetrainResult:
+    outcome: Outcome
+    n_events: int
+    duration_s: float
+    version: int | None = None
+    decision: GateDecision | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def _iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000.0, tz=UTC).isoformat()
+
+
+def _score_champion(
+    champ: ModelRecord | None, registry: ModelRegistry, trainer: Trainer, split: HoldoutSplit
+) -> tuple[float | None, str | None]:
+    """The champion's NDCG@10 on the same users, or a note saying why it could not be scored."""
+    if champ is None:
+        return None, None
+    try:
+        model = trainer.load(registry.load_files(champ.version))
+    except ArtifactError as exc:
+        log.warning("champion_unusable version=%d error=%s", champ.version, exc)
+        return None, f"champion v{champ.version} cannot be loaded ({exc})"
+    recs = model.recommend(split.histories, split.users, GATE_K)
+    return ranking_metrics(recs, split.targets)[f"ndcg@{GATE_K}"], None
+
+
+def run_retrain(
+    source: EventSource,
+    registry: ModelRegistry,
+    trainer: Trainer,
+    config: RetrainConfig,
+    *,
+    now: datetime | None = None,
+    on_epoch: EpochCallback | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> RetrainResult:
+    """Read the window, train, gate against the champion, publish; raises ``RetrainFailed``.
+
+    A failed fit publishes nothing. A candidate that loses the gate is published as ``rejected`` with
+    its figures and the reason, so it can be inspected or promoted by hand.
+    """
+    started = time.monotonic()
+    stage = on_stage or (lambda _name: None)
+    stage("reading events")
+    now = now or datetime.now(UTC)
+    since = None if config.window_days is None else now - timedelta(days=config.window_days)
+    erased = source.erased_users()
+    table = read_window(source, since, now, erased)
+    n_events = len(table)
+    log.info("retrain_data events=%d erased_users=%d since=%s until=%s", n_events, len(erased), since, now)
+    if n_events == 0:
+        raise RetrainFailed(
+            f"no events between {since or 'the beginning'} and {now.isoformat()}; nothing to train on"
+        )
+
+    champ = registry.champion()
+    champ_until = champ.data_window.get("train_until_ms") if champ is not None else None
+    try:
+        split = holdout_split(table, config.holdout_fraction, champ_until, config.gate_max_users)
+    except NotEnoughData as exc:
+        raise RetrainFailed(f"cannot train: {exc}") from exc
+    stage(f"training on {len(split.train)} events")
+    try:
+        candidate = trainer.fit(split.train, on_epoch)
+    except ModelError as exc:
+        raise RetrainFailed(f"training failed, nothing published: {type(exc).__name__}: {exc}") from exc
+
+    stage(f"gating on {len(split.targets)} held-out users")
+    users = split.users
+    cand_metrics = ranking_metrics(candidate.recommend(split.histories, users, GATE_K), split.targets)
+    champ_ndcg, note = _score_champion(champ, registry, trainer, split)
+    champ_version = champ.version if champ is not None else None
+    decision = decide(
+        cand_metrics[f"ndcg@{GATE_K}"],
+        champ_ndcg,
+        config.gate_tolerance,
+        champion_version=champ_version if note is None else None,
+        eval_users=len(users),
+        champion_note=note,
+    )
+    if not math.isfinite(decision.candidate_ndcg):
+        raise RetrainFailed("the candidate's held-out NDCG@10 is not finite; nothing published")
+
+    trained_at = datetime.now(UTC)
+    train_until_ms = int(split.train.ts_ms.max())
+    data_window = {
+        "since": since.isoformat() if since else None,
+        "until": now.isoformat(),
+        "train_until_ms": train_until_ms,
+        "train_until": _iso_ms(train_until_ms),
+        "holdout_from_ms": split.cut_ms,
+        "eval_from_ms": split.eval_start_ms,
+        "events": n_events,
+        "train_events": len(split.train),
+        "erased_users_excluded": len(erased),
+    }
+    metrics = {f"holdout_{k}": v for k, v in cand_metrics.items()}
+    gate = {
+        "candidate_ndcg": decision.candidate_ndcg,
+        "champion_ndcg": decision.champion_ndcg,
+        "champion_version": champ_version,
+        "tolerance": config.gate_tolerance,
+        "eval_users": len(users),
+        "promoted": decision.promote,
+    }
+    stage("publishing")
+    version = registry.next_version()
+    files = candidate.to_files(version, metrics=metrics, data_window=data_window, trained_at=trained_at)
+    record = {
+        "trained_at": trained_at,
+        "metrics": metrics,
+        "config": candidate.config,
+        "data_window": data_window,
+        "n_events": n_events,
+        "gate": gate,
+        "reason": decision.reason,
+    }
+    registry.publish(files, record, version=version)
+    if decision.promote:
+        registry.promote(version, decision.reason)
+    else:
+        registry.reject(version, decision.reason)
+    outcome: Outcome = "promoted" if decision.promote else "rejected"
+    log.info("retrain_done version=%d outcome=%s reason=%s", version, outcome, decision.reason)
+    return RetrainResult(
+        outcome=outcome,
+        n_events=n_events,
+        duration_s=time.monotonic() - started,
+        version=version,
+        decision=decision,
+        metrics=metrics,
+    )

@@ -1,0 +1,115 @@
+"""Erasure, model info, retrain requests and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from serving.errors import ApiError
+from serving.model_holder import ModelHolder
+from serving.ports import ErasurePort, RetrainRequests
+from storage.realtime_reader import RealtimeReader, RealtimeUnavailable
+
+log = logging.getLogger(__name__)
+READY_CHECK_TIMEOUT_S = 2.0
+
+
+class AdminService:
+    def __init__(
+        self,
+        holder: ModelHolder,
+        reader: RealtimeReader,
+        erasures: ErasurePort,
+        retrain: RetrainRequests,
+    ) -> None:
+        self.holder = holder
+        self.reader = reader
+        self.erasures = erasures
+        self.retrain = retrain
+
+    async def erase_user(self, user_id: str) -> dict[str, Any]:
+        try:
+            # MongoDB first: the erasures record is what keeps the user out of future training.
+            events_deleted = await run_in_threadpool(self.erasures.erase_user, user_id)
+        except Exception as exc:
+            raise ApiError(
+                503,
+                "mongodb_unavailable",
+                f"cannot erase user: the event store is unavailable ({exc}); retry",
+            ) from exc
+        loaded = self.holder.current
+        had_embedding = loaded is not None and loaded.model.user_vector(user_id) is not None
+        self.holder.mark_erased(user_id)
+        try:
+            state = await self.reader.erase_user(user_id)
+        except RealtimeUnavailable as exc:
+            raise ApiError(
+                503,
+                "redis_unavailable",
+                f"{events_deleted} stored events were erased but Redis state could not be ({exc}); "
+                "retry the DELETE (it is idempotent)",
+            ) from exc
+        log.info(
+            "event=user_erased user_id=%s events=%d redis_keys=%d cached=%d",
+            user_id,
+            events_deleted,
+            state.state_keys,
+            state.cached_results,
+        )
+        return {
+            "user_id": user_id,
+            "deleted": {
+                "events": events_deleted,
+                "realtime_keys": state.state_keys,
+                "cached_results": state.cached_results,
+                "embeddings_suppressed": int(had_embedding),
+            },
+        }
+
+    def model_info(self) -> dict[str, Any]:
+        loaded = self.holder.current
+        if loaded is None:
+            reason = self.holder.last_error or "no champion model has been published yet"
+            raise ApiError(503, "no_model", f"no model is loaded: {reason}")
+        return {
+            "version": loaded.version,
+            "metrics": loaded.metrics,
+            "trained_at": loaded.trained_at.isoformat() if loaded.trained_at else None,
+            "loaded_at": loaded.loaded_at.isoformat() if loaded.loaded_at else None,
+            "n_items": loaded.model.n_items,
+            "index": loaded.index,
+            "refused_versions": dict(self.holder.refused),
+        }
+
+    async def request_retrain(self, reason: str) -> dict[str, Any]:
+        try:
+            doc = await run_in_threadpool(self.retrain.request, reason)
+        except Exception as exc:
+            raise ApiError(
+                503,
+                "mongodb_unavailable",
+                f"cannot record the retrain request: MongoDB is unavailable ({exc})",
+            ) from exc
+        return {"request_id": str(doc["_id"]), "status": doc["status"], "reason": doc["reason"]}
+
+    async def readiness(self) -> tuple[bool, dict[str, str]]:
+        checks: dict[str, str] = {}
+        checks["model"] = (
+            f"ok (version {self.holder.current.version})"
+            if self.holder.current is not None
+            else f"no model loaded: {self.holder.last_error or 'waiting for a champion'}"
+        )
+        try:
+            await asyncio.wait_for(self.reader.ping(), READY_CHECK_TIMEOUT_S)
+            checks["redis"] = "ok"
+        except (RealtimeUnavailable, TimeoutError) as exc:
+            checks["redis"] = f"unreachable: {exc}"
+        try:
+            await asyncio.wait_for(run_in_threadpool(self.erasures.ping), READY_CHECK_TIMEOUT_S)
+            checks["mongodb"] = "ok"
+        except Exception as exc:
+            checks["mongodb"] = f"unreachable: {exc or type(exc).__name__}"
+        return all(v.startswith("ok") for v in checks.values()), checks

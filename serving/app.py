@@ -1,0 +1,205 @@
+"""The serving app factory. Nothing is built at import time: clients start in the lifespan.
+
+``create_app(settings, registry=..., realtime=..., events=..., producer=...)`` takes injected adapters
+(the in-memory twins in unit tests); any left out are built from settings when the app starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from core.settings import Settings
+from serving import demo_page
+from serving.admin import AdminService
+from serving.auth import KeyRing
+from serving.errors import error_response, install_error_handlers
+from serving.ingest import IngestService
+from serving.metrics import ServingMetrics
+from serving.model_holder import Loader, ModelHolder
+from serving.popularity import RealtimeSnapshots
+from serving.ports import ErasurePort, EventProducer, RetrainRequests
+from serving.routes import router
+from serving.service import ReadService
+from storage.realtime_reader import RealtimeReader
+
+log = logging.getLogger(__name__)
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """413 for bodies over ``limit`` bytes, by Content-Length or by counting a streamed body."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await self._reject(scope, receive, send)
+                return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise BodyTooLarge()
+            return message
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await self._reject(scope, receive, send)
+
+    async def _reject(self, scope: Scope, receive: Any, send: Any) -> None:
+        response = error_response(
+            413, "payload_too_large", f"request body is larger than serving.max_body_bytes={self.limit}"
+        )
+        await response(scope, receive, send)
+
+
+def _default_loader(settings: Settings) -> Loader:
+    from serving.model_loader import make_loader
+
+    return make_loader(settings)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    registry: Any | None = None,
+    realtime: RealtimeReader | None = None,
+    events: ErasurePort | None = None,
+    producer: EventProducer | None = None,
+    retrain_requests: RetrainRequests | None = None,
+    loader: Loader | None = None,
+    snapshot_ttl_s: float = 2.0,
+) -> FastAPI:
+    metrics_registry = CollectorRegistry()
+    metrics = ServingMetrics(metrics_registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        closers: list[Callable[[], Any]] = []
+        reader = realtime
+        if reader is None:
+            from storage.realtime_reader import RedisRealtimeReader
+
+            built_reader = RedisRealtimeReader(settings.redis)
+            reader = built_reader
+            closers.append(built_reader.close)
+        store = events
+        if store is None:
+            from storage.event_store import MongoEventStore
+
+            mongo_store = MongoEventStore.from_settings(settings.mongo)
+            store = mongo_store
+            closers.append(mongo_store.close)
+        retrain = retrain_requests
+        if retrain is None:
+            from serving.ports import MongoRetrainRequests
+
+            db = getattr(store, "db", None)
+            if db is None:
+                from pymongo import MongoClient
+
+                client: Any = MongoClient(
+                    settings.mongo.uri.get_secret_value(), serverSelectionTimeoutMS=settings.mongo.timeout_ms
+                )
+                db = client[settings.mongo.database]
+                closers.append(client.close)
+            retrain = MongoRetrainRequests(db["retrain_requests"])
+        reg = registry
+        if reg is None:
+            from storage.model_registry import open_model_registry
+
+            mongo_registry = open_model_registry(settings)
+            reg = mongo_registry
+            closers.append(mongo_registry.close)
+        kafka: EventProducer
+        if producer is None:
+            from storage.kafka import make_producer
+
+            built_producer = make_producer(settings.kafka)
+            kafka = built_producer
+            closers.append(lambda: built_producer.flush(5.0))
+        else:
+            kafka = producer
+
+        holder = ModelHolder(reg, loader or _default_loader(settings), metrics, store)
+        snapshots = RealtimeSnapshots(
+            reader, ttl_s=snapshot_ttl_s, depth=max(1000, settings.serving.max_k * 2)
+        )
+        app.state.settings = settings
+        app.state.holder = holder
+        app.state.snapshots = snapshots
+        app.state.read = ReadService(settings, reader, holder, snapshots, metrics)
+        app.state.ingest = IngestService(settings, kafka)
+        app.state.admin = AdminService(holder, reader, store, retrain)
+        tasks = [
+            asyncio.create_task(holder.run(settings.serving.model_poll_s), name="model-poll"),
+            asyncio.create_task(snapshots.run(), name="snapshot-refresh"),
+        ]
+        log.info("event=serving_started host=%s port=%s", settings.serving.host, settings.serving.port)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            for close in reversed(closers):
+                try:
+                    result = close()
+                    if asyncio.iscoroutine(result):
+                        await result
+                except Exception as exc:
+                    log.warning("event=close_failed error=%s", exc)
+
+    app = FastAPI(
+        title="streamrec",
+        version="1",
+        description="Real-time recommendations from a Kafka-fed event stream.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.keyring = KeyRing.from_settings(settings.serving)
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.include_router(router)
+    app.include_router(demo_page.router)
+    from prometheus_fastapi_instrumentator import Instrumentator
+
+    Instrumentator(registry=metrics_registry, excluded_handlers=["/metrics"]).instrument(app).expose(
+        app, include_in_schema=False
+    )
+    app.add_middleware(BodyLimitMiddleware, limit=settings.serving.max_body_bytes)  # type: ignore[arg-type]
+    return app

@@ -1,0 +1,42 @@
+"""Serving metrics, on a registry per app (several apps can live in one test process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class ServingMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.cache_hits = Counter(
+            "streamrec_serving_cache_hits_total",
+            "Recommendation results served from the cache",
+            registry=registry,
+        )
+        self.cache_misses = Counter(
+            "streamrec_serving_cache_misses_total", "Recommendation results computed", registry=registry
+        )
+        self.fallbacks = Counter(
+            "streamrec_serving_fallbacks_total",
+            "Responses (or parts) served by a fallback",
+            ["kind"],
+            registry=registry,
+        )
+        self.degraded = Counter(
+            "streamrec_serving_degraded_responses_total",
+            "Responses flagged degraded because a dependency was down",
+            registry=registry,
+        )
+        self.model_version = Gauge(
+            "streamrec_serving_model_version",
+            "Version of the model being served (0: none)",
+            registry=registry,
+        )
+        self.model_load_failures = Counter(
+            "streamrec_serving_model_load_failures_total",
+            "Model versions refused because they failed to load or validate",
+            registry=registry,
+        )
+        self.model_swaps = Counter(
+            "streamrec_serving_model_swaps_total", "Models swapped in", registry=registry
+        )

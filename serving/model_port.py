@@ -1,0 +1,52 @@
+"""What serving needs from a trained model, as a small Protocol (model/ provides the implementation).
+
+Everything here is in-process math; no call may touch the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class ServingModel(Protocol):
+    @property
+    def n_items(self) -> int: ...
+
+    def knows_item(self, item_id: str) -> bool: ...
+
+    def user_vector(self, user_id: str) -> np.ndarray | None: ...
+
+    def fold_in(self, pairs: Sequence[tuple[str, float]]) -> np.ndarray | None:
+        """A user vector for a history of ``pairs`` (item, weight); None if no item is known."""
+        ...
+
+    def item_vectors(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Rows for ``item_ids`` (all must be known), in order, shape (len, dim)."""
+        ...
+
+    def search(
+        self, query: np.ndarray, k: int, exclude_ids: Collection[str] = ()
+    ) -> list[tuple[str, float]]: ...
+
+    def similar(self, item_id: str, k: int) -> list[tuple[str, float]]: ...
+
+    def popular_items(self, k: int) -> list[tuple[str, float]]:
+        """Most popular items in the training data (the fallback when Redis was never reachable)."""
+        ...
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One immutable model generation; requests grab a reference once and keep it to the end."""
+
+    model: ServingModel
+    version: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    trained_at: datetime | None = None
+    loaded_at: datetime | None = None
+    index: str = "unknown"

@@ -1,0 +1,137 @@
+"""In-process snapshots of Redis-held lists the hot path needs but need not read per request.
+
+Popularity per (window, category), the ``unavailable`` set and category member sets are refreshed
+in the background while Redis is up; requests read the snapshot (stale-while-revalidate), so a
+recommendation costs one Redis round trip, and a Redis outage still has popularity to fall back on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+from core.keys import ALL_TIME, POPULARITY_WINDOWS
+from storage.realtime_reader import RealtimeReader, RealtimeUnavailable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+MAX_CATEGORIES = 1000
+
+
+class Snapshot(Generic[T]):
+    def __init__(self, value: T, fetched_at: float) -> None:
+        self.value = value
+        self.fetched_at = fetched_at
+
+
+class RealtimeSnapshots:
+    def __init__(self, reader: RealtimeReader, *, ttl_s: float = 2.0, depth: int = 1000) -> None:
+        self.reader = reader
+        self.ttl_s = ttl_s
+        self.depth = depth
+        self._popular: dict[tuple[str, str | None], Snapshot[list[tuple[str, float]]]] = {}
+        self._categories: dict[str, Snapshot[frozenset[str]]] = {}
+        self._unavailable: Snapshot[frozenset[str]] | None = None
+        self._inflight: dict[object, asyncio.Task[object]] = {}
+        # False after a Redis failure until a fetch succeeds again: answers are then flagged degraded.
+        self.healthy = True
+
+    def _spawn(self, key: object, make: Callable[[], Awaitable[object]]) -> None:
+        if key in self._inflight:
+            return
+
+        async def run() -> object:
+            try:
+                value = await make()
+            except RealtimeUnavailable:
+                self.healthy = False
+                return None
+            finally:
+                self._inflight.pop(key, None)
+            self.healthy = True
+            return value
+
+        self._inflight[key] = asyncio.ensure_future(run())
+
+    async def _fetch_popular(self, window: str, category: str | None) -> list[tuple[str, float]]:
+        items = await self.reader.popularity(window, self.depth, category)
+        if category is not None and len(self._popular) > MAX_CATEGORIES * 3:
+            self._popular = {k: v for k, v in self._popular.items() if k[1] is None}
+        self._popular[(window, category)] = Snapshot(items, time.monotonic())
+        return items
+
+    async def _fetch_category(self, category: str) -> frozenset[str]:
+        members = await self.reader.category_items(category)
+        if len(self._categories) > MAX_CATEGORIES:
+            self._categories.clear()
+        self._categories[category] = Snapshot(members, time.monotonic())
+        return members
+
+    async def _fetch_unavailable(self) -> frozenset[str]:
+        members = await self.reader.unavailable()
+        self._unavailable = Snapshot(members, time.monotonic())
+        return members
+
+    async def _get(
+        self, snap: Snapshot[T] | None, key: object, fetch: Callable[[], Awaitable[T]]
+    ) -> T | None:
+        """Fresh: return it. Stale: return it and refresh in the background. Missing: fetch now."""
+        if snap is not None:
+            if time.monotonic() - snap.fetched_at > self.ttl_s:
+                self._spawn(key, fetch)
+            return snap.value
+        try:
+            value = await fetch()
+        except RealtimeUnavailable:
+            self.healthy = False
+            return None
+        self.healthy = True
+        return value
+
+    async def popular(self, window: str, category: str | None = None) -> list[tuple[str, float]] | None:
+        key = (window, category)
+        return await self._get(
+            self._popular.get(key), ("pop", key), lambda: self._fetch_popular(window, category)
+        )
+
+    async def category(self, category: str) -> frozenset[str] | None:
+        return await self._get(
+            self._categories.get(category), ("cat", category), lambda: self._fetch_category(category)
+        )
+
+    async def unavailable(self) -> frozenset[str]:
+        value = await self._get(self._unavailable, "unavailable", self._fetch_unavailable)
+        return value if value is not None else frozenset()
+
+    def peek_popular(self, window: str, category: str | None = None) -> list[tuple[str, float]] | None:
+        snap = self._popular.get((window, category))
+        return snap.value if snap is not None else None
+
+    async def refresh(self) -> bool:
+        """Refresh the snapshots every request uses; False when Redis is down (snapshots kept)."""
+        try:
+            for window in POPULARITY_WINDOWS:
+                await self._fetch_popular(window, None)
+            await self._fetch_unavailable()
+        except RealtimeUnavailable as exc:
+            self.healthy = False
+            log.debug("event=snapshot_refresh_skipped error=%s", exc)
+            return False
+        self.healthy = True
+        return True
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("event=snapshot_refresh_failed")
+            await asyncio.sleep(self.ttl_s)
+
+
+TOP_UP_WINDOWS: tuple[str, ...] = ("7d", ALL_TIME)

@@ -1,0 +1,182 @@
+"""Pure ranking: long-term user vector + session fold-in -> candidates -> filters -> popularity top-up.
+
+No IO here: the caller hands over the user's recent events, purchases and the popularity lists it
+already fetched (one Redis round trip), and this module does one vector search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from core.settings import EventWeights
+from serving.model_port import ServingModel
+from storage.realtime_reader import RecentEvent
+
+ReasonKind = Literal["personalized", "session", "similar_to", "popular"]
+# Each older event counts this much less than the next newer one (position-based, so replayed
+# histories with old timestamps still form a session).
+RECENCY_DECAY = 0.8
+# Fetch this many extra candidates per requested item before filtering.
+OVERFETCH = 3
+MAX_FETCH = 2000
+
+
+@dataclass(frozen=True)
+class Ranked:
+    item_id: str
+    score: float
+    kind: ReasonKind
+    because: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        reason: dict[str, object] = {"kind": self.kind}
+        if self.because is not None:
+            reason["item_id"] = self.because
+        return {"item_id": self.item_id, "score": round(self.score, 6), "reason": reason}
+
+
+@dataclass(frozen=True)
+class Filters:
+    exclude: frozenset[str] = frozenset()
+    purchased: frozenset[str] = frozenset()
+    unavailable: frozenset[str] = frozenset()
+    # None: no category filter; otherwise only these items may be returned.
+    allowed: frozenset[str] | None = None
+
+    def blocks(self, item_id: str) -> bool:
+        return (
+            item_id in self.exclude
+            or item_id in self.purchased
+            or item_id in self.unavailable
+            or (self.allowed is not None and item_id not in self.allowed)
+        )
+
+    @property
+    def n_blocked_hint(self) -> int:
+        return len(self.exclude) + len(self.purchased) + min(len(self.unavailable), MAX_FETCH)
+
+
+def event_weight(event_type: str, weights: EventWeights) -> float:
+    return float(getattr(weights, event_type, weights.view))
+
+
+def session_pairs(recent: Sequence[RecentEvent], weights: EventWeights) -> list[tuple[str, float]]:
+    """(item, weight) per distinct item in the newest-first ``recent`` list, recency- and type-weighted."""
+    totals: dict[str, float] = {}
+    for pos, ev in enumerate(recent):
+        totals[ev.item_id] = (
+            totals.get(ev.item_id, 0.0) + event_weight(ev.event_type, weights) * RECENCY_DECAY**pos
+        )
+    return [(item, w) for item, w in totals.items() if w > 0]
+
+
+def _unit(vec: np.ndarray | None) -> np.ndarray | None:
+    if vec is None:
+        return None
+    vec = np.asarray(vec, dtype=np.float32).ravel()
+    norm = float(np.linalg.norm(vec))
+    if not np.isfinite(norm) or norm == 0.0:
+        return None
+    return vec / norm
+
+
+def top_up(
+    ranked: list[Ranked], k: int, filters: Filters, sources: Iterable[Sequence[tuple[str, float]]]
+) -> list[Ranked]:
+    """Fill ``ranked`` up to ``k`` with popular items that pass the filters and are not there yet."""
+    if len(ranked) >= k:
+        return ranked[:k]
+    taken = {r.item_id for r in ranked}
+    out = list(ranked)
+    for source in sources:
+        for item_id, score in source:
+            if item_id in taken or filters.blocks(item_id):
+                continue
+            out.append(Ranked(item_id, float(score), "popular"))
+            taken.add(item_id)
+            if len(out) >= k:
+                return out
+    return out
+
+
+def popular_only(k: int, filters: Filters, sources: Iterable[Sequence[tuple[str, float]]]) -> list[Ranked]:
+    return top_up([], k, filters, sources)
+
+
+def recommend(
+    model: ServingModel | None,
+    *,
+    user_id: str,
+    k: int,
+    recent: Sequence[RecentEvent],
+    filters: Filters,
+    popular: Iterable[Sequence[tuple[str, float]]],
+    session_weight: float,
+    weights: EventWeights,
+    erased: bool = False,
+) -> list[Ranked]:
+    if model is None:
+        return popular_only(k, filters, popular)
+    long_term = None if erased else _unit(model.user_vector(user_id))
+    known_recent = [ev for ev in recent if model.knows_item(ev.item_id)]
+    pairs = session_pairs(known_recent, weights)
+    session = _unit(model.fold_in(pairs)) if pairs else None
+    if long_term is None and session is None:
+        return popular_only(k, filters, popular)
+
+    if long_term is not None and session is not None:
+        w_long, w_sess = 1.0 - session_weight, session_weight
+        query = _unit(w_long * long_term + w_sess * session)
+    else:
+        w_long, w_sess = (1.0, 0.0) if long_term is not None else (0.0, 1.0)
+        query = long_term if long_term is not None else session
+    if query is None:  # the two vectors cancelled out exactly
+        query = session if session is not None else long_term
+    assert query is not None
+
+    fetch = min(model.n_items, MAX_FETCH, OVERFETCH * k + filters.n_blocked_hint)
+    if filters.allowed is not None and model.n_items:
+        # Only a fraction of the catalog can pass a category filter: widen the net accordingly.
+        share = max(len(filters.allowed), 1) / model.n_items
+        fetch = min(model.n_items, MAX_FETCH, max(fetch, int(OVERFETCH * k / share)))
+    candidates = model.search(query, max(fetch, 1))
+    kept = [(iid, score) for iid, score in candidates if not filters.blocks(iid)][:k]
+    ranked = _explain(model, kept, long_term, session, w_long, w_sess, [p[0] for p in pairs])
+    return top_up(ranked, k, filters, popular)
+
+
+def _explain(
+    model: ServingModel,
+    kept: list[tuple[str, float]],
+    long_term: np.ndarray | None,
+    session: np.ndarray | None,
+    w_long: float,
+    w_sess: float,
+    session_items: list[str],
+) -> list[Ranked]:
+    if not kept:
+        return []
+    if session is None:
+        return [Ranked(iid, float(s), "personalized") for iid, s in kept]
+    vecs = model.item_vectors([iid for iid, _ in kept])
+    sess_part = w_sess * (vecs @ session)
+    long_part = w_long * (vecs @ long_term) if long_term is not None else np.full(len(kept), -np.inf)
+    recent_vecs = model.item_vectors(session_items)
+    sims = vecs @ recent_vecs.T  # (candidates, recent items)
+    best = np.argmax(sims, axis=1)
+    out: list[Ranked] = []
+    for row, (iid, score) in enumerate(kept):
+        if long_part[row] > sess_part[row]:
+            out.append(Ranked(iid, float(score), "personalized"))
+            continue
+        anchor = session_items[int(best[row])]
+        # Naming the anchor only helps when it is another item the user touched and it is related.
+        if anchor != iid and sims[row, best[row]] > 0:
+            out.append(Ranked(iid, float(score), "similar_to", anchor))
+        else:
+            out.append(Ranked(iid, float(score), "session"))
+    return out

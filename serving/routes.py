@@ -1,0 +1,193 @@
+"""HTTP routes. Handlers only parse and check parameters; the services hold the logic."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from starlette.responses import PlainTextResponse, Response
+
+from serving.admin import AdminService
+from serving.auth import require
+from serving.errors import ApiError
+from serving.ingest import IngestService
+from serving.responses import FastJSONResponse
+from serving.schemas import (
+    ERRORS,
+    AcceptedOut,
+    ErasureOut,
+    EventBatchIn,
+    ItemUpdateIn,
+    ModelOut,
+    PopularOut,
+    RecommendationsOut,
+    RetrainIn,
+    RetrainOut,
+    SimilarOut,
+)
+from serving.service import ReadService, RecsQuery
+
+router = APIRouter()
+UserId = Annotated[str, Path(min_length=1, max_length=256)]
+ItemId = Annotated[str, Path(min_length=1, max_length=256)]
+K = Annotated[int, Query(ge=1, description="number of items; at most serving.max_k")]
+Category = Annotated[str | None, Query(min_length=1, max_length=256)]
+MAX_EXCLUDE = 1000
+
+
+def _read(request: Request) -> ReadService:
+    return request.app.state.read  # type: ignore[no-any-return]
+
+
+def _ingest(request: Request) -> IngestService:
+    return request.app.state.ingest  # type: ignore[no-any-return]
+
+
+def _admin(request: Request) -> AdminService:
+    return request.app.state.admin  # type: ignore[no-any-return]
+
+
+def _check_k(request: Request, k: int) -> None:
+    max_k = request.app.state.settings.serving.max_k
+    if k > max_k:
+        raise ApiError(422, "invalid_request", f"k must be at most {max_k}, got {k}")
+
+
+@router.get(
+    "/v1/users/{user_id}/recommendations",
+    response_model=None,
+    responses={200: {"model": RecommendationsOut}, **ERRORS},
+    dependencies=[Depends(require("read"))],
+    tags=["recommendations"],
+)
+async def recommendations(
+    request: Request,
+    user_id: UserId,
+    k: K = 10,
+    exclude: Annotated[str | None, Query(max_length=100_000, description="comma-separated item ids")] = None,
+    category: Category = None,
+    include_purchased: bool = False,
+) -> Response:
+    _check_k(request, k)
+    excluded = frozenset(x for x in (exclude or "").split(",") if x)
+    if len(excluded) > MAX_EXCLUDE:
+        raise ApiError(
+            422, "invalid_request", f"exclude lists at most {MAX_EXCLUDE} items, got {len(excluded)}"
+        )
+    query = RecsQuery(user_id, k, excluded, category, include_purchased)
+    return FastJSONResponse(await _read(request).recommendations(query))
+
+
+@router.get(
+    "/v1/items/{item_id}/similar",
+    response_model=None,
+    responses={200: {"model": SimilarOut}, **ERRORS},
+    dependencies=[Depends(require("read"))],
+    tags=["recommendations"],
+)
+async def similar(request: Request, item_id: ItemId, k: K = 10) -> Response:
+    _check_k(request, k)
+    return FastJSONResponse(await _read(request).similar(item_id, k))
+
+
+@router.get(
+    "/v1/popular",
+    response_model=None,
+    responses={200: {"model": PopularOut}, **ERRORS},
+    dependencies=[Depends(require("read"))],
+    tags=["recommendations"],
+)
+async def popular(
+    request: Request,
+    k: K = 10,
+    category: Category = None,
+    window: Literal["1h", "7d", "all"] = "7d",
+) -> Response:
+    _check_k(request, k)
+    return FastJSONResponse(await _read(request).popular(k, window, category))
+
+
+@router.post(
+    "/v1/events",
+    response_model=None,
+    status_code=202,
+    responses={202: {"model": AcceptedOut}, **ERRORS},
+    dependencies=[Depends(require("ingest"))],
+    tags=["ingest"],
+)
+async def post_events(
+    request: Request,
+    body: Annotated[
+        list[Any] | EventBatchIn,
+        Body(description='a JSON array of events, or {"events": [...]}; at most serving.max_batch'),
+    ],
+) -> Response:
+    events = body.events if isinstance(body, EventBatchIn) else body
+    return FastJSONResponse(await _ingest(request).ingest_events(events), status_code=202)
+
+
+@router.put(
+    "/v1/items/{item_id}",
+    response_model=None,
+    status_code=202,
+    responses={202: {"model": AcceptedOut}, **ERRORS},
+    dependencies=[Depends(require("ingest"))],
+    tags=["ingest"],
+)
+async def put_item(request: Request, item_id: ItemId, body: ItemUpdateIn) -> Response:
+    data: dict[str, Any] = body.model_dump(exclude_unset=True)
+    return FastJSONResponse(await _ingest(request).update_item(item_id, data), status_code=202)
+
+
+@router.delete(
+    "/v1/users/{user_id}",
+    response_model=None,
+    responses={200: {"model": ErasureOut}, **ERRORS},
+    dependencies=[Depends(require("admin"))],
+    tags=["admin"],
+)
+async def erase_user(request: Request, user_id: UserId) -> Response:
+    result = await _admin(request).erase_user(user_id)
+    # Results cached before the erasure carry an old marker; the cache entries are deleted as well.
+    return FastJSONResponse(result)
+
+
+@router.get(
+    "/v1/model",
+    response_model=None,
+    responses={200: {"model": ModelOut}, **ERRORS},
+    dependencies=[Depends(require("read"))],
+    tags=["admin"],
+)
+async def model_info(request: Request) -> Response:
+    return FastJSONResponse(_admin(request).model_info())
+
+
+@router.post(
+    "/v1/admin/retrain",
+    response_model=None,
+    status_code=202,
+    responses={202: {"model": RetrainOut}, **ERRORS},
+    dependencies=[Depends(require("admin"))],
+    tags=["admin"],
+)
+async def retrain(request: Request, body: RetrainIn | None = None) -> Response:
+    reason = body.reason if body is not None else "requested via API"
+    return FastJSONResponse(await _admin(request).request_retrain(reason), status_code=202)
+
+
+@router.get("/healthz", response_model=None, tags=["ops"])
+async def healthz() -> Response:
+    return PlainTextResponse("ok")
+
+
+@router.get("/readyz", response_model=None, responses={503: {"model": ERRORS[503]["model"]}}, tags=["ops"])
+async def readyz(request: Request) -> Response:
+    ready, checks = await _admin(request).readiness()
+    if ready:
+        return FastJSONResponse({"ready": True, "checks": checks})
+    reasons = "; ".join(f"{name}: {state}" for name, state in checks.items() if not state.startswith("ok"))
+    return FastJSONResponse(
+        {"error": {"code": "not_ready", "message": reasons}, "ready": False, "checks": checks},
+        status_code=503,
+    )

@@ -1,0 +1,77 @@
+"""Which data set `streamrec demo` streams and how it is read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cli.demo_data import (
+    EXIT_EVENT_CAP,
+    DemoDataError,
+    choose_dataset,
+    event_cap,
+    load_demo_data,
+    movielens_catalog,
+    simulated,
+)
+
+
+def write_movielens(tmp_path: Path) -> Path:
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_text(
+        "userId,movieId,rating,timestamp\n1,10,4.0,964982703\n1,20,5.0,964982224\n2,10,3.5,964983000\n"
+    )
+    (tmp_path / "movies.csv").write_text(
+        'movieId,title,genres\n10,"GoldenEye (1995)",Action|Adventure\n'
+        '20,"Heat, The (1995)",(no genres listed)\n'
+        "30,Unrated,Drama\n"
+    )
+    return ratings
+
+
+def test_choose_dataset(tmp_path: Path) -> None:
+    assert choose_dataset("taobao", None) == "taobao"
+    assert choose_dataset(None, tmp_path / "ratings.csv") == "movielens"
+    assert choose_dataset(None, None, data_dir=tmp_path) == "simulate"
+    with pytest.raises(DemoDataError, match="unknown --dataset"):
+        choose_dataset("nope", None)
+    with pytest.raises(DemoDataError, match="cannot be combined"):
+        choose_dataset("simulate", tmp_path / "f.csv")
+
+
+def test_choose_dataset_finds_movielens_in_the_data_dir(tmp_path: Path) -> None:
+    target = tmp_path / "movielens-latest-small"
+    target.mkdir()
+    write_movielens(target)
+    assert choose_dataset(None, None, data_dir=tmp_path) == "movielens"
+
+
+def test_event_cap() -> None:
+    assert event_cap(123, True, "movielens") == 123
+    assert event_cap(None, True, "movielens") == EXIT_EVENT_CAP
+    assert event_cap(None, False, "movielens") is None
+    assert event_cap(None, False, "simulate") is not None
+
+
+def test_movielens_gets_titles_and_first_genre(tmp_path: Path) -> None:
+    data = load_demo_data("movielens", write_movielens(tmp_path), cap=None)
+    assert len(data.events) == 3 and data.name == "movielens"
+    assert data.titles() == {"10": "GoldenEye (1995)", "20": "Heat, The (1995)"}
+    by_id = {u.item_id: u for u in data.items}
+    assert by_id["10"].category == "Action" and by_id["20"].category is None
+    # Only items that occur in the streamed events are sent to the catalog.
+    assert "30" not in by_id
+    assert movielens_catalog(tmp_path / "elsewhere" / "ratings.csv", {"10"}) == []
+
+
+def test_cap_keeps_the_first_events_in_time(tmp_path: Path) -> None:
+    data = load_demo_data("movielens", write_movielens(tmp_path), cap=1)
+    assert [e.item_id for e in data.events] == ["20"]
+
+
+def test_simulated_is_deterministic_and_sized() -> None:
+    a, b = simulated(500), simulated(500)
+    assert len(a.events) == 500 and a.items
+    assert [e.event_id for e in a.events] == [e.event_id for e in b.events]
+    assert len({e.user_id for e in a.events}) <= 50

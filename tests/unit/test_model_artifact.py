@@ -1,0 +1,112 @@
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.artifact import ModelArtifact
+from model.errors import ArtifactError
+from model.interactions import build_interactions
+from model.lae import TrainConfig
+from model.pipeline import train_artifact
+from model.recommender import Recommender
+
+
+def _artifact() -> ModelArtifact:
+    rng = np.random.default_rng(0)
+    events = [(f"u{rng.integers(40)}", f"i{rng.integers(60)}", "view", None, k) for k in range(800)]
+    inter = build_interactions(events)
+    return train_artifact(
+        inter,
+        TrainConfig(factors=8, reg=5.0, device="cpu"),
+        version=7,
+        metrics={"ndcg@10": 0.1},
+        data_window={"from_ms": 0, "to_ms": 799},
+    )
+
+
+def _same(a: ModelArtifact, b: ModelArtifact) -> None:
+    assert a.version == b.version and a.config == b.config and a.metrics == b.metrics
+    assert a.trained_at == b.trained_at and a.data_window == b.data_window
+    for name in ("item_ids", "user_ids", "item_embeddings", "user_embeddings", "input_embeddings"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+
+
+def test_round_trip_dir_and_files(tmp_path: Path) -> None:
+    art = _artifact()
+    loaded = ModelArtifact.load(art.save(tmp_path / "a"))
+    _same(art, loaded)
+    _same(art, ModelArtifact.from_files(art.to_files()))
+    for name, data in art.to_files().items():
+        if name.endswith(".npy"):  # plain arrays: loadable without pickle
+            np.load(io.BytesIO(data), allow_pickle=False)
+    rec = Recommender(loaded)
+    assert rec.version == 7 and rec.n_items == len(art.item_ids)
+    user = str(art.user_ids[0])
+    vec = rec.user_vector(user)
+    assert vec is not None and vec.shape == (art.dim,)
+    seen = {"i1", "i2"}
+    res = rec.search(vec, 5, exclude_ids=seen)
+    assert len(res) == 5 and not seen & {item for item, _ in res}
+    assert [s for _, s in res] == sorted((s for _, s in res), reverse=True)
+    sim = rec.similar(str(art.item_ids[0]), 3)
+    assert len(sim) == 3 and str(art.item_ids[0]) not in {i for i, _ in sim}
+    assert rec.similar("nope", 3) == [] and not rec.knows_item("nope") and rec.knows_item("i1")
+    assert rec.user_vector("nobody") is None
+
+
+def test_hnsw_index_chosen_above_threshold() -> None:
+    art = _artifact()
+    rec = Recommender(art, exact_max_items=5)
+    assert type(rec._index).__name__ == "IndexHNSWFlat"
+    assert len(rec.search(rec.fold_in([("i3", 1.0)]), 4)) == 4
+
+
+def test_missing_file_rejected(tmp_path: Path) -> None:
+    path = _artifact().save(tmp_path / "a")
+    (path / "user_embeddings.npy").unlink()
+    with pytest.raises(ArtifactError, match=r"user_embeddings\.npy is missing"):
+        ModelArtifact.load(path)
+
+
+def test_truncated_npy_rejected(tmp_path: Path) -> None:
+    files = _artifact().to_files()
+    files["item_embeddings.npy"] = files["item_embeddings.npy"][:100]
+    with pytest.raises(ArtifactError, match="corrupt"):
+        ModelArtifact.from_files(files)
+    files.pop("manifest.json")
+    with pytest.raises(ArtifactError, match="manifest"):
+        ModelArtifact.from_files(files)
+
+
+def test_wrong_shape_and_id_map_rejected() -> None:
+    art = _artifact()
+    with pytest.raises(ArtifactError, match="user_embeddings has shape"):
+        ModelArtifact(
+            version=1,
+            item_ids=art.item_ids,
+            user_ids=art.user_ids,
+            item_embeddings=art.item_embeddings,
+            user_embeddings=art.user_embeddings[:, :3],
+            input_embeddings=art.input_embeddings,
+        )
+    with pytest.raises(ArtifactError, match="item_embeddings has shape"):
+        ModelArtifact(
+            version=1,
+            item_ids=art.item_ids[:-1],
+            user_ids=art.user_ids,
+            item_embeddings=art.item_embeddings,
+            user_embeddings=art.user_embeddings,
+            input_embeddings=art.input_embeddings,
+        )
+
+
+def test_unknown_format_version_rejected() -> None:
+    import json
+
+    files = _artifact().to_files()
+    manifest = json.loads(files["manifest.json"])
+    manifest["format_version"] = 99
+    files["manifest.json"] = json.dumps(manifest).encode()
+    with pytest.raises(ArtifactError, match="format_version 99"):
+        ModelArtifact.from_files(files)

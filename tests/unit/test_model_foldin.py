@@ -1,0 +1,53 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.evaluation import top_k
+from model.interactions import build_interactions
+from model.lae import TrainConfig
+from model.metrics import summarize
+from model.pipeline import train_artifact
+from model.recommender import Recommender
+from model.split import temporal_split
+from storage.datasets import DEFAULT_DATA_DIR, DatasetError, load_dataset
+
+
+def _load() -> object:
+    try:
+        return load_dataset("ml-latest-small", DEFAULT_DATA_DIR)
+    except DatasetError as exc:
+        pytest.skip(f"../shared/data not found: {exc}")
+
+
+def test_fold_in_matches_trained_user_ndcg() -> None:
+    table = _load()
+    split = temporal_split(table.user_id, table.item_id, table.ts_ms)  # type: ignore[attr-defined]
+    users, items, ts = split.train_triples()
+    inter = build_interactions(zip(users, items, ["view"] * len(users), [None] * len(users), ts, strict=True))
+    art = train_artifact(inter, TrainConfig(factors=128, reg=200.0, device="cpu"), version=1)
+    rec = Recommender(art)
+    assert np.array_equal(inter.item_ids, split.item_ids) and np.array_equal(inter.user_ids, split.user_ids)
+    rows = np.flatnonzero(np.diff(split.test.indptr) > 0)
+    history_order = {}
+    for row in rows:
+        start, end = split.train_ts.indptr[row], split.train_ts.indptr[row + 1]
+        order = np.argsort(split.train_ts.data[start:end], kind="stable")
+        history_order[row] = split.item_ids[split.train_ts.indices[start:end][order]].tolist()
+    trained = np.vstack([rec.user_vector(str(split.user_ids[r])) for r in rows])
+    folded = np.vstack([rec.fold_in_history(history_order[r]) for r in rows])
+    item_emb = art.item_embeddings
+
+    def ndcg(vectors: np.ndarray) -> float:
+        lookup = dict(zip(rows.tolist(), range(len(rows)), strict=True))
+        top = top_k(lambda r: vectors[[lookup[x] for x in r]] @ item_emb.T, split.train, rows, 20)
+        return summarize(top, split.test[rows])["ndcg@10"]
+
+    trained_ndcg, folded_ndcg = ndcg(trained), ndcg(folded)
+    assert trained_ndcg > 0.05
+    assert abs(folded_ndcg - trained_ndcg) <= 0.1 * trained_ndcg
+
+
+def test_data_dir_constant_points_at_shared() -> None:
+    assert DEFAULT_DATA_DIR.parts[-2:] == ("shared", "data")
+    assert isinstance(DEFAULT_DATA_DIR, Path)
