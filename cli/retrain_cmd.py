@@ -75,6 +75,7 @@ def retrain(
     from retrain.model_adapter import trainer_from_settings
     from retrain.pipeline import RetrainFailed, RetrainResult
     from storage.event_store import MongoEventStore
+    from storage.retrain_requests import take_pending_request
 
     metrics = RetrainMetrics()
     metrics.serve(settings.retrain.metrics_port)
@@ -112,6 +113,7 @@ def retrain(
             one_run,
             count_events=store.count_events,
             after_events=after_events,
+            take_request=lambda: take_pending_request(store.db) is not None,
             poll_s=min(EVENT_COUNT_POLL_S, interval_s),
         )
     finally:

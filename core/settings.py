@@ -62,10 +62,20 @@ class EventWeights(BaseModel):
 
 
 class ModelSettings(BaseModel):
+    """Training knobs; the defaults are what the quality benchmark selects most often on validation."""
+
     weights: EventWeights = Field(default_factory=EventWeights)
-    factors: int = Field(default=128, ge=2, le=4096)
-    epochs: int = Field(default=20, ge=1, le=1000)
-    regularization: float = Field(default=1.0, ge=0.0)
+    factors: int = Field(default=512, ge=2, le=4096)
+    # Ridge strength of the closed-form fit of the linear autoencoder.
+    reg: float = Field(default=200.0, ge=0.0)
+    # The most recent history item weighs (1 + boost) times an old one; the boost halves every
+    # recency_half_life items back.
+    recency_boost: float = Field(default=3.0, ge=0.0)
+    recency_half_life: float = Field(default=10.0, gt=0.0)
+    pop_weight: float = Field(default=0.0, ge=0.0)
+    diag_correction: bool = True
+    # Softmax fine-tuning epochs after the closed-form fit; 0 = closed form only.
+    epochs: int = Field(default=0, ge=0, le=1000)
     seed: int = 42
     time_decay_half_life_days: float | None = None
     exact_search_max_items: int = Field(default=200_000, ge=1)

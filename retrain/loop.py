@@ -18,12 +18,14 @@ def run_every(
     *,
     count_events: Callable[[], int] | None = None,
     after_events: int | None = None,
+    take_request: Callable[[], bool] | None = None,
     poll_s: float = 10.0,
     stop: threading.Event | None = None,
     max_runs: int | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> int:
-    """Run ``run_once`` now, then every ``interval_s`` (or as soon as ``after_events`` new events arrived).
+    """Run ``run_once`` now, then every ``interval_s`` (or as soon as ``after_events`` new events arrived,
+    or as soon as ``take_request`` claims an on-demand request from the admin API).
 
     A failing run is logged and the loop goes on to the next one; returns the number of runs made.
     """
@@ -54,6 +56,9 @@ def run_every(
                 if current is not None and current - baseline >= after_events:
                     log.info("retrain_early new_events=%d threshold=%d", current - baseline, after_events)
                     break
+            if take_request is not None and _claimed(take_request):
+                log.info("retrain_requested action=run_now")
+                break
             stop.wait(min(poll_s, remaining))
     return runs
 
@@ -67,3 +72,11 @@ def _count(count_events: Callable[[], int] | None) -> int | None:
         # Counting is only a hint for an early run; the interval still applies.
         log.warning("event_count_failed error=%s", exc)
         return None
+
+
+def _claimed(take_request: Callable[[], bool]) -> bool:
+    try:
+        return take_request()
+    except Exception as exc:
+        log.warning("retrain_request_check_failed error=%s", exc)
+        return False

@@ -30,10 +30,7 @@ log = logging.getLogger(__name__)
 def train_config(settings: ModelSettings) -> TrainConfig:
     """TrainConfig fields that ModelSettings also has take the setting; the rest keep the model's defaults."""
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    given = {k: v for k, v in settings.model_dump().items() if k in names}
-    if "reg" not in given and "reg" in names and "regularization" in settings.model_fields_set:
-        given["reg"] = settings.regularization
-    return TrainConfig(**given)
+    return TrainConfig(**{k: v for k, v in settings.model_dump().items() if k in names})
 
 
 class ArtifactModel:

@@ -49,6 +49,11 @@ def consumer_config(settings: KafkaSettings, group_id: str | None = None, **over
         "heartbeat.interval.ms": max(500, settings.session_timeout_ms // 3),
         "max.poll.interval.ms": 300_000,
         "partition.assignment.strategy": "cooperative-sticky",
+        # Some brokers answer a waiting fetch only when it times out, so a short wait bounds freshness
+        # (measured on the dev broker: 203 ms p50 produce-to-consume at 500 ms, 31 ms at 100 ms).
+        "fetch.wait.max.ms": 100,
+        # Topics created after subscribe are otherwise seen only at the 5-minute metadata refresh.
+        "topic.metadata.refresh.interval.ms": 30_000,
     }
     return conf | overrides
 

@@ -82,3 +82,34 @@ def test_stop_ends_the_loop() -> None:
     t = FakeTime()
     t.set()
     assert run_every(60, lambda: None, stop=t, clock=t.clock) == 0
+
+
+def test_an_admin_request_triggers_a_run_at_once() -> None:
+    t = FakeTime()
+    starts: list[float] = []
+    pending = [120.0]  # one request arrives 120 s after the first run
+
+    def take() -> bool:
+        if pending and t.now >= pending[0]:
+            pending.pop()
+            return True
+        return False
+
+    runs = run_every(
+        3600, lambda: starts.append(t.now), take_request=take, stop=t, clock=t.clock, max_runs=2, poll_s=60
+    )
+    assert runs == 2
+    assert starts == [0.0, 120.0]
+
+
+def test_a_failing_request_check_falls_back_to_the_interval() -> None:
+    t = FakeTime()
+    starts: list[float] = []
+
+    def broken() -> bool:
+        raise ConnectionError("mongo down")
+
+    run_every(
+        600, lambda: starts.append(t.now), take_request=broken, stop=t, clock=t.clock, max_runs=2, poll_s=60
+    )
+    assert starts == [0.0, 600.0]
