@@ -1,6 +1,6 @@
 """Commands `streamrec bench serve` and `streamrec bench freshness`.
 
-serve: a synthetic model (clustered embeddings through the real artifact + FAISS index code) is
+serve: a synthetic ``ModelArtifact`` (clustered embeddings, see ``cli.bench_serve_model``) is
 published to a scratch registry, Redis gets popularity and recent events, and `streamrec serve`
 runs in a subprocess. ``wrk`` (closed loop, random user ids) measures the saturating rate of the
 recommendations endpoint and of /healthz (the framework ceiling); then an open-loop generator in a
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -55,48 +56,7 @@ end
 # ---------------------------------------------------------------- synthetic model and Redis state
 
 
-def synthetic_arrays(items: int, users: int, dim: int, seed: int = 0) -> dict[str, Any]:
-    """Clustered embeddings: items near one of ~sqrt(items) centres, users near one or two centres."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    n_centres = max(8, int(items**0.5))
-    centres = rng.normal(size=(n_centres, dim)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    item_centre = rng.integers(0, n_centres, items)
-    item_emb = centres[item_centre] + 0.35 * rng.normal(size=(items, dim)).astype(np.float32) / dim**0.5
-    user_emb = centres[rng.integers(0, n_centres, users)] + 0.5 * centres[rng.integers(0, n_centres, users)]
-    popularity = rng.zipf(1.3, items).astype(np.float32)
-    return {
-        "item_ids": np.array([f"i{j}" for j in range(items)]),
-        "item_emb": item_emb.astype(np.float32),
-        "user_ids": np.array([f"u{j}" for j in range(users)]),
-        "user_emb": user_emb.astype(np.float32),
-        "popularity": np.minimum(popularity, 1e6),
-    }
-
-
-def publish_synthetic(settings: Any, arrays: dict[str, Any], index: str = "auto") -> tuple[int, str]:
-    from serving.embedding_model import build_index, to_files
-    from storage.model_registry import open_model_registry
-
-    model_settings = settings.model
-    if index != "auto":
-        # exact: every catalog size below the limit; hnsw: a limit of 1 item forces the graph index.
-        limit = len(arrays["item_ids"]) if index == "exact" else 1
-        model_settings = model_settings.model_copy(update={"exact_search_max_items": limit})
-    index_obj, kind = build_index(arrays["item_emb"], model_settings)
-    files = to_files(arrays, index_obj)
-    registry = open_model_registry(settings)
-    try:
-        version = registry.publish(files, {"metrics": {"synthetic": True}})
-        registry.promote(version, "serving benchmark")
-    finally:
-        registry.close()
-    return version, kind
-
-
-def seed_redis(settings: Any, arrays: dict[str, Any], session_users: int, seed: int = 1) -> None:
+def seed_redis(settings: Any, item_ids: Any, pop: Any, session_users: int, seed: int = 1) -> None:
     """Popularity for the top items, a few recent clicks for some users, a few unavailable items."""
     import numpy as np
     import redis
@@ -105,8 +65,7 @@ def seed_redis(settings: Any, arrays: dict[str, Any], session_users: int, seed: 
 
     keys = Keys(settings.redis.key_prefix)
     rng = np.random.default_rng(seed)
-    items = arrays["item_ids"]
-    pop = arrays["popularity"]
+    items = item_ids
     client = redis.Redis.from_url(settings.redis.url.get_secret_value())
     try:
         top = np.argsort(-pop)[:5000]
@@ -299,12 +258,19 @@ def bench_serve(
     json_path: Path = typer.Option(..., "--json", help="Where to write the JSON report."),
     workers: int = typer.Option(1, "--workers", min=1),
     connections: int = typer.Option(32, "--connections", min=1),
-    dim: int = typer.Option(64, "--dim", min=4, help="Embedding dimension of the synthetic model."),
+    factors: int = typer.Option(
+        128,
+        "--factors",
+        "--dim",
+        min=4,
+        help="Factors of the synthetic model (retrain's default: model.factors; artifact dim = +1 bias).",
+    ),
     index: str = typer.Option(
         "auto", "--index", help="auto (exact below model.exact_search_max_items, HNSW above), exact or hnsw."
     ),
 ) -> None:
     """Requests/s and latency of GET recommendations vs /healthz, then p99 at half the saturating rate."""
+    from cli.bench_serve_model import publish_artifact, synthetic_artifact
     from cli.processes import free_port
 
     if index not in ("auto", "exact", "hnsw"):
@@ -312,10 +278,18 @@ def bench_serve(
     console = Console()
     with scratch_stack("serve", console) as base:
         settings = serving_settings(base, free_port())
-        with console.status(f"building a synthetic model: {items} items, {users} users, dim {dim}"):
-            arrays = synthetic_arrays(items, users, dim)
-            version, index_kind = publish_synthetic(settings, arrays, index)
-            seed_redis(settings, arrays, session_users=min(users, 10_000))
+        if index != "auto":
+            # The API process reads the same settings, so it keeps the published index kind.
+            limit = items if index == "exact" else 1
+            model = settings.model.model_copy(update={"exact_search_max_items": limit})
+            settings = settings.model_copy(update={"model": model})
+        with console.status(f"building a synthetic model: {items} items, {users} users, {factors} factors"):
+            synth = synthetic_artifact(items, users, factors, settings)
+        with console.status("publishing the model artifact"):
+            version = publish_artifact(settings, synth.artifact)
+            item_ids = synth.artifact.item_ids
+            dim = synth.artifact.dim
+            seed_redis(settings, item_ids, synth.popularity, session_users=min(users, 10_000))
         log_dir = Path(tempfile.mkdtemp(prefix="streamrec-bench-serve-"))
         with console.status("starting the API (loading the model)"):
             proc = start_api(settings, log_dir, workers)
@@ -327,6 +301,7 @@ def bench_serve(
             summary_script.write_text(WRK_DONE)
             with console.status("warm-up"):
                 run_wrk(base_url + "/", 3, connections, script)
+            load_before = os.getloadavg()
             with console.status(f"closed loop: recommendations for {duration}s"):
                 recs = run_wrk(base_url + "/", duration, connections, script)
             with console.status(f"closed loop: /healthz for {duration}s"):
@@ -334,13 +309,20 @@ def bench_serve(
             rate = recs["rps"] / 2
             with console.status(f"open loop: {rate:.0f} req/s for {duration}s"):
                 half = run_open_loop("127.0.0.1", settings.serving.port, rate, duration, users)
+            load_after = os.getloadavg()
         finally:
             proc.stop()
     report = {
         "items": items,
         "users": users,
+        "factors": factors,
         "dim": dim,
-        "index": index_kind,
+        "default_retrain_factors": base.model.factors,
+        "index": synth.index_kind,
+        "exact_search_max_items": settings.model.exact_search_max_items,
+        "hnsw_m": settings.model.hnsw_m,
+        "hnsw_ef_search": settings.model.hnsw_ef_search,
+        "ann_recall_at_20": synth.ann_recall_at_20,
         "model_version": version,
         "workers": workers,
         "connections": connections,
@@ -360,13 +342,13 @@ def bench_serve(
         "healthz_errors": health["errors"],
         "targets": {"ratio_min": 0.5, "p99_ms_max": 25.0, "errors": 0},
         "cpu_cores": _cores(),
+        "loadavg_1m_before": round(load_before[0], 2),
+        "loadavg_1m_after": round(load_after[0], 2),
     }
     write_report(json_path, report, console, "bench serve")
 
 
 def _cores() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
@@ -381,6 +363,7 @@ def bench_freshness(
 
     import httpx
 
+    from cli.bench_serve_model import publish_artifact, synthetic_artifact
     from cli.processes import create_topics, free_port, start_consumer
     from core.events import InteractionEvent
     from storage.kafka import flush_or_raise, make_producer
@@ -388,8 +371,8 @@ def bench_freshness(
     console = Console()
     with scratch_stack("freshness", console) as base:
         settings = serving_settings(base, free_port())
-        arrays = synthetic_arrays(items, 100, 32)
-        publish_synthetic(settings, arrays)
+        synth = synthetic_artifact(items, 100, 32, settings)
+        publish_artifact(settings, synth.artifact)
         log_dir = Path(tempfile.mkdtemp(prefix="streamrec-bench-freshness-"))
         create_topics(settings)
         consumer = start_consumer(settings, log_dir=log_dir)
@@ -411,7 +394,7 @@ def bench_freshness(
                             "event_id": f"fr-{user}",
                             "event_type": "click",
                             "user_id": user,
-                            "item_id": str(arrays["item_ids"][rng.randrange(items)]),
+                            "item_id": str(synth.artifact.item_ids[rng.randrange(items)]),
                             "timestamp": int(time.time() * 1000),
                         }
                     )

@@ -26,7 +26,7 @@ from serving.metrics import ServingMetrics
 from serving.model_holder import Loader, ModelHolder
 from serving.popularity import RealtimeSnapshots
 from serving.ports import ErasurePort, EventProducer, RetrainRequests
-from serving.routes import router
+from serving.routes import build_router
 from serving.service import ReadService
 from storage.realtime_reader import RealtimeReader
 
@@ -194,7 +194,7 @@ def create_app(
     app.state.keyring = KeyRing.from_settings(settings.serving)
     app.state.metrics = metrics
     install_error_handlers(app)
-    app.include_router(router)
+    app.include_router(build_router(settings.serving.public_read))
     app.include_router(demo_page.router)
     from prometheus_fastapi_instrumentator import Instrumentator
 

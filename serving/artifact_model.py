@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-import faiss
 import numpy as np
 
 from core.settings import ModelSettings
@@ -47,7 +46,8 @@ class ArtifactServingModel:
             raise ArtifactError("model popularity scores contain NaN or inf")
         self._popular_order: list[int] = np.argsort(-pop, kind="stable")[:10_000].tolist()
         self._popularity = pop
-        self.index_kind = "exact" if isinstance(self.recommender._index, faiss.IndexFlat) else "hnsw"
+        # The Recommender keeps the artifact's index when its kind matches this threshold, else rebuilds.
+        self.index_kind = "exact" if self.n_items <= ms.exact_search_max_items else "hnsw"
 
     @property
     def n_items(self) -> int:
@@ -108,4 +108,13 @@ class ArtifactServingModel:
 
 def load_artifact_model(files: dict[str, bytes], settings: ModelSettings) -> ArtifactServingModel:
     """Raises ``ArtifactError`` for a missing, corrupt or incompatible artifact."""
-    return ArtifactServingModel(ModelArtifact.from_files(files), settings)
+    artifact = ModelArtifact.from_files(files)
+    try:
+        return ArtifactServingModel(artifact, settings)
+    except ArtifactError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError, RuntimeError) as exc:
+        # e.g. a config.json that is not an object, or a FAISS failure on odd arrays.
+        raise ArtifactError(
+            f"model v{artifact.version} cannot be served: {type(exc).__name__}: {exc}"
+        ) from exc

@@ -1,7 +1,7 @@
 """Turn registry artifact files into a validated ``LoadedModel``.
 
-model/ owns the trained artifact format; until its artifact reader lands, serving reads the
-embedding artifact of ``serving.embedding_model`` (item/query/user embeddings + optional FAISS index).
+The files are a ``model.artifact.ModelArtifact`` as retrain publishes it (manifest.json + .npy arrays
++ optional FAISS index); ``serving.artifact_model`` serves it through ``model.recommender.Recommender``.
 Validation runs here, beside the current model: a model that cannot answer a search is refused.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from core.settings import Settings
 from model.errors import ArtifactError
-from serving.embedding_model import load_embedding_model
+from serving.artifact_model import load_artifact_model
 from serving.model_holder import Loader
 from serving.model_port import LoadedModel, ServingModel
 
@@ -36,7 +36,7 @@ def validate(model: ServingModel) -> None:
 
 def make_loader(settings: Settings) -> Loader:
     def load(files: dict[str, bytes], record: Any) -> LoadedModel:
-        model = load_embedding_model(files, settings.model)
+        model = load_artifact_model(files, settings.model)
         validate(model)
         return LoadedModel(
             model=model,

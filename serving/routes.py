@@ -27,7 +27,6 @@ from serving.schemas import (
 )
 from serving.service import ReadService, RecsQuery
 
-router = APIRouter()
 UserId = Annotated[str, Path(min_length=1, max_length=256)]
 ItemId = Annotated[str, Path(min_length=1, max_length=256)]
 K = Annotated[int, Query(ge=1, description="number of items; at most serving.max_k")]
@@ -53,13 +52,6 @@ def _check_k(request: Request, k: int) -> None:
         raise ApiError(422, "invalid_request", f"k must be at most {max_k}, got {k}")
 
 
-@router.get(
-    "/v1/users/{user_id}/recommendations",
-    response_model=None,
-    responses={200: {"model": RecommendationsOut}, **ERRORS},
-    dependencies=[Depends(require("read"))],
-    tags=["recommendations"],
-)
 async def recommendations(
     request: Request,
     user_id: UserId,
@@ -78,25 +70,11 @@ async def recommendations(
     return FastJSONResponse(await _read(request).recommendations(query))
 
 
-@router.get(
-    "/v1/items/{item_id}/similar",
-    response_model=None,
-    responses={200: {"model": SimilarOut}, **ERRORS},
-    dependencies=[Depends(require("read"))],
-    tags=["recommendations"],
-)
 async def similar(request: Request, item_id: ItemId, k: K = 10) -> Response:
     _check_k(request, k)
     return FastJSONResponse(await _read(request).similar(item_id, k))
 
 
-@router.get(
-    "/v1/popular",
-    response_model=None,
-    responses={200: {"model": PopularOut}, **ERRORS},
-    dependencies=[Depends(require("read"))],
-    tags=["recommendations"],
-)
 async def popular(
     request: Request,
     k: K = 10,
@@ -107,14 +85,6 @@ async def popular(
     return FastJSONResponse(await _read(request).popular(k, window, category))
 
 
-@router.post(
-    "/v1/events",
-    response_model=None,
-    status_code=202,
-    responses={202: {"model": AcceptedOut}, **ERRORS},
-    dependencies=[Depends(require("ingest"))],
-    tags=["ingest"],
-)
 async def post_events(
     request: Request,
     body: Annotated[
@@ -126,62 +96,30 @@ async def post_events(
     return FastJSONResponse(await _ingest(request).ingest_events(events), status_code=202)
 
 
-@router.put(
-    "/v1/items/{item_id}",
-    response_model=None,
-    status_code=202,
-    responses={202: {"model": AcceptedOut}, **ERRORS},
-    dependencies=[Depends(require("ingest"))],
-    tags=["ingest"],
-)
 async def put_item(request: Request, item_id: ItemId, body: ItemUpdateIn) -> Response:
     data: dict[str, Any] = body.model_dump(exclude_unset=True)
     return FastJSONResponse(await _ingest(request).update_item(item_id, data), status_code=202)
 
 
-@router.delete(
-    "/v1/users/{user_id}",
-    response_model=None,
-    responses={200: {"model": ErasureOut}, **ERRORS},
-    dependencies=[Depends(require("admin"))],
-    tags=["admin"],
-)
 async def erase_user(request: Request, user_id: UserId) -> Response:
     result = await _admin(request).erase_user(user_id)
     # Results cached before the erasure carry an old marker; the cache entries are deleted as well.
     return FastJSONResponse(result)
 
 
-@router.get(
-    "/v1/model",
-    response_model=None,
-    responses={200: {"model": ModelOut}, **ERRORS},
-    dependencies=[Depends(require("read"))],
-    tags=["admin"],
-)
 async def model_info(request: Request) -> Response:
     return FastJSONResponse(_admin(request).model_info())
 
 
-@router.post(
-    "/v1/admin/retrain",
-    response_model=None,
-    status_code=202,
-    responses={202: {"model": RetrainOut}, **ERRORS},
-    dependencies=[Depends(require("admin"))],
-    tags=["admin"],
-)
 async def retrain(request: Request, body: RetrainIn | None = None) -> Response:
     reason = body.reason if body is not None else "requested via API"
     return FastJSONResponse(await _admin(request).request_retrain(reason), status_code=202)
 
 
-@router.get("/healthz", response_model=None, tags=["ops"])
 async def healthz() -> Response:
     return PlainTextResponse("ok")
 
 
-@router.get("/readyz", response_model=None, responses={503: {"model": ERRORS[503]["model"]}}, tags=["ops"])
 async def readyz(request: Request) -> Response:
     ready, checks = await _admin(request).readiness()
     if ready:
@@ -191,3 +129,101 @@ async def readyz(request: Request) -> Response:
         {"error": {"code": "not_ready", "message": reasons}, "ready": False, "checks": checks},
         status_code=503,
     )
+
+
+def build_router(public_read: bool) -> APIRouter:
+    """All routes; with public reads the read endpoints carry no auth dependency at all (it costs a
+    dependency resolution per request, and its OpenAPI entry would wrongly ask for a key)."""
+    router = APIRouter()
+    read = [] if public_read else [Depends(require("read"))]
+    router.add_api_route(
+        "/v1/users/{user_id}/recommendations",
+        recommendations,
+        methods=["GET"],
+        response_model=None,
+        responses={200: {"model": RecommendationsOut}, **ERRORS},
+        dependencies=read,
+        tags=["recommendations"],
+    )
+    router.add_api_route(
+        "/v1/items/{item_id}/similar",
+        similar,
+        methods=["GET"],
+        response_model=None,
+        responses={200: {"model": SimilarOut}, **ERRORS},
+        dependencies=read,
+        tags=["recommendations"],
+    )
+    router.add_api_route(
+        "/v1/popular",
+        popular,
+        methods=["GET"],
+        response_model=None,
+        responses={200: {"model": PopularOut}, **ERRORS},
+        dependencies=read,
+        tags=["recommendations"],
+    )
+    router.add_api_route(
+        "/v1/events",
+        post_events,
+        methods=["POST"],
+        response_model=None,
+        status_code=202,
+        responses={202: {"model": AcceptedOut}, **ERRORS},
+        dependencies=[Depends(require("ingest"))],
+        tags=["ingest"],
+    )
+    router.add_api_route(
+        "/v1/items/{item_id}",
+        put_item,
+        methods=["PUT"],
+        response_model=None,
+        status_code=202,
+        responses={202: {"model": AcceptedOut}, **ERRORS},
+        dependencies=[Depends(require("ingest"))],
+        tags=["ingest"],
+    )
+    router.add_api_route(
+        "/v1/users/{user_id}",
+        erase_user,
+        methods=["DELETE"],
+        response_model=None,
+        responses={200: {"model": ErasureOut}, **ERRORS},
+        dependencies=[Depends(require("admin"))],
+        tags=["admin"],
+    )
+    router.add_api_route(
+        "/v1/model",
+        model_info,
+        methods=["GET"],
+        response_model=None,
+        responses={200: {"model": ModelOut}, **ERRORS},
+        dependencies=read,
+        tags=["admin"],
+    )
+    router.add_api_route(
+        "/v1/admin/retrain",
+        retrain,
+        methods=["POST"],
+        response_model=None,
+        status_code=202,
+        responses={202: {"model": RetrainOut}, **ERRORS},
+        dependencies=[Depends(require("admin"))],
+        tags=["admin"],
+    )
+    router.add_api_route(
+        "/healthz",
+        healthz,
+        methods=["GET"],
+        response_model=None,
+        tags=["ops"],
+    )
+    router.add_api_route(
+        "/readyz",
+        readyz,
+        methods=["GET"],
+        response_model=None,
+        responses={503: {"model": ERRORS[503]["model"]}},
+        tags=["ops"],
+    )
+    return router

@@ -30,7 +30,6 @@ from core.settings import Settings
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = REPO_ROOT / "test-artifacts"
-README_SHOT = REPO_ROOT / "docs" / "demo-page.png"
 DEMO_READY_TIMEOUT_S = 240
 CHROME_FLAGS = (
     "--headless",
@@ -127,10 +126,24 @@ def running_demo(
             os.killpg(proc.pid, signal.SIGKILL)  # whatever the demo started and could not stop
 
 
-def cards(driver: Any) -> list[str]:
+def _click_card(driver: Any, index: int) -> bool:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    return [c.get_attribute("data-item") for c in driver.find_elements(By.CSS_SELECTOR, "#recs .card")]
+    try:
+        driver.find_elements(By.CSS_SELECTOR, "#recs .card")[index].click()
+    except StaleElementReferenceException:
+        return False  # re-rendered under us: WebDriverWait tries again
+    return True
+
+
+def cards(driver: Any) -> list[str]:
+    # One script call reads the whole list atomically; the page re-renders it while refetching, so
+    # element handles collected first can go stale before their attributes are read.
+    items: list[str] = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#recs .card')).map(c => c.dataset.item);"
+    )
+    return items
 
 
 def test_click_in_the_browser_changes_recommendations(running_demo: Any, browser: Any) -> None:
@@ -161,7 +174,7 @@ def test_click_in_the_browser_changes_recommendations(running_demo: Any, browser
     wait.until(lambda d: d.find_element(By.ID, "st-model").text.startswith("v"))
 
     # Click an item lower in the list: a click event goes through the whole pipeline.
-    browser.find_elements(By.CSS_SELECTOR, "#recs .card")[4].click()
+    wait.until(lambda d: _click_card(d, 4))
     WebDriverWait(browser, 10, poll_frequency=0.1).until(
         lambda d: "updated in" in d.find_element(By.ID, "status").text
     )
@@ -175,8 +188,6 @@ def test_click_in_the_browser_changes_recommendations(running_demo: Any, browser
     shot = ARTIFACTS / "demo-page.png"
     assert browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
-    README_SHOT.parent.mkdir(exist_ok=True)
-    shutil.copyfile(shot, README_SHOT)
 
     # Ctrl-C stops the consumer and the API the demo started, and the demo exits 0.
     demo.send_signal(signal.SIGINT)

@@ -151,7 +151,7 @@ def test_required_secret_missing_stops_compose_with_a_message(secret: str) -> No
 def test_only_the_documented_secrets_are_required() -> None:
     required = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*):?\?", COMPOSE_FILE.read_text(encoding="utf-8")))
     assert required == REQUIRED_SECRETS
-    readme = (ROOT / "deploy" / "README-compose.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for secret in REQUIRED_SECRETS:
         assert secret in readme
 
