@@ -85,7 +85,8 @@ class Fold:
 def validation_folds(split: Split, n_folds: int = VALIDATION_FOLDS) -> list[Split]:
     """The protocol applied inside training, then again inside that training (one step earlier), ...
 
-    Averaging over folds halves the variance of model selection on small test sets (Taobao: ~20 hits)."""
+    Averaging over folds (different time windows) makes model selection less noisy where a validation
+    test set holds few hits (Taobao: ~20)."""
     folds = [split.validation()]
     while len(folds) < n_folds:
         try:
@@ -215,9 +216,12 @@ def run_quality(
     table = load_dataset(dataset, data_dir=data_dir, path=path)
     split = temporal_split(table.user_id, table.item_id, table.ts_ms)
     folds = validation_folds(split)
-    strengths = event_strengths(table.event_type, table.value)
-    # Only worth tuning when events differ in strength (types or values); otherwise every mode is binary.
-    weighted = bool(np.unique(strengths).size > 1)
+    # Engagement strength by event type and repeats; a rating's value is not used (every rating is a
+    # positive in the protocol). Worth tuning only when the training pairs' strengths differ (judged on
+    # training events alone); otherwise every input mode is the binary matrix.
+    strengths = event_strengths(table.event_type)
+    train_strength = pair_strengths(split, table.user_id, table.item_id, table.ts_ms, strengths)
+    weighted = bool(np.unique(train_strength.data).size > 1)
 
     def strength_of(s: Split) -> sp.csr_matrix | None:
         return pair_strengths(s, table.user_id, table.item_id, table.ts_ms, strengths) if weighted else None
@@ -249,7 +253,7 @@ def run_quality(
     cfg, mode, val_ndcg = tune_streamrec([Fold(f, strength_of(f)) for f in folds])
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    inputs = input_matrix(split, strength_of(split), mode)
+    inputs = input_matrix(split, train_strength if weighted else None, mode)
     sv = spectrum(inputs, cfg.factors, torch.device("cpu"))
     scorer = _lae_scores(split, inputs, split.recency_ranks(), cfg, sv)
     fit_s = time.perf_counter() - start

@@ -19,7 +19,9 @@ def top_k(score_fn: ScoreFn, train: sp.csr_matrix, rows: np.ndarray, k: int, bat
     out = np.empty((len(rows), k), dtype=np.int64)
     for start in range(0, len(rows), batch):
         chunk = rows[start : start + batch]
-        scores = np.asarray(score_fn(chunk), dtype=np.float64)
+        scores = np.asarray(score_fn(chunk))
+        if scores.dtype not in (np.float32, np.float64):
+            scores = scores.astype(np.float64)  # float32 stays: same order, half the memory traffic
         if scores.shape != (len(chunk), n_items):
             raise ValueError(f"score_fn returned {scores.shape}, expected {(len(chunk), n_items)}")
         seen = train[chunk]

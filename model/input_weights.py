@@ -2,8 +2,8 @@
 
 The protocol (``model.split``) makes every event a positive and keeps one binary pair per (user, item);
 the model's input matrix may still say how strongly the user engaged, as production's
-``model.interactions.build_interactions`` does: each event adds its type's weight (``rate`` adds
-``weight * value``) and repeats add up. Only events a user made up to their own training cutoff (the
+``model.interactions.build_interactions`` does: each event adds its type's weight (optionally ``rate``
+adds ``weight * value``) and repeats add up. Only events a user made up to their own training cutoff (the
 latest first-timestamp among their training pairs) count, so a later purchase of a training item, which
 happened in the test period, never leaks into the input.
 """
@@ -22,15 +22,17 @@ INPUT_MODES = ("binary", "strength", "log")
 
 
 def event_strengths(
-    event_types: np.ndarray, values: np.ndarray, weights: Mapping[str, float] | None = None
+    event_types: np.ndarray, values: np.ndarray | None = None, weights: Mapping[str, float] | None = None
 ) -> np.ndarray:
-    """Per event: its type's weight, times the value for ``rate`` (NaN value counts 0); unknown types 0."""
+    """Per event: its type's weight (unknown types 0); with ``values``, ``rate`` is also multiplied by the
+    value (NaN counts 0). Without ``values`` only the kind of engagement and its repeats count, not how
+    much a rating liked the item (the protocol counts every rating as a positive)."""
     w_map = dict(DEFAULT_EVENT_WEIGHTS if weights is None else weights)
     types = np.asarray(event_types).astype(str)
     kinds, inverse = np.unique(types, return_inverse=True)
     out = np.array([w_map.get(str(k), 0.0) for k in kinds], dtype=np.float64)[inverse]
     is_rate = types == "rate"
-    if is_rate.any():
+    if values is not None and is_rate.any():
         vals = np.nan_to_num(np.asarray(values, dtype=np.float64)[is_rate], nan=0.0)
         out[is_rate] = out[is_rate] * vals
     out[~np.isfinite(out)] = 0.0

@@ -9,6 +9,7 @@ def test_event_strengths_use_type_weights_and_rating_values() -> None:
     types = np.array(["view", "purchase", "rate", "rate", "unknown"])
     values = np.array([np.nan, np.nan, 4.0, np.nan, np.nan])
     assert event_strengths(types, values).tolist() == [1.0, 5.0, 4.0, 0.0, 0.0]
+    assert event_strengths(types).tolist() == [1.0, 5.0, 1.0, 1.0, 0.0]
     assert event_strengths(types, values, {"view": 2.0}).tolist() == [2.0, 0.0, 0.0, 0.0, 0.0]
 
 
