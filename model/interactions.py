@@ -47,15 +47,19 @@ class Interactions:
 
     def recency_ranks(self) -> sp.csr_matrix:
         """Per user, 0 for the most recently touched item, 1 for the one before, ..."""
-        ts = self.last_ts
-        ranks = np.empty(ts.nnz, dtype=np.float32)
-        for row in range(ts.shape[0]):
-            start, end = ts.indptr[row], ts.indptr[row + 1]
-            order = np.argsort(-ts.data[start:end], kind="stable")
-            r = np.empty(end - start, dtype=np.float32)
-            r[order] = np.arange(end - start, dtype=np.float32)
-            ranks[start:end] = r
-        return sp.csr_matrix((ranks, ts.indices.copy(), ts.indptr.copy()), shape=ts.shape)
+        return recency_ranks(self.last_ts)
+
+
+def recency_ranks(ts: sp.csr_matrix) -> sp.csr_matrix:
+    """Per row of a timestamp matrix, 0 for the newest entry, 1 for the one before, ... (same sparsity)."""
+    ranks = np.empty(ts.nnz, dtype=np.float32)
+    for row in range(ts.shape[0]):
+        start, end = ts.indptr[row], ts.indptr[row + 1]
+        order = np.argsort(-ts.data[start:end], kind="stable")
+        r = np.empty(end - start, dtype=np.float32)
+        r[order] = np.arange(end - start, dtype=np.float32)
+        ranks[start:end] = r
+    return sp.csr_matrix((ranks, ts.indices.copy(), ts.indptr.copy()), shape=ts.shape)
 
 
 def event_weight(event_type: str, value: float | None, weights: Mapping[str, float]) -> float:

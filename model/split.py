@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from model.errors import EmptyDataError
+from model.interactions import recency_ranks
 
 
 @dataclass(frozen=True)
@@ -43,15 +44,7 @@ class Split:
 
     def recency_ranks(self) -> sp.csr_matrix:
         """Per user, 0 for the most recent training item, 1 for the one before, ... (same sparsity)."""
-        ts = self.train_ts
-        ranks = np.empty(ts.nnz, dtype=np.float32)
-        for row in range(ts.shape[0]):
-            start, end = ts.indptr[row], ts.indptr[row + 1]
-            order = np.argsort(-ts.data[start:end], kind="stable")
-            r = np.empty(end - start, dtype=np.float32)
-            r[order] = np.arange(end - start, dtype=np.float32)
-            ranks[start:end] = r
-        return sp.csr_matrix((ranks, ts.indices.copy(), ts.indptr.copy()), shape=ts.shape)
+        return recency_ranks(self.train_ts)
 
 
 def dedup_first(
