@@ -25,9 +25,7 @@ class SyntheticModel:
     ann_recall_at_20: float | None  # recall@20 of the published HNSW index vs exact search; None if exact
 
 
-def synthetic_artifact(
-    items: int, users: int, factors: int, settings: Any, seed: int = 0
-) -> SyntheticModel:
+def synthetic_artifact(items: int, users: int, factors: int, settings: Any, seed: int = 0) -> SyntheticModel:
     """The index kind follows ``settings.model.exact_search_max_items``, as in retrain and serving."""
     import faiss
 
