@@ -162,7 +162,11 @@ class BenchRun:
 
 
 @contextmanager
-def bench_run(label: str, console: Console) -> Iterator[BenchRun]:
+def scratch_stack(label: str, console: Console) -> Iterator[Settings]:
+    """Settings for a scratch database, key prefix and topics on the dev stack (started if needed).
+
+    Afterwards the scratch data is dropped and the dev stack is stopped if this run started it.
+    """
     from cli.context import configure_logging, load_settings
 
     settings = load_settings()
@@ -171,15 +175,25 @@ def bench_run(label: str, console: Console) -> Iterator[BenchRun]:
         stack = ensure_devstack(settings)
     if stack.started:
         console.print("started the dev stack for this run (it is stopped at the end)")
-    run = BenchRun(scratch_settings(stack.settings, label), console)
+    run_settings = scratch_settings(stack.settings, label)
     try:
-        create_topics(run.settings)
-        yield run
+        yield run_settings
     finally:
         try:
-            run.close()
+            drop_scratch(run_settings)
         finally:
             stack.stop()
+
+
+@contextmanager
+def bench_run(label: str, console: Console) -> Iterator[BenchRun]:
+    with scratch_stack(label, console) as settings:
+        run = BenchRun(settings, console)
+        try:
+            create_topics(run.settings)
+            yield run
+        finally:
+            run.close()
 
 
 def storefront(events: int, seed: int, days: float = 1.0) -> Storefront:

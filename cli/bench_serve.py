@@ -14,14 +14,12 @@ polled until that user's recommendations change.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.app import bench_app
+from cli.bench_common import scratch_stack
 from core.errors import MissingTool, StreamrecError
 
 WRK_REQUEST = """
@@ -186,27 +185,6 @@ def run_open_loop(host: str, port: int, rate: float, duration: float, users: int
 
 
 # ---------------------------------------------------------------- plumbing
-
-
-@contextlib.contextmanager
-def scratch_stack(label: str, console: Console) -> Iterator[Any]:
-    from cli.context import configure_logging, load_settings
-    from cli.processes import drop_scratch, ensure_devstack, scratch_settings
-
-    settings = load_settings()
-    configure_logging("WARNING")
-    with console.status("checking the dev stack"):
-        stack = ensure_devstack(settings)
-    if stack.started:
-        console.print("started the dev stack for this run (it is stopped at the end)")
-    run_settings = scratch_settings(stack.settings, label)
-    try:
-        yield run_settings
-    finally:
-        try:
-            drop_scratch(run_settings)
-        finally:
-            stack.stop()
 
 
 def serving_settings(settings: Any, port: int, workers_note: int = 1) -> Any:
