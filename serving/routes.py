@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import PlainTextResponse, Response
 
 from serving.admin import AdminService
 from serving.auth import require
 from serving.errors import ApiError
+from serving.fast_params import openapi_parameters, parse_params
 from serving.ingest import IngestService
 from serving.responses import FastJSONResponse
 from serving.schemas import (
@@ -52,21 +54,30 @@ def _check_k(request: Request, k: int) -> None:
         raise ApiError(422, "invalid_request", f"k must be at most {max_k}, got {k}")
 
 
-async def recommendations(
-    request: Request,
-    user_id: UserId,
-    k: K = 10,
-    exclude: Annotated[str | None, Query(max_length=100_000, description="comma-separated item ids")] = None,
-    category: Category = None,
-    include_purchased: bool = False,
-) -> Response:
-    _check_k(request, k)
-    excluded = frozenset(x for x in (exclude or "").split(",") if x)
+class RecsParams(BaseModel):
+    """Parameters of GET recommendations (validated by ``fast_params``: this is the hot route)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    user_id: str = Field(min_length=1, max_length=256)
+    k: int = Field(10, ge=1, description="number of items; at most serving.max_k")
+    exclude: str | None = Field(None, max_length=100_000, description="comma-separated item ids")
+    category: str | None = Field(None, min_length=1, max_length=256)
+    include_purchased: bool = False
+
+
+RECS_PATH_FIELDS = frozenset({"user_id"})
+
+
+async def recommendations(request: Request) -> Response:
+    params = parse_params(RecsParams, request, RECS_PATH_FIELDS)
+    _check_k(request, params.k)
+    excluded = frozenset(x for x in (params.exclude or "").split(",") if x)
     if len(excluded) > MAX_EXCLUDE:
         raise ApiError(
             422, "invalid_request", f"exclude lists at most {MAX_EXCLUDE} items, got {len(excluded)}"
         )
-    query = RecsQuery(user_id, k, excluded, category, include_purchased)
+    query = RecsQuery(params.user_id, params.k, excluded, params.category, params.include_purchased)
     return FastJSONResponse(await _read(request).recommendations(query))
 
 
@@ -144,6 +155,7 @@ def build_router(public_read: bool) -> APIRouter:
         responses={200: {"model": RecommendationsOut}, **ERRORS},
         dependencies=read,
         tags=["recommendations"],
+        openapi_extra={"parameters": openapi_parameters(RecsParams, RECS_PATH_FIELDS)},
     )
     router.add_api_route(
         "/v1/items/{item_id}/similar",

@@ -5,6 +5,10 @@ Reads the layout in ``core.keys`` (written by the consumer). Every call is bound
 fails fast (``RealtimeUnavailable``) until a probe succeeds again; serving turns that into
 ``degraded: true`` responses instead of errors.
 
+The per-request reads (one Lua script returning marker, cached result, recent events and purchases)
+and the cache fills go through ``CommandBatcher``: the requests a process is serving at the same
+moment share one pipeline round trip.
+
 Cached results are stored as ``b"{marker}:" + payload``; a read returns the payload only when the
 stored marker equals the user's current marker, which the consumer bumps on every change.
 """
@@ -22,11 +26,24 @@ import orjson
 from core.errors import DependencyUnavailable
 from core.keys import ALL_TIME, WINDOWS, Keys
 from core.settings import RedisSettings
+from storage.redis_batching import CommandBatcher, LuaScript
 
 T = TypeVar("T")
 # Merged window popularity is recomputed at most this often per window (the tmp key's name changes).
 MERGE_SLOT_S = 5
 TMP_TTL_S = 15
+# One reply with everything a recommendation needs from Redis. A missing key must not become a nil in
+# the middle of the returned table (Lua would cut the table there), hence the ``or ''``.
+USER_SNAPSHOT_LUA = LuaScript(
+    """
+local marker = redis.call('GET', KEYS[1]) or ''
+local cached = ''
+if ARGV[2] == '1' then cached = redis.call('GET', KEYS[2]) or '' end
+local recent = redis.call('ZREVRANGE', KEYS[3], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
+local purchased = redis.call('SMEMBERS', KEYS[4])
+return {marker, cached, recent, purchased}
+"""
+)
 
 
 class RealtimeUnavailable(DependencyUnavailable):
@@ -161,12 +178,14 @@ class RedisRealtimeReader:
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
+        self.batcher = CommandBatcher(self.client, timeout_s=settings.timeout_s)
 
     async def _guard(self, make: Callable[[], Awaitable[T]]) -> T:
         if not self.breaker.allow():
             raise RealtimeUnavailable("Redis is unavailable (circuit open after recent failures)")
         try:
-            result = await asyncio.wait_for(make(), self._timeout * 1.5)
+            async with asyncio.timeout(self._timeout * 1.5):
+                result = await make()
         except self._errors as exc:
             self.breaker.failure()
             raise RealtimeUnavailable(f"Redis is unavailable: {exc or type(exc).__name__}") from exc
@@ -179,28 +198,32 @@ class RedisRealtimeReader:
 
     async def user_snapshot(self, user_id: str, cache_params: str | None, recent_n: int) -> UserSnapshot:
         k = self.keys
-
-        async def run() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.get(k.marker(user_id))
-            pipe.get(k.recs_cache(user_id, cache_params) if cache_params is not None else k.marker(user_id))
-            pipe.zrevrange(k.recent(user_id), 0, recent_n - 1, withscores=True)
-            pipe.smembers(k.purchased(user_id))
-            return list(await pipe.execute())
-
-        marker_raw, cached_raw, recent_raw, purchased_raw = await self._guard(run)
+        keys = [
+            k.marker(user_id),
+            k.recs_cache(user_id, cache_params) if cache_params is not None else k.marker(user_id),
+            k.recent(user_id),
+            k.purchased(user_id),
+        ]
+        args = (max(recent_n, 1), "1" if cache_params is not None else "0")
+        reply = await self._guard(lambda: self.batcher.submit_script(USER_SNAPSHOT_LUA, keys, args))
+        marker_raw, cached_raw, recent_raw, purchased_raw = reply
         marker = int(marker_raw) if marker_raw else 0
         cached = split_cached(cached_raw, marker) if cache_params is not None else None
-        recent = tuple(ev for m, s in recent_raw if (ev := parse_recent(m, s)) is not None)
+        recent = tuple(
+            ev
+            for m, score in zip(recent_raw[::2], recent_raw[1::2], strict=True)
+            if (ev := parse_recent(m, float(score))) is not None
+        )
         return UserSnapshot(marker, cached, recent, frozenset(x.decode() for x in purchased_raw))
 
     async def store_cached(
         self, user_id: str, cache_params: str, marker: int, payload: bytes, ttl_s: int
     ) -> None:
-        if ttl_s <= 0:
+        """Queued with the next batch of reads; a lost cache fill only costs a recomputation."""
+        if ttl_s <= 0 or self.breaker.is_open:
             return
         key = self.keys.recs_cache(user_id, cache_params)
-        await self._guard(lambda: self.client.set(key, f"{marker}:".encode() + payload, ex=ttl_s))
+        self.batcher.submit_nowait("SET", key, f"{marker}:".encode() + payload, "EX", ttl_s)
 
     def _source_key(self, window: str, now_s: float) -> tuple[str, list[Any]]:
         """The zset holding ``window`` popularity, plus pipeline commands that build it if needed."""
@@ -270,6 +293,7 @@ class RedisRealtimeReader:
         await self._guard(lambda: self.client.ping())
 
     async def close(self) -> None:
+        await self.batcher.aclose()
         await self.client.aclose()
 
 

@@ -66,6 +66,14 @@ def test_framework_errors_use_the_error_shape() -> None:
         assert_error(h.get("/v1/users/alice/recommendations", k="x"), 422)
         assert_error(h.get("/v1/users/alice/recommendations", k=201), 422)
         assert "at most 200" in h.get("/v1/users/alice/recommendations", k=201).json()["error"]["message"]
+        # The hot route validates its own parameters; its errors must read like FastAPI's.
+        bad_k = h.get("/v1/users/alice/recommendations", k="x").json()["error"]["message"]
+        assert bad_k.startswith("query.k: ") and "integer" in bad_k
+        bad_flag = h.get("/v1/users/alice/recommendations", include_purchased="maybe").json()
+        assert bad_flag["error"]["message"].startswith("query.include_purchased: ")
+        long_id = h.get("/v1/users/" + "u" * 300 + "/recommendations").json()
+        assert long_id["error"]["message"].startswith("path.user_id: ")
+        assert_error(h.get("/v1/users/alice/recommendations", category=""), 422)
         assert_error(h.get("/v1/popular", window="2w"), 422)
         assert_error(h.get("/v1/items/nope/similar"), 404, "unknown_item")
 
