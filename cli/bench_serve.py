@@ -244,22 +244,25 @@ def bench_serve(
         help="Factors of the synthetic model (retrain's default: model.factors; artifact dim = +1 bias).",
     ),
     index: str = typer.Option(
-        "auto", "--index", help="auto (exact below model.exact_search_max_items, HNSW above), exact or hnsw."
+        "auto",
+        "--index",
+        help="auto (exact up to model.exact_search_max_items, model.ann_index above), exact, ivf or hnsw.",
     ),
 ) -> None:
     """Requests/s and latency of GET recommendations vs /healthz, then p99 at half the saturating rate."""
     from cli.bench_serve_model import publish_artifact, synthetic_artifact
     from cli.processes import free_port
 
-    if index not in ("auto", "exact", "hnsw"):
-        raise StreamrecError(f"--index must be auto, exact or hnsw, got {index!r}")
+    if index not in ("auto", "exact", "ivf", "hnsw"):
+        raise StreamrecError(f"--index must be auto, exact, ivf or hnsw, got {index!r}")
     console = Console()
     with scratch_stack("serve", console) as base:
         settings = serving_settings(base, free_port())
         if index != "auto":
             # The API process reads the same settings, so it keeps the published index kind.
             limit = items if index == "exact" else 1
-            model = settings.model.model_copy(update={"exact_search_max_items": limit})
+            kind = settings.model.ann_index if index == "exact" else index
+            model = settings.model.model_copy(update={"exact_search_max_items": limit, "ann_index": kind})
             settings = settings.model_copy(update={"model": model})
         with console.status(f"building a synthetic model: {items} items, {users} users, {factors} factors"):
             synth = synthetic_artifact(items, users, factors, settings)
@@ -298,9 +301,9 @@ def bench_serve(
         "default_retrain_factors": base.model.factors,
         "index": synth.index_kind,
         "exact_search_max_items": settings.model.exact_search_max_items,
-        "hnsw_m": settings.model.hnsw_m,
-        "hnsw_ef_search": settings.model.hnsw_ef_search,
+        "ann": synth.ann,
         "ann_recall_at_20": synth.ann_recall_at_20,
+        "ann_recall_at_50": synth.ann_recall_at_50,
         "model_version": version,
         "workers": workers,
         "connections": connections,

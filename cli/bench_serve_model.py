@@ -4,7 +4,8 @@ Training a 100k x 50k (or 1M-item) model in a benchmark would take far longer th
 feeds, so the arrays are generated with the artifact's exact layout instead (items near one of
 ~sqrt(items) cluster centres, output embeddings with the bias as last dimension, users as mixes of
 centres ending in a constant 1) and published through the same ``ModelArtifact.to_files`` +
-FAISS index code retrain uses; serving then loads it through its real loader.
+FAISS index code retrain uses (``model.index.build_serving_index``); serving then loads it through its
+real loader.
 """
 
 from __future__ import annotations
@@ -21,15 +22,20 @@ from model.artifact import ModelArtifact
 class SyntheticModel:
     artifact: ModelArtifact
     popularity: np.ndarray  # per item, what the Redis popularity zset is seeded with
-    index_kind: str
-    ann_recall_at_20: float | None  # recall@20 of the published HNSW index vs exact search; None if exact
+    index_kind: str  # exact, ivf or hnsw
+    ann: dict[str, Any]  # what the index build chose and measured (the artifact's config["ann"])
+    # Recall of the published index vs exact search on held-out users (not the calibration ones),
+    # unit-normalized as serving's queries; None if exact.
+    ann_recall_at_20: float | None
+    ann_recall_at_50: float | None
 
 
 def synthetic_artifact(items: int, users: int, factors: int, settings: Any, seed: int = 0) -> SyntheticModel:
-    """The index kind follows ``settings.model.exact_search_max_items``, as in retrain and serving."""
+    """The index is built as retrain builds it (kind from ``settings.model``, search effort calibrated
+    on up to 1000 users); recall is reported on up to 1000 other users."""
     import faiss
 
-    from model.index import build_index
+    from model.index import EXACT, AnnParams, build_serving_index, index_recall, unit_rows
 
     rng = np.random.default_rng(seed)
     n_centres = max(8, int(items**0.5))
@@ -48,11 +54,15 @@ def synthetic_artifact(items: int, users: int, factors: int, settings: Any, seed
 
     ms = settings.model
     exact_max = ms.exact_search_max_items
-    faiss_index = build_index(
-        item_emb, exact_max_items=exact_max, hnsw_m=ms.hnsw_m, ef_search=ms.hnsw_ef_search
+    split = min(1000, users // 2)
+    faiss_index, report = build_serving_index(
+        item_emb, user_emb[:split], exact_max_items=exact_max, params=AnnParams.from_settings(ms)
     )
-    kind = "exact" if items <= exact_max else "hnsw"
-    recall = None if kind == "exact" else served_recall(faiss_index, item_emb, user_emb[:1000], k=20)
+    held_out = unit_rows(user_emb[split : split + 1000])
+    approximate = report.kind != EXACT and len(held_out) > 0
+    recall_20 = index_recall(faiss_index, item_emb, held_out, k=20) if approximate else None
+    recall_50 = index_recall(faiss_index, item_emb, held_out, k=50) if approximate else None
+    ann = {**report.to_config(), "heldout_queries": len(held_out)}
     artifact = ModelArtifact(
         version=1,
         item_ids=np.array([f"i{j}" for j in range(items)]),
@@ -65,28 +75,13 @@ def synthetic_artifact(items: int, users: int, factors: int, settings: Any, seed
             "recency_boost": ms.recency_boost,
             "recency_half_life": ms.recency_half_life,
             "exact_search_max_items": exact_max,
-            "hnsw_m": ms.hnsw_m,
-            "hnsw_ef_search": ms.hnsw_ef_search,
+            "ann": ann,
             "synthetic": True,
         },
         metrics={"synthetic": True},
         index_bytes=bytes(faiss.serialize_index(faiss_index).tobytes()),
     )
-    return SyntheticModel(artifact, popularity, kind, recall)
-
-
-def served_recall(index: Any, item_emb: np.ndarray, queries: np.ndarray, k: int = 20) -> float:
-    """Recall@k of ``index`` (the one that is published and served) against exact inner-product search:
-    ``model.index.ann_recall`` measured on the served graph instead of a second, rebuilt one."""
-    import faiss
-
-    exact = faiss.IndexFlatIP(item_emb.shape[1])
-    exact.add(np.ascontiguousarray(item_emb))
-    q = np.ascontiguousarray(queries, dtype=np.float32)
-    _, truth = exact.search(q, k)
-    _, found = index.search(q, k)
-    hits = sum(len(set(t[t >= 0]) & set(f[f >= 0])) for t, f in zip(truth, found, strict=True))
-    return hits / max(int((truth >= 0).sum()), 1)
+    return SyntheticModel(artifact, popularity, report.kind, ann, recall_20, recall_50)
 
 
 def publish_artifact(settings: Any, artifact: ModelArtifact) -> int:

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from model.artifact import ModelArtifact
 from model.errors import DegenerateModelError
-from model.index import build_index
+from model.index import AnnParams, build_serving_index
 from model.interactions import Interactions
 from model.lae import LAEWeights, TrainConfig, apply_recency, train_lae
 
@@ -36,8 +36,7 @@ def train_artifact(
     metrics: dict[str, Any] | None = None,
     data_window: dict[str, Any] | None = None,
     exact_max_items: int = 200_000,
-    hnsw_m: int = 32,
-    ef_search: int = 128,
+    ann: AnnParams | None = None,
 ) -> ModelArtifact:
     """Train and package; raises ``DegenerateModelError`` instead of returning an unusable model."""
     ranks = interactions.recency_ranks()
@@ -49,9 +48,11 @@ def train_artifact(
         raise DegenerateModelError("user embeddings contain NaN or inf")
     if float(np.abs(user_emb[:, :-1]).max(initial=0.0)) < 1e-12:
         raise DegenerateModelError("user embeddings are all zero; the fit collapsed")
-    index = build_index(item_emb, exact_max_items=exact_max_items, hnsw_m=hnsw_m, ef_search=ef_search)
+    index, report = build_serving_index(
+        item_emb, user_emb, exact_max_items=exact_max_items, params=ann or AnnParams(seed=config.seed)
+    )
     cfg: dict[str, Any] = dict(config.to_dict())
-    cfg.update({"exact_search_max_items": exact_max_items, "hnsw_m": hnsw_m, "hnsw_ef_search": ef_search})
+    cfg.update({"exact_search_max_items": exact_max_items, "ann": report.to_config()})
     return ModelArtifact(
         version=version,
         item_ids=interactions.item_ids.astype(str),

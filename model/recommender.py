@@ -14,36 +14,42 @@ import numpy as np
 
 from model.artifact import ModelArtifact
 from model.errors import ArtifactError
-from model.index import build_index, search, set_ef_search
+from model.index import (
+    EXACT,
+    AnnParams,
+    build_serving_index,
+    index_kind,
+    search,
+    search_effort,
+    set_search_effort,
+    stored_search_effort,
+)
 from model.lae import recency_weights
 
 logger = logging.getLogger(__name__)
 
 
 class Recommender:
+    """Serves the artifact's own FAISS index at the search effort recorded in its config. The index is
+    rebuilt (and calibrated again, on the artifact's user vectors) only when it is missing or its kind
+    (exact vs approximate) disagrees with ``exact_max_items``; ``ann`` says how to build it then."""
+
     def __init__(
-        self,
-        artifact: ModelArtifact,
-        exact_max_items: int | None = None,
-        hnsw_m: int | None = None,
-        ef_search: int | None = None,
+        self, artifact: ModelArtifact, exact_max_items: int | None = None, ann: AnnParams | None = None
     ) -> None:
         self.artifact = artifact
         cfg = artifact.config
         exact = int(
             exact_max_items if exact_max_items is not None else cfg.get("exact_search_max_items", 200_000)
         )
-        m = int(hnsw_m if hnsw_m is not None else cfg.get("hnsw_m", 32))
-        ef = int(ef_search if ef_search is not None else cfg.get("hnsw_ef_search", 128))
-        self._index = self._load_index(artifact, exact, m, ef)
-        set_ef_search(self._index, ef)
+        self._index = self._load_index(artifact, exact, ann)
         self._item_pos = {item: i for i, item in enumerate(artifact.item_ids.tolist())}
         self._user_pos = {user: i for i, user in enumerate(artifact.user_ids.tolist())}
         self._recency_boost = float(cfg.get("recency_boost", 0.0))
         self._recency_half_life = float(cfg.get("recency_half_life", 1.0))
 
     @staticmethod
-    def _load_index(artifact: ModelArtifact, exact: int, m: int, ef: int) -> faiss.Index:
+    def _load_index(artifact: ModelArtifact, exact: int, ann: AnnParams | None) -> faiss.Index:
         wants_exact = len(artifact.item_ids) <= exact
         if artifact.index_bytes is not None:
             try:
@@ -55,9 +61,29 @@ class Recommender:
                     f"index.faiss holds {index.ntotal} vectors of dim {index.d}; "
                     f"expected {len(artifact.item_ids)} of dim {artifact.dim}"
                 )
-            if isinstance(index, faiss.IndexFlatIP) == wants_exact:
+            if (index_kind(index) == EXACT) == wants_exact:
+                stored = stored_search_effort(artifact.config.get("ann"))
+                if stored is not None and stored[0] == index_kind(index):
+                    set_search_effort(index, stored[1])
                 return index
-        return build_index(artifact.item_embeddings, exact_max_items=exact, hnsw_m=m, ef_search=ef)
+        index, report = build_serving_index(
+            artifact.item_embeddings,
+            artifact.user_embeddings,
+            exact_max_items=exact,
+            params=ann or AnnParams(seed=int(artifact.config.get("seed", 0))),
+        )
+        logger.info("index_rebuilt_at_load version=%d kind=%s", artifact.version, report.kind)
+        return index
+
+    @property
+    def index_kind(self) -> str:
+        """exact, ivf or hnsw: what ``search`` runs on."""
+        return index_kind(self._index)
+
+    @property
+    def search_effort(self) -> int | None:
+        """IVF nprobe or HNSW efSearch in use; None for exact search."""
+        return search_effort(self._index)
 
     @property
     def version(self) -> int:

@@ -17,6 +17,7 @@ import numpy as np
 from core.settings import ModelSettings
 from model.artifact import ModelArtifact
 from model.errors import ArtifactError
+from model.index import AnnParams
 from model.interactions import build_interactions, event_weight
 from model.lae import TrainConfig
 from model.pipeline import train_artifact
@@ -104,8 +105,7 @@ class ModelTrainer:
             self.config,
             version=0,
             exact_max_items=self.settings.exact_search_max_items,
-            hnsw_m=self.settings.hnsw_m,
-            ef_search=self.settings.hnsw_ef_search,
+            ann=AnnParams.from_settings(self.settings),
         )
         if on_epoch is not None:
             total = max(1, self.config.epochs)

@@ -14,6 +14,7 @@ import numpy as np
 from core.settings import ModelSettings
 from model.artifact import ModelArtifact
 from model.errors import ArtifactError
+from model.index import AnnParams
 from model.recommender import Recommender
 
 
@@ -31,10 +32,7 @@ class ArtifactServingModel:
     def __init__(self, artifact: ModelArtifact, settings: ModelSettings | None = None) -> None:
         ms = settings or ModelSettings()
         self.recommender = Recommender(
-            artifact,
-            exact_max_items=ms.exact_search_max_items,
-            hnsw_m=ms.hnsw_m,
-            ef_search=ms.hnsw_ef_search,
+            artifact, exact_max_items=ms.exact_search_max_items, ann=AnnParams.from_settings(ms)
         )
         self.artifact = artifact
         self.version = artifact.version
@@ -47,7 +45,7 @@ class ArtifactServingModel:
         self._popular_order: list[int] = np.argsort(-pop, kind="stable")[:10_000].tolist()
         self._popularity = pop
         # The Recommender keeps the artifact's index when its kind matches this threshold, else rebuilds.
-        self.index_kind = "exact" if self.n_items <= ms.exact_search_max_items else "hnsw"
+        self.index_kind = self.recommender.index_kind
 
     @property
     def n_items(self) -> int:

@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,15 +78,17 @@ class ReadService:
 
     async def _popular_sources(
         self, loaded: LoadedModel | None, category: str | None, depth: int
-    ) -> list[Sequence[tuple[str, float]]]:
-        sources: list[Sequence[tuple[str, float]]] = []
-        for window in TOP_UP_WINDOWS:
-            found = await self.snapshots.popular(window, category)
-            if found:
-                sources.append(found)
-        if loaded is not None and category is None:
-            sources.append(loaded.model.popular_items(depth))
-        return sources
+    ) -> Iterator[Sequence[tuple[str, float]]]:
+        """Top-up candidates; the model's own popularity list is only built when the snapshots
+        run out, since most requests fill ``k`` from the model and never reach it."""
+        found = [await self.snapshots.popular(window, category) for window in TOP_UP_WINDOWS]
+
+        def sources() -> Iterator[Sequence[tuple[str, float]]]:
+            yield from (items for items in found if items)
+            if loaded is not None and category is None:
+                yield loaded.model.popular_items(depth)
+
+        return sources()
 
     async def recommendations(self, q: RecsQuery) -> dict[str, Any]:
         loaded = self.holder.current  # grabbed once: a concurrent swap does not affect this request

@@ -180,12 +180,17 @@ class RedisRealtimeReader:
         )
         self.batcher = CommandBatcher(self.client, timeout_s=settings.timeout_s)
 
-    async def _guard(self, make: Callable[[], Awaitable[T]]) -> T:
+    async def _guard(self, make: Callable[[], Awaitable[T]], *, bounded: bool = False) -> T:
+        """``bounded``: the awaitable already ends within the timeout (a batched command: the
+        batcher times out the whole round trip), so no per-call timer is armed."""
         if not self.breaker.allow():
             raise RealtimeUnavailable("Redis is unavailable (circuit open after recent failures)")
         try:
-            async with asyncio.timeout(self._timeout * 1.5):
+            if bounded:
                 result = await make()
+            else:
+                async with asyncio.timeout(self._timeout * 1.5):
+                    result = await make()
         except self._errors as exc:
             self.breaker.failure()
             raise RealtimeUnavailable(f"Redis is unavailable: {exc or type(exc).__name__}") from exc
@@ -205,7 +210,9 @@ class RedisRealtimeReader:
             k.purchased(user_id),
         ]
         args = (max(recent_n, 1), "1" if cache_params is not None else "0")
-        reply = await self._guard(lambda: self.batcher.submit_script(USER_SNAPSHOT_LUA, keys, args))
+        reply = await self._guard(
+            lambda: self.batcher.submit_script(USER_SNAPSHOT_LUA, keys, args), bounded=True
+        )
         marker_raw, cached_raw, recent_raw, purchased_raw = reply
         marker = int(marker_raw) if marker_raw else 0
         cached = split_cached(cached_raw, marker) if cache_params is not None else None

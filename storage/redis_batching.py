@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import NoScriptError
@@ -29,10 +29,11 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class LuaScript:
     source: str
+    sha: str = field(init=False)
 
-    @property
-    def sha(self) -> str:
-        return hashlib.sha1(self.source.encode()).hexdigest()  # Redis names scripts by SHA1
+    def __post_init__(self) -> None:
+        # Redis names scripts by the SHA1 of their source.
+        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
 
 
 @dataclass

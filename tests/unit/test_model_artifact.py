@@ -55,11 +55,27 @@ def test_round_trip_dir_and_files(tmp_path: Path) -> None:
     assert rec.user_vector("nobody") is None
 
 
-def test_hnsw_index_chosen_above_threshold() -> None:
+def test_ivf_index_chosen_above_threshold() -> None:
     art = _artifact()
     rec = Recommender(art, exact_max_items=5)
-    assert type(rec._index).__name__ == "IndexHNSWFlat"
+    assert type(rec._index).__name__ == "IndexIVFFlat" and rec.search_effort is not None
     assert len(rec.search(rec.fold_in([("i3", 1.0)]), 4)) == 4
+
+
+def test_artifact_config_records_the_calibrated_index() -> None:
+    rng = np.random.default_rng(0)
+    events = [(f"u{rng.integers(80)}", f"i{rng.integers(120)}", "view", None, k) for k in range(2000)]
+    art = train_artifact(
+        build_interactions(events),
+        TrainConfig(factors=8, reg=5.0, device="cpu"),
+        version=1,
+        exact_max_items=50,
+    )
+    ann = art.config["ann"]
+    assert ann["kind"] == "ivf" and ann["target_recall"] == 0.95 and ann["calibrated_recall"] >= 0.95
+    assert 1 <= ann["nprobe"] <= ann["nlist"] and ann["calibration_queries"] > 0
+    rec = Recommender(ModelArtifact.from_files(art.to_files()))
+    assert rec.index_kind == "ivf" and rec.search_effort == ann["nprobe"]
 
 
 def test_missing_file_rejected(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ def artifact(n: int = 50, dim: int = 8, seed: int = 0, index: bool = True, **con
     item[:, -1] = np.linspace(1.0, 0.0, n, dtype=np.float32)  # bias: i0 most popular
     inputs = rng.normal(size=(n, dim - 1)).astype(np.float32)
     users = np.hstack([rng.normal(size=(2, dim - 1)), np.ones((2, 1))]).astype(np.float32)
-    faiss_index = build_index(item, exact_max_items=1000) if index else None
+    faiss_index = build_index(item, exact_max_items=1000)[0] if index else None
     return ModelArtifact(
         version=3,
         item_ids=np.array([f"i{j}" for j in range(n)]),
@@ -47,7 +47,7 @@ def load(files: dict[str, bytes], exact_max: int = 200_000) -> Any:
 def test_round_trip_serves_through_the_recommender(exact_max: int) -> None:
     art = artifact()
     loaded = load(art.to_files(), exact_max)
-    assert loaded.index == ("exact" if exact_max == 1000 else "hnsw") and loaded.version == "3"
+    assert loaded.index == ("exact" if exact_max == 1000 else "ivf") and loaded.version == "3"
     model = loaded.model
     assert model.n_items == 50 and model.knows_item("i7") and not model.knows_item("nope")
     user = model.user_vector("u0")
