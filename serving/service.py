@@ -6,7 +6,6 @@ one vector search; popularity, availability and category lists come from in-proc
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import logging
@@ -49,6 +48,18 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
+def cache_payload(version: str | None, items_json: bytes) -> bytes:
+    """``{model version}:{items JSON}``; a result computed by another model version is a miss."""
+    return (version if version is not None else "-").encode() + b":" + items_json
+
+
+def cached_items_for(payload: bytes, version: str | None) -> bytes | None:
+    head, sep, items_json = payload.partition(b":")
+    if not sep or head != (version if version is not None else "-").encode() or not items_json:
+        return None
+    return items_json
+
+
 class ReadService:
     def __init__(
         self,
@@ -63,17 +74,11 @@ class ReadService:
         self.holder = holder
         self.snapshots = snapshots
         self.metrics = metrics
-        self._background: set[asyncio.Task[Any]] = set()
 
-    def _later(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _store(self, q: RecsQuery, marker: int, payload: bytes) -> None:
+    async def _store(self, user_id: str, params: str, marker: int, payload: bytes) -> None:
         with contextlib.suppress(RealtimeUnavailable):
             await self.reader.store_cached(
-                q.user_id, q.cache_params(), marker, payload, self.settings.serving.cache_ttl_s
+                user_id, params, marker, payload, self.settings.serving.cache_ttl_s
             )
 
     async def _popular_sources(
@@ -102,12 +107,12 @@ class ReadService:
         except RealtimeUnavailable:
             snap = None
         if snap is not None and snap.cached is not None:
-            cached = orjson.loads(snap.cached)
-            if cached.get("v") == version:
+            cached_items = cached_items_for(snap.cached, version)
+            if cached_items is not None:
                 self.metrics.cache_hits.inc()
                 return {
                     "user_id": q.user_id,
-                    "items": cached["items"],
+                    "items": orjson.Fragment(cached_items),
                     "model_version": version,
                     "degraded": False,
                     "request_id": request_id,
@@ -140,12 +145,13 @@ class ReadService:
             erased=self.holder.is_erased(q.user_id),
         )
         self._count(loaded, ranked, degraded)
-        items = [r.to_json() for r in ranked]
+        # Serialized once: the same bytes go into the cache entry and, as a fragment, the response.
+        items_json = orjson.dumps([r.to_json() for r in ranked])
         if params is not None and snap is not None and not degraded:
-            self._later(self._store(q, snap.marker, orjson.dumps({"v": version, "items": items})))
+            await self._store(q.user_id, params, snap.marker, cache_payload(version, items_json))
         return {
             "user_id": q.user_id,
-            "items": items,
+            "items": orjson.Fragment(items_json),
             "model_version": version,
             "degraded": degraded,
             "request_id": request_id,

@@ -78,7 +78,9 @@ class RealtimeReader(Protocol):
 
     async def store_cached(
         self, user_id: str, cache_params: str, marker: int, payload: bytes, ttl_s: int
-    ) -> None: ...
+    ) -> None:
+        """Queue a cache fill; it must not wait for Redis (requests await it on the hot path)."""
+        ...
 
     async def popularity(
         self, window: str, k: int, category: str | None = None

@@ -8,6 +8,8 @@ event loop and sends them as one non-transactional pipeline at the end of that t
 its own reply (or its own error) back. Nothing waits for a batch to fill, so an idle server adds no
 latency: a lone request is flushed in the same loop turn it was submitted.
 
+Commands are sent as single-word command names with their arguments (``"GET", key``), packed by
+hiredis; replies are returned raw (bytes, ints, lists), without redis-py's per-command callbacks.
 Lua scripts go through EVALSHA; when Redis answers NOSCRIPT (first use, restart, SCRIPT FLUSH) the
 script is loaded and only those commands are sent again.
 """
@@ -17,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import NoScriptError
+import hiredis
+from redis.exceptions import NoScriptError, ResponseError
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +117,25 @@ class CommandBatcher:
                 pending.future.set_result(reply)
 
     async def _execute(self, batch: list[_Pending]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for pending in batch:
-            pipe.execute_command(*pending.args)
-        return list(await pipe.execute(raise_on_error=False))
+        """One write of all commands (packed by hiredis, in C) and one read loop on one pooled
+        connection. Per-read timers are off (``timeout=inf``): the whole batch has one timeout, and a
+        connection left mid-reply by it (or by any failure) is closed rather than reused."""
+        pool = self.client.connection_pool
+        conn = await pool.get_connection()
+        try:
+            await conn.send_packed_command(b"".join(hiredis.pack_command(p.args) for p in batch))
+            replies: list[Any] = []
+            for _ in batch:
+                try:
+                    replies.append(await conn.read_response(timeout=math.inf))
+                except ResponseError as exc:  # an error reply: that command's, the stream is intact
+                    replies.append(exc)
+        except BaseException:
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
+        return replies
 
     async def _load_scripts(self, scripts: set[LuaScript | None]) -> None:
         for script in scripts:
