@@ -10,18 +10,24 @@ documents the model's fields so /docs and schema-driven tests see the same contr
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
+from starlette.responses import Response
 
 M = TypeVar("M", bound=BaseModel)
 
 
 def parse_params(model: type[M], request: Request, path_fields: frozenset[str]) -> M:
     data: dict[str, Any] = {name: request.path_params[name] for name in path_fields}
-    for name, value in request.query_params.multi_items():
+    # Parsed as Starlette's QueryParams does, without building the multidict this route never uses.
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    for name, value in parse_qsl(query, keep_blank_values=True):
         if name not in path_fields:
             data[name] = value  # like FastAPI: the last of repeated scalar parameters wins
     try:
@@ -51,3 +57,31 @@ def openapi_parameters(model: type[BaseModel], path_fields: frozenset[str]) -> l
             param["description"] = description
         params.append(param)
     return params
+
+
+class LeanRoute(APIRoute):
+    """An ``APIRoute`` for a hot endpoint declared as ``async def endpoint(request) -> Response`` that
+    validates its own parameters (``parse_params``). With no dependencies to resolve, FastAPI's
+    request handler would still walk its dependency, body and response-model machinery on every call;
+    this route calls the endpoint directly instead. Everything around it (Request creation, exception
+    handlers, middleware, OpenAPI) is FastAPI's as usual. A route that has dependencies (API-key auth
+    when reads are not public) keeps FastAPI's handler, so no check is ever skipped."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        dependant = self.dependant
+        if (
+            dependant.dependencies
+            or dependant.path_params
+            or dependant.query_params
+            or dependant.header_params
+            or dependant.cookie_params
+            or dependant.body_params
+        ):
+            return super().get_route_handler()
+        endpoint = self.endpoint
+
+        async def handler(request: Request) -> Response:
+            response: Response = await endpoint(request)
+            return response
+
+        return handler

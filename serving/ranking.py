@@ -26,7 +26,7 @@ OVERFETCH = 3
 MAX_FETCH = 2000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ranked:
     item_id: str
     score: float
@@ -34,10 +34,14 @@ class Ranked:
     because: str | None = None
 
     def to_json(self) -> dict[str, object]:
-        reason: dict[str, object] = {"kind": self.kind}
-        if self.because is not None:
-            reason["item_id"] = self.because
+        reason = _REASONS[self.kind] if self.because is None else {"kind": self.kind, "item_id": self.because}
         return {"item_id": self.item_id, "score": round(self.score, 6), "reason": reason}
+
+
+# Shared (read-only) reason objects: one per kind instead of one per returned item.
+_REASONS: dict[str, dict[str, object]] = {
+    kind: {"kind": kind} for kind in ("personalized", "session", "similar_to", "popular")
+}
 
 
 @dataclass(frozen=True)
@@ -145,10 +149,30 @@ def recommend(
         # Only a fraction of the catalog can pass a category filter: widen the net accordingly.
         share = max(len(filters.allowed), 1) / model.n_items
         fetch = min(model.n_items, MAX_FETCH, max(fetch, int(OVERFETCH * k / share)))
-    candidates = model.search(query, max(fetch, 1))
-    kept = [(iid, score) for iid, score in candidates if not filters.blocks(iid)][:k]
+    kept = _first_allowed(model.search(query, max(fetch, 1)), filters, k)
     ranked = _explain(model, kept, long_term, session, w_long, w_sess, [p[0] for p in pairs])
     return top_up(ranked, k, filters, popular)
+
+
+def _first_allowed(candidates: list[tuple[str, float]], filters: Filters, k: int) -> list[tuple[str, float]]:
+    """``filters.blocks`` inlined: this runs for every candidate of every request."""
+    exclude, purchased, unavailable, allowed = (
+        filters.exclude,
+        filters.purchased,
+        filters.unavailable,
+        filters.allowed,
+    )
+    kept: list[tuple[str, float]] = []
+    for candidate in candidates:
+        iid = candidate[0]
+        if iid in exclude or iid in purchased or iid in unavailable:
+            continue
+        if allowed is not None and iid not in allowed:
+            continue
+        kept.append(candidate)
+        if len(kept) == k:
+            break
+    return kept
 
 
 def _explain(
@@ -165,19 +189,20 @@ def _explain(
     if session is None:
         return [Ranked(iid, float(s), "personalized") for iid, s in kept]
     vecs = model.item_vectors([iid for iid, _ in kept])
-    sess_part = w_sess * (vecs @ session)
-    long_part = w_long * (vecs @ long_term) if long_term is not None else np.full(len(kept), -np.inf)
+    sess_part = (w_sess * (vecs @ session)).tolist()
+    long_part = (w_long * (vecs @ long_term)).tolist() if long_term is not None else [-math.inf] * len(kept)
     recent_vecs = model.item_vectors(session_items)
     sims = vecs @ recent_vecs.T  # (candidates, recent items)
-    best = np.argmax(sims, axis=1)
+    best = np.argmax(sims, axis=1).tolist()
+    best_sim = sims[np.arange(len(kept)), best].tolist()
     out: list[Ranked] = []
     for row, (iid, score) in enumerate(kept):
         if long_part[row] > sess_part[row]:
             out.append(Ranked(iid, float(score), "personalized"))
             continue
-        anchor = session_items[int(best[row])]
+        anchor = session_items[best[row]]
         # Naming the anchor only helps when it is another item the user touched and it is related.
-        if anchor != iid and sims[row, best[row]] > 0:
+        if anchor != iid and best_sim[row] > 0:
             out.append(Ranked(iid, float(score), "similar_to", anchor))
         else:
             out.append(Ranked(iid, float(score), "session"))

@@ -11,7 +11,7 @@ from starlette.responses import PlainTextResponse, Response
 from serving.admin import AdminService
 from serving.auth import require
 from serving.errors import ApiError
-from serving.fast_params import openapi_parameters, parse_params
+from serving.fast_params import LeanRoute, openapi_parameters, parse_params
 from serving.ingest import IngestService
 from serving.responses import FastJSONResponse
 from serving.schemas import (
@@ -156,6 +156,7 @@ def build_router(public_read: bool) -> APIRouter:
         dependencies=read,
         tags=["recommendations"],
         openapi_extra={"parameters": openapi_parameters(RecsParams, RECS_PATH_FIELDS)},
+        route_class_override=LeanRoute,
     )
     router.add_api_route(
         "/v1/items/{item_id}/similar",
