@@ -23,6 +23,7 @@ import scipy.sparse as sp
 import torch
 
 from model.errors import DegenerateModelError, EmptyDataError
+from model.recency import apply_recency
 
 logger = logging.getLogger(__name__)
 
@@ -61,21 +62,6 @@ class LAEWeights:
 
     def scores(self, rows: sp.csr_matrix) -> np.ndarray:
         return self.user_vectors(rows) @ self.output_emb.T + self.bias
-
-
-def recency_weights(n: int, boost: float, half_life: float) -> np.ndarray:
-    """Multipliers for a history of ``n`` items ordered oldest first."""
-    back = np.arange(n - 1, -1, -1, dtype=np.float64)
-    return (1.0 + boost * 0.5 ** (back / max(half_life, 1e-9))).astype(np.float32)
-
-
-def apply_recency(
-    matrix: sp.csr_matrix, ranks: sp.csr_matrix, boost: float, half_life: float
-) -> sp.csr_matrix:
-    """``ranks`` has matrix's sparsity: 0 for each user's most recent item, 1 for the one before, ..."""
-    out = matrix.tocsr().astype(np.float32, copy=True)
-    out.data = out.data * (1.0 + boost * 0.5 ** (ranks.data / max(half_life, 1e-9))).astype(np.float32)
-    return out
 
 
 def _device(name: str) -> torch.device:

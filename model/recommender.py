@@ -24,7 +24,7 @@ from model.index import (
     set_search_effort,
     stored_search_effort,
 )
-from model.lae import recency_weights
+from model.recency import recency_weights
 
 logger = logging.getLogger(__name__)
 

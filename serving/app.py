@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -167,6 +168,7 @@ def create_app(
             asyncio.create_task(holder.run(settings.serving.model_poll_s), name="model-poll"),
             asyncio.create_task(snapshots.run(), name="snapshot-refresh"),
         ]
+        gc.freeze()  # see ModelHolder.swap: the app's own objects live as long as the process
         log.info("event=serving_started host=%s port=%s", settings.serving.host, settings.serving.port)
         try:
             yield

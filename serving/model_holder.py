@@ -9,6 +9,7 @@ A version that fails to load or validate is remembered and never retried by this
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -67,6 +68,10 @@ class ModelHolder:
     def swap(self, loaded: LoadedModel) -> None:
         previous = self.current
         self.current = loaded
+        # Long-lived objects (framework, the model just loaded) go to the permanent generation: the
+        # full collections that per-request garbage triggers then skip them instead of walking a few
+        # hundred thousand objects each time (measured: 100+ ms stalls at the tail of the serve bench).
+        gc.freeze()
         self.metrics.model_swaps.inc()
         try:
             self.metrics.model_version.set(float(loaded.version))
