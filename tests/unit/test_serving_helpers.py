@@ -207,3 +207,17 @@ def test_tiny_model_ranks_own_category_first() -> None:
     loaded = tiny_loader(model_files(), type("R", (), {"version": 1, "metrics": {}, "trained_at": None})())
     top = loaded.model.search(loaded.model.user_vector("alice"), 5)  # type: ignore[arg-type]
     assert {category_of(i) for i, _ in top} == {"books"}
+
+
+def test_cached_results_are_only_served_for_the_model_that_computed_them() -> None:
+    from serving.service import cache_payload, cached_items_for
+
+    items = b'[{"item_id":"i1","score":0.5,"reason":{"kind":"personalized"}}]'
+    payload = cache_payload("7", items)
+    assert cached_items_for(payload, "7") == items
+    assert cached_items_for(payload, "8") is None
+    assert cached_items_for(payload, None) is None
+    assert cached_items_for(cache_payload(None, b"[]"), None) == b"[]"
+    # Entries written in an older layout (a JSON object) or truncated ones are misses, not errors.
+    assert cached_items_for(b'{"v": "7", "items": []}', "7") is None
+    assert cached_items_for(b"7:", "7") is None
