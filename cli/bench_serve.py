@@ -107,6 +107,24 @@ def run_wrk(url: str, duration: int, connections: int, script: Path | None) -> d
     }
 
 
+def cache_counts(base_url: str) -> tuple[float, float]:
+    """(hits, misses) of the API's result cache, from its Prometheus metrics."""
+    import httpx
+
+    text = httpx.get(base_url + "/metrics", timeout=10.0).text
+    found = {"hits": 0.0, "misses": 0.0}
+    for line in text.splitlines():
+        for kind in found:
+            if line.startswith(f"streamrec_serving_cache_{kind}_total "):
+                found[kind] = float(line.split()[1])
+    return found["hits"], found["misses"]
+
+
+def _hit_ratio(before: tuple[float, float], after: tuple[float, float]) -> float:
+    hits, misses = after[0] - before[0], after[1] - before[1]
+    return hits / (hits + misses) if hits + misses else 0.0
+
+
 def alternate_closed_loops(
     a: tuple[str, Path], b: tuple[str, Path], duration: int, connections: int, rounds: int = 3
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -273,6 +291,11 @@ def bench_serve(
         "--index",
         help="auto (exact up to model.exact_search_max_items, model.ann_index above), exact, ivf or hnsw.",
     ),
+    result_cache: bool = typer.Option(
+        True,
+        "--result-cache/--no-result-cache",
+        help="Off: every request computes its answer (serving.cache_ttl_s=0), the uncached cost.",
+    ),
 ) -> None:
     """Requests/s and latency of GET recommendations vs /healthz, then p99 at half the saturating rate."""
     from cli.bench_serve_model import publish_artifact, synthetic_artifact
@@ -283,6 +306,10 @@ def bench_serve(
     console = Console()
     with scratch_stack("serve", console) as base:
         settings = serving_settings(base, free_port())
+        if not result_cache:
+            settings = settings.model_copy(
+                update={"serving": settings.serving.model_copy(update={"cache_ttl_s": 0})}
+            )
         if index != "auto":
             # The API process reads the same settings, so it keeps the published index kind.
             limit = items if index == "exact" else 1
@@ -308,10 +335,12 @@ def bench_serve(
             with console.status("warm-up"):
                 run_wrk(base_url + "/", 3, connections, script)
             load_before = os.getloadavg()
+            cache_before = cache_counts(base_url)
             with console.status(f"closed loop: recommendations and /healthz, {duration}s each"):
                 recs, health = alternate_closed_loops(
                     (base_url + "/", script), (base_url + "/healthz", summary_script), duration, connections
                 )
+            cache_after = cache_counts(base_url)
             rate = recs["rps"] / 2
             with console.status(f"open loop: {rate:.0f} req/s for {duration}s"):
                 half = run_open_loop("127.0.0.1", settings.serving.port, rate, duration, users)
@@ -331,6 +360,7 @@ def bench_serve(
         "ann_recall_at_50": synth.ann_recall_at_50,
         "model_version": version,
         "workers": workers,
+        "result_cache_ttl_s": settings.serving.cache_ttl_s,
         "connections": connections,
         "duration_s": duration,
         "rps": recs["rps"],
@@ -347,6 +377,8 @@ def bench_serve(
         "half_rate_completed": half["completed"],
         "healthz_errors": health["errors"],
         "rounds_rps": recs["rounds_rps"],
+        # Random users among --users: a user asked for twice within the cache TTL is a cache hit.
+        "cache_hit_ratio": _hit_ratio(cache_before, cache_after),
         "rounds_healthz_rps": health["rounds_rps"],
         "targets": {"ratio_min": 0.5, "p99_ms_max": 25.0, "errors": 0},
         "cpu_cores": _cores(),
