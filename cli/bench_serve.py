@@ -230,7 +230,7 @@ def run_open_loop(host: str, port: int, rate: float, duration: float, users: int
 # ---------------------------------------------------------------- plumbing
 
 
-def serving_settings(settings: Any, port: int, workers_note: int = 1) -> Any:
+def serving_settings(settings: Any, port: int) -> Any:
     serving = settings.serving.model_copy(
         update={"host": "127.0.0.1", "port": port, "public_read": True, "model_poll_s": 1.0}
     )

@@ -179,17 +179,13 @@ def per_query_recall(found: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.asarray(hits / np.maximum((truth >= 0).sum(axis=1), 1), dtype=np.float64)
 
 
-def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(per_query_recall(found, truth).mean())
-
-
 def index_recall(index: faiss.Index, items: np.ndarray, queries: np.ndarray, k: int) -> float:
     """Recall@k of ``index`` (as it is, at its current search effort) against exact search."""
     q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
     k = max(1, min(k, len(items)))
     truth = exact_top_k(np.ascontiguousarray(items, dtype=np.float32), q, k)
     _, found = index.search(q, k)
-    return recall_at_k(found, truth)
+    return float(per_query_recall(found, truth).mean())
 
 
 def auto_nlist(n_items: int, requested: int = 0) -> int:

@@ -155,23 +155,12 @@ def recommend(
 
 
 def _first_allowed(candidates: list[tuple[str, float]], filters: Filters, k: int) -> list[tuple[str, float]]:
-    """``filters.blocks`` inlined: this runs for every candidate of every request."""
-    exclude, purchased, unavailable, allowed = (
-        filters.exclude,
-        filters.purchased,
-        filters.unavailable,
-        filters.allowed,
-    )
     kept: list[tuple[str, float]] = []
     for candidate in candidates:
-        iid = candidate[0]
-        if iid in exclude or iid in purchased or iid in unavailable:
-            continue
-        if allowed is not None and iid not in allowed:
-            continue
-        kept.append(candidate)
-        if len(kept) == k:
-            break
+        if not filters.blocks(candidate[0]):
+            kept.append(candidate)
+            if len(kept) == k:
+                break
     return kept
 
 

@@ -49,14 +49,18 @@ def new_request_id() -> str:
     return os.urandom(16).hex()
 
 
+def _version_tag(version: str | None) -> bytes:
+    return (version if version is not None else "-").encode()
+
+
 def cache_payload(version: str | None, items_json: bytes) -> bytes:
     """``{model version}:{items JSON}``; a result computed by another model version is a miss."""
-    return (version if version is not None else "-").encode() + b":" + items_json
+    return _version_tag(version) + b":" + items_json
 
 
 def cached_items_for(payload: bytes, version: str | None) -> bytes | None:
     head, sep, items_json = payload.partition(b":")
-    if not sep or head != (version if version is not None else "-").encode() or not items_json:
+    if not sep or head != _version_tag(version) or not items_json:
         return None
     return items_json
 
