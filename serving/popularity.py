@@ -106,6 +106,10 @@ class RealtimeSnapshots:
         value = await self._get(self._unavailable, "unavailable", self._fetch_unavailable)
         return value if value is not None else frozenset()
 
+    def mark_unhealthy(self) -> None:
+        """Another Redis read failed; the next successful fetch marks the snapshots healthy again."""
+        self.healthy = False
+
     def peek_popular(self, window: str, category: str | None = None) -> list[tuple[str, float]] | None:
         snap = self._popular.get((window, category))
         return snap.value if snap is not None else None

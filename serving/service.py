@@ -111,6 +111,9 @@ class ReadService:
             snap = await self.reader.user_snapshot(q.user_id, params, serving.recent_events_for_session)
         except RealtimeUnavailable:
             snap = None
+            # Answers served from the snapshots are stale from now on too, not only after their
+            # own next refresh fails.
+            self.snapshots.mark_unhealthy()
         if snap is not None and snap.cached is not None:
             cached_items = cached_items_for(snap.cached, version)
             if cached_items is not None:
