@@ -6,6 +6,7 @@ import time
 
 from consumer.plans import PlannedEvent, plan_events, plan_item_updates
 from core.events import ItemUpdate
+from core.keys import WINDOWS
 from core.settings import EventWeights, Settings
 from storage.realtime_state import InMemoryRealtimeState, RedisRealtimeState
 
@@ -51,8 +52,13 @@ def test_pipeline_round_trip_matches_twin(settings: Settings, redis_client) -> N
         ("ev", 2): -1,
     }
     assert state.item_categories(["i1", "i9"]) == {"i1": "a", "i9": None}
-    bucket = next(k for k in redis_client.scan_iter(match=f"{settings.redis.key_prefix}pop:1h:*"))
-    assert redis_client.ttl(bucket) > 3000
+    # Each bucket lives until its window no longer overlaps it: its end plus the window length.
+    # (Absolute expiry, not TTL: a TTL shrinks with however long the session has been running.)
+    buckets = list(redis_client.scan_iter(match=f"{settings.redis.key_prefix}pop:1h:*"))
+    assert buckets
+    for bucket in buckets:
+        start = int(bucket.rsplit(b":", 1)[1])
+        assert redis_client.expiretime(bucket) == start + WINDOWS["1h"].bucket_s + WINDOWS["1h"].length_s
     assert int(redis_client.get(state.keys.marker("u0"))) == 1
 
 
