@@ -3,16 +3,22 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Where torch's CPU-only wheels come from when no local wheel is found (set it to a mirror of that index,
+# or empty for pip's default index, which on Linux serves the multi-GB CUDA build).
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: install demo test lint typecheck unit integration clean devstack-up devstack-down
 
 install: $(STAMP)
 
-# torch goes in first, pinned, so pip takes the local CPU wheel instead of a multi-GB CUDA download.
+# torch goes in first, pinned, CPU build: a local wheel that pip already knows (find-links) is taken
+# without touching the network (its small pure-Python needs come with the next step); otherwise the
+# CPU-only index, never the default CUDA download.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q --no-index --no-deps torch==2.13.0 2>/dev/null \
+	  || $(BIN)/python -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
