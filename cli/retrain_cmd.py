@@ -126,11 +126,7 @@ def _run_with_progress(settings: Settings, store: Any, registry: Any, trainer: A
 
     from retrain.pipeline import RetrainConfig, run_retrain
 
-    config = RetrainConfig(
-        window_days=settings.retrain.window_days,
-        holdout_fraction=settings.retrain.holdout_fraction,
-        gate_tolerance=settings.retrain.gate_tolerance,
-    )
+    config = RetrainConfig.from_settings(settings.retrain)
     with Progress(
         TextColumn("[bold]retrain[/] {task.fields[stage]:<32}"),
         BarColumn(),
@@ -167,6 +163,17 @@ def _ndcg(record: ModelRecord) -> str:
     return "-" if value is None else f"{float(value):.4f}"
 
 
+def _evidence(record: ModelRecord) -> str:
+    """users/events the gate judged on against its minimums, e.g. "56u/144e (min 50u/200e)"."""
+    gate = record.gate
+    if "eval_users" not in gate:
+        return "-"
+    shown = f"{gate['eval_users']}u/{gate.get('eval_events', '?')}e"
+    if "min_users" in gate:
+        shown += f" (min {gate['min_users']}u/{gate.get('min_events', '?')}e)"
+    return shown
+
+
 @model_app.command("list")
 def model_list() -> None:
     """Every published version with its status and held-out NDCG@10."""
@@ -181,14 +188,23 @@ def model_list() -> None:
         console.print("no model published yet; run `streamrec retrain --once`")
         return
     table = Table(title="models")
-    for column in ("version", "status", "ndcg@10", "trained_at", "events"):
+    for column in ("version", "status", "gate evidence", "ndcg@10", "trained_at", "events"):
         table.add_column(column, no_wrap=True)
     table.add_column("reason", overflow="fold")
-    styles = {"champion": "bold green", "rejected": "red", "retired": "dim", "candidate": "yellow"}
+    styles = {
+        "champion": "bold green",
+        "rejected": "red",
+        "retired": "dim",
+        "candidate": "yellow",
+        "not_judged": "yellow",
+    }
     for rec in records:
+        # A champion promoted without enough evidence says so next to its status.
+        unjudged = rec.gate.get("judged") is False and rec.status != "not_judged"
         table.add_row(
             str(rec.version),
-            f"[{styles.get(rec.status, '')}]{rec.status}[/]",
+            f"[{styles.get(rec.status, '')}]{rec.status}[/]" + (" (not judged)" if unjudged else ""),
+            _evidence(rec),
             _ndcg(rec),
             rec.trained_at.strftime("%Y-%m-%d %H:%M:%S") if rec.trained_at else "-",
             "-" if rec.n_events is None else str(rec.n_events),
