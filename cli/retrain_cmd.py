@@ -48,6 +48,18 @@ def _registry(settings: Settings) -> Any:
     return open_model_registry(settings)
 
 
+@contextmanager
+def _erased_users(settings: Settings) -> Iterator[set[str]]:
+    """The erased user ids from the event store (on a short-lived connection)."""
+    from storage.event_store import MongoEventStore
+
+    store = MongoEventStore.from_settings(settings.mongo)
+    try:
+        yield store.erased_users()
+    finally:
+        store.close()
+
+
 @app.command("retrain")
 def retrain(
     once: bool = typer.Option(False, "--once", help="Train, gate and publish once, then exit."),
@@ -70,6 +82,7 @@ def retrain(
     after_events = None if once else (after_events or settings.retrain.after_events)
 
     from model.errors import ModelError
+    from retrain.erasure import scrub_registry
     from retrain.loop import run_every
     from retrain.metrics import RetrainMetrics
     from retrain.model_adapter import trainer_from_settings
@@ -114,6 +127,8 @@ def retrain(
             count_events=store.count_events,
             after_events=after_events,
             take_request=lambda: take_pending_request(store.db) is not None,
+            # Erasures done through the API reach every stored model version within one poll.
+            between_runs=lambda: scrub_registry(registry, store.erased_users()),
             poll_s=min(EVENT_COUNT_POLL_S, interval_s),
         )
     finally:
@@ -236,13 +251,16 @@ def model_promote(
     reason: str = typer.Option("promoted by hand", "--reason", help="Why (kept in the record)."),
 ) -> None:
     """Make a version the champion (the current champion is retired); serving picks it up."""
+    from retrain.erasure import promote_erased
+
     settings = load_settings()
     registry = _registry(settings)
     try:
-        with _mongo_guard(settings):
+        with _mongo_guard(settings), _erased_users(settings) as erased:
             # Refuse to promote an artifact that serving could not download intact.
             registry.load_files(version)
-            record = registry.promote(version, reason)
+            # An old version may predate erasures: it is scrubbed before it can serve again.
+            record = promote_erased(registry, version, reason, erased)
     finally:
         registry.close()
     console.print(f"[green]model v{record.version} is now the champion[/]")
@@ -253,11 +271,13 @@ def model_rollback(
     reason: str = typer.Option("rolled back by hand", "--reason", help="Why (kept in the records)."),
 ) -> None:
     """Make the previous champion the champion again (the current one is retired)."""
+    from retrain.erasure import rollback_erased
+
     settings = load_settings()
     registry = _registry(settings)
     try:
-        with _mongo_guard(settings):
-            record = registry.rollback(reason)
+        with _mongo_guard(settings), _erased_users(settings) as erased:
+            record = rollback_erased(registry, reason, erased)
     finally:
         registry.close()
     console.print(f"[green]rolled back: model v{record.version} is the champion again[/]")

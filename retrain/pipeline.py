@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 from core.errors import StreamrecError
 from core.settings import RetrainSettings
 from model.errors import ArtifactError, ModelError
+from retrain.erasure import erasure_mark, scrub_registry
 from retrain.event_source import EventSource, read_window
 from retrain.gate import (
     GATE_K,
@@ -140,6 +141,9 @@ def run_retrain(
     table = read_window(source, since, now, erased)
     n_events = len(table)
     log.info("retrain_data events=%d erased_users=%d since=%s until=%s", n_events, len(erased), since, now)
+    # Older versions (the champion scored below, retired ones an operator may promote) lose erased users
+    # before anything reads them; a version that cannot be scrubbed is logged and retried next run.
+    scrub_registry(registry, erased)
     if n_events == 0:
         raise RetrainFailed(
             f"no events between {since or 'the beginning'} and {now.isoformat()}; nothing to train on"
@@ -214,6 +218,8 @@ def run_retrain(
         "n_events": n_events,
         "gate": gate,
         "reason": decision.reason,
+        # Trained without the erased users: the files already reflect this erasure set.
+        "erasure": erasure_mark(erased),
     }
     registry.publish(files, record, version=version)
     outcome: Outcome

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -106,7 +107,8 @@ class ModelRegistry(Protocol):
 
     def champion(self) -> ModelRecord | None: ...
 
-    def load_files(self, version: int) -> dict[str, bytes]: ...
+    def load_files(self, version: int, names: Collection[str] | None = None) -> dict[str, bytes]:
+        """The version's files (only ``names``, when given), each checked against its sha256."""
 
     def promote(self, version: int, reason: str) -> ModelRecord: ...
 
@@ -227,15 +229,16 @@ class InMemoryModelRegistry:
     def champion(self) -> ModelRecord | None:
         return None if self._champion is None else self._records[self._champion]
 
-    def load_files(self, version: int) -> dict[str, bytes]:
+    def load_files(self, version: int, names: Collection[str] | None = None) -> dict[str, bytes]:
         record = self.get(version)
         stored = self._files[version]
-        for info in record.files:
+        wanted = [f for f in record.files if names is None or f.name in names]
+        for info in wanted:
             if info.name not in stored:
                 raise ArtifactUnavailable(f"model v{version}: artifact file {info.name!r} is missing")
             if sha256_hex(stored[info.name]) != info.sha256:
                 raise ArtifactUnavailable(f"model v{version}: artifact file {info.name!r} is corrupt")
-        return dict(stored)
+        return {info.name: stored[info.name] for info in wanted}
 
     def _set(self, version: int, status: Status, reason: str) -> ModelRecord:
         rec = replace(self._records[version], status=status, reason=reason, status_changed_at=_now())

@@ -9,7 +9,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -178,10 +178,12 @@ class MongoModelRegistry:
             )
         return data
 
-    def load_files(self, version: int) -> dict[str, bytes]:
+    def load_files(self, version: int, names: Collection[str] | None = None) -> dict[str, bytes]:
         record = self.get(version)
         out: dict[str, bytes] = {}
         for info in record.files:
+            if names is not None and info.name not in names:
+                continue
             data = self._read_cache(version, info)
             if data is None:
                 data = self._download(version, info)

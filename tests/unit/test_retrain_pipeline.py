@@ -218,3 +218,12 @@ def test_enough_evidence_is_judged_and_recorded() -> None:
     run_retrain(store, reg, PopularityTrainer(), CONFIG, now=NOW)
     gate = reg.get(2).gate
     assert gate["judged"] is True and gate["decision"] == "promoted" and gate["eval_events"] == 144
+
+
+def test_a_new_version_is_marked_with_the_erasures_it_was_trained_without() -> None:
+    from retrain.erasure import erasure_digest
+
+    store, reg = _store(), InMemoryModelRegistry()
+    store.erase_user("u3")
+    run_retrain(store, reg, PopularityTrainer(), CONFIG, now=NOW)
+    assert reg.get(1).erasure["digest"] == erasure_digest({"u3"})
