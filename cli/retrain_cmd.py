@@ -179,14 +179,13 @@ def _ndcg(record: ModelRecord) -> str:
 
 
 def _evidence(record: ModelRecord) -> str:
-    """users/events the gate judged on against its minimums, e.g. "56u/144e (min 50u/200e)"."""
+    """Users/events the gate judged on, e.g. "156u/300e"; "2u/10e unjudged" below the minimums
+    (the minimums themselves are in `streamrec model show`)."""
     gate = record.gate
     if "eval_users" not in gate:
         return "-"
     shown = f"{gate['eval_users']}u/{gate.get('eval_events', '?')}e"
-    if "min_users" in gate:
-        shown += f" (min {gate['min_users']}u/{gate.get('min_events', '?')}e)"
-    return shown
+    return shown + (" unjudged" if gate.get("judged") is False else "")
 
 
 @model_app.command("list")
@@ -203,8 +202,10 @@ def model_list() -> None:
         console.print("no model published yet; run `streamrec retrain --once`")
         return
     table = Table(title="models")
-    for column in ("version", "status", "gate evidence", "ndcg@10", "trained_at", "events"):
-        table.add_column(column, no_wrap=True)
+    for column in ("version", "status", "ndcg@10", "trained_at", "events"):
+        # The status column fits "not_judged" whole even on an 80-column terminal.
+        table.add_column(column, no_wrap=True, min_width=10 if column == "status" else len(column))
+    table.add_column("evidence", min_width=9)
     table.add_column("reason", overflow="fold")
     styles = {
         "champion": "bold green",
@@ -214,15 +215,15 @@ def model_list() -> None:
         "not_judged": "yellow",
     }
     for rec in records:
-        # A champion promoted without enough evidence says so next to its status.
-        unjudged = rec.gate.get("judged") is False and rec.status != "not_judged"
         table.add_row(
             str(rec.version),
-            f"[{styles.get(rec.status, '')}]{rec.status}[/]" + (" (not judged)" if unjudged else ""),
-            _evidence(rec),
+            f"[{styles.get(rec.status, '')}]{rec.status}[/]",
             _ndcg(rec),
-            rec.trained_at.strftime("%Y-%m-%d %H:%M:%S") if rec.trained_at else "-",
+            # Short enough to leave the reason some room on an 80-column terminal; `model show` has it all.
+            rec.trained_at.strftime("%m-%d %H:%M") if rec.trained_at else "-",
             "-" if rec.n_events is None else str(rec.n_events),
+            # A champion promoted without enough evidence says so here.
+            _evidence(rec),
             rec.reason or "",
         )
     console.print(table)
