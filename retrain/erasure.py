@@ -117,7 +117,14 @@ def scrub_version(registry: ModelRegistry, record: ModelRecord, erased: set[str]
         else:
             hit = False
         files, removed = scrub_files(registry.load_files(version), erased) if hit else (None, 0)
-        registry.apply_erasure(version, files, erasure_mark(erased, previous + removed))
+        # Compare-and-swap on the mark these files were derived from: a concurrent scrub with a newer
+        # erasure set must not be overwritten by files that still hold its users.
+        registry.apply_erasure(
+            version,
+            files,
+            erasure_mark(erased, previous + removed),
+            expected_digest=record.erasure.get("digest"),
+        )
     except (ArtifactError, RegistryError) as exc:
         raise ErasureIncomplete(
             f"model v{version} could not be scrubbed of {len(erased)} erased users: {exc}"

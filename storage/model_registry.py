@@ -119,10 +119,16 @@ class ModelRegistry(Protocol):
     def rollback(self, reason: str = "rollback") -> ModelRecord: ...
 
     def apply_erasure(
-        self, version: int, files: dict[str, bytes] | None, erasure: dict[str, Any]
+        self,
+        version: int,
+        files: dict[str, bytes] | None,
+        erasure: dict[str, Any],
+        *,
+        expected_digest: str | None,
     ) -> ModelRecord:
         """Record ``erasure`` on the version; with ``files``, first replace its whole file set (stored
-        copies and local cache) by them."""
+        copies and local cache) by them. Only if the version's erasure digest is still
+        ``expected_digest`` (what ``files`` were derived from); otherwise ``RegistryError``."""
 
 
 def sha256_hex(data: bytes) -> str:
@@ -271,9 +277,16 @@ class InMemoryModelRegistry:
         return self._set(version, "not_judged", reason)
 
     def apply_erasure(
-        self, version: int, files: dict[str, bytes] | None, erasure: dict[str, Any]
+        self,
+        version: int,
+        files: dict[str, bytes] | None,
+        erasure: dict[str, Any],
+        *,
+        expected_digest: str | None,
     ) -> ModelRecord:
         rec = self.get(version)
+        if rec.erasure.get("digest") != expected_digest:
+            raise RegistryError(f"model v{version} was changed meanwhile; its erasure is applied again")
         if files is not None:
             _check_publish(files, {})
             self._files[version] = {n: bytes(d) for n, d in files.items()}

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -251,29 +252,56 @@ class MongoModelRegistry:
         return self._set_status(version, "not_judged", reason)
 
     def apply_erasure(
-        self, version: int, files: dict[str, bytes] | None, erasure: dict[str, Any]
+        self,
+        version: int,
+        files: dict[str, bytes] | None,
+        erasure: dict[str, Any],
+        *,
+        expected_digest: str | None,
     ) -> ModelRecord:
-        """Upload the new files, switch the record to them in one update, then delete the old GridFS
-        files and rewrite this host's cache. A crash in between leaves extra GridFS files that the next
-        call deletes, never a record pointing at missing bytes."""
+        """Upload the new files, switch the record to them in one compare-and-swap update (on
+        ``expected_digest``, the erasure mark the caller derived ``files`` from), then delete the files
+        they replaced and rewrite this host's cache.
+
+        A record never points at missing bytes: a lost swap (another process scrubbed the version
+        meanwhile) deletes only this call's uploads and raises ``RegistryError``; the clean-up after a
+        won swap deletes only files uploaded before this call began, so it cannot remove another
+        process's fresh uploads, and it also removes old copies a crashed earlier call left behind."""
+        started = _now()
         record = self.get(version)
         update: dict[str, Any] = {"erasure": erasure}
+        uploaded: list[Any] = []
+        flt: dict[str, Any] = {"_id": version, "erasure.digest": expected_digest}
+        if expected_digest is None:
+            flt["erasure.digest"] = {"$exists": False}
         with _mongo_errors(f"rewriting model v{version}"):
             if files is not None:
                 _check_publish(files, {})
-                infos = _new_doc(version, files, {})["files"]
-                for info in infos:
-                    self._bucket.upload_from_stream(
-                        info["name"], bytes(files[info["name"]]), metadata={"version": version, **info}
+                update["files"] = _new_doc(version, files, {})["files"]
+                unchanged = {(f.name, f.sha256) for f in record.files}
+                for info in update["files"]:
+                    if (info["name"], info["sha256"]) in unchanged:
+                        continue  # the same bytes are stored already (item embeddings, index...)
+                    uploaded.append(
+                        self._bucket.upload_from_stream(
+                            info["name"], bytes(files[info["name"]]), metadata={"version": version, **info}
+                        )
                     )
-                update["files"] = infos
-            self._models.update_one({"_id": version}, {"$set": update})
+            if self._models.update_one(flt, {"$set": update}).matched_count == 0:
+                for file_id in uploaded:
+                    self._bucket.delete(file_id)
+                raise RegistryError(
+                    f"model v{version} was changed by another process while its erasure was applied; "
+                    "it is applied again on the next pass"
+                )
             keep = {(f["name"], f["sha256"]) for f in update.get("files", [])} or {
                 (f.name, f.sha256) for f in record.files
             }
             for stored in self._bucket.find({"metadata.version": version}):
                 meta = stored.metadata or {}
-                if (meta.get("name"), meta.get("sha256")) not in keep:
+                if (meta.get("name"), meta.get("sha256")) not in keep and _before(
+                    stored.upload_date, started
+                ):
                     self._bucket.delete(stored._id)
         if files is not None:
             # The old bytes must not survive in the cache either: drop the version's directory, then
@@ -322,6 +350,15 @@ class MongoModelRegistry:
         self._set_status(int(current), "retired", f"rolled back to v{target}: {reason}")
         log.info("model_rolled_back from=%s to=%d reason=%s", current, target, reason)
         return self._set_status(target, "champion", f"restored by rollback from v{current}: {reason}")
+
+
+def _before(uploaded: datetime | None, started: datetime) -> bool:
+    """GridFS upload dates may come back naive (UTC) or aware, depending on the client."""
+    if uploaded is None:
+        return True
+    if uploaded.tzinfo is None:
+        uploaded = uploaded.replace(tzinfo=UTC)
+    return uploaded < started
 
 
 def open_model_registry(settings: Settings) -> MongoModelRegistry:

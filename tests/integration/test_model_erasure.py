@@ -97,3 +97,33 @@ def test_erased_user_leaves_every_stored_version_and_the_cache(env: Settings, mo
     finally:
         store.close()
         registry.close()
+
+
+def test_stale_swaps_are_refused_and_crash_leftovers_are_removed(env: Settings, mongo_db: Any) -> None:
+    import gridfs
+
+    from retrain.erasure import scrub_files
+    from storage.model_registry import RegistryError
+
+    registry = open_model_registry(env)
+    bucket = gridfs.GridFSBucket(mongo_db, bucket_name=BUCKET)
+    try:
+        registry.publish(artifact_files(1), {}, version=1)
+        n_files = len(list(bucket.find({"metadata.version": 1})))
+        # Old bytes a crashed rewrite left behind (no record names them).
+        old = artifact_files(1)["user_ids.npy"]
+        bucket.upload_from_stream(
+            "user_ids.npy", old, metadata={"version": 1, "name": "user_ids.npy", "sha256": "stale"}
+        )
+        # A swap derived from a mark that is no longer current changes nothing and leaves no upload.
+        files, _ = scrub_files(artifact_files(1), {"bob"})
+        with pytest.raises(RegistryError, match="another process"):
+            registry.apply_erasure(1, files, {"digest": "new"}, expected_digest="not-the-current-mark")
+        assert len(list(bucket.find({"metadata.version": 1}))) == n_files + 1
+
+        report = scrub_registry(registry, {ERASED})
+        assert report.rewritten == {1: 1}
+        assert _gridfs_holds(mongo_db, ERASED) == [], "the leftover went with the rewrite"
+        assert len(list(bucket.find({"metadata.version": 1}))) == n_files
+    finally:
+        registry.close()

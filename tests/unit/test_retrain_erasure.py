@@ -135,3 +135,15 @@ def test_non_artifact_versions_are_marked_without_change() -> None:
     reg.publish({"model.json": orjson.dumps({"counts": {"i1": 2}})}, {}, version=1)
     report = scrub_registry(reg, {"alice"})
     assert not report.failed and reg.get(1).erasure["users"] == 1
+
+
+def test_a_scrub_based_on_an_outdated_mark_is_refused_not_applied() -> None:
+    from storage.model_registry import RegistryError
+
+    reg = published(1)
+    stale = reg.get(1)  # read before another process applied a newer, larger erasure set
+    scrub_registry(reg, {"alice", "bob"})
+    files, _ = scrub_files(artifact_files(1, seed=1), {"alice"})  # still holds bob
+    with pytest.raises(RegistryError, match="changed meanwhile"):
+        reg.apply_erasure(1, files, {"digest": "x"}, expected_digest=stale.erasure.get("digest"))
+    assert not holds(reg.load_files(1), "bob")
