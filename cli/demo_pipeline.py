@@ -93,11 +93,7 @@ def train(settings: Settings, console: Console) -> tuple[int, dict[str, Any]]:
     from storage.event_store import MongoEventStore
     from storage.model_registry import open_model_registry
 
-    cfg = RetrainConfig(
-        window_days=settings.retrain.window_days,
-        holdout_fraction=settings.retrain.holdout_fraction,
-        gate_tolerance=settings.retrain.gate_tolerance,
-    )
+    cfg = RetrainConfig.from_settings(settings.retrain)
     now = datetime.now(UTC)
     store = MongoEventStore.from_settings(settings.mongo)
     registry = open_model_registry(settings)

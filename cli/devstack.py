@@ -5,6 +5,7 @@ The process logic lives in cli/devstack_servers.py and cli/devstack_probes.py, w
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -17,20 +18,32 @@ from cli.devstack_probes import probe_url
 from cli.devstack_servers import (
     SERVER_NAMES,
     StackState,
+    check_tools,
     is_ours,
     is_running,
     load_state,
     probe,
-    remove_state,
+    save_state,
     server_url,
+    start_server,
     start_stack,
+    stop_server,
     stop_stack,
+    wait_until_answers,
     wipe_data,
 )
-from core.errors import ConfigError, StreamrecError
+from core.errors import ConfigError, DependencyUnavailable, StreamrecError
 from core.settings import DevstackSettings
 
 _LABELS = {"kafka": "Kafka API (Tansu)", "mongo": "MongoDB wire (SecantusDB)", "redis": "Redis"}
+# What a server takes with it when it dies (Tansu and redis-server run without persistence here).
+LOSSES = {
+    "kafka": "the dev broker keeps everything in memory, so its topics, unconsumed events and committed "
+    "offsets were lost (topics are created again on first use; re-send what was not yet consumed)",
+    "mongo": "its data is on disk (data/mongo) and was kept; a write in flight when it died may need a retry",
+    "redis": "realtime state (recent events, popularity, cached results) is empty; rebuild it from "
+    "MongoDB with `streamrec rebuild-cache`",
+}
 
 
 def _ports(ds: DevstackSettings) -> dict[str, int]:
@@ -51,45 +64,67 @@ def _table(state: StackState, answers: dict[str, bool]) -> Table:
     return table
 
 
-def _healthy(state: StackState) -> bool:
-    if set(state.servers) != set(SERVER_NAMES):
-        return False
-    if not all(is_ours(server) for server in state.servers.values()):
-        return False
-    return all(probe(state).values())
-
-
 @devstack_app.command("up")
 def up(
     timeout: float = typer.Option(60.0, min=1.0, help="Seconds to wait for each server to answer."),
 ) -> None:
-    """Start the three servers (idempotent) and write .devstack/stack.env for every other command."""
+    """Start the three servers (idempotent): only a server that died is started again, and what it lost
+    is said. Writes .devstack/stack.env for every other command."""
     settings = load_settings()
     base = settings.devstack.dir.resolve()
     wanted = _ports(settings.devstack)
     console = Console(soft_wrap=True)
     state = load_state(base)
     if state is not None:
-        if _healthy(state):
-            running = {name: server.port for name, server in state.servers.items()}
-            if running != wanted:
-                raise ConfigError(
-                    f"the dev stack in {base} already runs on other ports {running}; "
-                    "run `streamrec devstack down` first to change them"
-                )
+        running = {name: server.port for name, server in state.servers.items() if is_ours(server)}
+        if any(wanted[name] != port for name, port in running.items()):
+            raise ConfigError(
+                f"the dev stack in {base} already runs on other ports {running}; "
+                "run `streamrec devstack down` first to change them"
+            )
+    if state is None:
+        with console.status("starting Tansu, SecantusDB and redis-server ..."):
+            state = start_stack(base, wanted["kafka"], wanted["mongo"], wanted["redis"], timeout_s=timeout)
+        console.print(_table(state, dict.fromkeys(state.servers, True)))
+        console.print(f"wrote {base / 'stack.env'}")
+    else:
+        restarted = _repair(state, wanted, timeout, console)
+        if not restarted:
             console.print(f"dev stack already up in {base}; nothing to do")
-            console.print(_table(state, dict.fromkeys(state.servers, True)))
-            return
-        console.print(f"found a stale dev stack state in {base}: stopping what is left and restarting")
-        stop_stack(state)
-        remove_state(base)
-    with console.status("starting Tansu, SecantusDB and redis-server ..."):
-        state = start_stack(base, wanted["kafka"], wanted["mongo"], wanted["redis"], timeout_s=timeout)
-    console.print(_table(state, dict.fromkeys(state.servers, True)))
-    console.print(f"wrote {base / 'stack.env'}")
+        console.print(_table(state, dict.fromkeys(state.servers, True)))
+        for name in restarted:
+            console.print(f"{name} restarted: {LOSSES[name]}", highlight=False)
     if base != Path(".devstack").resolve():
         # Settings only reads ./.devstack/stack.env by itself.
         console.print(f"export its variables for other commands: set -a; . {base / 'stack.env'}; set +a")
+
+
+def _repair(state: StackState, wanted: dict[str, int], timeout: float, console: Console) -> list[str]:
+    """Start only the servers of ``state`` that are gone (or never answer); the others keep their pid
+    and data. Returns the names started again after dying."""
+    lost = []
+    for name in SERVER_NAMES:
+        server = state.servers.get(name)
+        if server is not None and is_ours(server):
+            try:
+                wait_until_answers(server, timeout)
+                continue
+            except DependencyUnavailable as exc:
+                console.print(f"{name} (pid {server.pid}) runs but does not answer ({exc}); restarting it")
+                if not stop_server(server):
+                    raise StreamrecError(
+                        f"could not stop {name} (pid {server.pid}); stop it by hand, then run up again"
+                    ) from exc
+        check_tools([name])
+        with console.status(f"starting {name} ..."):
+            fresh = start_server(name, state.base_dir, wanted[name], timeout)
+        if server is not None:
+            fresh.restarted_at = time.time()
+            lost.append(name)
+        state.servers[name] = fresh
+        # Saved after each one: stack.env follows the servers that actually run.
+        save_state(state)
+    return lost
 
 
 @devstack_app.command("down")
@@ -134,8 +169,28 @@ def status() -> None:
         answers = probe(state)
         answers.update({name: False for name in SERVER_NAMES if name not in state.servers})
         table = _table(state, answers)
-    Console().print(table)
+    console = Console(soft_wrap=True)
+    console.print(table)
     all_up = all(answers.values())
-    if state is not None and not all(is_running(s.pid) for s in state.servers.values()):
-        Console().print("some servers exited: run `streamrec devstack up` to restart them")
+    if state is not None:
+        for line in _status_notes(state, answers):
+            console.print(line, highlight=False)
     raise typer.Exit(0 if all_up else 1)
+
+
+def _status_notes(state: StackState, answers: dict[str, bool]) -> list[str]:
+    """One line per server that is down or was restarted, saying what it lost."""
+    notes = []
+    for name in SERVER_NAMES:
+        server = state.servers.get(name)
+        if server is None or not is_running(server.pid) or not is_ours(server):
+            notes.append(
+                f"{name} is down: run `streamrec devstack up` to start only it again; once restarted, "
+                f"{LOSSES[name]}"
+            )
+        elif not answers.get(name, False):
+            notes.append(f"{name} (pid {server.pid}) runs but does not answer; see {server.log_path}")
+        elif server.restarted_at is not None:
+            at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(server.restarted_at))
+            notes.append(f"{name} was restarted at {at}: {LOSSES[name]}")
+    return notes

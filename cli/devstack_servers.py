@@ -51,6 +51,8 @@ class ServerProcess:
     proc_start: int | None
     started_at: float
     log_path: str
+    # Set when `up` started this server again after the previous one died (what was lost is reported).
+    restarted_at: float | None = None
 
 
 @dataclass
@@ -254,6 +256,11 @@ def start_server(name: str, base_dir: Path, port: int, timeout_s: float = 60.0) 
         stop_server(server)
         raise
     return server
+
+
+def wait_until_answers(server: ServerProcess, timeout_s: float) -> None:
+    """Raises ``DependencyUnavailable`` when the server exits or does not answer within ``timeout_s``."""
+    _wait_until_answers(server, timeout_s)
 
 
 def _wait_until_answers(server: ServerProcess, timeout_s: float) -> None:

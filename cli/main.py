@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "cli.bench_model",
     "cli.bench_serve",
     "cli.consume",
+    "cli.dead_letter",
     "cli.demo",
     "cli.devstack",
     "cli.produce",

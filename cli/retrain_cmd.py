@@ -48,6 +48,18 @@ def _registry(settings: Settings) -> Any:
     return open_model_registry(settings)
 
 
+@contextmanager
+def _erased_users(settings: Settings) -> Iterator[set[str]]:
+    """The erased user ids from the event store (on a short-lived connection)."""
+    from storage.event_store import MongoEventStore
+
+    store = MongoEventStore.from_settings(settings.mongo)
+    try:
+        yield store.erased_users()
+    finally:
+        store.close()
+
+
 @app.command("retrain")
 def retrain(
     once: bool = typer.Option(False, "--once", help="Train, gate and publish once, then exit."),
@@ -70,6 +82,7 @@ def retrain(
     after_events = None if once else (after_events or settings.retrain.after_events)
 
     from model.errors import ModelError
+    from retrain.erasure import scrub_registry
     from retrain.loop import run_every
     from retrain.metrics import RetrainMetrics
     from retrain.model_adapter import trainer_from_settings
@@ -114,6 +127,8 @@ def retrain(
             count_events=store.count_events,
             after_events=after_events,
             take_request=lambda: take_pending_request(store.db) is not None,
+            # Erasures done through the API reach every stored model version within one poll.
+            between_runs=lambda: scrub_registry(registry, store.erased_users()),
             poll_s=min(EVENT_COUNT_POLL_S, interval_s),
         )
     finally:
@@ -126,11 +141,7 @@ def _run_with_progress(settings: Settings, store: Any, registry: Any, trainer: A
 
     from retrain.pipeline import RetrainConfig, run_retrain
 
-    config = RetrainConfig(
-        window_days=settings.retrain.window_days,
-        holdout_fraction=settings.retrain.holdout_fraction,
-        gate_tolerance=settings.retrain.gate_tolerance,
-    )
+    config = RetrainConfig.from_settings(settings.retrain)
     with Progress(
         TextColumn("[bold]retrain[/] {task.fields[stage]:<32}"),
         BarColumn(),
@@ -167,6 +178,16 @@ def _ndcg(record: ModelRecord) -> str:
     return "-" if value is None else f"{float(value):.4f}"
 
 
+def _evidence(record: ModelRecord) -> str:
+    """Users/events the gate judged on, e.g. "156u/300e"; "2u/10e unjudged" below the minimums
+    (the minimums themselves are in `streamrec model show`)."""
+    gate = record.gate
+    if "eval_users" not in gate:
+        return "-"
+    shown = f"{gate['eval_users']}u/{gate.get('eval_events', '?')}e"
+    return shown + (" unjudged" if gate.get("judged") is False else "")
+
+
 @model_app.command("list")
 def model_list() -> None:
     """Every published version with its status and held-out NDCG@10."""
@@ -182,16 +203,27 @@ def model_list() -> None:
         return
     table = Table(title="models")
     for column in ("version", "status", "ndcg@10", "trained_at", "events"):
-        table.add_column(column, no_wrap=True)
+        # The status column fits "not_judged" whole even on an 80-column terminal.
+        table.add_column(column, no_wrap=True, min_width=10 if column == "status" else len(column))
+    table.add_column("evidence", min_width=9)
     table.add_column("reason", overflow="fold")
-    styles = {"champion": "bold green", "rejected": "red", "retired": "dim", "candidate": "yellow"}
+    styles = {
+        "champion": "bold green",
+        "rejected": "red",
+        "retired": "dim",
+        "candidate": "yellow",
+        "not_judged": "yellow",
+    }
     for rec in records:
         table.add_row(
             str(rec.version),
             f"[{styles.get(rec.status, '')}]{rec.status}[/]",
             _ndcg(rec),
-            rec.trained_at.strftime("%Y-%m-%d %H:%M:%S") if rec.trained_at else "-",
+            # Short enough to leave the reason some room on an 80-column terminal; `model show` has it all.
+            rec.trained_at.strftime("%m-%d %H:%M") if rec.trained_at else "-",
             "-" if rec.n_events is None else str(rec.n_events),
+            # A champion promoted without enough evidence says so here.
+            _evidence(rec),
             rec.reason or "",
         )
     console.print(table)
@@ -220,13 +252,16 @@ def model_promote(
     reason: str = typer.Option("promoted by hand", "--reason", help="Why (kept in the record)."),
 ) -> None:
     """Make a version the champion (the current champion is retired); serving picks it up."""
+    from retrain.erasure import promote_erased
+
     settings = load_settings()
     registry = _registry(settings)
     try:
-        with _mongo_guard(settings):
+        with _mongo_guard(settings), _erased_users(settings) as erased:
             # Refuse to promote an artifact that serving could not download intact.
             registry.load_files(version)
-            record = registry.promote(version, reason)
+            # An old version may predate erasures: it is scrubbed before it can serve again.
+            record = promote_erased(registry, version, reason, erased)
     finally:
         registry.close()
     console.print(f"[green]model v{record.version} is now the champion[/]")
@@ -237,11 +272,13 @@ def model_rollback(
     reason: str = typer.Option("rolled back by hand", "--reason", help="Why (kept in the records)."),
 ) -> None:
     """Make the previous champion the champion again (the current one is retired)."""
+    from retrain.erasure import rollback_erased
+
     settings = load_settings()
     registry = _registry(settings)
     try:
-        with _mongo_guard(settings):
-            record = registry.rollback(reason)
+        with _mongo_guard(settings), _erased_users(settings) as erased:
+            record = rollback_erased(registry, reason, erased)
     finally:
         registry.close()
     console.print(f"[green]rolled back: model v{record.version} is the champion again[/]")

@@ -11,9 +11,14 @@ Protocol (the same for the candidate and the champion, so the comparison is fair
 4. Each model folds in each user's history with its own item embeddings, ranks items the user has not
    seen, and is scored with NDCG@10 (binary gains) against the targets; items a model does not know count
    as misses, which is what a shopper would experience.
-5. The candidate is promoted when ``candidate_ndcg >= champion_ndcg - tolerance``; with no champion (or a
-   champion whose artifact cannot be loaded) it is promoted; with a champion but no held-out user to
-   compare on, it is rejected (an operator may still ``streamrec model promote`` it).
+5. Evidence first: with fewer than ``min_users`` evaluated users or ``min_events`` held-out events, the
+   figures mean nothing (two users scoring 0.0 each "pass" any comparison), so the candidate is *not
+   judged*: it is published with status ``not_judged`` and the champion is kept. With no usable champion
+   at all (none yet, or one whose artifact cannot be loaded) the candidate still becomes champion, since
+   serving something beats serving nothing, but its record says it was not judged.
+6. Otherwise the candidate is promoted when ``candidate_ndcg >= champion_ndcg - tolerance`` (always, when
+   there is no usable champion) and rejected when worse; an operator may still ``streamrec model
+   promote`` a rejected or unjudged version.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class HoldoutSplit:
     eval_start_ms: int  # first timestamp the models are judged on (>= cut_ms)
     histories: EventTable  # events before eval_start_ms of the evaluated users
     targets: dict[str, set[str]]  # per evaluated user: new items after eval_start_ms
+    eval_events: int = 0  # events from eval_start_ms on by the evaluated users: the gate's evidence
 
     @property
     def users(self) -> list[str]:
@@ -50,6 +56,15 @@ class GateDecision:
     candidate_ndcg: float
     champion_ndcg: float | None
     tolerance: float
+    # False when the evaluation had too few users or events to mean anything (see the module docstring).
+    judged: bool = True
+
+    @property
+    def outcome(self) -> str:
+        """promoted, rejected or not_judged (a candidate kept beside the champion without a verdict)."""
+        if self.promote:
+            return "promoted"
+        return "rejected" if self.judged else "not_judged"
 
 
 class NotEnoughData(ValueError):
@@ -84,8 +99,16 @@ def holdout_split(
         # A deterministic sample keeps the gate fast on big windows and reproducible between runs.
         keep = sorted(targets, key=lambda u: (hash_user(u), u))[:max_users]
         targets = {u: targets[u] for u in keep}
-    hist = subset(table, before & np.isin(table.user_id, np.array(sorted(targets), dtype=str)))
-    return HoldoutSplit(train=train, cut_ms=cut_ms, eval_start_ms=eval_start, histories=hist, targets=targets)
+    evaluated = np.isin(table.user_id, np.array(sorted(targets), dtype=str))
+    hist = subset(table, before & evaluated)
+    return HoldoutSplit(
+        train=train,
+        cut_ms=cut_ms,
+        eval_start_ms=eval_start,
+        histories=hist,
+        targets=targets,
+        eval_events=int(np.count_nonzero(~before & evaluated)),
+    )
 
 
 def hash_user(user: str) -> int:
@@ -121,29 +144,60 @@ def decide(
     *,
     champion_version: int | None = None,
     eval_users: int = 1,
+    eval_events: int | None = None,
+    min_users: int = 1,
+    min_events: int = 0,
     champion_note: str | None = None,
 ) -> GateDecision:
-    """Promote or reject; ``champion_ndcg`` is None when there is no usable champion."""
+    """Promote, reject or leave unjudged; ``champion_ndcg`` is None when there is no usable champion.
+
+    ``eval_events`` None means "not counted" and only ``min_users`` applies.
+    """
     if not math.isfinite(candidate_ndcg):
         return GateDecision(
             False, "candidate NDCG@10 is not a finite number", candidate_ndcg, champion_ndcg, tolerance
         )
-    if champion_version is None or champion_ndcg is None:
-        why = champion_note or "no champion yet"
-        return GateDecision(
-            True, f"{why}; promoted with NDCG@10={candidate_ndcg:.4f}", candidate_ndcg, None, tolerance
-        )
-    if eval_users == 0:
+    no_champion = champion_version is None or champion_ndcg is None
+    evidence = f"{eval_users} held-out users, " + (
+        "events not counted" if eval_events is None else f"{eval_events} held-out events"
+    )
+    short = eval_users < max(1, min_users) or (eval_events is not None and eval_events < min_events)
+    if short:
+        if eval_users == 0:
+            why = f"not judged: no held-out user to compare on (need {min_users} users, {min_events} events)"
+        else:
+            why = f"not judged: {evidence}, below the minimum of {min_users} users and {min_events} events"
+        if no_champion:
+            prefix = champion_note or "no champion yet"
+            return GateDecision(
+                True,
+                f"{why}; promoted anyway because there is no usable champion ({prefix}); "
+                f"NDCG@10={candidate_ndcg:.4f}",
+                candidate_ndcg,
+                None,
+                tolerance,
+                judged=False,
+            )
         return GateDecision(
             False,
-            f"no held-out user to compare with champion v{champion_version} on; kept for manual review",
+            f"{why}; champion v{champion_version} kept, this version is left for manual review",
             candidate_ndcg,
             champion_ndcg,
+            tolerance,
+            judged=False,
+        )
+    if no_champion or champion_ndcg is None:
+        why = champion_note or "no champion yet"
+        return GateDecision(
+            True,
+            f"{why}; promoted with NDCG@10={candidate_ndcg:.4f} on {evidence}",
+            candidate_ndcg,
+            None,
             tolerance,
         )
     figures = (
         f"NDCG@10 {candidate_ndcg:.4f} vs champion v{champion_version} {champion_ndcg:.4f} "
-        f"(tolerance {tolerance})"
+        f"(tolerance {tolerance}; {evidence})"
     )
     if candidate_ndcg >= champion_ndcg - tolerance:
         return GateDecision(True, f"passed the gate: {figures}", candidate_ndcg, champion_ndcg, tolerance)

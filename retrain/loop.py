@@ -19,6 +19,7 @@ def run_every(
     count_events: Callable[[], int] | None = None,
     after_events: int | None = None,
     take_request: Callable[[], bool] | None = None,
+    between_runs: Callable[[], object] | None = None,
     poll_s: float = 10.0,
     stop: threading.Event | None = None,
     max_runs: int | None = None,
@@ -26,6 +27,9 @@ def run_every(
 ) -> int:
     """Run ``run_once`` now, then every ``interval_s`` (or as soon as ``after_events`` new events arrived,
     or as soon as ``take_request`` claims an on-demand request from the admin API).
+
+    ``between_runs`` is housekeeping called on every poll while waiting (erasures reach stored models
+    within ``poll_s``, not a whole interval later); its failures are logged like a run's.
 
     A failing run is logged and the loop goes on to the next one; returns the number of runs made.
     """
@@ -59,6 +63,8 @@ def run_every(
             if take_request is not None and _claimed(take_request):
                 log.info("retrain_requested action=run_now")
                 break
+            if between_runs is not None:
+                _housekeeping(between_runs)
             stop.wait(min(poll_s, remaining))
     return runs
 
@@ -80,3 +86,10 @@ def _claimed(take_request: Callable[[], bool]) -> bool:
     except Exception as exc:
         log.warning("retrain_request_check_failed error=%s", exc)
         return False
+
+
+def _housekeeping(task: Callable[[], object]) -> None:
+    try:
+        task()
+    except Exception as exc:
+        log.warning("retrain_housekeeping_failed action=retry_next_poll error=%s", exc)

@@ -10,7 +10,7 @@ from retrain.pipeline import RetrainResult
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("promoted", "rejected", "failed")
+OUTCOMES = ("promoted", "rejected", "not_judged", "failed")
 
 
 class RetrainMetrics:

@@ -18,7 +18,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from core.errors import StreamrecError
+from core.settings import RetrainSettings
 from model.errors import ArtifactError, ModelError
+from retrain.erasure import erasure_mark, scrub_registry
 from retrain.event_source import EventSource, read_window
 from retrain.gate import (
     GATE_K,
@@ -34,7 +36,7 @@ from storage.model_registry import ModelRecord, ModelRegistry
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["promoted", "rejected", "failed"]
+Outcome = Literal["promoted", "rejected", "not_judged", "failed"]
 # (epoch starting at 1, total epochs, training loss)
 EpochCallback = Callable[[int, int, float], None]
 
@@ -69,6 +71,18 @@ class RetrainConfig:
     holdout_fraction: float
     gate_tolerance: float
     gate_max_users: int = 5000
+    gate_min_users: int = 50
+    gate_min_events: int = 200
+
+    @classmethod
+    def from_settings(cls, settings: RetrainSettings) -> RetrainConfig:
+        return cls(
+            window_days=settings.window_days,
+            holdout_fraction=settings.holdout_fraction,
+            gate_tolerance=settings.gate_tolerance,
+            gate_min_users=settings.gate_min_users,
+            gate_min_events=settings.gate_min_events,
+        )
 
 
 @dataclass
@@ -114,7 +128,9 @@ def run_retrain(
     """Read the window, train, gate against the champion, publish; raises ``RetrainFailed``.
 
     A failed fit publishes nothing. A candidate that loses the gate is published as ``rejected`` with
-    its figures and the reason, so it can be inspected or promoted by hand.
+    its figures and the reason, so it can be inspected or promoted by hand; one the gate had too little
+    evidence to judge is published as ``not_judged`` beside the champion (or becomes champion, marked
+    not judged, when there is none).
     """
     started = time.monotonic()
     stage = on_stage or (lambda _name: None)
@@ -125,6 +141,9 @@ def run_retrain(
     table = read_window(source, since, now, erased)
     n_events = len(table)
     log.info("retrain_data events=%d erased_users=%d since=%s until=%s", n_events, len(erased), since, now)
+    # Older versions (the champion scored below, retired ones an operator may promote) lose erased users
+    # before anything reads them; a version that cannot be scrubbed is logged and retried next run.
+    scrub_registry(registry, erased)
     if n_events == 0:
         raise RetrainFailed(
             f"no events between {since or 'the beginning'} and {now.isoformat()}; nothing to train on"
@@ -153,6 +172,9 @@ def run_retrain(
         config.gate_tolerance,
         champion_version=champ_version if note is None else None,
         eval_users=len(users),
+        eval_events=split.eval_events,
+        min_users=config.gate_min_users,
+        min_events=config.gate_min_events,
         champion_note=note,
     )
     if not math.isfinite(decision.candidate_ndcg):
@@ -178,6 +200,11 @@ def run_retrain(
         "champion_version": champ_version,
         "tolerance": config.gate_tolerance,
         "eval_users": len(users),
+        "eval_events": split.eval_events,
+        "min_users": config.gate_min_users,
+        "min_events": config.gate_min_events,
+        "judged": decision.judged,
+        "decision": decision.outcome,
         "promoted": decision.promote,
     }
     stage("publishing")
@@ -191,13 +218,20 @@ def run_retrain(
         "n_events": n_events,
         "gate": gate,
         "reason": decision.reason,
+        # Trained without the erased users: the files already reflect this erasure set.
+        "erasure": erasure_mark(erased),
     }
     registry.publish(files, record, version=version)
+    outcome: Outcome
     if decision.promote:
         registry.promote(version, decision.reason)
-    else:
+        outcome = "promoted"
+    elif decision.judged:
         registry.reject(version, decision.reason)
-    outcome: Outcome = "promoted" if decision.promote else "rejected"
+        outcome = "rejected"
+    else:
+        registry.mark_not_judged(version, decision.reason)
+        outcome = "not_judged"
     log.info("retrain_done version=%d outcome=%s reason=%s", version, outcome, decision.reason)
     return RetrainResult(
         outcome=outcome,

@@ -12,34 +12,40 @@ MongoDB holds everything so serving replicas on other hosts can load a model:
 Files are cached on local disk under ``<cache_dir>/v{version}/{name}``; every read verifies the sha256
 recorded at publish time and re-downloads on mismatch. A stored file whose bytes no longer match its
 sha256 raises ``ArtifactUnavailable``.
+
+A version's files may be replaced once, in place, by ``apply_erasure`` (erased users' rows removed from
+the artifact; see retrain/erasure.py); the record's sha256 list is switched in one update, so a reader
+sees either the old complete file set or the new one.
+
+This module holds the types, the port and the in-memory twin; the MongoDB adapter is in
+storage/model_registry_mongo.py (re-exported here).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from core.errors import DependencyUnavailable, StreamrecError
-from core.settings import Settings
+from core.errors import StreamrecError
 from model.errors import ArtifactError
+
+if TYPE_CHECKING:
+    from storage.model_registry_mongo import MongoModelRegistry, open_model_registry
 
 log = logging.getLogger(__name__)
 
-Status = Literal["candidate", "champion", "rejected", "retired"]
-STATUSES: tuple[str, ...] = ("candidate", "champion", "rejected", "retired")
+# not_judged: published beside the champion without a verdict (the gate had too little evidence).
+Status = Literal["candidate", "champion", "rejected", "not_judged", "retired"]
+STATUSES: tuple[str, ...] = ("candidate", "champion", "rejected", "not_judged", "retired")
 BUCKET = "model_artifacts"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Fields of a published record that the caller may set; everything else is owned by the registry.
-RECORD_FIELDS = ("trained_at", "metrics", "config", "data_window", "n_events", "gate", "reason")
+RECORD_FIELDS = ("trained_at", "metrics", "config", "data_window", "n_events", "gate", "reason", "erasure")
 
 
 class RegistryError(StreamrecError):
@@ -76,6 +82,8 @@ class ModelRecord:
     gate: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None
     status_changed_at: datetime | None = None
+    # Which erasures the stored files reflect: {digest, users, removed, at} (retrain/erasure.py).
+    erasure: dict[str, Any] = field(default_factory=dict)
 
     def to_json_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -99,17 +107,36 @@ class ModelRegistry(Protocol):
 
     def champion(self) -> ModelRecord | None: ...
 
-    def load_files(self, version: int) -> dict[str, bytes]: ...
+    def load_files(self, version: int, names: Collection[str] | None = None) -> dict[str, bytes]:
+        """The version's files (only ``names``, when given), each checked against its sha256."""
 
     def promote(self, version: int, reason: str) -> ModelRecord: ...
 
     def reject(self, version: int, reason: str) -> ModelRecord: ...
 
+    def mark_not_judged(self, version: int, reason: str) -> ModelRecord: ...
+
     def rollback(self, reason: str = "rollback") -> ModelRecord: ...
+
+    def apply_erasure(
+        self,
+        version: int,
+        files: dict[str, bytes] | None,
+        erasure: dict[str, Any],
+        *,
+        expected_digest: str | None,
+    ) -> ModelRecord:
+        """Record ``erasure`` on the version; with ``files``, first replace its whole file set (stored
+        copies and local cache) by them. Only if the version's erasure digest is still
+        ``expected_digest`` (what ``files`` were derived from); otherwise ``RegistryError``."""
 
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def file_infos(files: dict[str, bytes]) -> tuple[FileInfo, ...]:
+    return tuple(FileInfo(n, sha256_hex(bytes(d)), len(d)) for n, d in sorted(files.items()))
 
 
 def _check_publish(files: dict[str, bytes], record: dict[str, Any]) -> None:
@@ -149,6 +176,7 @@ def record_from_doc(doc: dict[str, Any]) -> ModelRecord:
         gate=dict(doc.get("gate") or {}),
         reason=doc.get("reason"),
         status_changed_at=_aware(doc.get("status_changed_at")),
+        erasure=dict(doc.get("erasure") or {}),
     )
 
 
@@ -169,6 +197,7 @@ def _new_doc(version: int, files: dict[str, bytes], record: dict[str, Any]) -> d
         "n_events": record.get("n_events"),
         "gate": record.get("gate") or {},
         "reason": record.get("reason"),
+        "erasure": record.get("erasure") or {},
     }
 
 
@@ -206,15 +235,16 @@ class InMemoryModelRegistry:
     def champion(self) -> ModelRecord | None:
         return None if self._champion is None else self._records[self._champion]
 
-    def load_files(self, version: int) -> dict[str, bytes]:
+    def load_files(self, version: int, names: Collection[str] | None = None) -> dict[str, bytes]:
         record = self.get(version)
         stored = self._files[version]
-        for info in record.files:
+        wanted = [f for f in record.files if names is None or f.name in names]
+        for info in wanted:
             if info.name not in stored:
                 raise ArtifactUnavailable(f"model v{version}: artifact file {info.name!r} is missing")
             if sha256_hex(stored[info.name]) != info.sha256:
                 raise ArtifactUnavailable(f"model v{version}: artifact file {info.name!r} is corrupt")
-        return dict(stored)
+        return {info.name: stored[info.name] for info in wanted}
 
     def _set(self, version: int, status: Status, reason: str) -> ModelRecord:
         rec = replace(self._records[version], status=status, reason=reason, status_changed_at=_now())
@@ -240,6 +270,31 @@ class InMemoryModelRegistry:
         self.get(version)
         return self._set(version, "rejected", reason)
 
+    def mark_not_judged(self, version: int, reason: str) -> ModelRecord:
+        if self._champion == version:
+            raise RegistryError(f"model v{version} is the champion; it cannot be set aside")
+        self.get(version)
+        return self._set(version, "not_judged", reason)
+
+    def apply_erasure(
+        self,
+        version: int,
+        files: dict[str, bytes] | None,
+        erasure: dict[str, Any],
+        *,
+        expected_digest: str | None,
+    ) -> ModelRecord:
+        rec = self.get(version)
+        if rec.erasure.get("digest") != expected_digest:
+            raise RegistryError(f"model v{version} was changed meanwhile; its erasure is applied again")
+        if files is not None:
+            _check_publish(files, {})
+            self._files[version] = {n: bytes(d) for n, d in files.items()}
+            rec = replace(rec, files=file_infos(files))
+        rec = replace(rec, erasure=dict(erasure))
+        self._records[version] = rec
+        return rec
+
     def rollback(self, reason: str = "rollback") -> ModelRecord:
         if self._champion is None or not self._previous:
             raise RegistryError("there is no previous champion to roll back to")
@@ -249,228 +304,33 @@ class InMemoryModelRegistry:
         return self._set(previous, "champion", f"restored by rollback from v{current}: {reason}")
 
 
-@contextmanager
-def _mongo_errors(action: str) -> Iterator[None]:
-    from pymongo.errors import ConnectionFailure
-
-    try:
-        yield
-    except ConnectionFailure as exc:
-        raise DependencyUnavailable(f"MongoDB is unreachable while {action}: {exc}") from exc
+# The MongoDB adapter lives in its own module (this one would pass the ~400-line guide otherwise). It
+# imports the names above, so it is re-exported lazily: an import at the top or bottom here would be
+# circular whichever module is imported first.
+_MONGO_NAMES = ("MongoModelRegistry", "open_model_registry")
 
 
-class MongoModelRegistry:
-    """The real registry: MongoDB (GridFS + collections) with a sha-verified local disk cache."""
+def __getattr__(name: str) -> Any:
+    if name in _MONGO_NAMES:
+        import storage.model_registry_mongo as mongo
 
-    def __init__(self, database: Any, cache_dir: Path) -> None:
-        import gridfs
-
-        self._db = database
-        self._models = database["models"]
-        self._counters = database["counters"]
-        self._state = database["model_champion"]
-        self._bucket = gridfs.GridFSBucket(database, bucket_name=BUCKET)
-        self._cache_dir = Path(cache_dir)
-        self._client: Any = None
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-
-    def next_version(self) -> int:
-        from pymongo import ReturnDocument
-
-        with _mongo_errors("allocating a model version"):
-            doc = self._counters.find_one_and_update(
-                {"_id": "model_version"},
-                {"$inc": {"seq": 1}},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
-        return int(doc["seq"])
-
-    def publish(self, files: dict[str, bytes], record: dict[str, Any], *, version: int | None = None) -> int:
-        _check_publish(files, record)
-        version = self.next_version() if version is None else version
-        doc = _new_doc(version, files, record)
-        with _mongo_errors(f"publishing model v{version}"):
-            if self._models.find_one({"_id": version}, {"_id": 1}) is not None:
-                raise RegistryError(f"model v{version} is already published")
-            # Leftovers of an earlier publish of this version that died before writing its record.
-            for stale in self._bucket.find({"metadata.version": version}):
-                self._bucket.delete(stale._id)
-            # Files first, then the record: a record always points at complete files.
-            for info in doc["files"]:
-                self._bucket.upload_from_stream(
-                    info["name"], bytes(files[info["name"]]), metadata={"version": version, **info}
-                )
-            self._models.insert_one(doc)
-        log.info("model_published version=%d files=%d", version, len(files))
-        return version
-
-    def get(self, version: int) -> ModelRecord:
-        with _mongo_errors(f"reading model v{version}"):
-            doc = self._models.find_one({"_id": version})
-        if doc is None:
-            raise ModelNotFound(f"model v{version} does not exist (see `streamrec model list`)")
-        return record_from_doc(doc)
-
-    def list(self) -> list[ModelRecord]:
-        with _mongo_errors("listing models"):
-            return [record_from_doc(d) for d in self._models.find({}).sort("_id", 1)]
-
-    def _state_doc(self) -> dict[str, Any]:
-        return self._state.find_one({"_id": "champion"}) or {
-            "_id": "champion",
-            "version": None,
-            "previous": [],
-        }
-
-    def champion(self) -> ModelRecord | None:
-        with _mongo_errors("reading the champion"):
-            version = self._state_doc().get("version")
-        return None if version is None else self.get(int(version))
-
-    # -- files -------------------------------------------------------------------------------------------
-
-    def _cache_path(self, version: int, name: str) -> Path:
-        return self._cache_dir / f"v{version}" / name
-
-    def _read_cache(self, version: int, info: FileInfo) -> bytes | None:
-        path = self._cache_path(version, info.name)
-        try:
-            data = path.read_bytes()
-        except OSError:
-            return None
-        if sha256_hex(data) == info.sha256:
-            return data
-        log.warning("artifact_cache_mismatch version=%d file=%s action=redownload", version, info.name)
-        return None
-
-    def _write_cache(self, version: int, name: str, data: bytes) -> None:
-        target = self._cache_path(version, name)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            # mkstemp creates 0600; other local users (a serving replica under another uid) may read it.
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except OSError as exc:
-            # The cache only saves downloads; a read-only or full disk must not stop serving.
-            log.warning("artifact_cache_write_failed version=%d file=%s error=%s", version, name, exc)
-
-    def _download(self, version: int, info: FileInfo) -> bytes:
-        from gridfs.errors import CorruptGridFile, NoFile
-
-        with _mongo_errors(f"downloading model v{version}"):
-            try:
-                candidates = list(
-                    self._bucket.find({"metadata.version": version, "metadata.name": info.name})
-                )
-                if not candidates:
-                    raise NoFile(info.name)
-                newest = max(candidates, key=lambda f: f.upload_date)
-                stream = self._bucket.open_download_stream(newest._id)
-                data = stream.read()
-            except (NoFile, CorruptGridFile) as exc:
-                raise ArtifactUnavailable(
-                    f"model v{version}: artifact file {info.name!r} is missing or truncated in MongoDB: {exc}"
-                ) from exc
-        if sha256_hex(data) != info.sha256:
-            raise ArtifactUnavailable(
-                f"model v{version}: artifact file {info.name!r} in MongoDB does not match its sha256 "
-                f"(corrupt); promote or roll back to another version"
-            )
-        return data
-
-    def load_files(self, version: int) -> dict[str, bytes]:
-        record = self.get(version)
-        out: dict[str, bytes] = {}
-        for info in record.files:
-            data = self._read_cache(version, info)
-            if data is None:
-                data = self._download(version, info)
-                self._write_cache(version, info.name, data)
-            out[info.name] = data
-        return out
-
-    # -- status changes ----------------------------------------------------------------------------------
-
-    def _set_status(self, version: int, status: Status, reason: str) -> ModelRecord:
-        with _mongo_errors(f"updating model v{version}"):
-            self._models.update_one(
-                {"_id": version}, {"$set": {"status": status, "reason": reason, "status_changed_at": _now()}}
-            )
-        return self.get(version)
-
-    def _swap_champion(self, expected: dict[str, Any], update: dict[str, Any]) -> None:
-        """Compare-and-swap the champion document; a concurrent change makes this fail loudly."""
-        from pymongo.errors import DuplicateKeyError
-
-        flt = {
-            "_id": "champion",
-            "version": expected.get("version"),
-            "previous": expected.get("previous", []),
-        }
-        with _mongo_errors("changing the champion"):
-            try:
-                result = self._state.update_one(flt, update, upsert=True)
-            except DuplicateKeyError:
-                result = None
-        if result is None or (result.matched_count == 0 and result.upserted_id is None):
-            raise RegistryError("the champion changed while promoting; run the command again")
-
-    def promote(self, version: int, reason: str) -> ModelRecord:
-        self.get(version)
-        with _mongo_errors("reading the champion"):
-            state = self._state_doc()
-        old = state.get("version")
-        if old == version:
-            return self._set_status(version, "champion", reason)
-        previous = list(state.get("previous") or [])
-        self._swap_champion(
-            state,
-            {"$set": {"version": version, "previous": [*previous, old] if old is not None else previous}},
-        )
-        if old is not None:
-            self._set_status(int(old), "retired", f"superseded by v{version}")
-        log.info("model_promoted version=%d previous=%s reason=%s", version, old, reason)
-        return self._set_status(version, "champion", reason)
-
-    def reject(self, version: int, reason: str) -> ModelRecord:
-        self.get(version)
-        with _mongo_errors("reading the champion"):
-            if self._state_doc().get("version") == version:
-                raise RegistryError(
-                    f"model v{version} is the champion; promote another version or roll back first"
-                )
-        return self._set_status(version, "rejected", reason)
-
-    def rollback(self, reason: str = "rollback") -> ModelRecord:
-        with _mongo_errors("reading the champion"):
-            state = self._state_doc()
-        current, previous = state.get("version"), list(state.get("previous") or [])
-        if current is None or not previous:
-            raise RegistryError("there is no previous champion to roll back to")
-        target = int(previous[-1])
-        self.get(target)
-        self._swap_champion(state, {"$set": {"version": target, "previous": previous[:-1]}})
-        self._set_status(int(current), "retired", f"rolled back to v{target}: {reason}")
-        log.info("model_rolled_back from=%s to=%d reason=%s", current, target, reason)
-        return self._set_status(target, "champion", f"restored by rollback from v{current}: {reason}")
+        return getattr(mongo, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def open_model_registry(settings: Settings) -> MongoModelRegistry:
-    """A registry on its own MongoClient (closed by ``registry.close()``)."""
-    from pymongo import MongoClient
-
-    client: Any = MongoClient(
-        settings.mongo.uri.get_secret_value(),
-        serverSelectionTimeoutMS=settings.mongo.timeout_ms,
-        tz_aware=True,
-    )
-    registry = MongoModelRegistry(client[settings.mongo.database], settings.model.artifact_cache_dir)
-    registry._client = client
-    return registry
+__all__ = [
+    "BUCKET",
+    "STATUSES",
+    "ArtifactUnavailable",
+    "FileInfo",
+    "InMemoryModelRegistry",
+    "ModelNotFound",
+    "ModelRecord",
+    "ModelRegistry",
+    "MongoModelRegistry",
+    "RegistryError",
+    "Status",
+    "open_model_registry",
+    "record_from_doc",
+    "sha256_hex",
+]

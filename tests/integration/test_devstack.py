@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,16 +96,19 @@ def test_up_status_down_lifecycle(dev_env: dict[str, str], tmp_path: Path) -> No
         assert f"127.0.0.1:{port}" in status.stdout
     assert status.stdout.count("yes") == 3
 
-    # A server that died leaves a stale state: status says so, up restarts the stack.
+    # A server that died: status says so and what it loses, up restarts only it.
     os.kill(pids["redis"], signal.SIGKILL)
     status = _run(dev_env, tmp_path, "status")
     assert status.returncode == 1
+    assert "redis is down" in status.stdout and "rebuild-cache" in status.stdout
     restarted = _run(dev_env, tmp_path, "up")
     assert restarted.returncode == 0, restarted.stderr
-    assert "stale" in restarted.stdout
+    assert "redis restarted" in restarted.stdout and "rebuild-cache" in restarted.stdout
     new_pids = _pids(dev_dir)
     assert new_pids["redis"] != pids["redis"]
-    assert _run(dev_env, tmp_path, "status").returncode == 0
+    assert (new_pids["kafka"], new_pids["mongo"]) == (pids["kafka"], pids["mongo"])
+    after = _run(dev_env, tmp_path, "status")
+    assert after.returncode == 0 and "redis was restarted" in after.stdout
 
     down = _run(dev_env, tmp_path, "down")
     assert down.returncode == 0, down.stderr
@@ -118,6 +122,69 @@ def test_up_status_down_lifecycle(dev_env: dict[str, str], tmp_path: Path) -> No
     wiped = _run(dev_env, tmp_path, "down", "--wipe")
     assert wiped.returncode == 0, wiped.stderr
     assert not (dev_dir / "data").exists()
+
+
+def test_up_restarts_only_the_dead_server_and_the_others_keep_their_data(
+    dev_env: dict[str, str], tmp_path: Path
+) -> None:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+    from pymongo import MongoClient
+
+    dev_dir = tmp_path / "stack"
+    assert _run(dev_env, tmp_path, "up").returncode == 0
+    pids = _pids(dev_dir)
+    urls = {name: str(s["url"]) for name, s in _state(dev_dir).items()}
+    producer = Producer({"bootstrap.servers": urls["kafka"]})
+    producer.produce("kept", key=b"k", value=b"unconsumed event")
+    assert producer.flush(30) == 0
+    client: Any
+    with MongoClient(urls["mongo"], serverSelectionTimeoutMS=5000) as client:
+        client["keep"]["docs"].insert_one({"_id": "d1"})
+
+    os.kill(pids["kafka"], signal.SIGKILL)
+    up = _run(dev_env, tmp_path, "up")
+    assert up.returncode == 0, up.stderr
+    assert "kafka restarted" in up.stdout and "unconsumed events" in up.stdout
+    assert "redis restarted" not in up.stdout and "mongo restarted" not in up.stdout
+    new_pids = _pids(dev_dir)
+    assert new_pids["kafka"] != pids["kafka"]
+    assert (new_pids["mongo"], new_pids["redis"]) == (pids["mongo"], pids["redis"])
+    with MongoClient(urls["mongo"], serverSelectionTimeoutMS=5000) as client:
+        assert client["keep"]["docs"].find_one({"_id": "d1"}) == {"_id": "d1"}, "mongo kept its data"
+    status = _run(dev_env, tmp_path, "status")
+    assert status.returncode == 0 and "kafka was restarted" in status.stdout
+
+    # Redis keeps its keys across an `up` that restarts something else.
+    import redis
+
+    r = redis.Redis.from_url(urls["redis"])
+    r.set("kept", "1")
+    os.kill(new_pids["mongo"], signal.SIGKILL)
+    up = _run(dev_env, tmp_path, "up")
+    assert up.returncode == 0, up.stderr
+    assert "mongo restarted" in up.stdout and _pids(dev_dir)["redis"] == pids["redis"]
+    assert r.get("kept") == b"1"
+    with MongoClient(urls["mongo"], serverSelectionTimeoutMS=5000) as client:
+        assert client["keep"]["docs"].find_one({"_id": "d1"}) == {"_id": "d1"}, "on disk, so kept"
+    r.close()
+    # The restarted broker serves again (its old topic is gone; it is what "lost" means here).
+    producer = Producer({"bootstrap.servers": urls["kafka"]})
+    producer.produce("after", value=b"x", partition=0)
+    assert producer.flush(30) == 0
+    consumer = Consumer(
+        {"bootstrap.servers": urls["kafka"], "group.id": "check", "enable.auto.commit": False}
+    )
+    consumer.assign([TopicPartition("after", 0, OFFSET_BEGINNING)])
+    try:
+        values = []
+        for _ in range(30):
+            msg = consumer.poll(1.0)
+            if msg is not None and msg.error() is None:
+                values.append(msg.value())
+                break
+    finally:
+        consumer.close()
+    assert values == [b"x"]
 
 
 def test_missing_redis_server_is_one_line(dev_env: dict[str, str], tmp_path: Path) -> None:

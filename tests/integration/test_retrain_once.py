@@ -90,6 +90,8 @@ def test_retrain_once_publishes_a_champion_then_gates_the_next_run(env: Settings
         assert second.exit_code == 0, second.output
         rec2 = registry.get(2)
         assert rec2.gate["champion_version"] == 1 and rec2.gate["champion_ndcg"] is not None
+        # Enough evidence for the default minimums (50 users, 200 events): a real verdict.
+        assert rec2.gate["judged"] is True and rec2.gate["eval_events"] >= 200
         assert rec2.status in {"champion", "rejected"}
         assert (registry.champion().version == 2) == (rec2.status == "champion")  # type: ignore[union-attr]
 
@@ -108,6 +110,33 @@ def test_retrain_once_publishes_a_champion_then_gates_the_next_run(env: Settings
         assert shown.exit_code == 0 and '"version": 1' in shown.output
     finally:
         registry.close()
+        store.close()
+
+
+def test_too_little_evidence_is_published_not_judged(env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = MongoEventStore.from_settings(env.mongo)
+    store.ensure_indexes()
+    store.insert_events(_events())
+    runner = CliRunner()
+    try:
+        first = runner.invoke(app, ["retrain", "--once"])
+        assert first.exit_code == 0, first.output
+        monkeypatch.setenv("STREAMREC_RETRAIN__GATE_MIN_USERS", "100000")
+        second = runner.invoke(app, ["retrain", "--once"])
+        assert second.exit_code == 0, second.output
+        assert "not_judged" in second.output
+        registry = open_model_registry(env)
+        try:
+            rec = registry.get(2)
+            assert rec.status == "not_judged" and registry.champion().version == 1  # type: ignore[union-attr]
+            assert rec.gate["judged"] is False and rec.gate["min_users"] == 100000
+            assert rec.gate["eval_users"] > 20 and rec.gate["candidate_ndcg"] is not None
+            assert "not judged" in (rec.reason or "") and "v1 kept" in (rec.reason or "")
+        finally:
+            registry.close()
+        listing = runner.invoke(app, ["model", "list"])
+        assert listing.exit_code == 0 and "not_judged" in listing.output and "unjudged" in listing.output
+    finally:
         store.close()
 
 

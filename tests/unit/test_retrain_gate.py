@@ -43,6 +43,44 @@ def test_unloadable_champion_lets_the_candidate_through_and_says_why() -> None:
 def test_nothing_to_compare_on_keeps_the_champion() -> None:
     d = decide(0.0, 0.0, 0.005, champion_version=2, eval_users=0)
     assert not d.promote and "no held-out user" in d.reason
+    assert not d.judged and d.outcome == "not_judged"
+
+
+# The decision table: (users, events, champion?) -> outcome, judged; minimums are 50 users / 200 events.
+@pytest.mark.parametrize(
+    ("users", "events", "champion", "outcome", "judged"),
+    [
+        (2, 10, True, "not_judged", False),  # the "0.0000 vs 0.0000 on 2 users"
+        (49, 500, True, "not_judged", False),  # one user short
+        (500, 199, True, "not_judged", False),  # one event short
+        (50, 200, True, "promoted", True),  # exactly the minimums: judged
+        (2, 10, False, "promoted", False),  # no champion: serve something, marked not judged
+        (50, 200, False, "promoted", True),
+        (0, 0, False, "promoted", False),
+    ],
+)
+def test_gate_needs_evidence(users: int, events: int, champion: bool, outcome: str, judged: bool) -> None:
+    d = decide(
+        0.0,
+        0.0 if champion else None,
+        0.005,
+        champion_version=4 if champion else None,
+        eval_users=users,
+        eval_events=events,
+        min_users=50,
+        min_events=200,
+    )
+    assert (d.outcome, d.judged) == (outcome, judged)
+    assert f"{users} held-out users" in d.reason or users == 0
+    if not judged:
+        assert "not judged" in d.reason
+    if outcome == "not_judged":
+        assert "v4 kept" in d.reason
+
+
+def test_judged_worse_candidate_is_rejected_not_unjudged() -> None:
+    d = decide(0.1, 0.3, 0.005, champion_version=4, eval_users=60, eval_events=300, min_users=50)
+    assert (d.outcome, d.judged) == ("rejected", True)
 
 
 def test_nan_candidate_is_refused() -> None:

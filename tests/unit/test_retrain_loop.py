@@ -113,3 +113,17 @@ def test_a_failing_request_check_falls_back_to_the_interval() -> None:
         600, lambda: starts.append(t.now), take_request=broken, stop=t, clock=t.clock, max_runs=2, poll_s=60
     )
     assert starts == [0.0, 600.0]
+
+
+def test_housekeeping_runs_on_every_poll_and_its_failures_do_not_stop_the_loop() -> None:
+    t = FakeTime()
+    polls: list[float] = []
+
+    def scrub() -> None:
+        polls.append(t.now)
+        if len(polls) == 2:
+            raise RuntimeError("mongo hiccup")
+
+    runs = run_every(60, lambda: None, between_runs=scrub, stop=t, clock=t.clock, max_runs=2, poll_s=20)
+    assert runs == 2
+    assert polls == [0.0, 20.0, 40.0], "every poll while waiting, also after a failure"

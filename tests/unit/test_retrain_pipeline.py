@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +18,11 @@ from storage.event_store import InMemoryEventStore
 from storage.model_registry import InMemoryModelRegistry
 
 NOW = datetime(2026, 1, 10, tzinfo=UTC)
-CONFIG = RetrainConfig(window_days=30, holdout_fraction=0.2, gate_tolerance=0.005)
+# The default store holds 56 evaluable users and 144 held-out events: enough evidence for these minimums.
+CONFIG = RetrainConfig(
+    window_days=30, holdout_fraction=0.2, gate_tolerance=0.005, gate_min_users=20, gate_min_events=100
+)
+STRICT = dataclasses.replace(CONFIG, gate_min_users=50, gate_min_events=200)
 
 
 class PopularityModel:
@@ -181,3 +186,44 @@ def test_corrupt_champion_artifact_does_not_block_a_new_model() -> None:
     reg._files[1]["model.json"] = b"garbage"
     result = run_retrain(store, reg, PopularityTrainer(), CONFIG, now=NOW)
     assert result.outcome == "promoted" and "cannot be loaded" in (reg.get(2).reason or "")
+
+
+def test_too_little_evidence_publishes_not_judged_and_keeps_the_champion() -> None:
+    store, reg = _store(), InMemoryModelRegistry()
+    run_retrain(store, reg, PopularityTrainer(), CONFIG, now=NOW)
+    # Even a clearly worse candidate is not rejected on evidence the gate cannot trust: left for review.
+    result = run_retrain(store, reg, PopularityTrainer(reverse=True), STRICT, now=NOW)
+    assert result.outcome == "not_judged" and result.version == 2
+    rec = reg.get(2)
+    assert rec.status == "not_judged" and "not judged" in (rec.reason or "")
+    assert reg.champion().version == 1  # type: ignore[union-attr]
+    assert rec.gate["judged"] is False and rec.gate["decision"] == "not_judged"
+    assert (rec.gate["eval_users"], rec.gate["eval_events"]) == (56, 144)
+    assert (rec.gate["min_users"], rec.gate["min_events"]) == (50, 200)
+    assert rec.gate["champion_ndcg"] is not None and rec.gate["candidate_ndcg"] is not None
+
+
+def test_first_model_with_too_little_evidence_becomes_champion_marked_not_judged() -> None:
+    store, reg = _store(), InMemoryModelRegistry()
+    result = run_retrain(store, reg, PopularityTrainer(), STRICT, now=NOW)
+    assert result.outcome == "promoted"
+    champ = reg.champion()
+    assert champ is not None and champ.version == 1 and champ.status == "champion"
+    assert champ.gate["judged"] is False and "not judged" in (champ.reason or "")
+
+
+def test_enough_evidence_is_judged_and_recorded() -> None:
+    store, reg = _store(), InMemoryModelRegistry()
+    run_retrain(store, reg, PopularityTrainer(), CONFIG, now=NOW)
+    run_retrain(store, reg, PopularityTrainer(), CONFIG, now=NOW)
+    gate = reg.get(2).gate
+    assert gate["judged"] is True and gate["decision"] == "promoted" and gate["eval_events"] == 144
+
+
+def test_a_new_version_is_marked_with_the_erasures_it_was_trained_without() -> None:
+    from retrain.erasure import erasure_digest
+
+    store, reg = _store(), InMemoryModelRegistry()
+    store.erase_user("u3")
+    run_retrain(store, reg, PopularityTrainer(), CONFIG, now=NOW)
+    assert reg.get(1).erasure["digest"] == erasure_digest({"u3"})

@@ -1,0 +1,375 @@
+"""The MongoDB model registry: GridFS files, the ``models`` records, the champion document, a disk cache.
+
+See storage/model_registry.py for the layout; this module is the adapter behind its ``ModelRegistry`` port.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from core.errors import DependencyUnavailable
+from core.settings import Settings
+from storage.model_registry import (
+    BUCKET,
+    ArtifactUnavailable,
+    FileInfo,
+    ModelNotFound,
+    ModelRecord,
+    RegistryError,
+    Status,
+    _check_publish,
+    _new_doc,
+    _now,
+    record_from_doc,
+    sha256_hex,
+)
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _mongo_errors(action: str) -> Iterator[None]:
+    from pymongo.errors import ConnectionFailure
+
+    try:
+        yield
+    except ConnectionFailure as exc:
+        raise DependencyUnavailable(f"MongoDB is unreachable while {action}: {exc}") from exc
+
+
+class MongoModelRegistry:
+    """The real registry: MongoDB (GridFS + collections) with a sha-verified local disk cache."""
+
+    def __init__(self, database: Any, cache_dir: Path) -> None:
+        import gridfs
+
+        self._db = database
+        self._models = database["models"]
+        self._counters = database["counters"]
+        self._state = database["model_champion"]
+        self._bucket = gridfs.GridFSBucket(database, bucket_name=BUCKET)
+        self._cache_dir = Path(cache_dir)
+        self._client: Any = None
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def next_version(self) -> int:
+        from pymongo import ReturnDocument
+
+        with _mongo_errors("allocating a model version"):
+            doc = self._counters.find_one_and_update(
+                {"_id": "model_version"},
+                {"$inc": {"seq": 1}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+        return int(doc["seq"])
+
+    def publish(self, files: dict[str, bytes], record: dict[str, Any], *, version: int | None = None) -> int:
+        _check_publish(files, record)
+        version = self.next_version() if version is None else version
+        doc = _new_doc(version, files, record)
+        with _mongo_errors(f"publishing model v{version}"):
+            if self._models.find_one({"_id": version}, {"_id": 1}) is not None:
+                raise RegistryError(f"model v{version} is already published")
+            # Leftovers of an earlier publish of this version that died before writing its record.
+            for stale in self._bucket.find({"metadata.version": version}):
+                self._bucket.delete(stale._id)
+            # Files first, then the record: a record always points at complete files.
+            for info in doc["files"]:
+                self._bucket.upload_from_stream(
+                    info["name"], bytes(files[info["name"]]), metadata={"version": version, **info}
+                )
+            self._models.insert_one(doc)
+        log.info("model_published version=%d files=%d", version, len(files))
+        return version
+
+    def get(self, version: int) -> ModelRecord:
+        with _mongo_errors(f"reading model v{version}"):
+            doc = self._models.find_one({"_id": version})
+        if doc is None:
+            raise ModelNotFound(f"model v{version} does not exist (see `streamrec model list`)")
+        return record_from_doc(doc)
+
+    def list(self) -> list[ModelRecord]:
+        with _mongo_errors("listing models"):
+            return [record_from_doc(d) for d in self._models.find({}).sort("_id", 1)]
+
+    def _state_doc(self) -> dict[str, Any]:
+        return self._state.find_one({"_id": "champion"}) or {
+            "_id": "champion",
+            "version": None,
+            "previous": [],
+        }
+
+    def champion(self) -> ModelRecord | None:
+        with _mongo_errors("reading the champion"):
+            version = self._state_doc().get("version")
+        return None if version is None else self.get(int(version))
+
+    # -- files -------------------------------------------------------------------------------------------
+
+    def _cache_path(self, version: int, name: str) -> Path:
+        return self._cache_dir / f"v{version}" / name
+
+    def _read_cache(self, version: int, info: FileInfo) -> bytes | None:
+        path = self._cache_path(version, info.name)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        if sha256_hex(data) == info.sha256:
+            return data
+        log.warning("artifact_cache_mismatch version=%d file=%s action=redownload", version, info.name)
+        return None
+
+    def _write_cache(self, version: int, name: str, data: bytes) -> None:
+        target = self._cache_path(version, name)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            # mkstemp creates 0600; other local users (a serving replica under another uid) may read it.
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except OSError as exc:
+            # The cache only saves downloads; a read-only or full disk must not stop serving.
+            log.warning("artifact_cache_write_failed version=%d file=%s error=%s", version, name, exc)
+
+    def _download(self, version: int, info: FileInfo) -> bytes:
+        from gridfs.errors import CorruptGridFile, NoFile
+
+        with _mongo_errors(f"downloading model v{version}"):
+            try:
+                # The file whose bytes the record names: after apply_erasure replaced a file, the old
+                # copy may linger for a moment and must not be picked.
+                candidates = list(
+                    self._bucket.find(
+                        {
+                            "metadata.version": version,
+                            "metadata.name": info.name,
+                            "metadata.sha256": info.sha256,
+                        }
+                    )
+                )
+                if not candidates:
+                    raise NoFile(info.name)
+                newest = max(candidates, key=lambda f: f.upload_date)
+                stream = self._bucket.open_download_stream(newest._id)
+                data = stream.read()
+            except (NoFile, CorruptGridFile) as exc:
+                raise ArtifactUnavailable(
+                    f"model v{version}: artifact file {info.name!r} is missing or truncated in MongoDB: {exc}"
+                ) from exc
+        if sha256_hex(data) != info.sha256:
+            raise ArtifactUnavailable(
+                f"model v{version}: artifact file {info.name!r} in MongoDB does not match its sha256 "
+                f"(corrupt); promote or roll back to another version"
+            )
+        return data
+
+    def load_files(self, version: int, names: Collection[str] | None = None) -> dict[str, bytes]:
+        record = self.get(version)
+        out: dict[str, bytes] = {}
+        for info in record.files:
+            if names is not None and info.name not in names:
+                continue
+            data = self._read_cache(version, info)
+            if data is None:
+                data = self._download(version, info)
+                self._write_cache(version, info.name, data)
+            out[info.name] = data
+        return out
+
+    # -- status changes ----------------------------------------------------------------------------------
+
+    def _set_status(self, version: int, status: Status, reason: str) -> ModelRecord:
+        with _mongo_errors(f"updating model v{version}"):
+            self._models.update_one(
+                {"_id": version}, {"$set": {"status": status, "reason": reason, "status_changed_at": _now()}}
+            )
+        return self.get(version)
+
+    def _swap_champion(self, expected: dict[str, Any], update: dict[str, Any]) -> None:
+        """Compare-and-swap the champion document; a concurrent change makes this fail loudly."""
+        from pymongo.errors import DuplicateKeyError
+
+        flt = {
+            "_id": "champion",
+            "version": expected.get("version"),
+            "previous": expected.get("previous", []),
+        }
+        with _mongo_errors("changing the champion"):
+            try:
+                result = self._state.update_one(flt, update, upsert=True)
+            except DuplicateKeyError:
+                result = None
+        if result is None or (result.matched_count == 0 and result.upserted_id is None):
+            raise RegistryError("the champion changed while promoting; run the command again")
+
+    def promote(self, version: int, reason: str) -> ModelRecord:
+        self.get(version)
+        with _mongo_errors("reading the champion"):
+            state = self._state_doc()
+        old = state.get("version")
+        if old == version:
+            return self._set_status(version, "champion", reason)
+        previous = list(state.get("previous") or [])
+        self._swap_champion(
+            state,
+            {"$set": {"version": version, "previous": [*previous, old] if old is not None else previous}},
+        )
+        if old is not None:
+            self._set_status(int(old), "retired", f"superseded by v{version}")
+        log.info("model_promoted version=%d previous=%s reason=%s", version, old, reason)
+        return self._set_status(version, "champion", reason)
+
+    def reject(self, version: int, reason: str) -> ModelRecord:
+        self.get(version)
+        with _mongo_errors("reading the champion"):
+            if self._state_doc().get("version") == version:
+                raise RegistryError(
+                    f"model v{version} is the champion; promote another version or roll back first"
+                )
+        return self._set_status(version, "rejected", reason)
+
+    def mark_not_judged(self, version: int, reason: str) -> ModelRecord:
+        self.get(version)
+        with _mongo_errors("reading the champion"):
+            if self._state_doc().get("version") == version:
+                raise RegistryError(f"model v{version} is the champion; it cannot be set aside")
+        return self._set_status(version, "not_judged", reason)
+
+    def apply_erasure(
+        self,
+        version: int,
+        files: dict[str, bytes] | None,
+        erasure: dict[str, Any],
+        *,
+        expected_digest: str | None,
+    ) -> ModelRecord:
+        """Upload the new files, switch the record to them in one compare-and-swap update (on
+        ``expected_digest``, the erasure mark the caller derived ``files`` from), then delete the files
+        they replaced and rewrite this host's cache.
+
+        A record never points at missing bytes: a lost swap (another process scrubbed the version
+        meanwhile) deletes only this call's uploads and raises ``RegistryError``; the clean-up after a
+        won swap deletes only files uploaded before this call began, so it cannot remove another
+        process's fresh uploads, and it also removes old copies a crashed earlier call left behind."""
+        started = _now()
+        record = self.get(version)
+        update: dict[str, Any] = {"erasure": erasure}
+        uploaded: list[Any] = []
+        flt: dict[str, Any] = {"_id": version, "erasure.digest": expected_digest}
+        if expected_digest is None:
+            flt["erasure.digest"] = {"$exists": False}
+        with _mongo_errors(f"rewriting model v{version}"):
+            if files is not None:
+                _check_publish(files, {})
+                update["files"] = _new_doc(version, files, {})["files"]
+                unchanged = {(f.name, f.sha256) for f in record.files}
+                for info in update["files"]:
+                    if (info["name"], info["sha256"]) in unchanged:
+                        continue  # the same bytes are stored already (item embeddings, index...)
+                    uploaded.append(
+                        self._bucket.upload_from_stream(
+                            info["name"], bytes(files[info["name"]]), metadata={"version": version, **info}
+                        )
+                    )
+            if self._models.update_one(flt, {"$set": update}).matched_count == 0:
+                for file_id in uploaded:
+                    self._bucket.delete(file_id)
+                raise RegistryError(
+                    f"model v{version} was changed by another process while its erasure was applied; "
+                    "it is applied again on the next pass"
+                )
+            keep = {(f["name"], f["sha256"]) for f in update.get("files", [])} or {
+                (f.name, f.sha256) for f in record.files
+            }
+            for stored in self._bucket.find({"metadata.version": version}):
+                meta = stored.metadata or {}
+                if (meta.get("name"), meta.get("sha256")) not in keep and _before(
+                    stored.upload_date, started
+                ):
+                    self._bucket.delete(stored._id)
+        if files is not None:
+            # The old bytes must not survive in the cache either: drop the version's directory, then
+            # cache the new files (a failed write only costs a download later).
+            shutil.rmtree(self._cache_dir / f"v{version}", ignore_errors=True)
+            for name, data in files.items():
+                self._write_cache(version, name, bytes(data))
+            log.info("model_artifact_rewritten version=%d files=%d", version, len(files))
+        return self.get(version)
+
+    def sweep_cache(self) -> int:
+        """Delete cached files that no record names any more (rewritten or unknown versions); returns
+        how many. Serving replicas with their own cache directory call this to drop scrubbed bytes."""
+        removed = 0
+        try:
+            dirs = [d for d in self._cache_dir.iterdir() if d.is_dir() and d.name.startswith("v")]
+        except OSError:
+            return 0
+        for directory in dirs:
+            try:
+                version = int(directory.name[1:])
+                wanted = {f.name: f.sha256 for f in self.get(version).files}
+            except ValueError:
+                continue
+            except ModelNotFound:
+                wanted = {}
+            for path in directory.iterdir():
+                try:
+                    stale = wanted.get(path.name) != sha256_hex(path.read_bytes())
+                    if stale:
+                        path.unlink()
+                        removed += 1
+                except OSError as exc:
+                    log.warning("artifact_cache_sweep_failed path=%s error=%s", path, exc)
+        return removed
+
+    def rollback(self, reason: str = "rollback") -> ModelRecord:
+        with _mongo_errors("reading the champion"):
+            state = self._state_doc()
+        current, previous = state.get("version"), list(state.get("previous") or [])
+        if current is None or not previous:
+            raise RegistryError("there is no previous champion to roll back to")
+        target = int(previous[-1])
+        self.get(target)
+        self._swap_champion(state, {"$set": {"version": target, "previous": previous[:-1]}})
+        self._set_status(int(current), "retired", f"rolled back to v{target}: {reason}")
+        log.info("model_rolled_back from=%s to=%d reason=%s", current, target, reason)
+        return self._set_status(target, "champion", f"restored by rollback from v{current}: {reason}")
+
+
+def _before(uploaded: datetime | None, started: datetime) -> bool:
+    """GridFS upload dates may come back naive (UTC) or aware, depending on the client."""
+    if uploaded is None:
+        return True
+    if uploaded.tzinfo is None:
+        uploaded = uploaded.replace(tzinfo=UTC)
+    return uploaded < started
+
+
+def open_model_registry(settings: Settings) -> MongoModelRegistry:
+    """A registry on its own MongoClient (closed by ``registry.close()``)."""
+    from pymongo import MongoClient
+
+    client: Any = MongoClient(
+        settings.mongo.uri.get_secret_value(),
+        serverSelectionTimeoutMS=settings.mongo.timeout_ms,
+        tz_aware=True,
+    )
+    registry = MongoModelRegistry(client[settings.mongo.database], settings.model.artifact_cache_dir)
+    registry._client = client
+    return registry
