@@ -14,16 +14,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import bson
 from bson.errors import InvalidDocument
 from pymongo import ASCENDING, MongoClient, UpdateOne
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DocumentTooLarge
 
 from core.settings import MongoSettings
 
 log = logging.getLogger(__name__)
 
 DUPLICATE_KEY = 11000
+MAX_BSON_SIZE = 16 * 1024 * 1024  # MongoDB's document size limit
 # Write errors that say "the server is not able to take writes right now" rather than "this document
 # is wrong": the whole batch is retried for these (pymongo's own retryable, not-primary and shutdown
 # codes, plus lock and time-limit errors). Any other per-document error rejects that document.
@@ -164,7 +166,7 @@ class MongoEventStore:
             return InsertResult(
                 inserted=[d["_id"] for i, d in enumerate(docs) if i not in dup_idx and i not in bad],
                 duplicates=[docs[i]["_id"] for i in sorted(dup_idx)],
-                rejected={docs[i]["_id"]: reason for i, reason in sorted(bad.items())},
+                rejected={str(docs[i]["_id"]): reason for i, reason in sorted(bad.items())},
             )
 
     def stored_events(self, event_ids: Iterable[str]) -> dict[str, Doc | None]:
@@ -256,9 +258,9 @@ class MongoEventStore:
 class InMemoryEventStore:
     """Same behaviour as ``MongoEventStore`` for unit tests; set ``fail_with`` to simulate an outage.
 
-    ``unstorable`` simulates documents the driver cannot encode: when it returns a message for a
-    document, the write raises ``InvalidDocument`` there, after storing the documents before it
-    (as the driver may, having sent earlier sub-batches).
+    Each written document is BSON-encoded, so what the driver cannot encode fails here too, with the
+    driver's own error; ``unstorable`` adds refusals of your choice (a message → ``InvalidDocument``).
+    Like the driver, a failing write has stored the documents before the failing one.
     """
 
     def __init__(self) -> None:
@@ -275,6 +277,8 @@ class InMemoryEventStore:
     def _encode(self, doc: Doc) -> None:
         if (reason := self.unstorable(doc)) is not None:
             raise InvalidDocument(reason)
+        if len(bson.encode(doc)) > MAX_BSON_SIZE:
+            raise DocumentTooLarge(f"BSON document too large; the maximum is {MAX_BSON_SIZE} bytes")
 
     def ensure_indexes(self) -> None:
         self._check()
