@@ -217,3 +217,11 @@ def test_http_ingest_rejects_unstorable_events_one_by_one() -> None:
         resp = h.client.post("/v1/events", content=lone, headers={"X-API-Key": INGEST})
         assert 400 <= resp.status_code < 500, resp.text
         assert len(h.producer.messages) == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=4) | nasty_text, field_values, max_size=6))
+def test_scan_fast_path_agrees_with_the_full_walk(body: dict[str, Any]) -> None:
+    from core import storable
+
+    assert (storable.scan(body) is None) == (storable.walk(body) is None)
