@@ -121,6 +121,12 @@ class BatchProcessor:
             inserted = stored_now.inserted
             dup_ids = [i for i in docs if i not in inserted and i not in stored_now.rejected]
             stored = self.store.stored_events(dup_ids) if dup_ids else {}
+            if gone := [i for i in dup_ids if stored.get(i) is None]:
+                # Reported as already stored, then not found: erased in between. Insert once more
+                # so the record is not dropped as a duplicate of nothing.
+                again = insert_isolating(self.store, [docs[i] for i in gone])
+                inserted |= again.inserted
+                stored_now.rejected.update(again.rejected)
             unstorable_items = self._upsert_items(batch)
 
         settled = settle_events(batch, docs, inserted, stored, stored_now.rejected, applied)

@@ -188,3 +188,19 @@ def test_garbage_of_every_kind_never_crashes_the_processor() -> None:
     out = rig.proc.process([raw(i, b) for i, b in enumerate(bodies)])
     assert len(rig.dlq.records) == len(bodies) and rig.store.events == {}
     assert out.commit == {("ev", 0): len(bodies)}
+
+
+def test_event_erased_between_insert_and_lookup_is_inserted_again() -> None:
+    rig = Rig()
+    rig.proc.process([ev("e1", 0)])
+    real_lookup = rig.store.stored_events
+
+    def erased_meanwhile(ids: Any) -> Any:
+        rig.store.erase_user("u1")  # an erasure lands between the insert and the lookup
+        rig.store.stored_events = real_lookup  # type: ignore[method-assign]
+        return real_lookup(ids)
+
+    rig.store.stored_events = erased_meanwhile  # type: ignore[method-assign]
+    out = rig.proc.process([ev("e1", 1)])
+    assert rig.store.events["e1"]["src"]["offset"] == 1
+    assert out.counts[("view", "stored")] == 1 and rig.dlq.records == []

@@ -225,3 +225,20 @@ def test_scan_fast_path_agrees_with_the_full_walk(body: dict[str, Any]) -> None:
     from core import storable
 
     assert (storable.scan(body) is None) == (storable.walk(body) is None)
+
+
+def test_http_item_update_rejects_unstorable_fields() -> None:
+    from tests.unit.test_serving_helpers import ADMIN, harness
+
+    with harness() as h:
+        auth = {"X-API-Key": ADMIN}
+        cases = [
+            ("/v1/items/books-1", {"properties": {"$set": 1}}, "invalid_key"),
+            ("/v1/items/books-1", {"category": "a\nb"}, "control_character"),
+            ("/v1/items/bad%01id", {"title": "x"}, "control_character"),
+        ]
+        for path, body, code in cases:
+            resp = h.client.put(path, json=body, headers=auth)
+            assert resp.status_code == 422, (path, body, resp.text)
+            assert resp.json()["error"]["code"] == code, (path, body, resp.text)
+        assert h.producer.messages == []
