@@ -256,6 +256,8 @@ def _decode(raw: bytes | str) -> dict[str, Any] | ParseError:
 def _from_validation(exc: ValidationError) -> ParseError:
     err = exc.errors(include_url=False)[0]
     loc = ".".join(str(p) for p in err["loc"]) or None
+    if loc is not None and control_character(loc) is not None:
+        loc = ascii(loc)[1:-1]  # an unknown field's name is input: keep the reason on one line
     kind = err["type"]
     msg = err["msg"].removeprefix("Value error, ")
     if kind in STORABLE_CODES:

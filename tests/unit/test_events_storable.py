@@ -242,3 +242,10 @@ def test_http_item_update_rejects_unstorable_fields() -> None:
             assert resp.status_code == 422, (path, body, resp.text)
             assert resp.json()["error"]["code"] == code, (path, body, resp.text)
         assert h.producer.messages == []
+
+
+def test_reasons_quote_unknown_field_names_on_one_line() -> None:
+    result = validate_interaction({**BASE, "evil\nkey\u2028x": 1}, now=NOW)
+    assert isinstance(result, ParseError) and result.code == "invalid_value"
+    assert "\n" not in result.reason and "\u2028" not in result.reason
+    assert "evil\\nkey\\u2028x" in result.reason
