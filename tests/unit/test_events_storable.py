@@ -154,7 +154,7 @@ def mutated_events(draw: st.DrawFn) -> dict[str, Any]:
     return body
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_events())
 def test_anything_accepted_from_a_decoded_object_is_storable(body: dict[str, Any]) -> None:
     result = validate_interaction(body, now=NOW)
@@ -164,7 +164,7 @@ def test_anything_accepted_from_a_decoded_object_is_storable(body: dict[str, Any
         result.reason.encode("utf-8")
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=200) | mutated_events().map(lambda b: json.dumps(b).encode()))
 def test_parse_interaction_never_raises_and_accepts_only_storable(raw: bytes) -> None:
     result = parse_interaction(raw, now=NOW)
@@ -175,7 +175,7 @@ def test_parse_interaction_never_raises_and_accepts_only_storable(raw: bytes) ->
 ITEM_FIELDS = st.sampled_from(["item_id", "title", "category", "price", "properties"])
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.dictionaries(ITEM_FIELDS, field_values))
 def test_accepted_item_updates_encode(body: dict[str, Any]) -> None:
     result = validate_item_update(body)
@@ -219,7 +219,7 @@ def test_http_ingest_rejects_unstorable_events_one_by_one() -> None:
         assert len(h.producer.messages) == 2
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.dictionaries(st.text(max_size=4) | nasty_text, field_values, max_size=6))
 def test_scan_fast_path_agrees_with_the_full_walk(body: dict[str, Any]) -> None:
     from core import storable
