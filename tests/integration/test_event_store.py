@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from consumer.batch import content_key
-from consumer.isolate import insert_isolating
+from consumer.isolate import bisect_apply, insert_isolating
 from core.settings import Settings
 from storage.event_store import InMemoryEventStore, MongoEventStore
 
@@ -128,3 +128,16 @@ def test_unstorable_documents_are_isolated_the_rest_stored(any_store) -> None:
     assert "large" in out.rejected["too_big"]
     found = any_store.stored_events(["ok1", "ok2", "ok3", "nul", "huge_int", "too_big"])
     assert {i for i, d in found.items() if d is not None} == {"ok1", "ok2", "ok3"}
+
+
+def test_unstorable_item_update_fails_alone(any_store) -> None:
+    updates = [
+        {"item_id": "i1", "title": "first"},
+        {"item_id": "big", "title": "x" * (16 * 1024 * 1024)},
+        {"item_id": "i1", "title": "last"},
+    ]
+    failed = bisect_apply(updates, lambda part: any_store.upsert_items(list(part)))
+    assert [u["item_id"] for u, _ in failed] == ["big"]
+    assert "large" in failed[0][1]
+    assert set(any_store.get_items(["i1", "big"])) == {"i1"}
+    assert any_store.get_items(["i1"])["i1"]["title"] == "last"
