@@ -2,10 +2,15 @@
 
 Duplicate rules (exactly-once Redis effects under at-least-once delivery):
 
-* Within one batch the first occurrence of an ``event_id`` wins; later ones are duplicates.
+* Within one batch the first occurrence of an ``event_id`` wins; a later one with the same content is
+  a duplicate, one with different content is dead-lettered as ``conflicting_duplicate``.
 * An id MongoDB already holds is a *redelivery* when the stored ``src`` is this very record
-  (topic, partition, offset): its effects are applied iff its offset is above the partition's
-  ``applied`` offset in Redis. Any other stored ``src`` means the same event was sent twice: skipped.
+  (topic, partition, offset) and the content matches: its effects are applied iff its offset is
+  above the partition's ``applied`` offset in Redis. The same content from another record means the
+  same event was sent twice: skipped (counted). Different content (``CONTENT_FIELDS``) means the id
+  was reused: dead-lettered as ``conflicting_duplicate``; the stored version is kept.
+* An event MongoDB cannot store (the driver refuses it) is dead-lettered as ``unstorable``, and so
+  are later records in the batch with its id and content.
 * Effects of any record (stored, redelivered, item update, dead letter) at or below ``applied`` were
   already made before a crash, so they are not made again.
 """
@@ -14,9 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+import orjson
 
 from core.events import InteractionEvent, ItemUpdate, ParseError, parse_interaction, parse_item_update
 from core.settings import KafkaTopics
@@ -114,34 +121,96 @@ def event_document(msg: RawMessage, event: InteractionEvent, ingested_at: dateti
     }
 
 
-def is_fresh(msg: RawMessage, applied: Mapping[TopicPartition, int]) -> bool:
-    """True when the record's effects have not been applied yet."""
-    return msg.offset > applied.get(msg.tp, -1)
+# The stored fields that make an event what it is; two records with one event id and different
+# values here are a conflict, not a duplicate (``ingested_at`` and ``src`` say nothing about it).
+CONTENT_FIELDS = ("user_id", "item_id", "event_type", "ts_ms", "value", "session_id", "properties")
 
 
-def decide_events(
-    events: list[tuple[RawMessage, InteractionEvent]],
+def content_key(doc: Mapping[str, Any]) -> bytes:
+    """A canonical form of what the event says (types kept: 1 and 1.0 and true stay distinct)."""
+    fields = {f: doc.get(f) for f in CONTENT_FIELDS}
+    if fields["ts_ms"] is None and isinstance(doc.get("ts"), datetime):
+        fields["ts_ms"] = int(doc["ts"].timestamp() * 1000)
+    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS, default=repr)
+
+
+CONFLICT = "conflicting_duplicate"
+UNSTORABLE = "unstorable"
+
+
+@dataclass
+class Settled:
+    """What became of every interaction record of a batch after the MongoDB insert."""
+
+    decisions: list[tuple[RawMessage, InteractionEvent, Outcome, bool]] = field(default_factory=list)
+    duplicates: list[tuple[RawMessage, InteractionEvent]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+def settle_events(
+    batch: Classified,
+    docs: Mapping[str, Mapping[str, Any]],
     inserted: set[str],
-    stored_src: Mapping[str, Mapping[str, Any] | None],
+    stored: Mapping[str, Mapping[str, Any] | None],
+    rejected: Mapping[str, str],
     applied: Mapping[TopicPartition, int],
-) -> list[tuple[RawMessage, InteractionEvent, Outcome, bool]]:
-    """(record, event, outcome, apply_effects) for each first occurrence in the batch."""
-    out: list[tuple[RawMessage, InteractionEvent, Outcome, bool]] = []
-    for msg, event in events:
-        if event.event_id in inserted:
-            out.append((msg, event, Outcome.STORED, is_fresh(msg, applied)))
+) -> Settled:
+    """Outcome per record. ``docs``: the documents built for the batch's first occurrences;
+    ``stored``: what MongoDB holds for ids not inserted now; ``rejected``: id → driver message."""
+    out = Settled()
+    failed: dict[str, DeadLetter] = {}  # id → how its first occurrence was dead-lettered
+    for msg, event in batch.events:
+        eid = event.event_id
+        if eid in rejected:
+            failed[eid] = DeadLetter(msg, UNSTORABLE, f"MongoDB cannot store this event: {rejected[eid]}")
+            out.dead_letters.append(failed[eid])
             continue
-        src = stored_src.get(event.event_id)
-        same = src is not None and (src.get("topic"), src.get("partition"), src.get("offset")) == (
+        if eid in inserted:
+            out.decisions.append((msg, event, Outcome.STORED, is_fresh(msg, applied)))
+            continue
+        current = stored.get(eid)
+        if current is not None and content_key(current) != content_key(docs[eid]):
+            src = current.get("src") or {}
+            failed[eid] = DeadLetter(
+                msg,
+                CONFLICT,
+                f"event_id {eid!a} is already stored with different content "
+                f"(first read from {src.get('topic')!a}[{src.get('partition')}]@{src.get('offset')}); "
+                "the stored version is kept",
+            )
+            out.dead_letters.append(failed[eid])
+            continue
+        src = (current or {}).get("src") or {}
+        if (src.get("topic"), src.get("partition"), src.get("offset")) == (
             msg.topic,
             msg.partition,
             msg.offset,
-        )
-        if same:
-            out.append((msg, event, Outcome.REDELIVERED, is_fresh(msg, applied)))
+        ):
+            out.decisions.append((msg, event, Outcome.REDELIVERED, is_fresh(msg, applied)))
         else:
-            out.append((msg, event, Outcome.DUPLICATE, False))
+            out.decisions.append((msg, event, Outcome.DUPLICATE, False))
+    for msg, event in batch.batch_duplicates:
+        eid = event.event_id
+        if content_key(event_document(msg, event, _EPOCH)) != content_key(docs[eid]):
+            first = docs[eid]["src"]
+            reason = (
+                f"event_id {eid!a} appears earlier in the batch with different content "
+                f"({first['topic']!a}[{first['partition']}]@{first['offset']}); the first one wins"
+            )
+            out.dead_letters.append(DeadLetter(msg, CONFLICT, reason))
+        elif eid in failed:
+            out.dead_letters.append(DeadLetter(msg, failed[eid].code, failed[eid].reason))
+        else:
+            out.duplicates.append((msg, event))
     return out
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def is_fresh(msg: RawMessage, applied: Mapping[TopicPartition, int]) -> bool:
+    """True when the record's effects have not been applied yet."""
+    return msg.offset > applied.get(msg.tp, -1)
 
 
 def next_offsets(messages: Iterable[RawMessage]) -> dict[TopicPartition, int]:
@@ -166,9 +235,10 @@ def advanced_applied(
 def dead_letter_headers(dl: DeadLetter, failed_at: datetime) -> list[tuple[str, bytes]]:
     msg = dl.message
     return [
-        ("reason", dl.reason.encode("utf-8")),
+        # backslashreplace: a reason quoting broken input must still encode (never crash here).
+        ("reason", dl.reason.encode("utf-8", errors="backslashreplace")),
         ("error_code", dl.code.encode("utf-8")),
-        ("source_topic", msg.topic.encode("utf-8")),
+        ("source_topic", msg.topic.encode("utf-8", errors="backslashreplace")),
         ("source_partition", str(msg.partition).encode()),
         ("source_offset", str(msg.offset).encode()),
         ("failed_at", failed_at.isoformat().encode()),

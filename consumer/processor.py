@@ -20,17 +20,21 @@ from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
 from consumer.batch import (
+    UNSTORABLE,
+    Classified,
+    DeadLetter,
     Outcome,
     RawMessage,
     TopicPartition,
     advanced_applied,
     classify,
     dead_letter_headers,
-    decide_events,
     event_document,
     is_fresh,
     next_offsets,
+    settle_events,
 )
+from consumer.isolate import bisect_apply, insert_isolating
 from consumer.plans import PlannedEvent, plan_events, plan_item_updates
 from core.errors import DependencyUnavailable
 from core.settings import Settings
@@ -112,20 +116,26 @@ class BatchProcessor:
             applied = self.state.applied_offsets({m.tp for m in messages})
 
         with _sink("mongo"):
-            docs = [event_document(m, e, now) for m, e in batch.events]
-            inserted = set(self.store.insert_events(docs).inserted)
-            dup_ids = [e.event_id for _, e in batch.events if e.event_id not in inserted]
-            stored_src = self.store.sources(dup_ids) if dup_ids else {}
-            if batch.items:
-                self.store.upsert_items(
-                    [{"item_id": u.item_id, **u.model_dump(exclude_none=True)} for _, u in batch.items]
-                )
+            docs = {e.event_id: event_document(m, e, now) for m, e in batch.events}
+            stored_now = insert_isolating(self.store, list(docs.values()))
+            inserted = stored_now.inserted
+            dup_ids = [i for i in docs if i not in inserted and i not in stored_now.rejected]
+            stored = self.store.stored_events(dup_ids) if dup_ids else {}
+            if gone := [i for i in dup_ids if stored.get(i) is None]:
+                # Reported as already stored, then not found: erased in between. Insert once more
+                # so the record is not dropped as a duplicate of nothing.
+                again = insert_isolating(self.store, [docs[i] for i in gone])
+                inserted |= again.inserted
+                stored_now.rejected.update(again.rejected)
+            unstorable_items = self._upsert_items(batch)
 
-        decisions = decide_events(batch.events, inserted, stored_src, applied)
+        settled = settle_events(batch, docs, inserted, stored, stored_now.rejected, applied)
+        decisions = settled.decisions
         for _msg, event, outcome, _ in decisions:
             result.counts[(event.event_type.value, outcome.value)] += 1
-        for _msg, event in batch.batch_duplicates:
+        for _msg, event in settled.duplicates:
             result.counts[(event.event_type.value, Outcome.DUPLICATE.value)] += 1
+        batch.dead_letters += settled.dead_letters + unstorable_items
 
         fresh_dead = [d for d in batch.dead_letters if is_fresh(d.message, applied)]
         if fresh_dead:
@@ -165,3 +175,25 @@ class BatchProcessor:
                 self.state.apply(ops, new_applied)
         result.redis_ops = len(ops)
         return result
+
+    def _upsert_items(self, batch: Classified) -> list[DeadLetter]:
+        """Store the batch's item updates in order; the ones MongoDB refuses leave ``batch.items``
+        (so Redis never mirrors them) and come back as dead letters."""
+        if not batch.items:
+            return []
+        failed = bisect_apply(
+            batch.items,
+            lambda part: self.store.upsert_items(
+                [{"item_id": u.item_id, **u.model_dump(exclude_none=True)} for _, u in part]
+            ),
+        )
+        if not failed:
+            return []
+        bad = {(m.tp, m.offset) for (m, _), _ in failed}
+        batch.items = [(m, u) for m, u in batch.items if (m.tp, m.offset) not in bad]
+        for (m, u), reason in failed:
+            log.warning("event=unstorable_item item_id=%a offset=%d error=%a", u.item_id, m.offset, reason)
+        return [
+            DeadLetter(m, UNSTORABLE, f"MongoDB cannot store this item update: {reason}")
+            for (m, _), reason in failed
+        ]

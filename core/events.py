@@ -9,10 +9,13 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from core.storable import STORABLE_CODES, control_character, property_key_problem, scan
 
 SCHEMA_VERSION = 1
 MAX_EVENT_BYTES = 64 * 1024
@@ -46,6 +49,12 @@ ErrorCode = Literal[
     "bad_timestamp",
     "future_timestamp",
     "invalid_value",
+    # What BSON, MongoDB or Redis cannot hold (see core.storable).
+    "invalid_key",
+    "control_character",
+    "integer_out_of_range",
+    "invalid_unicode",
+    "too_deep",
 ]
 
 
@@ -87,6 +96,21 @@ def _to_utc(value: Any) -> datetime:
     raise ValueError("timestamp must be ISO-8601 text or epoch milliseconds")
 
 
+def _check_id(v: Any) -> Any:
+    """Ids are strings without control characters (they become Redis keys and log fields)."""
+    if v is None:
+        return v
+    if not isinstance(v, str):
+        raise ValueError("must be a string")
+    if not v.strip():
+        raise ValueError("must not be blank")
+    if (ch := control_character(v)) is not None:
+        raise PydanticCustomError(
+            "control_character", "contains the control character {char}", {"char": ascii(ch)}
+        )
+    return v
+
+
 def _check_properties(props: Any) -> dict[str, Any] | None:
     if props is None:
         return None
@@ -97,6 +121,8 @@ def _check_properties(props: Any) -> dict[str, Any] | None:
     for key, val in props.items():
         if not key or len(key) > MAX_PROPERTY_KEY:
             raise ValueError(f"property keys must be 1..{MAX_PROPERTY_KEY} characters")
+        if (problem := property_key_problem(key)) is not None:
+            raise PydanticCustomError("invalid_key", problem)
         if isinstance(val, dict | list):
             raise ValueError(f"property {key!r} must be a scalar (string, number, boolean or null)")
         if isinstance(val, str) and len(val) > MAX_PROPERTY_STR:
@@ -127,11 +153,7 @@ class InteractionEvent(BaseModel):
     @field_validator("event_id", "user_id", "item_id", "session_id", mode="before")
     @classmethod
     def _strict_str(cls, v: Any) -> Any:
-        if v is not None and not isinstance(v, str):
-            raise ValueError("must be a string")
-        if isinstance(v, str) and not v.strip():
-            raise ValueError("must not be blank")
-        return v
+        return _check_id(v)
 
     @field_validator("timestamp", mode="before")
     @classmethod
@@ -186,10 +208,18 @@ class ItemUpdate(BaseModel):
     @field_validator("item_id", mode="before")
     @classmethod
     def _strict_id(cls, v: Any) -> Any:
-        if not isinstance(v, str):
+        if v is None:
             raise ValueError("must be a string")
-        if not v.strip():
-            raise ValueError("must not be blank")
+        return _check_id(v)
+
+    @field_validator("category", mode="before")
+    @classmethod
+    def _clean_category(cls, v: Any) -> Any:
+        # The category names a Redis key (per-category popularity) and a log field.
+        if isinstance(v, str) and (ch := control_character(v)) is not None:
+            raise PydanticCustomError(
+                "control_character", "contains the control character {char}", {"char": ascii(ch)}
+            )
         return v
 
     @field_validator("properties", mode="before")
@@ -226,8 +256,13 @@ def _decode(raw: bytes | str) -> dict[str, Any] | ParseError:
 def _from_validation(exc: ValidationError) -> ParseError:
     err = exc.errors(include_url=False)[0]
     loc = ".".join(str(p) for p in err["loc"]) or None
+    if loc is not None and control_character(loc) is not None:
+        loc = ascii(loc)[1:-1]  # an unknown field's name is input: keep the reason on one line
     kind = err["type"]
     msg = err["msg"].removeprefix("Value error, ")
+    if kind in STORABLE_CODES:
+        code = cast(ErrorCode, kind)
+        return ParseError(code=code, reason=f"field '{loc}': {msg}" if loc else msg, field=loc)
     if kind == "missing":
         return ParseError(code="missing_field", reason=f"required field '{loc}' is missing", field=loc)
     if kind == "extra_forbidden":
@@ -249,10 +284,20 @@ def _from_validation(exc: ValidationError) -> ParseError:
     return ParseError(code="invalid_value", reason=f"field '{loc}': {msg}" if loc else msg, field=loc)
 
 
+def _unstorable(data: dict[str, Any]) -> ParseError | None:
+    """Checked before the schema so that any key anywhere (even an unknown field) is covered."""
+    problem = scan(data)
+    if problem is None:
+        return None
+    return ParseError(code=cast(ErrorCode, problem.code), reason=problem.reason, field=problem.field)
+
+
 def validate_interaction(data: Any, *, now: datetime | None = None) -> InteractionEvent | ParseError:
     """Validate an already-decoded object (HTTP bodies arrive this way)."""
     if not isinstance(data, dict):
         return ParseError(code="not_object", reason=f"event must be a JSON object, got {type(data).__name__}")
+    if (problem := _unstorable(data)) is not None:
+        return problem
     try:
         event = InteractionEvent.model_validate(data)
     except ValidationError as exc:
@@ -279,6 +324,8 @@ def validate_item_update(data: Any) -> ItemUpdate | ParseError:
         return ParseError(
             code="not_object", reason=f"item update must be a JSON object, got {type(data).__name__}"
         )
+    if (problem := _unstorable(data)) is not None:
+        return problem
     try:
         return ItemUpdate.model_validate(data)
     except ValidationError as exc:

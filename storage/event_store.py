@@ -9,20 +9,29 @@ user may come back, and a later erasure deletes them too.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import bson
+from bson.errors import InvalidDocument
 from pymongo import ASCENDING, MongoClient, UpdateOne
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DocumentTooLarge
 
 from core.settings import MongoSettings
 
 log = logging.getLogger(__name__)
 
 DUPLICATE_KEY = 11000
+MAX_BSON_SIZE = 16 * 1024 * 1024  # MongoDB's document size limit
+# Write errors that say "the server is not able to take writes right now" rather than "this document
+# is wrong": the whole batch is retried for these (pymongo's own retryable, not-primary and shutdown
+# codes, plus lock and time-limit errors). Any other per-document error rejects that document.
+TRANSIENT_WRITE_CODES = frozenset(
+    {6, 7, 24, 46, 50, 64, 89, 91, 112, 134, 189, 262, 9001, 10058, 10107, 11600, 11602, 13435, 13436}
+)
 ITEM_FIELDS = ("title", "category", "price", "available", "properties")
 Doc = dict[str, Any]
 
@@ -31,19 +40,37 @@ Doc = dict[str, Any]
 class InsertResult:
     inserted: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
+    rejected: dict[str, str] = field(default_factory=dict)  # _id → the server's reason
+
+
+class Unstorable(InvalidDocument):
+    """The server refused a document for what it holds (not for an outage); retrying cannot help.
+
+    A subclass of bson's ``InvalidDocument`` so callers catch one family for client-side encoding
+    errors and server-side rejections alike.
+    """
 
 
 class EventStore(Protocol):
     def ensure_indexes(self) -> None: ...
 
     def insert_events(self, docs: list[Doc]) -> InsertResult:
-        """Insert documents keyed by ``_id``; ids already stored come back as duplicates."""
+        """Insert documents keyed by ``_id``; ids already stored come back as duplicates.
 
-    def sources(self, event_ids: Iterable[str]) -> dict[str, Doc | None]:
-        """The ``src`` ({topic, partition, offset}) each stored event was first read from."""
+        Documents the server refuses for their content come back in ``rejected``; a document the
+        driver cannot encode raises ``bson.errors.InvalidDocument`` (or ``OverflowError``), and the
+        documents before it may or may not have been stored.
+        """
+
+    def stored_events(self, event_ids: Iterable[str]) -> dict[str, Doc | None]:
+        """Per id: the stored document without ``ingested_at`` (None when not stored); its ``src``
+        ({topic, partition, offset}) is the record it was first read from."""
 
     def upsert_items(self, updates: list[Doc]) -> None:
-        """Apply partial item updates in order (``item_id`` plus the fields to set)."""
+        """Apply partial item updates in order (``item_id`` plus the fields to set).
+
+        Raises ``Unstorable`` (or the driver's encoding error) when an update cannot be stored.
+        """
 
     def get_items(self, item_ids: Iterable[str]) -> dict[str, Doc]: ...
 
@@ -81,6 +108,10 @@ def _as_item(doc: Doc) -> Doc:
     out = dict(doc)
     out["item_id"] = out["_id"]
     return out
+
+
+def _write_error(error: Doc) -> str:
+    return f"MongoDB write error {error.get('code')}: {error.get('errmsg', '')}"[:500]
 
 
 def merge_item_updates(updates: list[Doc]) -> dict[str, Doc]:
@@ -126,18 +157,21 @@ class MongoEventStore:
             return InsertResult(inserted=[d["_id"] for d in docs])
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
-            other = [e for e in errors if e.get("code") != DUPLICATE_KEY]
-            if other or exc.details.get("writeConcernErrors"):
+            if exc.details.get("writeConcernErrors") or any(
+                e.get("code") in TRANSIENT_WRITE_CODES for e in errors
+            ):
                 raise
-            dup_idx = {int(e["index"]) for e in errors}
+            dup_idx = {int(e["index"]) for e in errors if e.get("code") == DUPLICATE_KEY}
+            bad = {int(e["index"]): _write_error(e) for e in errors if e.get("code") != DUPLICATE_KEY}
             return InsertResult(
-                inserted=[d["_id"] for i, d in enumerate(docs) if i not in dup_idx],
+                inserted=[d["_id"] for i, d in enumerate(docs) if i not in dup_idx and i not in bad],
                 duplicates=[docs[i]["_id"] for i in sorted(dup_idx)],
+                rejected={str(docs[i]["_id"]): reason for i, reason in sorted(bad.items())},
             )
 
-    def sources(self, event_ids: Iterable[str]) -> dict[str, Doc | None]:
+    def stored_events(self, event_ids: Iterable[str]) -> dict[str, Doc | None]:
         ids = list(dict.fromkeys(event_ids))
-        found = {d["_id"]: d.get("src") for d in self.events.find({"_id": {"$in": ids}}, {"src": 1})}
+        found = {d["_id"]: d for d in self.events.find({"_id": {"$in": ids}}, {"ingested_at": 0})}
         return {i: found.get(i) for i in ids}
 
     def upsert_items(self, updates: list[Doc]) -> None:
@@ -149,7 +183,15 @@ class MongoEventStore:
             UpdateOne({"_id": iid}, {"$set": {**fields, "updated_at": now}}, upsert=True)
             for iid, fields in merged.items()
         ]
-        self.items.bulk_write(ops, ordered=True)
+        try:
+            self.items.bulk_write(ops, ordered=True)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if exc.details.get("writeConcernErrors") or any(
+                e.get("code") in TRANSIENT_WRITE_CODES for e in errors
+            ):
+                raise
+            raise Unstorable(_write_error(errors[0]) if errors else str(exc)) from exc
 
     def get_items(self, item_ids: Iterable[str]) -> dict[str, Doc]:
         ids = list(dict.fromkeys(item_ids))
@@ -214,17 +256,29 @@ class MongoEventStore:
 
 
 class InMemoryEventStore:
-    """Same behaviour as ``MongoEventStore`` for unit tests; set ``fail_with`` to simulate an outage."""
+    """Same behaviour as ``MongoEventStore`` for unit tests; set ``fail_with`` to simulate an outage.
+
+    Each written document is BSON-encoded, so what the driver cannot encode fails here too, with the
+    driver's own error; ``unstorable`` adds refusals of your choice (a message → ``InvalidDocument``).
+    Like the driver, a failing write has stored the documents before the failing one.
+    """
 
     def __init__(self) -> None:
         self.events: dict[str, Doc] = {}
         self.items: dict[str, Doc] = {}
         self.erasures: dict[str, Doc] = {}
         self.fail_with: Exception | None = None
+        self.unstorable: Callable[[Doc], str | None] = lambda _doc: None
 
     def _check(self) -> None:
         if self.fail_with is not None:
             raise self.fail_with
+
+    def _encode(self, doc: Doc) -> None:
+        if (reason := self.unstorable(doc)) is not None:
+            raise InvalidDocument(reason)
+        if len(bson.encode(doc)) > MAX_BSON_SIZE:
+            raise DocumentTooLarge(f"BSON document too large; the maximum is {MAX_BSON_SIZE} bytes")
 
     def ensure_indexes(self) -> None:
         self._check()
@@ -233,6 +287,7 @@ class InMemoryEventStore:
         self._check()
         result = InsertResult()
         for doc in docs:
+            self._encode(doc)
             if doc["_id"] in self.events:
                 result.duplicates.append(doc["_id"])
             else:
@@ -240,13 +295,18 @@ class InMemoryEventStore:
                 result.inserted.append(doc["_id"])
         return result
 
-    def sources(self, event_ids: Iterable[str]) -> dict[str, Doc | None]:
+    def stored_events(self, event_ids: Iterable[str]) -> dict[str, Doc | None]:
         self._check()
-        return {i: (self.events[i].get("src") if i in self.events else None) for i in event_ids}
+        out: dict[str, Doc | None] = {}
+        for i in event_ids:
+            doc = self.events.get(i)
+            out[i] = None if doc is None else {k: v for k, v in doc.items() if k != "ingested_at"}
+        return out
 
     def upsert_items(self, updates: list[Doc]) -> None:
         self._check()
         for iid, fields in merge_item_updates(updates).items():
+            self._encode({"_id": iid, **fields})
             self.items.setdefault(iid, {"_id": iid}).update(fields)
 
     def get_items(self, item_ids: Iterable[str]) -> dict[str, Doc]:

@@ -125,10 +125,13 @@ def test_bad_inputs_are_dead_lettered_and_never_stop_the_consumer(
     assert mongo_db["items"].find_one({"_id": "i1"})["title"] == "Mug"
     assert mongo_db["items"].count_documents({}) == 1
 
-    dead = read_topic(settings, topics.dead_letter, expected=len(bad) + 1)
+    # + the item with a bad price, + the two reuses of e1 with other content (conflicting duplicates).
+    dead = read_topic(settings, topics.dead_letter, expected=len(bad) + 3)
     by_code = {dict(m.headers())["error_code"].decode(): m for m in dead}
-    assert len(dead) == len(bad) + 1
-    assert set(by_code) == set(bad) | {"wrong_type"}
+    assert len(dead) == len(bad) + 3
+    assert set(by_code) == set(bad) | {"conflicting_duplicate"}
+    conflicts = [m for m in dead if dict(m.headers())["error_code"] == b"conflicting_duplicate"]
+    assert sorted(orjson.loads(m.value())["item_id"] for m in conflicts) == ["second", "third"]
     for code, (key, value) in bad.items():
         msg = (
             by_code[code]

@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from consumer.batch import content_key
+from consumer.isolate import bisect_apply, insert_isolating
 from core.settings import Settings
-from storage.event_store import MongoEventStore
+from storage.event_store import InMemoryEventStore, MongoEventStore
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
@@ -46,7 +48,8 @@ def test_insert_uses_event_id_and_reports_duplicates(store: MongoEventStore, mon
     assert mongo_db["events"].count_documents({}) == 4
     stored = mongo_db["events"].find_one({"_id": "e1"})
     assert stored["src"] == {"topic": "ev", "partition": 0, "offset": 0}  # the first write wins
-    assert store.sources(["e1", "nope"]) == {"e1": {"topic": "ev", "partition": 0, "offset": 0}, "nope": None}
+    assert store.stored_events(["nope"]) == {"nope": None}
+    assert store.stored_events(["e1"])["e1"]["src"] == {"topic": "ev", "partition": 0, "offset": 0}
     names = {ix["name"] for ix in mongo_db["events"].list_indexes()}
     assert {"user_ts", "ts"} <= names
 
@@ -82,3 +85,59 @@ def test_iter_events_filters_orders_and_erases(store: MongoEventStore) -> None:
     assert store.count_events() == 2
     store.insert_events([doc("back", "u1", 40)])  # a user may come back after erasure
     assert store.count_events() == 3
+
+
+@pytest.fixture(params=["mongo", "memory"])
+def any_store(request: pytest.FixtureRequest, settings: Settings):
+    if request.param == "memory":
+        yield InMemoryEventStore()
+        return
+    s = MongoEventStore.from_settings(settings.mongo)
+    yield s
+    s.close()
+
+
+def test_stored_events_return_the_stored_content(any_store) -> None:
+    first = {**doc("e1", offset=4), "properties": {"n": 1, "f": 1.0, "b": True}, "value": 2.5}
+    any_store.insert_events([first])
+    got = any_store.stored_events(["e1", "nope"])
+    assert got["nope"] is None
+    stored = got["e1"]
+    assert stored["src"] == {"topic": "ev", "partition": 0, "offset": 4}
+    assert content_key(stored) == content_key(first)
+    assert content_key(stored) != content_key({**first, "properties": {"n": 1.0, "f": 1.0, "b": True}})
+    assert "ingested_at" not in stored
+
+
+def test_unstorable_documents_are_isolated_the_rest_stored(any_store) -> None:
+    """What MongoDB refuses (client side: a NUL key, a 65-bit int; server side: over 16 MiB) costs
+    only that document, through the consumer's isolation, on the real server and the twin alike."""
+    docs = [
+        doc("ok1", offset=0),
+        {**doc("nul", offset=1), "properties": {"a\x00b": 1}},
+        doc("ok2", offset=2),
+        {**doc("huge_int", offset=3), "properties": {"n": 2**64}},
+        {**doc("too_big", offset=4), "properties": {"s": "x" * (16 * 1024 * 1024)}},
+        doc("ok3", offset=5),
+    ]
+    out = insert_isolating(any_store, docs)
+    assert out.inserted | {"ok1", "ok2", "ok3"} == {"ok1", "ok2", "ok3"}  # some may come back as dups
+    assert set(out.rejected) == {"nul", "huge_int", "too_big"}
+    assert "NUL" in out.rejected["nul"] or "NULL" in out.rejected["nul"]
+    assert "8-byte ints" in out.rejected["huge_int"]
+    assert "large" in out.rejected["too_big"]
+    found = any_store.stored_events(["ok1", "ok2", "ok3", "nul", "huge_int", "too_big"])
+    assert {i for i, d in found.items() if d is not None} == {"ok1", "ok2", "ok3"}
+
+
+def test_unstorable_item_update_fails_alone(any_store) -> None:
+    updates = [
+        {"item_id": "i1", "title": "first"},
+        {"item_id": "big", "title": "x" * (16 * 1024 * 1024)},
+        {"item_id": "i1", "title": "last"},
+    ]
+    failed = bisect_apply(updates, lambda part: any_store.upsert_items(list(part)))
+    assert [u["item_id"] for u, _ in failed] == ["big"]
+    assert "large" in failed[0][1]
+    assert set(any_store.get_items(["i1", "big"])) == {"i1"}
+    assert any_store.get_items(["i1"])["i1"]["title"] == "last"

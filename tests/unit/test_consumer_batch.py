@@ -13,9 +13,9 @@ from consumer.batch import (
     advanced_applied,
     classify,
     dead_letter_headers,
-    decide_events,
     event_document,
     next_offsets,
+    settle_events,
 )
 from core.settings import KafkaTopics
 
@@ -93,28 +93,106 @@ def test_first_occurrence_in_batch_wins():
     assert [m.offset for m, _ in batch.batch_duplicates] == [1]
 
 
-def _events(*specs):
-    batch = classify([msg(event_bytes(eid), off, partition=p) for eid, off, p in specs], TOPICS, NOW)
-    return batch.events
+def _stored(m: RawMessage, src_offset: int, **over) -> dict:
+    """The document MongoDB would hold for ``m``'s event, first read at ``src_offset``."""
+    event = classify([m], TOPICS, NOW).events[0][1]
+    doc = event_document(RawMessage(m.topic, m.partition, src_offset, m.key, m.value), event, NOW)
+    return {**doc, **over}
+
+
+def _settle(messages, inserted=(), stored=None, rejected=None, applied=None):
+    batch = classify(messages, TOPICS, NOW)
+    docs = {e.event_id: event_document(m, e, NOW) for m, e in batch.events}
+    return settle_events(batch, docs, set(inserted), stored or {}, rejected or {}, applied or {})
 
 
 def test_duplicate_rules():
-    events = _events(("new", 10, 0), ("redo_fresh", 11, 0), ("redo_done", 5, 1), ("twin", 12, 0))
-    stored_src = {
-        "redo_fresh": {"topic": "ev", "partition": 0, "offset": 11},
-        "redo_done": {"topic": "ev", "partition": 1, "offset": 5},
-        "twin": {"topic": "ev", "partition": 0, "offset": 3},
-    }
+    new, fresh, done, twin = (
+        msg(event_bytes("new"), 10),
+        msg(event_bytes("redo_fresh"), 11),
+        msg(event_bytes("redo_done"), 5, partition=1),
+        msg(event_bytes("twin"), 12),
+    )
+    stored = {"redo_fresh": _stored(fresh, 11), "redo_done": _stored(done, 5), "twin": _stored(twin, 3)}
     applied = {("ev", 0): 9, ("ev", 1): 7}
-    decided = {
-        e.event_id: (o, apply) for _, e, o, apply in decide_events(events, {"new"}, stored_src, applied)
-    }
+    settled = _settle([new, fresh, done, twin], {"new"}, stored, applied=applied)
+    decided = {e.event_id: (o, apply) for _, e, o, apply in settled.decisions}
     assert decided == {
         "new": (Outcome.STORED, True),
         "redo_fresh": (Outcome.REDELIVERED, True),
         "redo_done": (Outcome.REDELIVERED, False),
         "twin": (Outcome.DUPLICATE, False),
     }
+    assert settled.dead_letters == [] and settled.duplicates == []
+
+
+def test_reused_event_id_with_other_content_is_a_conflicting_duplicate():
+    m = msg(event_bytes("e1", item_id="i2"), 7)
+    stored = {"e1": _stored(msg(event_bytes("e1"), 0), 0)}  # same id, item i1, from offset 0
+    settled = _settle([m], stored=stored)
+    assert settled.decisions == []
+    [dl] = settled.dead_letters
+    assert (dl.code, dl.message.offset) == ("conflicting_duplicate", 7)
+    assert "already stored with different content" in dl.reason and "@0" in dl.reason
+
+
+def test_every_content_field_counts_and_types_are_kept():
+    base = {"properties": {"n": 1}, "session_id": "s", "value": 2.5}
+    first = msg(event_bytes("e1", **base), 0)
+    for change in (
+        {"user_id": "u2"},
+        {"event_type": "click"},
+        {"timestamp": "2024-05-01T10:59:00.001Z"},
+        {"value": 3.0},
+        {"session_id": "s2"},
+        {"properties": {"n": 1.0}},  # 1 and 1.0 are different JSON
+        {"properties": {"n": True}},
+        {"properties": None},
+    ):
+        again = msg(event_bytes("e1", **{**base, **change}), 1)
+        settled = _settle([again], stored={"e1": _stored(first, 0)})
+        assert [d.code for d in settled.dead_letters] == ["conflicting_duplicate"], change
+    same = msg(event_bytes("e1", **base), 1)
+    assert _settle([same], stored={"e1": _stored(first, 0)}).decisions[0][2] is Outcome.DUPLICATE
+
+
+def test_same_offset_with_other_content_is_not_a_redelivery():
+    """A recreated topic (a broker that lost its data) reuses offsets: the content decides."""
+    m = msg(event_bytes("e1", item_id="i2"), 0)
+    settled = _settle([m], stored={"e1": _stored(msg(event_bytes("e1"), 0), 0)})
+    assert [d.code for d in settled.dead_letters] == ["conflicting_duplicate"]
+
+
+def test_in_batch_duplicates_identical_or_conflicting():
+    first = msg(event_bytes("e1"), 0)
+    same = msg(event_bytes("e1"), 1)
+    other = msg(event_bytes("e1", item_id="i9"), 2)
+    settled = _settle([first, same, other], inserted={"e1"})
+    assert [(m.offset, o) for m, _, o, _ in settled.decisions] == [(0, Outcome.STORED)]
+    assert [m.offset for m, _ in settled.duplicates] == [1]
+    [dl] = settled.dead_letters
+    assert (dl.message.offset, dl.code) == (2, "conflicting_duplicate")
+    assert "earlier in the batch" in dl.reason
+
+
+def test_unstorable_event_and_its_identical_copies_are_dead_lettered():
+    first, copy, other = (
+        msg(event_bytes("e1"), 0),
+        msg(event_bytes("e1"), 1),
+        msg(event_bytes("e1", item_id="i9"), 2),
+    )
+    settled = _settle([first, copy, other], rejected={"e1": "InvalidDocument: nope"})
+    assert settled.decisions == [] and settled.duplicates == []
+    codes = [(d.message.offset, d.code) for d in settled.dead_letters]
+    assert codes == [(0, "unstorable"), (1, "unstorable"), (2, "conflicting_duplicate")]
+    assert "InvalidDocument: nope" in settled.dead_letters[0].reason
+
+
+def test_dead_letter_headers_encode_any_reason():
+    dl = DeadLetter(msg(b"x", 3), "bad_json", "lone \udc80 surrogate, NUL \x00")
+    headers = dict(dead_letter_headers(dl, NOW))
+    assert headers["error_code"] == b"bad_json"
+    assert headers["reason"] == b"lone \\udc80 surrogate, NUL \x00"
 
 
 def test_stored_document_shape():

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 
 import orjson
 import pytest
 from pymongo.errors import AutoReconnect
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from consumer.batch import RawMessage
+from consumer.batch import RawMessage, event_document
 from consumer.processor import BatchProcessor, InMemoryDeadLetterSink, SinkUnavailable
 from consumer.rebuild import diff_snapshots, rebuild_cache
+from core.events import parse_interaction
 from core.settings import ConsumerSettings, KafkaSettings, KafkaTopics, Settings
 from storage.event_store import InMemoryEventStore
 from storage.realtime_state import InMemoryRealtimeState
 
 NOW_S = 1_714_564_800.0  # 2024-05-01T12:00Z
+NOW = datetime.fromtimestamp(NOW_S, tz=UTC)
 
 
 def make_settings(recent_max: int = 5) -> Settings:
@@ -89,11 +92,10 @@ def test_redis_outage_after_mongo_write_applies_effects_once_on_retry():
         rig.proc.process([ev("e1", 0)])
     assert err.value.sink == "redis"
     # Mongo may or may not have the event (here: Redis fails first); simulate the worst case too.
-    rig.store.insert_events(
-        [{"_id": "e2", "src": {"topic": "ev", "partition": 0, "offset": 1}, "user_id": "u1"}]
-    )
+    e2 = ev("e2", 1, item="i2")
+    rig.store.insert_events([event_document(e2, parse_interaction(e2.value or b""), NOW)])  # type: ignore[arg-type]
     rig.state.fail_with = None
-    rig.proc.process([ev("e1", 0), ev("e2", 1, item="i2")])
+    rig.proc.process([ev("e1", 0), e2])
     snap = rig.state.snapshot(NOW_S)
     assert snap["pop"]["all"] == {"i1": 1.0, "i2": 1.0}
     assert len(snap["recent"]["u1"]) == 2
