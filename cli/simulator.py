@@ -255,8 +255,10 @@ class Storefront:
                 {"price": price} if kind in (EventType.PURCHASE, EventType.ADD_TO_CART) else None
             )
             return InteractionEvent(
+                # The end of the period is part of the id: a re-run at another "now" shifts every
+                # timestamp, so it is other events, not a conflicting re-send of the same ones.
                 event_id=deterministic_event_id(
-                    "sim", cfg.seed, cfg.users, cfg.items, cfg.events, cfg.categories, number
+                    "sim", cfg.seed, cfg.users, cfg.items, cfg.events, cfg.categories, end_ms, number
                 ),
                 event_type=EventType(kind),
                 user_id=user_id,
