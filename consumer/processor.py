@@ -1,8 +1,9 @@
 """One batch through the sinks, in the order that makes a crash at any point safe.
 
 MongoDB inserts (idempotent by ``_id``) → item upserts (idempotent, ordered) → dead letters
-(flushed) → one Redis transaction holding every effect plus the new ``applied`` offsets. Only after
-all of that returns may the caller commit the Kafka offsets.
+(flushed) → one guarded Redis step holding every effect plus the new ``applied`` offsets
+(``consumer.effects``). Only after all of that returns may the caller commit the Kafka offsets.
+MongoDB, the system of record, never waits for Redis: nothing is read from Redis before the inserts.
 """
 
 from __future__ import annotations
@@ -23,15 +24,13 @@ from consumer.batch import (
     Outcome,
     RawMessage,
     TopicPartition,
-    advanced_applied,
     classify,
     dead_letter_headers,
     decide_events,
     event_document,
-    is_fresh,
     next_offsets,
 )
-from consumer.plans import PlannedEvent, plan_events, plan_item_updates
+from consumer.effects import RedisEffects
 from core.errors import DependencyUnavailable
 from core.settings import Settings
 from storage.event_store import EventStore
@@ -98,6 +97,7 @@ class BatchProcessor:
         self.state = state
         self.dead_letters = dead_letters
         self.clock = clock
+        self.effects = RedisEffects(settings, store, state)
 
     def process(self, messages: list[RawMessage]) -> BatchOutcome:
         """Make the batch's effects durable; raises ``SinkUnavailable`` (safe to retry) on outages."""
@@ -107,9 +107,6 @@ class BatchProcessor:
         if not messages:
             return result
         batch = classify(messages, self.settings.kafka.topics, now)
-
-        with _sink("redis"):
-            applied = self.state.applied_offsets({m.tp for m in messages})
 
         with _sink("mongo"):
             docs = [event_document(m, e, now) for m, e in batch.events]
@@ -121,13 +118,16 @@ class BatchProcessor:
                     [{"item_id": u.item_id, **u.model_dump(exclude_none=True)} for _, u in batch.items]
                 )
 
-        decisions = decide_events(batch.events, inserted, stored_src, applied)
+        # Read after MongoDB, and None while Redis is down: the inserts above never wait for Redis.
+        guard = self.effects.read_guard({m.tp for m in messages})
+
+        decisions = decide_events(batch.events, inserted, stored_src, guard.applied if guard else {})
         for _msg, event, outcome, _ in decisions:
             result.counts[(event.event_type.value, outcome.value)] += 1
         for _msg, event in batch.batch_duplicates:
             result.counts[(event.event_type.value, Outcome.DUPLICATE.value)] += 1
 
-        fresh_dead = [d for d in batch.dead_letters if is_fresh(d.message, applied)]
+        fresh_dead = self.effects.due_dead_letters(batch.dead_letters, guard)
         if fresh_dead:
             with _sink("kafka"):
                 for dl in fresh_dead:
@@ -141,27 +141,13 @@ class BatchProcessor:
                         dl.reason[:200],
                     )
                 self.dead_letters.flush()
+            self.effects.dead_lettered(fresh_dead)
         for dl in batch.dead_letters:
             kind = "item" if dl.message.topic == self.settings.kafka.topics.items else "event"
             result.counts[(kind, Outcome.DEAD_LETTERED.value)] += 1
 
-        keys = self.state.keys
-        ops = plan_events(
-            keys,
-            [PlannedEvent.from_event(e) for _m, e, _o, apply in decisions if apply],
-            weights=self.settings.model.weights,
-            recent_max=self.settings.consumer.recent_max,
-            now_s=now_s,
-        )
-        fresh_items = [u for m, u in batch.items if is_fresh(m, applied)]
         for _ in batch.items:
             result.counts[("item", Outcome.STORED.value)] += 1
         with _sink("redis"):
-            if fresh_items:
-                current = self.state.item_categories(u.item_id for u in fresh_items)
-                ops += plan_item_updates(keys, fresh_items, current)
-            new_applied = advanced_applied(messages, applied)
-            if ops or new_applied:
-                self.state.apply(ops, new_applied)
-        result.redis_ops = len(ops)
+            result.redis_ops = self.effects.apply(messages, batch, inserted, stored_src, guard, now_s)
         return result

@@ -32,6 +32,7 @@ class Rig:
         self.settings = make_settings(recent_max)
         self.store = InMemoryEventStore()
         self.state = InMemoryRealtimeState("sr:")
+        self.state.finish_rebuild("g0", {})  # an established Redis (the empty one has its own tests)
         self.dlq = InMemoryDeadLetterSink()
         self.proc = BatchProcessor(self.settings, self.store, self.state, self.dlq, clock=lambda: NOW_S)
 
