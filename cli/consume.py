@@ -67,7 +67,8 @@ def rebuild_cache_command(
 ) -> None:
     """Recompute all Redis state (recent lists, seen/purchased, popularity, catalog) from MongoDB.
 
-    Run it with the consumers stopped; markers only grow and applied offsets are kept.
+    Safe while consumers run: they hold their Redis effects until it ends. Markers only grow and
+    applied offsets only move up. Consumers also run it by themselves when Redis comes back empty.
     """
     from pymongo.errors import PyMongoError
     from redis.exceptions import RedisError

@@ -88,7 +88,7 @@ class RealtimeState(Protocol):
         """Delete the user's keys and cached results; returns the number of keys deleted."""
 
     def clear_derived(self) -> int:
-        """Delete every key under the prefix except markers and applied offsets (before a rebuild)."""
+        """Delete every key under the prefix except markers, applied offsets and ``meta:`` keys."""
 
     def snapshot(self, now_s: float) -> Snapshot:
         """Comparable view of the state (markers and applied offsets excluded)."""
