@@ -16,7 +16,7 @@ committed only after the Redis step succeeded too.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -60,6 +60,9 @@ class RedisEffects:
         self._known: dict[TopicPartition, int] = {}
         # (topic, partition, offset) of dead letters sent for the batch in hand.
         self._sent: set[tuple[str, int, int]] = set()
+        # The runner points this at its stop flag: a rebuild then ends between two of its batches,
+        # so SIGTERM is not held up by a long rebuild (the next consumer starts it over).
+        self.should_stop: Callable[[], bool] = lambda: False
 
     def read_guard(self, partitions: Iterable[TopicPartition]) -> Guard | None:
         """The guard, or None (with ``last_error`` set) when Redis cannot be reached."""
@@ -153,7 +156,14 @@ class RedisEffects:
         return ops, advanced_applied(messages, applied)
 
     def _rebuild(self, now_s: float) -> None:
-        stats = auto_rebuild(self.settings, self.store, self.state, reason="generation_missing", now_s=now_s)
+        stats = auto_rebuild(
+            self.settings,
+            self.store,
+            self.state,
+            reason="generation_missing",
+            now_s=now_s,
+            should_stop=self.should_stop,
+        )
         # Offsets this process saw before are void: the rebuild set new ones.
         self._known.clear()
         log.debug("event=redis_rebuild_done generation=%s", stats.generation)

@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 LOCK_TTL_S = 120.0
 
 
+class RebuildAborted(DependencyUnavailable):
+    """A stop was requested mid-rebuild; the generation marker stays absent, so it starts over."""
+
+
 @dataclass(frozen=True)
 class RebuildStats:
     items: int
@@ -77,11 +81,18 @@ def rebuild_cache(
     now_s: float | None = None,
     batch_size: int = 5000,
     on_progress: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RebuildStats:
     """Clear ``state``'s derived keys and rebuild them from ``store``; ``on_progress(n_events)`` per batch.
 
-    Raises ``DependencyUnavailable`` when another process is rebuilding the same prefix.
+    Raises ``DependencyUnavailable`` when another process is rebuilding the same prefix, and
+    ``RebuildAborted`` between batches once ``should_stop()`` is true (a consumer asked to stop).
     """
+
+    def check_stop() -> None:
+        if should_stop is not None and should_stop():
+            raise RebuildAborted(f"rebuild of Redis prefix {state.keys.prefix!r} stopped before the end")
+
     started = time.monotonic()
     now_s = time.time() if now_s is None else now_s
     lease = state.acquire_rebuild_lock(LOCK_TTL_S)
@@ -98,6 +109,7 @@ def rebuild_cache(
                 ops += plan_catalog_item(state.keys, doc)
             state.apply(ops, {})
             lease.extend()
+            check_stop()
             items += len(batch)
         events = 0
         for docs in store.iter_events(batch_size=batch_size):
@@ -111,6 +123,7 @@ def rebuild_cache(
             )
             state.apply(ops, {})
             lease.extend()
+            check_stop()
             events += len(planned)
             if on_progress is not None:
                 on_progress(len(docs))
@@ -131,10 +144,16 @@ def rebuild_cache(
 
 
 def auto_rebuild(
-    settings: Settings, store: EventStore, state: RealtimeState, *, reason: str, now_s: float
+    settings: Settings,
+    store: EventStore,
+    state: RealtimeState,
+    *,
+    reason: str,
+    now_s: float,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RebuildStats:
     """The consumer's rebuild of an empty (restarted, flushed, evicted) Redis: logged and counted."""
-    stats = rebuild_cache(settings, store, state, now_s=now_s)
+    stats = rebuild_cache(settings, store, state, now_s=now_s, should_stop=should_stop)
     metrics.REDIS_REBUILDS.inc()
     log.warning(
         "event=redis_rebuilt reason=%s events=%d items=%d seconds=%.1f",

@@ -210,3 +210,18 @@ def test_events_stored_while_a_rebuild_runs_are_left_to_their_consumer():
     proc.process(late)  # that member's batch: e2 is applied by it, once
     assert state.snapshot(NOW_S)["pop"]["all"] == {"i1": 1.0, "i2": 1.0}
     assert diff_snapshots(state.snapshot(NOW_S), reference(store).snapshot(NOW_S)) == []
+
+
+def test_a_stop_request_ends_a_rebuild_between_batches_and_the_next_one_starts_over():
+    store, state = InMemoryEventStore(), InMemoryRealtimeState("sr:")
+    proc = processor(store, state)
+    stop = {"now": True}
+    proc.effects.should_stop = lambda: stop["now"]
+    with pytest.raises(SinkUnavailable) as err:
+        proc.process([ev("e1", 0), ev("e2", 1, item="i2")])
+    assert "stopped before the end" in str(err.value)
+    assert state.guard([]).generation is None and state.lock_owner is None  # nothing half-done kept
+    stop["now"] = False
+    proc.process([ev("e1", 0), ev("e2", 1, item="i2")])
+    assert state.snapshot(NOW_S)["pop"]["all"] == {"i1": 1.0, "i2": 1.0}
+    assert state.guard([("ev", 0)]).applied == {("ev", 0): 1}
