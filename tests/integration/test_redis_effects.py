@@ -96,10 +96,10 @@ def test_guard_contract_redis_and_twin_agree(settings: Settings, redis_client) -
 class _HookedRedisState(RedisRealtimeState):
     """Another client of the same Redis that runs ``hook`` once, right after its first guard read."""
 
-    def __init__(self, settings: Settings, hook: Callable[[], None]) -> None:
+    def __init__(self, settings: Settings, hook: Callable[[], object]) -> None:
         client = RedisRealtimeState.from_settings(settings.redis).client
         super().__init__(client, settings.redis.key_prefix)
-        self._hook: Callable[[], None] | None = hook
+        self._hook: Callable[[], object] | None = hook
 
     def guard(self, partitions: Iterable[tuple[str, int]]) -> Guard:
         guard = super().guard(partitions)
@@ -268,7 +268,7 @@ def test_flushed_redis_is_detected_and_rebuilt_by_the_consumer(
 def test_max_source_offsets_mongo_and_twin_agree(settings: Settings, mongo_db) -> None:
     from storage.event_store import InMemoryEventStore
 
-    docs = [
+    docs: list[dict[str, Any]] = [
         {"_id": "a", "user_id": "u", "src": {"topic": "ev", "partition": 0, "offset": 7}},
         {"_id": "b", "user_id": "u", "src": {"topic": "ev", "partition": 0, "offset": 3}},
         {"_id": "c", "user_id": "u", "src": {"topic": "ev", "partition": 2, "offset": 11}},

@@ -39,9 +39,9 @@ def reference(store: InMemoryEventStore) -> InMemoryRealtimeState:
 class HookedState(InMemoryRealtimeState):
     """A view of another twin's data that runs ``hook`` once, right after its first guard read."""
 
-    def __init__(self, shared: InMemoryRealtimeState, hook: Callable[[], None]) -> None:
+    def __init__(self, shared: InMemoryRealtimeState, hook: Callable[[], object]) -> None:
         self.__dict__ = shared.__dict__  # same keys, same data: two clients of one Redis
-        self._hook: Callable[[], None] | None = hook
+        self._hook: Callable[[], object] | None = hook
 
     def guard(self, partitions: Iterable[tuple[str, int]]) -> Guard:
         guard = super().guard(partitions)
