@@ -101,6 +101,7 @@ def rebuild_cache_command(
                 now_s=time.time(),
                 batch_size=batch_size,
                 on_progress=lambda n: progress.advance(task, n),
+                settle_s=2.0,  # consumers may be storing: let an in-flight insert finish
             )
     except PyMongoError as exc:
         raise DependencyUnavailable(f"MongoDB is unavailable: {str(exc).splitlines()[0]}") from None

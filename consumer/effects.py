@@ -40,6 +40,10 @@ from storage.realtime_state import RealtimeState
 
 log = logging.getLogger(__name__)
 
+# Time given to other members' in-flight MongoDB inserts before a rebuild reads offsets (see
+# consumer.rebuild, point 1): one insert of a batch takes well under a second.
+REBUILD_SETTLE_S = 2.0
+
 # A guard moves under a live batch only when another writer races this one; a handful of re-plans
 # settles it, and beyond that the batch is retried with backoff like any other Redis trouble.
 GUARD_ATTEMPTS = 5
@@ -63,6 +67,7 @@ class RedisEffects:
         # The runner points this at its stop flag: a rebuild then ends between two of its batches,
         # so SIGTERM is not held up by a long rebuild (the next consumer starts it over).
         self.should_stop: Callable[[], bool] = lambda: False
+        self.rebuild_settle_s = REBUILD_SETTLE_S
 
     def read_guard(self, partitions: Iterable[TopicPartition]) -> Guard | None:
         """The guard, or None (with ``last_error`` set) when Redis cannot be reached."""
@@ -163,6 +168,7 @@ class RedisEffects:
             reason="generation_missing",
             now_s=now_s,
             should_stop=self.should_stop,
+            settle_s=self.rebuild_settle_s,
         )
         # Offsets this process saw before are void: the rebuild set new ones.
         self._known.clear()

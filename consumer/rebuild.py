@@ -9,8 +9,13 @@ against; on the live prefix it is safe while consumers run, and the consumer run
 Why effects are neither lost nor doubled by a rebuild (the applied-offset argument):
 
 1. The consumer stores a batch in MongoDB *before* it touches Redis, and within one partition it
-   inserts in offset order, one batch after the other. So when a stored event has source offset
-   ``k`` in partition ``tp``, every record of ``tp`` below ``k`` that will ever be stored already is.
+   stores one batch after the other, the next only once the previous one's Redis step succeeded.
+   So when a stored event has source offset ``k`` in partition ``tp``, every record of ``tp`` below
+   ``k`` that will ever be stored already is, except records of a batch whose insert is still in
+   flight: a member starts at most one such insert after the marker is gone (its Redis step is then
+   refused, see 2.), and the rebuild waits ``settle_s`` before reading offsets so that an insert
+   overlapping that moment has finished. (An insert stalled for longer than that is the remaining
+   window; inserting each batch in offset order, ``ordered=True``, would close it.)
 2. The rebuild takes the lock ``meta:rebuild-lock`` and removes the generation marker
    ``meta:generation`` first. Every consumer's effects go through the guarded ``apply``, which
    refuses to write without the generation it planned against, so from then on no member adds
@@ -82,11 +87,13 @@ def rebuild_cache(
     batch_size: int = 5000,
     on_progress: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    settle_s: float = 0.0,
 ) -> RebuildStats:
     """Clear ``state``'s derived keys and rebuild them from ``store``; ``on_progress(n_events)`` per batch.
 
     Raises ``DependencyUnavailable`` when another process is rebuilding the same prefix, and
     ``RebuildAborted`` between batches once ``should_stop()`` is true (a consumer asked to stop).
+    ``settle_s``: how long to let in-flight MongoDB inserts of running consumers finish (point 1).
     """
 
     def check_stop() -> None:
@@ -100,6 +107,8 @@ def rebuild_cache(
         raise DependencyUnavailable(f"another process is rebuilding Redis prefix {state.keys.prefix!r}")
     try:
         state.drop_generation()
+        if settle_s > 0:
+            time.sleep(settle_s)
         upto = store.max_source_offsets()
         cleared = state.clear_derived()
         items = 0
@@ -151,9 +160,10 @@ def auto_rebuild(
     reason: str,
     now_s: float,
     should_stop: Callable[[], bool] | None = None,
+    settle_s: float = 0.0,
 ) -> RebuildStats:
     """The consumer's rebuild of an empty (restarted, flushed, evicted) Redis: logged and counted."""
-    stats = rebuild_cache(settings, store, state, now_s=now_s, should_stop=should_stop)
+    stats = rebuild_cache(settings, store, state, now_s=now_s, should_stop=should_stop, settle_s=settle_s)
     metrics.REDIS_REBUILDS.inc()
     log.warning(
         "event=redis_rebuilt reason=%s events=%d items=%d seconds=%.1f",

@@ -20,8 +20,10 @@ from tests.unit.test_consumer_processor import NOW_S, ev, item, make_settings
 
 def processor(
     store: InMemoryEventStore, state: InMemoryRealtimeState, dlq: InMemoryDeadLetterSink | None = None
-):
-    return BatchProcessor(make_settings(), store, state, dlq or InMemoryDeadLetterSink(), clock=lambda: NOW_S)
+) -> BatchProcessor:
+    proc = BatchProcessor(make_settings(), store, state, dlq or InMemoryDeadLetterSink(), clock=lambda: NOW_S)
+    proc.effects.rebuild_settle_s = 0.0  # no other member inserts here
+    return proc
 
 
 def established() -> InMemoryRealtimeState:
