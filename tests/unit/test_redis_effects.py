@@ -6,6 +6,8 @@ import logging
 from collections.abc import Callable, Iterable
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -227,3 +229,74 @@ def test_a_stop_request_ends_a_rebuild_between_batches_and_the_next_one_starts_o
     proc.process([ev("e1", 0), ev("e2", 1, item="i2")])
     assert state.snapshot(NOW_S)["pop"]["all"] == {"i1": 1.0, "i2": 1.0}
     assert state.guard([("ev", 0)]).applied == {("ev", 0): 1}
+
+
+@st.composite
+def _histories(draw: st.DrawFn) -> tuple[list[RawMessage], list[tuple[int, str]]]:
+    """Records over two event partitions and the items topic, and (batch size, what happens) steps."""
+    n = draw(st.integers(20, 80))
+    offsets = {0: 0, 1: 0, "it": 0}
+    records: list[RawMessage] = []
+    for i in range(n):
+        if draw(st.integers(0, 9)) == 0:
+            iid = f"i{draw(st.integers(0, 4))}"
+            cat = draw(st.sampled_from("ab"))
+            records.append(item(iid, int(offsets["it"]), category=cat, available=draw(st.booleans())))
+            offsets["it"] += 1
+            continue
+        p = draw(st.integers(0, 1))
+        eid = f"e{i}" if draw(st.integers(0, 19)) else f"e{draw(st.integers(0, i))}"  # some reused ids
+        etype = draw(st.sampled_from(["view", "click", "purchase", "rate"]))
+        user, it = f"u{draw(st.integers(0, 5))}", f"i{draw(st.integers(0, 4))}"
+        records.append(
+            ev(
+                eid,
+                int(offsets[p]),
+                user=user,
+                item=it,
+                etype=etype,
+                age_s=draw(st.integers(1, 9 * 86400)),
+                p=p,
+            )
+        )
+        offsets[p] += 1
+    steps = draw(
+        st.lists(
+            st.tuples(
+                st.integers(1, 15), st.sampled_from(["ok", "ok", "redeliver", "zombie", "flush", "outage"])
+            ),
+            min_size=1,
+            max_size=40,
+        )
+    )
+    return records, steps
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_histories())
+def test_any_mix_of_zombies_redeliveries_outages_and_flushes_applies_each_effect_once(history):
+    records, steps = history
+    store, state = InMemoryEventStore(), InMemoryRealtimeState("sr:")
+    main, successor = processor(store, state), processor(store, state)
+    pos = 0
+    for size, what in steps:
+        batch = records[pos : pos + size]
+        if not batch:
+            break
+        if what == "zombie":  # the successor applies the batch between the zombie's read and write
+            zombie = processor(store, HookedState(state, lambda b=batch: successor.process(b)))
+            zombie.process(batch)
+        elif what == "outage":  # Redis down for a while: Mongo goes on, effects follow
+            state.fail_with = RedisConnectionError("down")
+            with pytest.raises(SinkUnavailable):
+                main.process(batch)
+            state.fail_with = None
+            main.process(batch)
+        else:
+            if what == "flush":
+                state.flush_all()
+            main.process(batch)
+            if what == "redeliver":  # crash before the commit: the same records again
+                main.process(batch)
+        pos += size
+    assert diff_snapshots(state.snapshot(NOW_S), reference(store).snapshot(NOW_S)) == []
