@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable
 
@@ -284,7 +285,7 @@ def test_any_mix_of_zombies_redeliveries_outages_and_flushes_applies_each_effect
         if not batch:
             break
         if what == "zombie":  # the successor applies the batch between the zombie's read and write
-            zombie = processor(store, HookedState(state, lambda b=batch: successor.process(b)))
+            zombie = processor(store, HookedState(state, functools.partial(successor.process, batch)))
             zombie.process(batch)
         elif what == "outage":  # Redis down for a while: Mongo goes on, effects follow
             state.fail_with = RedisConnectionError("down")
