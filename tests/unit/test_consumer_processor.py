@@ -89,7 +89,7 @@ def test_redis_outage_after_mongo_write_applies_effects_once_on_retry():
     with pytest.raises(SinkUnavailable) as err:
         rig.proc.process([ev("e1", 0)])
     assert err.value.sink == "redis"
-    # Mongo may or may not have the event (here: Redis fails first); simulate the worst case too.
+    # MongoDB stored e1 before Redis was read; e2 stands for a record stored by an earlier attempt.
     rig.store.insert_events(
         [{"_id": "e2", "src": {"topic": "ev", "partition": 0, "offset": 1}, "user_id": "u1"}]
     )
