@@ -67,7 +67,8 @@ def rebuild_cache_command(
 ) -> None:
     """Recompute all Redis state (recent lists, seen/purchased, popularity, catalog) from MongoDB.
 
-    Run it with the consumers stopped; markers only grow and applied offsets are kept.
+    Safe while consumers run: they hold their Redis effects until it ends. Markers only grow and
+    applied offsets only move up. Consumers also run it by themselves when Redis comes back empty.
     """
     from pymongo.errors import PyMongoError
     from redis.exceptions import RedisError
@@ -100,6 +101,7 @@ def rebuild_cache_command(
                 now_s=time.time(),
                 batch_size=batch_size,
                 on_progress=lambda n: progress.advance(task, n),
+                settle_s=2.0,  # consumers may be storing: let an in-flight insert finish
             )
     except PyMongoError as exc:
         raise DependencyUnavailable(f"MongoDB is unavailable: {str(exc).splitlines()[0]}") from None

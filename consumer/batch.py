@@ -138,11 +138,15 @@ CONFLICT = "conflicting_duplicate"
 UNSTORABLE = "unstorable"
 
 
+# (record, event, outcome, apply its effects now)
+Decision = tuple[RawMessage, InteractionEvent, Outcome, bool]
+
+
 @dataclass
 class Settled:
     """What became of every interaction record of a batch after the MongoDB insert."""
 
-    decisions: list[tuple[RawMessage, InteractionEvent, Outcome, bool]] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
     duplicates: list[tuple[RawMessage, InteractionEvent]] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 

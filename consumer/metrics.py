@@ -21,3 +21,7 @@ SINK_RETRIES = Counter(
 LAG = Gauge(
     "streamrec_consumer_lag_messages", "Messages behind the high watermark on this member's partitions"
 )
+REDIS_REBUILDS = Counter(
+    "streamrec_consumer_redis_rebuilds_total",
+    "Automatic rebuilds of Redis from MongoDB after the consumer found it empty (generation marker missing)",
+)

@@ -1,8 +1,9 @@
 """One batch through the sinks, in the order that makes a crash at any point safe.
 
 MongoDB inserts (idempotent by ``_id``) → item upserts (idempotent, ordered) → dead letters
-(flushed) → one Redis transaction holding every effect plus the new ``applied`` offsets. Only after
-all of that returns may the caller commit the Kafka offsets.
+(flushed) → one guarded Redis step holding every effect plus the new ``applied`` offsets
+(``consumer.effects``). Only after all of that returns may the caller commit the Kafka offsets.
+MongoDB, the system of record, never waits for Redis: nothing is read from Redis before the inserts.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,17 +26,16 @@ from consumer.batch import (
     DeadLetter,
     Outcome,
     RawMessage,
+    Settled,
     TopicPartition,
-    advanced_applied,
     classify,
     dead_letter_headers,
     event_document,
-    is_fresh,
     next_offsets,
     settle_events,
 )
+from consumer.effects import RedisEffects
 from consumer.isolate import bisect_apply, insert_isolating
-from consumer.plans import PlannedEvent, plan_events, plan_item_updates
 from core.errors import DependencyUnavailable
 from core.settings import Settings
 from storage.event_store import EventStore
@@ -102,6 +102,7 @@ class BatchProcessor:
         self.state = state
         self.dead_letters = dead_letters
         self.clock = clock
+        self.effects = RedisEffects(settings, store, state)
 
     def process(self, messages: list[RawMessage]) -> BatchOutcome:
         """Make the batch's effects durable; raises ``SinkUnavailable`` (safe to retry) on outages."""
@@ -111,9 +112,6 @@ class BatchProcessor:
         if not messages:
             return result
         batch = classify(messages, self.settings.kafka.topics, now)
-
-        with _sink("redis"):
-            applied = self.state.applied_offsets({m.tp for m in messages})
 
         with _sink("mongo"):
             docs = {e.event_id: event_document(m, e, now) for m, e in batch.events}
@@ -129,7 +127,13 @@ class BatchProcessor:
                 stored_now.rejected.update(again.rejected)
             unstorable_items = self._upsert_items(batch)
 
-        settled = settle_events(batch, docs, inserted, stored, stored_now.rejected, applied)
+        # Read after MongoDB, and None while Redis is down: the inserts above never wait for Redis.
+        guard = self.effects.read_guard({m.tp for m in messages})
+
+        def settle(applied: Mapping[TopicPartition, int]) -> Settled:
+            return settle_events(batch, docs, inserted, stored, stored_now.rejected, applied)
+
+        settled = settle(guard.applied if guard else {})
         decisions = settled.decisions
         for _msg, event, outcome, _ in decisions:
             result.counts[(event.event_type.value, outcome.value)] += 1
@@ -137,7 +141,7 @@ class BatchProcessor:
             result.counts[(event.event_type.value, Outcome.DUPLICATE.value)] += 1
         batch.dead_letters += settled.dead_letters + unstorable_items
 
-        fresh_dead = [d for d in batch.dead_letters if is_fresh(d.message, applied)]
+        fresh_dead = self.effects.due_dead_letters(batch.dead_letters, guard)
         if fresh_dead:
             with _sink("kafka"):
                 for dl in fresh_dead:
@@ -151,29 +155,18 @@ class BatchProcessor:
                         dl.reason[:200],
                     )
                 self.dead_letters.flush()
+            self.effects.dead_lettered(fresh_dead)
         for dl in batch.dead_letters:
             kind = "item" if dl.message.topic == self.settings.kafka.topics.items else "event"
             result.counts[(kind, Outcome.DEAD_LETTERED.value)] += 1
 
-        keys = self.state.keys
-        ops = plan_events(
-            keys,
-            [PlannedEvent.from_event(e) for _m, e, _o, apply in decisions if apply],
-            weights=self.settings.model.weights,
-            recent_max=self.settings.consumer.recent_max,
-            now_s=now_s,
-        )
-        fresh_items = [u for m, u in batch.items if is_fresh(m, applied)]
         for _ in batch.items:
             result.counts[("item", Outcome.STORED.value)] += 1
         with _sink("redis"):
-            if fresh_items:
-                current = self.state.item_categories(u.item_id for u in fresh_items)
-                ops += plan_item_updates(keys, fresh_items, current)
-            new_applied = advanced_applied(messages, applied)
-            if ops or new_applied:
-                self.state.apply(ops, new_applied)
-        result.redis_ops = len(ops)
+            # Which records are fresh depends on the applied offsets, which the guard may re-read.
+            result.redis_ops = self.effects.apply(
+                messages, batch, lambda applied: settle(applied).decisions, guard, now_s
+            )
         return result
 
     def _upsert_items(self, batch: Classified) -> list[DeadLetter]:

@@ -87,6 +87,7 @@ class ConsumerRunner:
         self.processor = BatchProcessor(
             settings, store, state, KafkaDeadLetterSink(self.producer, kafka.topics.dead_letter)
         )
+        self.processor.effects.should_stop = lambda: self.stopping
 
     # ------------------------------------------------------------ lifecycle
 

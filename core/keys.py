@@ -15,6 +15,8 @@ Redis holds only derived state: ``streamrec rebuild-cache`` recomputes all of it
 | ``cat:{category}`` | set | consumer | item ids in a category (per-category popularity = ZINTERSTORE of a pop zset with this) |
 | ``unavailable`` | set | consumer | items marked unavailable |
 | ``applied:{topic}:{partition}`` | int | consumer | highest Kafka offset whose Redis effects are applied (exactly-once effects on redelivery) |
+| ``meta:generation`` | string | consumer, rebuild | set when derived state is complete; absent in an empty (restarted, flushed) Redis, which triggers a rebuild |
+| ``meta:rebuild-lock`` | string | consumer, rebuild | held (with a TTL) while one process rebuilds; effects are refused until ``meta:generation`` is back |
 | ``cache:recs:{uid}:{params}`` | string | serving | cached response JSON with the marker it was computed at, TTL |
 | ``tmp:*`` | any | serving | short-lived merge results, always with a TTL |
 """
@@ -90,6 +92,12 @@ class Keys:
 
     def applied(self, topic: str, partition: int) -> str:
         return f"{self.prefix}applied:{topic}:{partition}"
+
+    def generation(self) -> str:
+        return f"{self.prefix}meta:generation"
+
+    def rebuild_lock(self) -> str:
+        return f"{self.prefix}meta:rebuild-lock"
 
     def recs_cache(self, user_id: str, params: str) -> str:
         return f"{self.prefix}cache:recs:{user_id}:{params}"

@@ -87,6 +87,9 @@ class EventStore(Protocol):
 
     def count_events(self) -> int: ...
 
+    def max_source_offsets(self) -> dict[tuple[str, int], int]:
+        """Highest ``src`` offset among stored events, per (topic, partition)."""
+
     def erase_user(self, user_id: str) -> int:
         """Delete the user's events, record the erasure; returns the number of events deleted."""
 
@@ -238,6 +241,15 @@ class MongoEventStore:
     def count_events(self) -> int:
         return int(self.events.count_documents({}))
 
+    def max_source_offsets(self) -> dict[tuple[str, int], int]:
+        pipeline: list[Doc] = [
+            {"$match": {"src.offset": {"$exists": True}}},
+            {"$group": {"_id": {"t": "$src.topic", "p": "$src.partition"}, "o": {"$max": "$src.offset"}}},
+        ]
+        return {
+            (str(d["_id"]["t"]), int(d["_id"]["p"])): int(d["o"]) for d in self.events.aggregate(pipeline)
+        }
+
     def erase_user(self, user_id: str) -> int:
         deleted = int(self.events.delete_many({"user_id": user_id}).deleted_count)
         self.erasures.update_one(
@@ -343,6 +355,16 @@ class InMemoryEventStore:
     def count_events(self) -> int:
         self._check()
         return len(self.events)
+
+    def max_source_offsets(self) -> dict[tuple[str, int], int]:
+        self._check()
+        out: dict[tuple[str, int], int] = {}
+        for doc in self.events.values():
+            src = doc.get("src")
+            if src and src.get("offset") is not None:
+                tp = (str(src["topic"]), int(src["partition"]))
+                out[tp] = max(out.get(tp, -1), int(src["offset"]))
+        return out
 
     def erase_user(self, user_id: str) -> int:
         self._check()

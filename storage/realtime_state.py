@@ -1,28 +1,42 @@
 """Redis-held realtime state (key layout in ``core.keys``): port, Redis adapter, in-memory twin.
 
 Writers hand over a *plan*: a list of ``Op`` (one Redis command each) built by pure code, plus the
-Kafka offsets the plan covers. ``apply`` runs both in one MULTI/EXEC transaction, so a crash leaves
-either all of a batch's effects and its ``applied:{topic}:{partition}`` offsets, or none of them.
+Kafka offsets the plan covers and the guard values (generation marker, applied offsets) it was made
+against. ``apply`` checks the guard and runs both in one server-side script
+(``storage.realtime_guard``), so a crash leaves either all of a batch's effects and its
+``applied:{topic}:{partition}`` offsets, or none of them, and a plan made against a guard that has
+moved since (a zombie member, a rebuild) writes nothing.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import redis
+from redis.lock import Lock
 
-from core.keys import WINDOWS, Keys
+from core.keys import Keys
 from core.settings import RedisSettings
+from storage.realtime_guard import (
+    APPLY_SCRIPT,
+    FINISH_REBUILD_SCRIPT,
+    ApplyStatus,
+    Guard,
+    MemoryLease,
+    RebuildLease,
+    RedisLease,
+    apply_script_call,
+    check_guard,
+)
+from storage.realtime_snapshot import Snapshot, SnapshotBuilder, txt
 
 log = logging.getLogger(__name__)
 
 OpName = Literal["zadd", "zincrby", "zremrangebyrank", "sadd", "srem", "incr", "expireat", "hset"]
 TopicPartition = tuple[str, int]
-Snapshot = dict[str, Any]
-SCORE_DIGITS = 6
 
 
 @dataclass(frozen=True)
@@ -41,11 +55,32 @@ class Op:
 class RealtimeState(Protocol):
     keys: Keys
 
-    def apply(self, ops: list[Op], applied: Mapping[TopicPartition, int]) -> None:
-        """Run ``ops`` and set the applied offsets, atomically."""
+    def apply(
+        self,
+        ops: list[Op],
+        applied: Mapping[TopicPartition, int],
+        *,
+        expected: Mapping[TopicPartition, int] | None = None,
+        generation: str | None = None,
+    ) -> ApplyStatus:
+        """Run ``ops`` and set the applied offsets, atomically, if the stored applied offsets equal
+        ``expected`` and the generation marker equals ``generation`` (each check only when given);
+        otherwise write nothing and say which check failed."""
 
     def applied_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         """Highest applied offset per partition; -1 where nothing was applied yet."""
+
+    def guard(self, partitions: Iterable[TopicPartition]) -> Guard:
+        """The generation marker (None when absent) and the applied offsets, to plan against."""
+
+    def acquire_rebuild_lock(self, ttl_s: float) -> RebuildLease | None:
+        """The rebuild lock, or None when another process holds it."""
+
+    def drop_generation(self) -> None:
+        """Remove the generation marker: every guarded ``apply`` is refused until a rebuild ends."""
+
+    def finish_rebuild(self, generation: str, applied: Mapping[TopicPartition, int]) -> None:
+        """Raise applied offsets to at least ``applied`` and set the generation marker, atomically."""
 
     def item_categories(self, item_ids: Iterable[str]) -> dict[str, str | None]: ...
 
@@ -53,87 +88,12 @@ class RealtimeState(Protocol):
         """Delete the user's keys and cached results; returns the number of keys deleted."""
 
     def clear_derived(self) -> int:
-        """Delete every key under the prefix except markers and applied offsets (before a rebuild)."""
+        """Delete every key under the prefix except markers, applied offsets and ``meta:`` keys."""
 
     def snapshot(self, now_s: float) -> Snapshot:
         """Comparable view of the state (markers and applied offsets excluded)."""
 
     def ping(self) -> None: ...
-
-
-# ---------------------------------------------------------------- snapshot helpers (shared by both)
-
-
-def _txt(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-def _empty_snapshot() -> Snapshot:
-    return {
-        "recent": {},
-        "purchased": {},
-        "seen": {},
-        "pop": {"all": {}, **{w: {} for w in WINDOWS}},
-        "items": {},
-        "categories": {},
-        "unavailable": [],
-    }
-
-
-@dataclass
-class _SnapshotBuilder:
-    """Turns (key, value) pairs into a ``Snapshot``; ``value`` already read with the key's type."""
-
-    prefix: str
-    now_s: float
-    snap: Snapshot = field(default_factory=_empty_snapshot)
-
-    def kind(self, key: str) -> str | None:
-        """The data type a key needs to be read as, or None to skip it."""
-        rest = key[len(self.prefix) :]
-        if rest.startswith("user:"):
-            for suffix, kind in ((":recent", "zset"), (":purchased", "set"), (":seen", "set")):
-                if rest.endswith(suffix):
-                    return kind
-            return None
-        if rest.startswith("pop:"):
-            parts = rest.split(":")
-            if parts[1] == "all":
-                return "zset"
-            win = WINDOWS.get(parts[1])
-            if win is None or len(parts) != 3 or not parts[2].isdigit():
-                return None
-            first_live = win.bucket_start(self.now_s - win.length_s)
-            return "zset" if int(parts[2]) >= first_live else None
-        if rest.startswith("item:"):
-            return "hash"
-        if rest.startswith("cat:") or rest == "unavailable":
-            return "set"
-        return None
-
-    def add(self, key: str, value: Any) -> None:
-        rest = key[len(self.prefix) :]
-        snap = self.snap
-        if rest.startswith("user:"):
-            uid, _, what = rest[len("user:") :].rpartition(":")
-            if what == "recent":
-                snap["recent"][uid] = sorted(([m, s] for m, s in value.items()), key=lambda p: (-p[1], p[0]))
-            elif value:
-                snap[what][uid] = sorted(value)
-        elif rest.startswith("pop:"):
-            parts = rest.split(":")
-            scores = {m: round(s, SCORE_DIGITS) for m, s in value.items()}
-            if parts[1] == "all":
-                snap["pop"]["all"] = scores
-            elif scores:
-                snap["pop"][parts[1]][int(parts[2])] = scores
-        elif rest.startswith("item:"):
-            snap["items"][rest[len("item:") :]] = dict(value)
-        elif rest.startswith("cat:"):
-            if value:
-                snap["categories"][rest[len("cat:") :]] = sorted(value)
-        elif rest == "unavailable":
-            snap["unavailable"] = sorted(value)
 
 
 # ---------------------------------------------------------------- Redis adapter
@@ -152,18 +112,48 @@ class RedisRealtimeState:
     def __init__(self, client: redis.Redis, prefix: str = "sr:") -> None:
         self.client = client
         self.keys = Keys(prefix)
+        # register_script sends EVALSHA and falls back to loading the script on NOSCRIPT.
+        self._apply_script = client.register_script(APPLY_SCRIPT)
+        self._finish_script = client.register_script(FINISH_REBUILD_SCRIPT)
 
     @classmethod
     def from_settings(cls, settings: RedisSettings, prefix: str | None = None) -> RedisRealtimeState:
         return cls(make_redis(settings), settings.key_prefix if prefix is None else prefix)
 
-    def apply(self, ops: list[Op], applied: Mapping[TopicPartition, int]) -> None:
-        pipe = self.client.pipeline(transaction=True)
-        for op in ops:
-            _queue(pipe, op)
-        for (topic, partition), offset in applied.items():
-            pipe.set(self.keys.applied(topic, partition), offset)
-        pipe.execute()
+    def apply(
+        self,
+        ops: list[Op],
+        applied: Mapping[TopicPartition, int],
+        *,
+        expected: Mapping[TopicPartition, int] | None = None,
+        generation: str | None = None,
+    ) -> ApplyStatus:
+        keys, argv = apply_script_call(
+            self.keys.generation(), self.keys.applied, ops, applied, expected, generation
+        )
+        return ApplyStatus(txt(self._apply_script(keys=keys, args=argv)))
+
+    def guard(self, partitions: Iterable[TopicPartition]) -> Guard:
+        parts = list(dict.fromkeys(partitions))
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.keys.generation())
+        if parts:
+            pipe.mget([self.keys.applied(t, p) for t, p in parts])
+        replies = pipe.execute()
+        values = replies[1] if parts else []
+        applied = {tp: int(v) if v is not None else -1 for tp, v in zip(parts, values, strict=True)}
+        return Guard(None if replies[0] is None else txt(replies[0]), applied)
+
+    def acquire_rebuild_lock(self, ttl_s: float) -> RebuildLease | None:
+        lock = Lock(self.client, self.keys.rebuild_lock(), timeout=ttl_s, blocking=False, thread_local=False)
+        return RedisLease(lock) if lock.acquire() else None
+
+    def drop_generation(self) -> None:
+        self.client.delete(self.keys.generation())
+
+    def finish_rebuild(self, generation: str, applied: Mapping[TopicPartition, int]) -> None:
+        keys = [self.keys.generation(), *(self.keys.applied(t, p) for t, p in applied)]
+        self._finish_script(keys=keys, args=[generation, *(int(o) for o in applied.values())])
 
     def applied_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         parts = list(dict.fromkeys(partitions))
@@ -177,11 +167,11 @@ class RedisRealtimeState:
         pipe = self.client.pipeline(transaction=False)
         for iid in ids:
             pipe.hget(self.keys.item(iid), "category")
-        return {iid: (_txt(c) if c is not None else None) for iid, c in zip(ids, pipe.execute(), strict=True)}
+        return {iid: (txt(c) if c is not None else None) for iid, c in zip(ids, pipe.execute(), strict=True)}
 
     def _scan(self, pattern: str) -> Iterator[str]:
         for key in self.client.scan_iter(match=pattern, count=1000):
-            yield _txt(key)
+            yield txt(key)
 
     def _delete(self, keys: Iterable[str]) -> int:
         deleted = 0
@@ -206,7 +196,7 @@ class RedisRealtimeState:
         return self._delete(keys)
 
     def snapshot(self, now_s: float) -> Snapshot:
-        builder = _SnapshotBuilder(self.keys.prefix, now_s)
+        builder = SnapshotBuilder(self.keys.prefix, now_s)
         todo = [
             (k, kind) for k in self._scan(_glob_escape(self.keys.prefix) + "*") if (kind := builder.kind(k))
         ]
@@ -222,11 +212,11 @@ class RedisRealtimeState:
                     pipe.hgetall(key)
             for (key, kind), value in zip(chunk, pipe.execute(), strict=True):
                 if kind == "zset":
-                    value = {_txt(m): float(s) for m, s in value}
+                    value = {txt(m): float(s) for m, s in value}
                 elif kind == "set":
-                    value = {_txt(m) for m in value}
+                    value = {txt(m) for m in value}
                 else:
-                    value = {_txt(f): _txt(v) for f, v in value.items()}
+                    value = {txt(f): txt(v) for f, v in value.items()}
                 builder.add(key, value)
         return builder.snap
 
@@ -235,8 +225,9 @@ class RedisRealtimeState:
 
 
 def _is_derived(keys: Keys, key: str) -> bool:
-    """Everything but markers (they must only grow) and applied offsets (they guard redelivery)."""
-    if key.startswith(keys.prefix + "applied:"):
+    """Everything but markers (they must only grow), applied offsets (they guard redelivery) and
+    the generation marker and rebuild lock (a rebuild clears derived keys while holding them)."""
+    if key.startswith((keys.prefix + "applied:", keys.prefix + "meta:")):
         return False
     return not (key.startswith(keys.prefix + "user:") and key.endswith(":marker"))
 
@@ -247,28 +238,6 @@ def _glob_escape(pattern: str) -> str:
     for ch in "\\[]?*":
         body = body.replace(ch, "\\" + ch)
     return body + star
-
-
-def _queue(pipe: Any, op: Op) -> None:
-    a = op.args
-    if op.name == "zadd":
-        pipe.zadd(op.key, {a[0]: a[1]})
-    elif op.name == "zincrby":
-        pipe.zincrby(op.key, a[1], a[0])
-    elif op.name == "zremrangebyrank":
-        pipe.zremrangebyrank(op.key, a[0], a[1])
-    elif op.name == "sadd":
-        pipe.sadd(op.key, *a)
-    elif op.name == "srem":
-        pipe.srem(op.key, *a)
-    elif op.name == "incr":
-        pipe.incr(op.key)
-    elif op.name == "expireat":
-        pipe.expireat(op.key, int(a[0]))
-    elif op.name == "hset":
-        pipe.hset(op.key, mapping=dict(a))
-    else:  # pragma: no cover - OpName is closed
-        raise ValueError(f"unknown op {op.name}")
 
 
 # ---------------------------------------------------------------- in-memory twin
@@ -286,18 +255,31 @@ class InMemoryRealtimeState:
         self.expire_at: dict[str, int] = {}
         self.fail_with: Exception | None = None
         self.transactions = 0
+        self.lock_owner: object | None = None
 
     def _check(self) -> None:
         if self.fail_with is not None:
             raise self.fail_with
 
-    def apply(self, ops: list[Op], applied: Mapping[TopicPartition, int]) -> None:
+    def apply(
+        self,
+        ops: list[Op],
+        applied: Mapping[TopicPartition, int],
+        *,
+        expected: Mapping[TopicPartition, int] | None = None,
+        generation: str | None = None,
+    ) -> ApplyStatus:
         self._check()
+        stored = self.applied_offsets(expected or {})
+        status = check_guard(self.strings.get(self.keys.generation()), stored, expected, generation)
+        if status is not ApplyStatus.OK:
+            return status
         for op in ops:
             self._run(op)
         for (topic, partition), offset in applied.items():
             self.strings[self.keys.applied(topic, partition)] = str(offset)
         self.transactions += 1
+        return ApplyStatus.OK
 
     def _run(self, op: Op) -> None:
         a, key = op.args, op.key
@@ -336,6 +318,36 @@ class InMemoryRealtimeState:
         self._check()
         return {(t, p): int(self.strings.get(self.keys.applied(t, p), "-1")) for t, p in partitions}
 
+    def guard(self, partitions: Iterable[TopicPartition]) -> Guard:
+        self._check()
+        return Guard(self.strings.get(self.keys.generation()), self.applied_offsets(partitions))
+
+    def acquire_rebuild_lock(self, ttl_s: float) -> RebuildLease | None:
+        self._check()
+        if self.lock_owner is not None:
+            return None
+        lease = MemoryLease(self)
+        self.lock_owner = lease
+        return lease
+
+    def drop_generation(self) -> None:
+        self._check()
+        self.strings.pop(self.keys.generation(), None)
+
+    def finish_rebuild(self, generation: str, applied: Mapping[TopicPartition, int]) -> None:
+        self._check()
+        for (topic, partition), offset in applied.items():
+            key = self.keys.applied(topic, partition)
+            if int(self.strings.get(key, "-1")) < offset:
+                self.strings[key] = str(offset)
+        self.strings[self.keys.generation()] = generation
+
+    def flush_all(self) -> None:
+        """What a restarted Redis without persistence looks like: nothing at all."""
+        for store in (self.strings, self.zsets, self.sets, self.hashes, self.expire_at):
+            store.clear()  # type: ignore[attr-defined]
+        self.lock_owner = None
+
     def item_categories(self, item_ids: Iterable[str]) -> dict[str, str | None]:
         self._check()
         return {iid: self.hashes.get(self.keys.item(iid), {}).get("category") for iid in item_ids}
@@ -366,7 +378,7 @@ class InMemoryRealtimeState:
         return self._delete([k for k in self._all_keys() if _is_derived(self.keys, k)])
 
     def snapshot(self, now_s: float) -> Snapshot:
-        builder = _SnapshotBuilder(self.keys.prefix, now_s)
+        builder = SnapshotBuilder(self.keys.prefix, now_s)
         for key in self._all_keys():
             kind = builder.kind(key)
             if kind == "zset" and key in self.zsets:

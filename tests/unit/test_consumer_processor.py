@@ -35,6 +35,7 @@ class Rig:
         self.settings = make_settings(recent_max)
         self.store = InMemoryEventStore()
         self.state = InMemoryRealtimeState("sr:")
+        self.state.finish_rebuild("g0", {})  # an established Redis (the empty one has its own tests)
         self.dlq = InMemoryDeadLetterSink()
         self.proc = BatchProcessor(self.settings, self.store, self.state, self.dlq, clock=lambda: NOW_S)
 
@@ -91,7 +92,7 @@ def test_redis_outage_after_mongo_write_applies_effects_once_on_retry():
     with pytest.raises(SinkUnavailable) as err:
         rig.proc.process([ev("e1", 0)])
     assert err.value.sink == "redis"
-    # Mongo may or may not have the event (here: Redis fails first); simulate the worst case too.
+    # MongoDB stored e1 before Redis was read; e2 stands for a record stored by an earlier attempt.
     e2 = ev("e2", 1, item="i2")
     rig.store.insert_events([event_document(e2, parse_interaction(e2.value or b""), NOW)])  # type: ignore[arg-type]
     rig.state.fail_with = None

@@ -1,0 +1,186 @@
+"""The applied-offset guard: "were these records applied already?" and their effects in one step.
+
+A consumer reads the guard (the generation marker and the ``applied`` offsets of its partitions),
+decides which records are fresh, plans their effects, and hands the plan over together with the
+guard values it planned against. ``APPLY_SCRIPT`` runs on the Redis server as one atomic step: it
+compares the stored generation and every stored applied offset with the expected ones and, only if
+all match, runs the ops and sets the new offsets. Anything else (a zombie member whose partitions
+were revoked while it held a batch, a successor that applied the same batch first, a rebuild that
+started or finished meanwhile) makes the script write nothing and answer which check failed, so
+the caller reads the guard again and re-plans. Compare-and-set on the exact value, not ``>=``: an
+offset that went *down* (Redis lost data) also invalidates the plan.
+
+All keys travel in ``KEYS[]`` (never built inside the script) so that a later Redis Cluster layout
+can put them in one slot with hash tags. Command errors are avoided rather than rolled back (Redis
+does not roll a script back): the checks run before the first write, ops are a closed set whose
+arguments are formatted here, and a WRONGTYPE key would be a corrupted layout that rebuild fixes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from redis.lock import Lock
+
+TopicPartition = tuple[str, int]
+
+
+class ApplyStatus(StrEnum):
+    OK = "ok"
+    STALE_GENERATION = "generation"  # the generation marker is missing or another one
+    STALE_OFFSETS = "offsets"  # an applied offset is not the one the plan was made against
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What a plan is made against: the generation marker (None: Redis is empty) and offsets."""
+
+    generation: str | None
+    applied: dict[TopicPartition, int]
+
+
+# KEYS[1] generation marker; KEYS[2 .. 1+n] applied keys; KEYS[2+n ..] one key per op, in order.
+# ARGV[1] expected generation ('' = do not check); ARGV[2] n; then n pairs (expected applied offset,
+# '' = do not check; new applied offset, '' = leave); then per op: command, argc, args...
+APPLY_SCRIPT = """
+local gen = ARGV[1]
+if gen ~= '' and redis.call('GET', KEYS[1]) ~= gen then
+  return 'generation'
+end
+local n = tonumber(ARGV[2])
+for i = 1, n do
+  local want = ARGV[1 + 2 * i]
+  if want ~= '' then
+    local cur = redis.call('GET', KEYS[1 + i])
+    if cur == false then cur = '-1' end
+    if tonumber(cur) ~= tonumber(want) then
+      return 'offsets'
+    end
+  end
+end
+local pos = 3 + 2 * n
+local k = 2 + n
+local last = #ARGV
+while pos <= last do
+  local argc = tonumber(ARGV[pos + 1])
+  redis.call(ARGV[pos], KEYS[k], unpack(ARGV, pos + 2, pos + 1 + argc))
+  pos = pos + 2 + argc
+  k = k + 1
+end
+for i = 1, n do
+  local new = ARGV[2 + 2 * i]
+  if new ~= '' then
+    redis.call('SET', KEYS[1 + i], new)
+  end
+end
+return 'ok'
+"""
+
+# KEYS[1] generation marker, KEYS[2 ..] applied keys; ARGV[1] new generation, ARGV[2 ..] offsets.
+# An applied offset only moves up: a record below it has its effects in the rebuilt state.
+FINISH_REBUILD_SCRIPT = """
+for i = 2, #KEYS do
+  local cur = redis.call('GET', KEYS[i])
+  if cur == false or tonumber(cur) < tonumber(ARGV[i]) then
+    redis.call('SET', KEYS[i], ARGV[i])
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+def redis_args(name: str, args: tuple[Any, ...]) -> list[Any]:
+    """An ``Op``'s arguments in the order the Redis command takes them (after the key)."""
+    if name == "zadd":
+        return [args[1], args[0]]  # score member
+    if name == "zincrby":
+        return [args[1], args[0]]  # increment member
+    if name == "zremrangebyrank":
+        return [int(args[0]), int(args[1])]
+    if name in ("sadd", "srem"):
+        return list(args)
+    if name == "incr":
+        return []
+    if name == "expireat":
+        return [int(args[0])]
+    if name == "hset":
+        return [x for pair in args for x in pair]
+    raise ValueError(f"unknown op {name}")
+
+
+def apply_script_call(
+    generation_key: str,
+    applied_key: Any,
+    ops: Sequence[Any],
+    applied: Mapping[TopicPartition, int],
+    expected: Mapping[TopicPartition, int] | None,
+    generation: str | None,
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV for ``APPLY_SCRIPT``; ``applied_key(topic, partition)`` names an offset key."""
+    parts = list(dict.fromkeys([*(expected or {}), *applied]))
+    keys = [generation_key, *(applied_key(t, p) for t, p in parts)]
+    argv: list[Any] = ["" if generation is None else generation, len(parts)]
+    for tp in parts:
+        argv.append("" if expected is None or tp not in expected else int(expected[tp]))
+        argv.append(int(applied[tp]) if tp in applied else "")
+    for op in ops:
+        args = redis_args(op.name, op.args)
+        keys.append(op.key)
+        argv += [op.name, len(args), *args]
+    return keys, argv
+
+
+def check_guard(
+    stored_generation: str | None,
+    stored_applied: Mapping[TopicPartition, int],
+    expected: Mapping[TopicPartition, int] | None,
+    generation: str | None,
+) -> ApplyStatus:
+    """The script's checks, for the in-memory twin (``stored_applied`` holds -1 where unset)."""
+    if generation is not None and stored_generation != generation:
+        return ApplyStatus.STALE_GENERATION
+    for tp, offset in (expected or {}).items():
+        if stored_applied.get(tp, -1) != offset:
+            return ApplyStatus.STALE_OFFSETS
+    return ApplyStatus.OK
+
+
+class RebuildLease(Protocol):
+    def extend(self) -> None:
+        """Restart the lease's TTL; raises if the lease was lost (expired and taken)."""
+
+    def release(self) -> None: ...
+
+
+@dataclass
+class RedisLease:
+    """redis-py's token lock: only the owner can extend or release it."""
+
+    lock: Lock
+
+    def extend(self) -> None:
+        self.lock.reacquire()
+
+    def release(self) -> None:
+        self.lock.release()
+
+
+class _LockHolder(Protocol):
+    lock_owner: object | None
+
+
+@dataclass(eq=False)
+class MemoryLease:
+    state: _LockHolder
+
+    def extend(self) -> None:
+        if self.state.lock_owner is not self:
+            raise RuntimeError("rebuild lock lost")
+
+    def release(self) -> None:
+        if self.state.lock_owner is self:
+            self.state.lock_owner = None
