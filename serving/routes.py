@@ -36,6 +36,7 @@ ItemId = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
 K = Annotated[int, Query(ge=1, description="number of items; at most serving.max_k")]
 Category = Annotated[str | None, Query(min_length=1, max_length=256)]
 MAX_EXCLUDE = 1000
+MAX_EXCLUDE_CHARS = 4096
 
 
 def _read(request: Request) -> ReadService:
@@ -63,7 +64,10 @@ class RecsParams(BaseModel):
 
     user_id: str = Field(min_length=1, max_length=256)
     k: int = Field(10, ge=1, description="number of items; at most serving.max_k")
-    exclude: str | None = Field(None, max_length=100_000, description="comma-separated item ids")
+    # The whole URL must stay under the HTTP server's request-line limit (64 KiB); 4096 characters
+    # fit even when every one is percent-encoded UTF-8 (12 bytes), so what the document allows, the
+    # server can receive.
+    exclude: str | None = Field(None, max_length=MAX_EXCLUDE_CHARS, description="comma-separated item ids")
     category: str | None = Field(None, min_length=1, max_length=256)
     include_purchased: bool = False
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, field_validator
 
 from core.events import MAX_PROPERTIES, MAX_PROPERTY_KEY, MAX_PROPERTY_STR
 
@@ -71,6 +71,10 @@ class EventBatchIn(BaseModel):
     events: list[Any] = Field(description="interaction events (schema v1)")
 
 
+# A JSON number only (lax pydantic would take false or "5" as prices).
+Price = Annotated[int, Strict(), Field(ge=0)] | Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
+
+
 class ItemUpdateIn(BaseModel):
     """The documented body of PUT /v1/items/{item_id}; ``core.events.ItemUpdate`` validates it (the
     same limits, mirrored here so the OpenAPI document states them)."""
@@ -79,8 +83,9 @@ class ItemUpdateIn(BaseModel):
 
     title: str | None = Field(default=None, max_length=1024)
     category: str | None = Field(default=None, min_length=1, max_length=256)
-    price: float | None = Field(default=None, ge=0)
-    available: bool | None = None
+    price: Price | None = None
+    # Strict: JSON 0/1 or "true" are not booleans (pydantic would coerce them, the document says no).
+    available: StrictBool | None = None
     properties: dict[str, Any] | None = Field(
         default=None,
         description="flat object of scalars",
