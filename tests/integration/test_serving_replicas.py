@@ -137,3 +137,37 @@ def test_erasure_taken_by_one_replica_reaches_the_other(
         with replicas(settings, 1) as (late,):
             body = late.get("/v1/users/alice/recommendations", params={"k": 3}, headers=AUTH).json()
             assert {i["reason"]["kind"] for i in body["items"]} == {"popular"}
+
+
+def test_erasure_deletes_exactly_the_users_keys_without_scanning(
+    settings: Settings, redis_client: Any
+) -> None:
+    """Keys are derived from the layout: users whose ids extend or glob-match the erased one keep
+    their state (the old SCAN over ``user:{uid}:*`` also matched ``user:eve:x:recent``)."""
+    import asyncio
+
+    from storage.realtime_reader import RedisRealtimeReader
+
+    keys = Keys(settings.redis.key_prefix)
+    users = ("eve", "eve:x", "eve*", "ev?")
+    for user in users:
+        redis_client.zadd(keys.recent(user), {"m": 1})
+        redis_client.sadd(keys.seen(user), "i1")
+        redis_client.set(keys.marker(user), 2)
+        redis_client.hset(keys.recs_cache(user), "k10", "1:0:[]")
+
+    async def erase() -> Any:
+        reader = RedisRealtimeReader(settings.redis)
+        try:
+            erased = await reader.erase_user("eve")
+            announced = await reader.sync("0")
+        finally:
+            await reader.close()
+        return erased, announced
+
+    erased, announced = asyncio.run(erase())
+    assert (erased.state_keys, erased.cached_results) == (3, 1)
+    assert redis_client.exists(*keys.user_keys("eve")) == 0
+    for user in users[1:]:
+        assert redis_client.exists(*keys.user_keys(user)) == 4, user
+    assert announced.erasures == ("eve",)

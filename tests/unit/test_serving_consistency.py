@@ -224,3 +224,58 @@ def test_openapi_states_the_limits_the_server_enforces() -> None:
         for path, ops in paths.items():
             for method, op in ops.items():
                 assert "400" in op["responses"] and "413" in op["responses"], (method, path)
+
+
+def test_cache_entries_carry_their_own_expiry() -> None:
+    from storage.realtime_reader import cache_entry, split_cached
+
+    entry = cache_entry(3, 60, b"[1]", now_ms=1_000)
+    assert split_cached(entry, 3, now_ms=1_000) == b"[1]"
+    assert split_cached(entry, 3, now_ms=60_999) == b"[1]"
+    assert split_cached(entry, 3, now_ms=61_000) is None  # expired, though the hash key lives on
+    assert split_cached(entry, 4, now_ms=1_000) is None  # the user's state changed since
+    for broken in (b"", b"3", b"3:", b"3:x:[1]", b"x:1:[1]"):
+        assert split_cached(broken, 3, now_ms=0) is None
+
+
+def test_replica_sync_retries_a_catalog_refetch_that_failed() -> None:
+    import asyncio
+
+    from serving.popularity import RealtimeSnapshots
+    from serving.replica_sync import ReplicaSyncer
+    from storage.realtime_reader import RealtimeUnavailable
+    from storage.realtime_reader_twin import InMemoryRealtimeReader
+
+    class Holder:
+        def __init__(self) -> None:
+            self.erased: list[str] = []
+
+        def mark_erased(self, user_id: str) -> None:
+            self.erased.append(user_id)
+
+    async def scenario() -> None:
+        reader = InMemoryRealtimeReader()
+        snapshots = RealtimeSnapshots(reader, ttl_s=3600)
+        holder = Holder()
+        syncer = ReplicaSyncer(reader, snapshots, holder)  # type: ignore[arg-type]
+        await syncer.sync_once()
+        empty_tag = snapshots.catalog_tag
+        reader.set_item("i1", available=False)
+        await reader.erase_user("u1")
+        original = reader.unavailable
+
+        async def down() -> frozenset[str]:
+            raise RealtimeUnavailable("down")
+
+        reader.unavailable = down  # type: ignore[method-assign]
+        with pytest.raises(RealtimeUnavailable):
+            await syncer.sync_once()
+        assert holder.erased == ["u1"]  # erasures are applied before the refetch is tried
+        assert snapshots.catalog_tag == empty_tag
+        reader.unavailable = original  # type: ignore[method-assign]
+        await syncer.sync_once()
+        assert await snapshots.unavailable() == {"i1"} and snapshots.catalog_tag != empty_tag
+        await syncer.sync_once()
+        assert holder.erased == ["u1"]  # each erasure is delivered once
+
+    asyncio.run(scenario())
