@@ -73,4 +73,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> FastJSONResponse:
         log.exception("event=unhandled_error path=%s error=%s", request.url.path, type(exc).__name__)
-        return error_response(500, "internal", "internal error; look for this request id in the logs")
+        # Answered outside the request-id middleware (Starlette's outermost layer): set the header here.
+        return error_response(
+            500,
+            "internal",
+            "internal error; look for this request id in the logs",
+            {"X-Request-ID": current_request_id()},
+        )

@@ -279,3 +279,17 @@ def test_replica_sync_retries_a_catalog_refetch_that_failed() -> None:
         assert holder.erased == ["u1"]  # each erasure is delivered once
 
     asyncio.run(scenario())
+
+
+def test_unexpected_error_answer_and_log_carry_the_request_id(json_log: io.StringIO) -> None:
+    with harness() as h:
+
+        async def boom(*_: Any) -> Any:
+            raise RuntimeError("bug")
+
+        h.client.app.state.read.recommendations = boom  # type: ignore[attr-defined]
+        resp = h.client.get("/v1/users/alice/recommendations", headers={**R, "X-Request-ID": "req-500"})
+    assert resp.status_code == 500
+    assert resp.json()["error"]["request_id"] == "req-500" == resp.headers["x-request-id"]
+    records = [orjson.loads(line) for line in json_log.getvalue().splitlines() if line.strip()]
+    assert any(r["request_id"] == "req-500" and "unhandled_error" in r["message"] for r in records)
