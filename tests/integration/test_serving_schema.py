@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import schemathesis
 import uvicorn
 from fastapi import FastAPI
@@ -85,9 +86,13 @@ def live_server(app: FastAPI) -> Iterator[str]:
         thread.join(30)
 
 
+MAX_TIME_S = int(os.environ.get("STREAMREC_SCHEMA_MAX_TIME_S", "45"))
+
+
+@pytest.mark.timeout(MAX_TIME_S + 300)
 def test_schemathesis_all_checks_pass(settings: Settings, tmp_path: Path) -> None:
     """``st run --checks all`` (examples, coverage, fuzzing and stateful phases), time-bounded."""
-    max_time = int(os.environ.get("STREAMREC_SCHEMA_MAX_TIME_S", "45"))
+    max_time = MAX_TIME_S
     settings = with_keys(settings, cache_ttl_s=5)
     registry = open_model_registry(settings)
     registry.promote(registry.publish(model_files(), {}), "schema test")
