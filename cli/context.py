@@ -34,6 +34,7 @@ def configure_logging(level: str = "INFO") -> None:
     """JSON lines on stderr for every process: one record is one line whatever its text holds
     (ids with newlines or quotes are escaped by the JSON encoder, so a log line cannot be forged),
     with the HTTP request id on records logged while a request is handled."""
+    from pythonjsonlogger.core import RESERVED_ATTRS
     from pythonjsonlogger.json import JsonFormatter
 
     from core.log_context import RequestIdFilter
@@ -46,6 +47,8 @@ def configure_logging(level: str = "INFO") -> None:
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             # ASCII-only output: U+2028 and friends, which some tools split lines on, are escaped too.
             json_ensure_ascii=True,
+            # uvicorn's ``color_message`` extra repeats the message with terminal colour codes.
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],
         )
     )
     handler.addFilter(RequestIdFilter())

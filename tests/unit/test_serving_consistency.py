@@ -293,3 +293,9 @@ def test_unexpected_error_answer_and_log_carry_the_request_id(json_log: io.Strin
     assert resp.json()["error"]["request_id"] == "req-500" == resp.headers["x-request-id"]
     records = [orjson.loads(line) for line in json_log.getvalue().splitlines() if line.strip()]
     assert any(r["request_id"] == "req-500" and "unhandled_error" in r["message"] for r in records)
+
+
+def test_log_lines_drop_terminal_colour_extras(json_log: io.StringIO) -> None:
+    logging.getLogger("uvicorn.error").info("Started %s", "x", extra={"color_message": "\x1b[36m%s\x1b[0m"})
+    (line,) = json_log.getvalue().splitlines()
+    assert orjson.loads(line)["message"] == "Started x" and "color_message" not in line
