@@ -171,3 +171,54 @@ def test_erasure_deletes_exactly_the_users_keys_without_scanning(
     for user in users[1:]:
         assert redis_client.exists(*keys.user_keys(user)) == 4, user
     assert announced.erasures == ("eve",)
+
+
+def test_put_item_through_kafka_and_the_consumer_reaches_a_warm_cache(
+    settings: Settings, redis_client: Any
+) -> None:
+    """The product path end to end: PUT /v1/items -> items topic -> consumer -> Redis -> every answer."""
+    import threading
+
+    from consumer.runner import ConsumerRunner
+    from storage.event_store import MongoEventStore
+
+    settings = with_keys(settings, cache_ttl_s=60)
+    state = RedisRealtimeState.from_settings(settings.redis)
+    apply_item_updates(
+        state,
+        *(
+            ItemUpdate(item_id=f"{c}-{j}", category=c, available=True)
+            for c in CATEGORIES
+            for j in range(PER_CATEGORY)
+        ),
+    )
+    keys = Keys(settings.redis.key_prefix)
+    store = MongoEventStore.from_settings(settings.mongo)
+    runner = ConsumerRunner(settings, store, state)
+    thread = threading.Thread(target=runner.run, name="consumer", daemon=True)
+    thread.start()
+    try:
+        with replicas(settings, 2) as (one, two):
+            first = one.get("/v1/users/alice/recommendations", params={"k": 3}, headers=AUTH).json()
+            seconds_until(lambda: redis_client.exists(keys.recs_cache("alice")) == 1)
+            gone = ids(first)[0]
+            resp = one.put(f"/v1/items/{gone}", json={"available": False}, headers=AUTH)
+            assert resp.status_code == 202, resp.text
+            # Kafka and the consumer's group join take their time; the 2 s start once it is applied.
+            seconds_until(lambda: redis_client.sismember(keys.unavailable(), gone) == 1, 60)
+
+            def gone_everywhere() -> bool:
+                return all(
+                    gone
+                    not in ids(c.get("/v1/users/alice/recommendations", params={"k": 3}, headers=AUTH).json())
+                    and gone not in ids(c.get("/v1/popular", params={"k": 50}, headers=AUTH).json())
+                    for c in (one, two)
+                )
+
+            took = seconds_until(gone_everywhere)
+            print(f"item gone from both replicas {took:.2f}s after the consumer applied the update")
+            assert took < LIMIT_S
+    finally:
+        runner.request_stop()
+        thread.join(30)
+        store.close()
