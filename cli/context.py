@@ -31,9 +31,31 @@ def load_settings() -> Settings:
 
 
 def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+    """JSON lines on stderr for every process: one record is one line whatever its text holds
+    (ids with newlines or quotes are escaped by the JSON encoder, so a log line cannot be forged),
+    with the HTTP request id on records logged while a request is handled."""
+    from pythonjsonlogger.core import RESERVED_ATTRS
+    from pythonjsonlogger.json import JsonFormatter
+
+    from core.log_context import RequestIdFilter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonFormatter(
+            "{asctime}{levelname}{name}{message}{request_id}",
+            style="{",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            # ASCII-only output: U+2028 and friends, which some tools split lines on, are escaped too.
+            json_ensure_ascii=True,
+            # uvicorn's ``color_message`` extra repeats the message with terminal colour codes.
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],
+        )
     )
+    handler.addFilter(RequestIdFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
     for noisy in ("httpx", "uvicorn.access", "pymongo", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

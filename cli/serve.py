@@ -48,6 +48,8 @@ def serve(
         workers=workers,
         log_level=settings.log_level.lower(),
         access_log=False,
+        # uvicorn's own text handlers would bypass the JSON lines configure_logging sets up.
+        log_config=None,
         # Keep-alive long enough for load balancers and benchmark clients that reuse connections.
         timeout_keep_alive=30,
     )

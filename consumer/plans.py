@@ -144,6 +144,8 @@ def plan_item_update(
         ops.append(Op("sadd", keys.category(category), (item_id,)))
     if "available" in present:
         ops.append(Op("srem" if present["available"] else "sadd", keys.unavailable(), (item_id,)))
+        # After the set change: serving replicas poll this counter and refetch the set at once.
+        ops.append(Op("incr", keys.catalog_version(), ()))
     return ops
 
 

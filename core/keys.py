@@ -3,6 +3,9 @@
 All keys start with the configured prefix (``STREAMREC_REDIS__KEY_PREFIX``, default ``sr:``).
 Redis holds only derived state: ``streamrec rebuild-cache`` recomputes all of it from MongoDB.
 
+Every key holding one user's data is derivable from the user id (``Keys.user_keys``), so erasure
+deletes them directly instead of scanning the keyspace.
+
 | key | type | written by | meaning |
 |---|---|---|---|
 | ``user:{uid}:recent`` | zset | consumer | last N interactions; member = JSON ``{"e","i","t"}`` (event id, item, type), score = event ms |
@@ -17,7 +20,9 @@ Redis holds only derived state: ``streamrec rebuild-cache`` recomputes all of it
 | ``applied:{topic}:{partition}`` | int | consumer | highest Kafka offset whose Redis effects are applied (exactly-once effects on redelivery) |
 | ``meta:generation`` | string | consumer, rebuild | set when derived state is complete; absent in an empty (restarted, flushed) Redis, which triggers a rebuild |
 | ``meta:rebuild-lock`` | string | consumer, rebuild | held (with a TTL) while one process rebuilds; effects are refused until ``meta:generation`` is back |
-| ``cache:recs:{uid}:{params}`` | string | serving | cached response JSON with the marker it was computed at, TTL |
+| ``cache:recs:{uid}`` | hash | serving | cached responses, field = request params, value = ``{marker}:{expires_ms}:{payload}``; key TTL |
+| ``catalog:version`` | int | consumer | bumped with every availability change: replicas refetch ``unavailable`` at once |
+| ``erasures`` | stream | serving | user ids erased (capped): every replica stops using their embedding within a poll |
 | ``tmp:*`` | any | serving | short-lived merge results, always with a TTL |
 """
 
@@ -75,6 +80,14 @@ class Keys:
     def user_pattern(self, user_id: str) -> str:
         return f"{self.prefix}user:{user_id}:*"
 
+    def user_state_keys(self, user_id: str) -> list[str]:
+        """Every ``user:{uid}:*`` key the layout defines (a new per-user key must be added here)."""
+        return [self.recent(user_id), self.purchased(user_id), self.seen(user_id), self.marker(user_id)]
+
+    def user_keys(self, user_id: str) -> list[str]:
+        """Every key that holds data of ``user_id``: what erasure deletes."""
+        return [*self.user_state_keys(user_id), self.recs_cache(user_id)]
+
     def pop_all(self) -> str:
         return f"{self.prefix}pop:{ALL_TIME}"
 
@@ -99,11 +112,15 @@ class Keys:
     def rebuild_lock(self) -> str:
         return f"{self.prefix}meta:rebuild-lock"
 
-    def recs_cache(self, user_id: str, params: str) -> str:
-        return f"{self.prefix}cache:recs:{user_id}:{params}"
+    def recs_cache(self, user_id: str) -> str:
+        """One hash per user (field = request params), so erasure is one UNLINK, not a SCAN."""
+        return f"{self.prefix}cache:recs:{user_id}"
 
-    def recs_cache_pattern(self, user_id: str) -> str:
-        return f"{self.prefix}cache:recs:{user_id}:*"
+    def catalog_version(self) -> str:
+        return f"{self.prefix}catalog:version"
+
+    def erasures(self) -> str:
+        return f"{self.prefix}erasures"
 
     def tmp(self, name: str) -> str:
         return f"{self.prefix}tmp:{name}"

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from core.settings import Settings
-from serving import demo_page
+from serving import demo_page, openapi
 from serving.admin import AdminService
 from serving.auth import KeyRing
 from serving.errors import error_response, install_error_handlers
@@ -27,6 +27,8 @@ from serving.metrics import ServingMetrics
 from serving.model_holder import Loader, ModelHolder
 from serving.popularity import RealtimeSnapshots
 from serving.ports import ErasurePort, EventProducer, RetrainRequests
+from serving.replica_sync import DEFAULT_POLL_S, ReplicaSyncer
+from serving.request_id import RequestIdMiddleware
 from serving.routes import build_router
 from serving.service import ReadService
 from storage.realtime_reader import RealtimeReader
@@ -102,6 +104,7 @@ def create_app(
     retrain_requests: RetrainRequests | None = None,
     loader: Loader | None = None,
     snapshot_ttl_s: float = 2.0,
+    sync_poll_s: float = DEFAULT_POLL_S,
 ) -> FastAPI:
     metrics_registry = CollectorRegistry()
     metrics = ServingMetrics(metrics_registry)
@@ -164,9 +167,12 @@ def create_app(
         app.state.read = ReadService(settings, reader, holder, snapshots, metrics)
         app.state.ingest = IngestService(settings, kafka)
         app.state.admin = AdminService(holder, reader, store, retrain)
+        syncer = ReplicaSyncer(reader, snapshots, holder)
+        app.state.replica_sync = syncer
         tasks = [
             asyncio.create_task(holder.run(settings.serving.model_poll_s), name="model-poll"),
             asyncio.create_task(snapshots.run(), name="snapshot-refresh"),
+            asyncio.create_task(syncer.run(sync_poll_s), name="replica-sync"),
         ]
         gc.freeze()  # see ModelHolder.swap: the app's own objects live as long as the process
         log.info("event=serving_started host=%s port=%s", settings.serving.host, settings.serving.port)
@@ -198,10 +204,13 @@ def create_app(
     install_error_handlers(app)
     app.include_router(build_router(settings.serving.public_read))
     app.include_router(demo_page.router)
+    openapi.install(app, settings.serving)
     from prometheus_fastapi_instrumentator import Instrumentator
 
     Instrumentator(registry=metrics_registry, excluded_handlers=["/metrics"]).instrument(app).expose(
         app, include_in_schema=False
     )
     app.add_middleware(BodyLimitMiddleware, limit=settings.serving.max_body_bytes)  # type: ignore[arg-type]
+    # Added last, so outermost: the 413 above carries the request id too.
+    app.add_middleware(RequestIdMiddleware)
     return app

@@ -1,4 +1,5 @@
-"""One error shape for every response: ``{"error": {"code", "message"}}``, framework errors included."""
+"""One error shape for every response: ``{"error": {"code", "message", "request_id"}}``, framework
+errors included; ``request_id`` is the request's id (also in the ``X-Request-ID`` header and logs)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.log_context import current_request_id
 from serving.responses import FastJSONResponse
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,9 @@ def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> FastJSONResponse:
     return FastJSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+        {"error": {"code": code, "message": message, "request_id": current_request_id()}},
+        status_code=status,
+        headers=headers,
     )
 
 
@@ -69,4 +73,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> FastJSONResponse:
         log.exception("event=unhandled_error path=%s error=%s", request.url.path, type(exc).__name__)
-        return error_response(500, "internal", "internal error; the request id is in the logs")
+        # Answered outside the request-id middleware (Starlette's outermost layer): set the header here.
+        return error_response(
+            500,
+            "internal",
+            "internal error; look for this request id in the logs",
+            {"X-Request-ID": current_request_id()},
+        )

@@ -3,11 +3,18 @@
 Popularity per (window, category), the ``unavailable`` set and category member sets are refreshed
 in the background while Redis is up; requests read the snapshot (stale-while-revalidate), so a
 recommendation costs one Redis round trip, and a Redis outage still has popularity to fall back on.
+
+``catalog_tag`` is a digest of the unavailable set held: cached recommendations carry the tag they
+were computed under, so a changed set makes them misses. It is a content digest, not a counter, so
+replicas holding the same set agree on it (they share the cache) whatever order they saw changes in.
+``replica_sync`` refetches the set as soon as the consumer bumps ``catalog:version``; the periodic
+refresh here is the backstop for changes made without a bump.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -35,6 +42,8 @@ class RealtimeSnapshots:
         self._popular: dict[tuple[str, str | None], Snapshot[list[tuple[str, float]]]] = {}
         self._categories: dict[str, Snapshot[frozenset[str]]] = {}
         self._unavailable: Snapshot[frozenset[str]] | None = None
+        # b"-" until the set was fetched once.
+        self.catalog_tag = b"-"
         self._inflight: dict[object, asyncio.Task[object]] = {}
         # False after a Redis failure until a fetch succeeds again: answers are then flagged degraded.
         self.healthy = True
@@ -72,8 +81,17 @@ class RealtimeSnapshots:
 
     async def _fetch_unavailable(self) -> frozenset[str]:
         members = await self.reader.unavailable()
+        previous = self._unavailable
+        if previous is None or previous.value != members:
+            self.catalog_tag = catalog_digest(members)
+        # Value and tag change together (no await in between): a request never pairs a new tag
+        # with the old set.
         self._unavailable = Snapshot(members, time.monotonic())
         return members
+
+    async def refresh_unavailable(self) -> frozenset[str]:
+        """Fetch the unavailable set now (the catalog changed); raises ``RealtimeUnavailable``."""
+        return await self._fetch_unavailable()
 
     async def _get(
         self, snap: Snapshot[T] | None, key: object, fetch: Callable[[], Awaitable[T]]
@@ -136,6 +154,12 @@ class RealtimeSnapshots:
             except Exception:
                 log.exception("event=snapshot_refresh_failed")
             await asyncio.sleep(self.ttl_s)
+
+
+def catalog_digest(unavailable: frozenset[str]) -> bytes:
+    """Order-independent digest of a set of item ids, the same in every process (hex, no ':')."""
+    joined = "\n".join(sorted(unavailable)).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(joined, digest_size=8).hexdigest().encode()
 
 
 TOP_UP_WINDOWS: tuple[str, ...] = ("7d", ALL_TIME)

@@ -9,13 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import PlainTextResponse, Response
 
 from serving.admin import AdminService
-from serving.auth import require
+from serving.auth import auth_first, require
 from serving.errors import ApiError
 from serving.fast_params import LeanRoute, openapi_parameters, parse_params
 from serving.ingest import IngestService
 from serving.responses import FastJSONResponse
 from serving.schemas import (
-    ERRORS,
     AcceptedOut,
     ErasureOut,
     EventBatchIn,
@@ -26,14 +25,18 @@ from serving.schemas import (
     RetrainIn,
     RetrainOut,
     SimilarOut,
+    errors,
 )
 from serving.service import ReadService, RecsQuery
 
 UserId = Annotated[str, Path(min_length=1, max_length=256)]
-ItemId = Annotated[str, Path(min_length=1, max_length=256)]
+# Not blank and no control characters: what the item update validation accepts as an id.
+ID_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+ItemId = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
 K = Annotated[int, Query(ge=1, description="number of items; at most serving.max_k")]
 Category = Annotated[str | None, Query(min_length=1, max_length=256)]
 MAX_EXCLUDE = 1000
+MAX_EXCLUDE_CHARS = 4096
 
 
 def _read(request: Request) -> ReadService:
@@ -61,7 +64,10 @@ class RecsParams(BaseModel):
 
     user_id: str = Field(min_length=1, max_length=256)
     k: int = Field(10, ge=1, description="number of items; at most serving.max_k")
-    exclude: str | None = Field(None, max_length=100_000, description="comma-separated item ids")
+    # The whole URL must stay under the HTTP server's request-line limit (64 KiB); 4096 characters
+    # fit even when every one is percent-encoded UTF-8 (12 bytes), so what the document allows, the
+    # server can receive.
+    exclude: str | None = Field(None, max_length=MAX_EXCLUDE_CHARS, description="comma-separated item ids")
     category: str | None = Field(None, min_length=1, max_length=256)
     include_purchased: bool = False
 
@@ -142,17 +148,25 @@ async def readyz(request: Request) -> Response:
     )
 
 
+JSON_OBJECT = {"application/json": {"schema": {"type": "object", "additionalProperties": True}}}
+
+
 def build_router(public_read: bool) -> APIRouter:
     """All routes; with public reads the read endpoints carry no auth dependency at all (it costs a
-    dependency resolution per request, and its OpenAPI entry would wrongly ask for a key)."""
+    dependency resolution per request, and its OpenAPI entry would wrongly ask for a key).
+
+    ``responses`` lists every status each route can answer (the schema test holds the server to it):
+    400 for a body or query the server cannot decode, 413 for an over-long body, 401/403 where a key
+    is needed, 503 where a dependency may be down."""
     router = APIRouter()
     read = [] if public_read else [Depends(require("read"))]
+    read_auth = () if public_read else (401, 403)
     router.add_api_route(
         "/v1/users/{user_id}/recommendations",
         recommendations,
         methods=["GET"],
         response_model=None,
-        responses={200: {"model": RecommendationsOut}, **ERRORS},
+        responses={200: {"model": RecommendationsOut}, **errors(400, *read_auth, 413, 422)},
         dependencies=read,
         tags=["recommendations"],
         openapi_extra={"parameters": openapi_parameters(RecsParams, RECS_PATH_FIELDS)},
@@ -163,7 +177,7 @@ def build_router(public_read: bool) -> APIRouter:
         similar,
         methods=["GET"],
         response_model=None,
-        responses={200: {"model": SimilarOut}, **ERRORS},
+        responses={200: {"model": SimilarOut}, **errors(400, *read_auth, 404, 413, 422, 503)},
         dependencies=read,
         tags=["recommendations"],
     )
@@ -172,7 +186,7 @@ def build_router(public_read: bool) -> APIRouter:
         popular,
         methods=["GET"],
         response_model=None,
-        responses={200: {"model": PopularOut}, **ERRORS},
+        responses={200: {"model": PopularOut}, **errors(400, *read_auth, 413, 422)},
         dependencies=read,
         tags=["recommendations"],
     )
@@ -182,9 +196,10 @@ def build_router(public_read: bool) -> APIRouter:
         methods=["POST"],
         response_model=None,
         status_code=202,
-        responses={202: {"model": AcceptedOut}, **ERRORS},
+        responses={202: {"model": AcceptedOut}, **errors(400, 401, 403, 413, 422, 503)},
         dependencies=[Depends(require("ingest"))],
         tags=["ingest"],
+        route_class_override=auth_first("ingest"),
     )
     router.add_api_route(
         "/v1/items/{item_id}",
@@ -192,25 +207,27 @@ def build_router(public_read: bool) -> APIRouter:
         methods=["PUT"],
         response_model=None,
         status_code=202,
-        responses={202: {"model": AcceptedOut}, **ERRORS},
+        responses={202: {"model": AcceptedOut}, **errors(400, 401, 403, 413, 422, 503)},
         dependencies=[Depends(require("ingest"))],
         tags=["ingest"],
+        route_class_override=auth_first("ingest"),
     )
     router.add_api_route(
         "/v1/users/{user_id}",
         erase_user,
         methods=["DELETE"],
         response_model=None,
-        responses={200: {"model": ErasureOut}, **ERRORS},
+        responses={200: {"model": ErasureOut}, **errors(400, 401, 403, 413, 422, 503)},
         dependencies=[Depends(require("admin"))],
         tags=["admin"],
+        route_class_override=auth_first("admin"),
     )
     router.add_api_route(
         "/v1/model",
         model_info,
         methods=["GET"],
         response_model=None,
-        responses={200: {"model": ModelOut}, **ERRORS},
+        responses={200: {"model": ModelOut}, **errors(400, *read_auth, 413, 503)},
         dependencies=read,
         tags=["admin"],
     )
@@ -220,15 +237,17 @@ def build_router(public_read: bool) -> APIRouter:
         methods=["POST"],
         response_model=None,
         status_code=202,
-        responses={202: {"model": RetrainOut}, **ERRORS},
+        responses={202: {"model": RetrainOut}, **errors(400, 401, 403, 413, 422, 503)},
         dependencies=[Depends(require("admin"))],
         tags=["admin"],
+        route_class_override=auth_first("admin"),
     )
     router.add_api_route(
         "/healthz",
         healthz,
         methods=["GET"],
         response_model=None,
+        responses={200: {"description": "the process is alive", "content": JSON_OBJECT}, **errors(400, 413)},
         tags=["ops"],
     )
     router.add_api_route(
@@ -236,7 +255,11 @@ def build_router(public_read: bool) -> APIRouter:
         readyz,
         methods=["GET"],
         response_model=None,
-        responses={503: {"model": ERRORS[503]["model"]}},
+        responses={
+            200: {"description": "the API can answer requests", "content": JSON_OBJECT},
+            503: {"description": "the API cannot answer at all", "content": JSON_OBJECT},
+            **errors(400, 413),
+        },
         tags=["ops"],
     )
     return router

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, field_validator
+
+from core.events import MAX_PROPERTIES, MAX_PROPERTY_KEY, MAX_PROPERTY_STR
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class ErrorBody(BaseModel):
     code: str
     message: str
+    request_id: str = Field(description="also in the X-Request-ID response header and the logs")
 
 
 class ErrorOut(BaseModel):
@@ -66,14 +71,54 @@ class EventBatchIn(BaseModel):
     events: list[Any] = Field(description="interaction events (schema v1)")
 
 
-class ItemUpdateIn(BaseModel):
-    model_config = {"extra": "allow"}
+# A JSON number only (lax pydantic would take false or "5" as prices).
+Price = Annotated[int, Strict(), Field(ge=0)] | Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
 
-    title: str | None = None
-    category: str | None = None
-    price: float | None = None
-    available: bool | None = None
-    properties: dict[str, Any] | None = None
+
+class ItemUpdateIn(BaseModel):
+    """The documented body of PUT /v1/items/{item_id}; ``core.events.ItemUpdate`` validates it (the
+    same limits, mirrored here so the OpenAPI document states them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, max_length=1024)
+    category: str | None = Field(default=None, min_length=1, max_length=256)
+    price: Price | None = None
+    # Strict: JSON 0/1 or "true" are not booleans (pydantic would coerce them, the document says no).
+    available: StrictBool | None = None
+    properties: dict[str, Any] | None = Field(
+        default=None,
+        description="flat object of scalars",
+        json_schema_extra={
+            "maxProperties": MAX_PROPERTIES,
+            "propertyNames": {
+                "minLength": 1,
+                "maxLength": MAX_PROPERTY_KEY,
+                # MongoDB cannot store a key with NUL or starting with '$'.
+                "pattern": "^[^$\\u0000][^\\u0000]*$",
+            },
+            "additionalProperties": {
+                "anyOf": [
+                    {"type": "string", "maxLength": MAX_PROPERTY_STR},
+                    {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
+                    {"type": "number"},
+                    {"type": "boolean"},
+                    {"type": "null"},
+                ]
+            },
+        },
+    )
+
+    @field_validator("properties")
+    @classmethod
+    def _storable_properties(cls, props: dict[str, Any] | None) -> dict[str, Any] | None:
+        """What the document states beyond pydantic's own checks (``core.events`` checks the rest)."""
+        for key, value in (props or {}).items():
+            if key.startswith("$") or "\x00" in key:
+                raise ValueError("property keys must not start with '$' or contain NUL")
+            if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+                raise ValueError(f"property {key!r} is outside the signed 64-bit integer range")
+        return props
 
 
 class ErasureCounts(BaseModel):
@@ -108,6 +153,10 @@ class RetrainOut(BaseModel):
     reason: str
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (401, 403, 404, 413, 422, 503)
-}
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the error statuses a route can answer."""
+    return {code: {"model": ErrorOut} for code in codes}
+
+
+# Kept for callers documenting every status at once.
+ERRORS = errors(400, 401, 403, 404, 413, 422, 503)

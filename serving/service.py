@@ -2,6 +2,11 @@
 
 A recommendation costs one Redis pipeline (marker + cached result + recent events + purchases) and
 one vector search; popularity, availability and category lists come from in-process snapshots.
+
+A cached result is used only when its tag matches: the model version and the catalog tag (a digest
+of the unavailable set this replica holds, see ``RealtimeSnapshots``), so an item made unavailable
+turns every cached list into a miss as soon as the replica has the new set; and never for a user
+this replica knows to be erased (the cache entry may predate the erasure).
 """
 
 from __future__ import annotations
@@ -9,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +21,7 @@ from typing import Any
 import orjson
 
 from core.keys import ALL_TIME
+from core.log_context import current_request_id
 from core.settings import Settings
 from serving.errors import ApiError
 from serving.metrics import ServingMetrics
@@ -44,23 +49,19 @@ class RecsQuery:
         return f"k{self.k}:p{int(self.include_purchased)}:x{digest}:c{self.category or ''}"
 
 
-def new_request_id() -> str:
-    # 128 random bits, hex: what uuid4().hex gives, without building a UUID object per request.
-    return os.urandom(16).hex()
+def cache_tag(version: str | None, catalog_tag: bytes) -> bytes:
+    """What a cached result must have been computed with: model version and catalog state."""
+    return (version if version is not None else "-").replace(":", "_").encode() + b"|" + catalog_tag
 
 
-def _version_tag(version: str | None) -> bytes:
-    return (version if version is not None else "-").encode()
+def cache_payload(tag: bytes, items_json: bytes) -> bytes:
+    """``{tag}:{items JSON}``; a result computed under another tag is a miss."""
+    return tag + b":" + items_json
 
 
-def cache_payload(version: str | None, items_json: bytes) -> bytes:
-    """``{model version}:{items JSON}``; a result computed by another model version is a miss."""
-    return _version_tag(version) + b":" + items_json
-
-
-def cached_items_for(payload: bytes, version: str | None) -> bytes | None:
+def cached_items_for(payload: bytes, tag: bytes) -> bytes | None:
     head, sep, items_json = payload.partition(b":")
-    if not sep or head != _version_tag(version) or not items_json:
+    if not sep or head != tag or not items_json:
         return None
     return items_json
 
@@ -103,7 +104,10 @@ class ReadService:
     async def recommendations(self, q: RecsQuery) -> dict[str, Any]:
         loaded = self.holder.current  # grabbed once: a concurrent swap does not affect this request
         version = loaded.version if loaded is not None else None
-        request_id = new_request_id()
+        # Taken before the unavailable set is read below: a result stored under this tag was
+        # filtered with this catalog state or a newer one.
+        tag = cache_tag(version, self.snapshots.catalog_tag)
+        request_id = current_request_id()
         serving = self.settings.serving
         params = q.cache_params() if serving.cache_ttl_s > 0 else None
         snap: UserSnapshot | None
@@ -115,8 +119,8 @@ class ReadService:
             # own next refresh fails.
             self.snapshots.mark_unhealthy()
         if snap is not None and snap.cached is not None:
-            cached_items = cached_items_for(snap.cached, version)
-            if cached_items is not None:
+            cached_items = cached_items_for(snap.cached, tag)
+            if cached_items is not None and not self.holder.is_erased(q.user_id):
                 self.metrics.cache_hits.inc()
                 return {
                     "user_id": q.user_id,
@@ -156,7 +160,7 @@ class ReadService:
         # Serialized once: the same bytes go into the cache entry and, as a fragment, the response.
         items_json = orjson.dumps([r.to_json() for r in ranked])
         if params is not None and snap is not None and not degraded:
-            await self._store(q.user_id, params, snap.marker, cache_payload(version, items_json))
+            await self._store(q.user_id, params, snap.marker, cache_payload(tag, items_json))
         return {
             "user_id": q.user_id,
             "items": orjson.Fragment(items_json),
@@ -193,7 +197,7 @@ class ReadService:
             "item_id": item_id,
             "items": items,
             "model_version": loaded.version,
-            "request_id": new_request_id(),
+            "request_id": current_request_id(),
         }
 
     async def popular(self, k: int, window: str, category: str | None) -> dict[str, Any]:
@@ -216,7 +220,7 @@ class ReadService:
             "category": category,
             "model_version": loaded.version if loaded is not None else None,
             "degraded": degraded,
-            "request_id": new_request_id(),
+            "request_id": current_request_id(),
         }
 
 

@@ -9,8 +9,13 @@ The per-request reads (one Lua script returning marker, cached result, recent ev
 and the cache fills go through ``CommandBatcher``: the requests a process is serving at the same
 moment share one pipeline round trip.
 
-Cached results are stored as ``b"{marker}:" + payload``; a read returns the payload only when the
-stored marker equals the user's current marker, which the consumer bumps on every change.
+Cached results live in one hash per user (field = request params) as
+``b"{marker}:{expires_ms}:" + payload``; a read returns the payload only when the stored marker equals
+the user's current marker, which the consumer bumps on every change, and the entry has not expired.
+(Redis 7.0 has no per-field TTL; the key's own TTL bounds the hash, the stamp bounds each field.)
+
+Replica sync: ``sync`` reads the catalog version counter and the erasures stream in one round trip;
+serving polls it so an availability change or an erasure reaches every replica within a poll.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import orjson
@@ -26,6 +31,7 @@ import orjson
 from core.errors import DependencyUnavailable
 from core.keys import ALL_TIME, WINDOWS, Keys
 from core.settings import RedisSettings
+from storage.circuit_breaker import CircuitBreaker as CircuitBreaker  # re-exported: it lived here
 from storage.redis_batching import CommandBatcher, LuaScript
 
 T = TypeVar("T")
@@ -38,12 +44,16 @@ USER_SNAPSHOT_LUA = LuaScript(
     """
 local marker = redis.call('GET', KEYS[1]) or ''
 local cached = ''
-if ARGV[2] == '1' then cached = redis.call('GET', KEYS[2]) or '' end
+if ARGV[2] == '1' then cached = redis.call('HGET', KEYS[2], ARGV[3]) or '' end
 local recent = redis.call('ZREVRANGE', KEYS[3], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
 local purchased = redis.call('SMEMBERS', KEYS[4])
 return {marker, cached, recent, purchased}
 """
 )
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class RealtimeUnavailable(DependencyUnavailable):
@@ -73,6 +83,19 @@ class ErasedState:
     cached_results: int
 
 
+@dataclass(frozen=True)
+class ReplicaSync:
+    """What every replica polls: the catalog version and the erasures after ``since``."""
+
+    catalog_version: int
+    erasures: tuple[str, ...]  # user ids, oldest first
+    last_erasure_id: str  # pass back as ``since`` next time
+
+
+ERASURES_MAXLEN = 10_000
+SYNC_BATCH = 1000
+
+
 class RealtimeReader(Protocol):
     async def user_snapshot(self, user_id: str, cache_params: str | None, recent_n: int) -> UserSnapshot: ...
 
@@ -92,7 +115,11 @@ class RealtimeReader(Protocol):
 
     async def item(self, item_id: str) -> dict[str, str] | None: ...
 
-    async def erase_user(self, user_id: str) -> ErasedState: ...
+    async def erase_user(self, user_id: str) -> ErasedState:
+        """Delete the user's keys and cached results, and announce the erasure to every replica."""
+        ...
+
+    async def sync(self, since: str) -> ReplicaSync: ...
 
     async def ping(self) -> None: ...
 
@@ -107,52 +134,21 @@ def parse_recent(member: bytes | str, score: float) -> RecentEvent | None:
         return None
 
 
-def split_cached(raw: bytes | None, marker: int) -> bytes | None:
+def cache_entry(marker: int, ttl_s: int, payload: bytes, now_ms: int) -> bytes:
+    return b"%d:%d:" % (marker, now_ms + ttl_s * 1000) + payload
+
+
+def split_cached(raw: bytes | None, marker: int, now_ms: int) -> bytes | None:
+    """The payload of a cache entry computed at ``marker`` and not yet expired, else None."""
     if not raw:
         return None
-    head, sep, payload = raw.partition(b":")
+    head, sep, rest = raw.partition(b":")
     if not sep or not head.isdigit() or int(head) != marker:
         return None
+    expires, sep, payload = rest.partition(b":")
+    if not sep or not expires.isdigit() or int(expires) <= now_ms:
+        return None
     return payload
-
-
-def glob_escape(text: str) -> str:
-    """Escape Redis glob metacharacters so a user id like ``a*`` matches only itself."""
-    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
-
-
-class CircuitBreaker:
-    """Open after ``threshold`` consecutive failures; let one probe through every ``reset_s``."""
-
-    def __init__(self, threshold: int = 2, reset_s: float = 1.0, clock: Callable[[], float] = time.monotonic):
-        self.threshold = threshold
-        self.reset_s = reset_s
-        self._clock = clock
-        self._failures = 0
-        self._open_until = 0.0
-        self._probing = False
-
-    @property
-    def is_open(self) -> bool:
-        return self._failures >= self.threshold and (self._probing or self._clock() < self._open_until)
-
-    def allow(self) -> bool:
-        if self._failures < self.threshold:
-            return True
-        if self._probing or self._clock() < self._open_until:
-            return False
-        self._probing = True
-        return True
-
-    def success(self) -> None:
-        self._failures = 0
-        self._probing = False
-
-    def failure(self) -> None:
-        self._failures += 1
-        self._probing = False
-        if self._failures >= self.threshold:
-            self._open_until = self._clock() + self.reset_s
 
 
 class RedisRealtimeReader:
@@ -205,19 +201,14 @@ class RedisRealtimeReader:
 
     async def user_snapshot(self, user_id: str, cache_params: str | None, recent_n: int) -> UserSnapshot:
         k = self.keys
-        keys = [
-            k.marker(user_id),
-            k.recs_cache(user_id, cache_params) if cache_params is not None else k.marker(user_id),
-            k.recent(user_id),
-            k.purchased(user_id),
-        ]
-        args = (max(recent_n, 1), "1" if cache_params is not None else "0")
+        keys = [k.marker(user_id), k.recs_cache(user_id), k.recent(user_id), k.purchased(user_id)]
+        args = (max(recent_n, 1), "1" if cache_params is not None else "0", cache_params or "")
         reply = await self._guard(
             lambda: self.batcher.submit_script(USER_SNAPSHOT_LUA, keys, args), bounded=True
         )
         marker_raw, cached_raw, recent_raw, purchased_raw = reply
         marker = int(marker_raw) if marker_raw else 0
-        cached = split_cached(cached_raw, marker) if cache_params is not None else None
+        cached = split_cached(cached_raw, marker, now_ms()) if cache_params is not None else None
         recent = tuple(
             ev
             for m, score in zip(recent_raw[::2], recent_raw[1::2], strict=True)
@@ -231,8 +222,9 @@ class RedisRealtimeReader:
         """Queued with the next batch of reads; a lost cache fill only costs a recomputation."""
         if ttl_s <= 0 or self.breaker.is_open:
             return
-        key = self.keys.recs_cache(user_id, cache_params)
-        self.batcher.submit_nowait("SET", key, f"{marker}:".encode() + payload, "EX", ttl_s)
+        key = self.keys.recs_cache(user_id)
+        self.batcher.submit_nowait("HSET", key, cache_params, cache_entry(marker, ttl_s, payload, now_ms()))
+        self.batcher.submit_nowait("EXPIRE", key, ttl_s)
 
     def _source_key(self, window: str, now_s: float) -> tuple[str, list[Any]]:
         """The zset holding ``window`` popularity, plus pipeline commands that build it if needed."""
@@ -277,26 +269,33 @@ class RedisRealtimeReader:
         raw = await self._guard(lambda: self.client.hgetall(self.keys.item(item_id)))
         return {key.decode(): val.decode() for key, val in raw.items()} or None
 
-    async def _delete_matching(self, pattern: str) -> int:
-        deleted = 0
-        batch: list[Any] = []
-        async for key in self.client.scan_iter(match=pattern, count=500):
-            batch.append(key)
-            if len(batch) >= 500:
-                deleted += int(await self.client.delete(*batch))
-                batch = []
-        if batch:
-            deleted += int(await self.client.delete(*batch))
-        return deleted
-
     async def erase_user(self, user_id: str) -> ErasedState:
-        uid = glob_escape(user_id)
         k = self.keys
-        state = await self._guard(lambda: self._delete_matching(f"{glob_escape(k.prefix)}user:{uid}:*"))
-        cached = await self._guard(
-            lambda: self._delete_matching(f"{glob_escape(k.prefix)}cache:recs:{uid}:*")
-        )
-        return ErasedState(state_keys=state, cached_results=cached)
+
+        async def run() -> list[Any]:
+            # One transaction: the keys go and the announcement is made together, or neither.
+            pipe = self.client.pipeline(transaction=True)
+            pipe.unlink(*k.user_state_keys(user_id))
+            pipe.unlink(k.recs_cache(user_id))
+            pipe.xadd(k.erasures(), {"u": user_id}, maxlen=ERASURES_MAXLEN, approximate=True)
+            return list(await pipe.execute())
+
+        state, cached, _ = await self._guard(run)
+        return ErasedState(state_keys=int(state), cached_results=int(cached))
+
+    async def sync(self, since: str) -> ReplicaSync:
+        k = self.keys
+
+        async def run() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.get(k.catalog_version())
+            pipe.xrange(k.erasures(), min=f"({since}", max="+", count=SYNC_BATCH)
+            return list(await pipe.execute())
+
+        version_raw, entries = await self._guard(run)
+        users = tuple(fields[b"u"].decode("utf-8", "replace") for _, fields in entries if b"u" in fields)
+        last = entries[-1][0].decode() if entries else since
+        return ReplicaSync(int(version_raw) if version_raw else 0, users, last)
 
     async def ping(self) -> None:
         await self._guard(lambda: self.client.ping())
@@ -304,112 +303,3 @@ class RedisRealtimeReader:
     async def close(self) -> None:
         await self.batcher.aclose()
         await self.client.aclose()
-
-
-@dataclass
-class InMemoryRealtimeReader:
-    """Twin for unit tests. ``record`` applies an event the way the consumer would."""
-
-    up: bool = True
-    recent: dict[str, list[RecentEvent]] = field(default_factory=dict)
-    purchased: dict[str, set[str]] = field(default_factory=dict)
-    markers: dict[str, int] = field(default_factory=dict)
-    pop: dict[str, dict[str, float]] = field(default_factory=lambda: {w: {} for w in (*WINDOWS, ALL_TIME)})
-    items: dict[str, dict[str, str]] = field(default_factory=dict)
-    categories: dict[str, set[str]] = field(default_factory=dict)
-    unavailable_items: set[str] = field(default_factory=set)
-    cache: dict[tuple[str, str], bytes] = field(default_factory=dict)
-    calls: int = 0
-
-    def _check(self) -> None:
-        self.calls += 1
-        if not self.up:
-            raise RealtimeUnavailable("Redis is unavailable (in-memory twin switched off)")
-
-    def record(
-        self,
-        user_id: str,
-        item_id: str,
-        event_type: str = "click",
-        ts_ms: int | None = None,
-        weight: float = 1.0,
-    ) -> None:
-        ts = ts_ms if ts_ms is not None else int(time.time() * 1000)
-        events = self.recent.setdefault(user_id, [])
-        events.insert(0, RecentEvent(f"ev-{user_id}-{len(events)}-{ts}", item_id, event_type, ts))
-        events.sort(key=lambda e: e.ts_ms, reverse=True)
-        if event_type == "purchase":
-            self.purchased.setdefault(user_id, set()).add(item_id)
-        for scores in self.pop.values():
-            scores[item_id] = scores.get(item_id, 0.0) + weight
-        self.markers[user_id] = self.markers.get(user_id, 0) + 1
-
-    def set_item(
-        self, item_id: str, category: str | None = None, available: bool = True, title: str = ""
-    ) -> None:
-        entry = {"title": title, "available": "1" if available else "0"}
-        if category is not None:
-            entry["category"] = category
-            self.categories.setdefault(category, set()).add(item_id)
-        self.items[item_id] = entry
-        if available:
-            self.unavailable_items.discard(item_id)
-        else:
-            self.unavailable_items.add(item_id)
-
-    async def user_snapshot(self, user_id: str, cache_params: str | None, recent_n: int) -> UserSnapshot:
-        self._check()
-        marker = self.markers.get(user_id, 0)
-        raw = self.cache.get((user_id, cache_params)) if cache_params is not None else None
-        return UserSnapshot(
-            marker,
-            split_cached(raw, marker),
-            tuple(self.recent.get(user_id, [])[:recent_n]),
-            frozenset(self.purchased.get(user_id, set())),
-        )
-
-    async def store_cached(
-        self, user_id: str, cache_params: str, marker: int, payload: bytes, ttl_s: int
-    ) -> None:
-        self._check()
-        if ttl_s > 0:
-            self.cache[(user_id, cache_params)] = f"{marker}:".encode() + payload
-
-    async def popularity(self, window: str, k: int, category: str | None = None) -> list[tuple[str, float]]:
-        self._check()
-        if window not in self.pop:
-            raise ValueError(f"unknown popularity window {window!r}")
-        members = self.categories.get(category, set()) if category is not None else None
-        ranked = sorted(
-            ((i, s) for i, s in self.pop[window].items() if members is None or i in members),
-            key=lambda p: (-p[1], p[0]),
-        )
-        return ranked[:k]
-
-    async def unavailable(self) -> frozenset[str]:
-        self._check()
-        return frozenset(self.unavailable_items)
-
-    async def category_items(self, category: str) -> frozenset[str]:
-        self._check()
-        return frozenset(self.categories.get(category, set()))
-
-    async def item(self, item_id: str) -> dict[str, str] | None:
-        self._check()
-        return self.items.get(item_id)
-
-    async def erase_user(self, user_id: str) -> ErasedState:
-        self._check()
-        state = sum(
-            1 for store in (self.recent, self.purchased, self.markers) if store.pop(user_id, None) is not None
-        )
-        cached_keys = [key for key in self.cache if key[0] == user_id]
-        for key in cached_keys:
-            del self.cache[key]
-        return ErasedState(state_keys=state, cached_results=len(cached_keys))
-
-    async def ping(self) -> None:
-        self._check()
-
-    async def close(self) -> None:
-        return None

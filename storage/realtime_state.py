@@ -186,10 +186,8 @@ class RedisRealtimeState:
         return deleted
 
     def erase_user(self, user_id: str) -> int:
-        # Scan results are materialised first: deleting while scanning may skip keys.
-        keys = [*self._scan(_glob_escape(self.keys.user_pattern(user_id)))]
-        keys += [*self._scan(_glob_escape(self.keys.recs_cache_pattern(user_id)))]
-        return self._delete(keys)
+        # Every key of a user is derived from the layout (core.keys): no keyspace scan.
+        return int(self.client.unlink(*self.keys.user_keys(user_id)))
 
     def clear_derived(self) -> int:
         keys = [k for k in self._scan(_glob_escape(self.keys.prefix) + "*") if _is_derived(self.keys, k)]
@@ -369,9 +367,7 @@ class InMemoryRealtimeState:
 
     def erase_user(self, user_id: str) -> int:
         self._check()
-        user = self.keys.user_pattern(user_id)[:-1]
-        cache = self.keys.recs_cache_pattern(user_id)[:-1]
-        return self._delete([k for k in self._all_keys() if k.startswith((user, cache))])
+        return self._delete(self.keys.user_keys(user_id))
 
     def clear_derived(self) -> int:
         self._check()

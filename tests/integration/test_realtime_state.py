@@ -65,7 +65,7 @@ def test_pipeline_round_trip_matches_twin(settings: Settings, redis_client) -> N
 def test_erase_and_clear(settings: Settings, redis_client) -> None:
     state = RedisRealtimeState.from_settings(settings.redis)
     state.apply(_ops(state.keys), {("ev", 0): 3})
-    redis_client.set(state.keys.recs_cache("u0", "k=10"), "{}")
+    redis_client.hset(state.keys.recs_cache("u0"), "k=10", "{}")
     assert state.erase_user("u0") == 5  # recent, seen, purchased, marker, cached result
     assert redis_client.exists(state.keys.recent("u0")) == 0
     assert redis_client.exists(state.keys.recent("u1")) == 1

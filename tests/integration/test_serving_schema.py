@@ -1,18 +1,36 @@
-"""Property-based API fuzzing from the app's own OpenAPI document, against real servers: no 5xx."""
+"""Property-based API fuzzing from the app's own OpenAPI document, against real servers.
+
+The first test drives hypothesis through schemathesis' Python API (no 5xx, one error shape); the
+second runs the schemathesis CLI with ``--checks all`` against a live uvicorn for a bounded time:
+every status, content type, limit and ``additionalProperties`` the server enforces must be what the
+document says. ``STREAMREC_SCHEMA_MAX_TIME_S`` lengthens that run (the default keeps it ~60 s).
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import pytest
 import schemathesis
+import uvicorn
+from fastapi import FastAPI
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 
+from cli.processes import free_port
 from core.settings import Settings
 from serving.app import create_app
 from storage.model_registry import open_model_registry
 from tests.integration.test_serving_api import AUTH, with_keys
-from tests.unit.test_serving_helpers import model_files, tiny_loader
+from tests.unit.test_serving_helpers import ADMIN, model_files, tiny_loader
 
 
 def test_no_server_errors_for_any_schema_valid_request(settings: Settings) -> None:
@@ -41,10 +59,84 @@ def test_no_server_errors_for_any_schema_valid_request(settings: Settings) -> No
                     failures.append(f"{label}: {response.status_code} {response.text[:300]}")
                 elif response.status_code >= 400 and case.path != "/readyz":
                     body = response.json()
-                    if set(body.get("error", {})) != {"code", "message"}:
+                    if set(body.get("error", {})) != {"code", "message", "request_id"}:
                         failures.append(f"{label}: error body {body}")
 
             check()
     finally:
         shutdown_lifespans()
     assert not failures, "\n".join(failures[:10])
+
+
+@contextmanager
+def live_server(app: FastAPI) -> Iterator[str]:
+    """``app`` under uvicorn in a thread (a real HTTP server: schemathesis' CLI talks HTTP)."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+MAX_TIME_S = int(os.environ.get("STREAMREC_SCHEMA_MAX_TIME_S", "45"))
+
+
+@pytest.mark.timeout(MAX_TIME_S + 300)
+def test_schemathesis_all_checks_pass(settings: Settings, tmp_path: Path) -> None:
+    """``st run --checks all`` (examples, coverage, fuzzing and stateful phases), time-bounded."""
+    max_time = MAX_TIME_S
+    settings = with_keys(settings, cache_ttl_s=5)
+    registry = open_model_registry(settings)
+    registry.promote(registry.publish(model_files(), {}), "schema test")
+    registry.close()
+    app = create_app(settings, loader=tiny_loader)
+    with live_server(app) as base:
+        deadline = time.monotonic() + 30
+        while app.state.holder.current is None:
+            assert time.monotonic() < deadline, "model not loaded"
+            time.sleep(0.05)
+        command = [
+            str(Path(sys.executable).with_name("st")),
+            "run",
+            f"{base}/openapi.json",
+            "--checks",
+            "all",
+            "--header",
+            f"X-API-Key: {ADMIN}",
+            "--max-time",
+            str(max_time),
+            "--workers",
+            "1",
+            "--seed",
+            os.environ.get("STREAMREC_SCHEMA_SEED", "10"),
+            "--suppress-health-check",
+            "all",
+            "--generation-database",
+            "none",
+            "--request-timeout",
+            "10",
+            # /healthz answers text/plain until the JSON body of the Kafka-recovery work is merged;
+            # the document already says JSON. Drop this exclusion once /healthz returns JSON.
+            "--exclude-path",
+            "/healthz",
+            "--no-color",
+            "--output-truncate",
+            "false",
+        ]
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=max_time + 240, cwd=tmp_path, check=False
+        )
+    output = result.stdout + result.stderr
+    report = Path(os.environ.get("STREAMREC_SCHEMA_REPORT", tmp_path / "schemathesis.txt"))
+    report.write_text(output)
+    # Generated values can be megabytes long: lines are clipped for the assertion message.
+    clipped = "\n".join(line[:400] for line in output.splitlines()[-150:])
+    assert result.returncode == 0, f"full output in {report}\n{clipped}"

@@ -192,7 +192,7 @@ def test_live_state_equals_rebuild_after_random_batches_with_redeliveries():
 def test_erase_user_in_both_twins():
     rig = Rig()
     rig.proc.process([ev("e1", 0), ev("e2", 1, user="u2")])
-    rig.state.strings[rig.state.keys.recs_cache("u1", "k=10")] = "{}"
+    rig.state.hashes[rig.state.keys.recs_cache("u1")] = {"k=10": "{}"}
     assert rig.store.erase_user("u1") == 1
     assert rig.store.erased_users() == {"u1"}
     assert rig.state.erase_user("u1") == 4  # recent, seen, marker, cached result

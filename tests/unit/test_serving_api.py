@@ -23,7 +23,9 @@ def event(n: int = 1, user: str = "u1", item: str = "books-1", **extra: object) 
 def assert_error(resp, status: int, code: str | None = None) -> None:  # type: ignore[no-untyped-def]
     assert resp.status_code == status, resp.text
     body = resp.json()
-    assert set(body["error"]) == {"code", "message"} and body["error"]["message"]
+    assert set(body["error"]) == {"code", "message", "request_id"} and body["error"]["message"]
+    # The same id in the body and the header (the header is what clients quote in support requests).
+    assert body["error"]["request_id"] == resp.headers["x-request-id"]
     if code:
         assert body["error"]["code"] == code
 
@@ -105,7 +107,7 @@ def test_no_model_serves_popular_and_reports() -> None:
         assert_error(h.get("/v1/model"), 503, "no_model")
         assert_error(h.get("/v1/items/books-1/similar"), 503, "no_model")
         resp = h.get("/readyz")
-        assert_error(resp, 503, "not_ready")
+        assert resp.status_code == 503 and resp.json()["error"]["code"] == "not_ready"
         assert "model" in resp.json()["error"]["message"]
 
 

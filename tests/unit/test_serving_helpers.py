@@ -21,7 +21,7 @@ from serving.model_port import LoadedModel
 from serving.ports import InMemoryProducer, InMemoryRetrainRequests
 from storage.event_store import InMemoryEventStore
 from storage.model_registry import InMemoryModelRegistry
-from storage.realtime_reader import InMemoryRealtimeReader
+from storage.realtime_reader_twin import InMemoryRealtimeReader
 
 CATEGORIES = ("books", "games", "music", "tools")
 PER_CATEGORY = 10
@@ -209,15 +209,19 @@ def test_tiny_model_ranks_own_category_first() -> None:
     assert {category_of(i) for i, _ in top} == {"books"}
 
 
-def test_cached_results_are_only_served_for_the_model_that_computed_them() -> None:
-    from serving.service import cache_payload, cached_items_for
+def test_cached_results_are_only_served_for_the_model_and_catalog_that_computed_them() -> None:
+    from serving.service import cache_payload, cache_tag, cached_items_for
 
     items = b'[{"item_id":"i1","score":0.5,"reason":{"kind":"personalized"}}]'
-    payload = cache_payload("7", items)
-    assert cached_items_for(payload, "7") == items
-    assert cached_items_for(payload, "8") is None
-    assert cached_items_for(payload, None) is None
-    assert cached_items_for(cache_payload(None, b"[]"), None) == b"[]"
+    tag = cache_tag("7", b"c1")
+    payload = cache_payload(tag, items)
+    assert cached_items_for(payload, tag) == items
+    assert cached_items_for(payload, cache_tag("8", b"c1")) is None
+    assert cached_items_for(payload, cache_tag("7", b"c2")) is None  # the catalog changed
+    assert cached_items_for(payload, cache_tag(None, b"c1")) is None
+    assert cached_items_for(cache_payload(cache_tag(None, b"-"), b"[]"), cache_tag(None, b"-")) == b"[]"
+    # A version with ':' cannot cut the tag short.
+    assert cached_items_for(cache_payload(cache_tag("a:b", b"c"), b"[]"), cache_tag("a:b", b"c")) == b"[]"
     # Entries written in an older layout (a JSON object) or truncated ones are misses, not errors.
-    assert cached_items_for(b'{"v": "7", "items": []}', "7") is None
-    assert cached_items_for(b"7:", "7") is None
+    assert cached_items_for(b'{"v": "7", "items": []}', tag) is None
+    assert cached_items_for(tag + b":", tag) is None
