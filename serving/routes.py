@@ -15,6 +15,7 @@ from serving.fast_params import LeanRoute, openapi_parameters, parse_params
 from serving.ingest import IngestService
 from serving.responses import FastJSONResponse
 from serving.schemas import (
+    CONTROL_CLASS,
     AcceptedOut,
     ErasureOut,
     EventBatchIn,
@@ -30,9 +31,10 @@ from serving.schemas import (
 from serving.service import ReadService, RecsQuery
 
 UserId = Annotated[str, Path(min_length=1, max_length=256)]
-# Not blank and no control characters: what the item update validation accepts as an id.
-ID_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
-ItemId = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
+# Not blank and no control characters: what the item update validation accepts as an id. Documented
+# only: core.events checks it, so a bad id gets its own reason code (control_character), not a generic one.
+ID_PATTERN = f"^[^{CONTROL_CLASS}]*[^\\s{CONTROL_CLASS}][^{CONTROL_CLASS}]*$"
+ItemId = Annotated[str, Path(min_length=1, max_length=256, json_schema_extra={"pattern": ID_PATTERN})]
 K = Annotated[int, Query(ge=1, description="number of items; at most serving.max_k")]
 Category = Annotated[str | None, Query(min_length=1, max_length=256)]
 MAX_EXCLUDE = 1000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool
 
 from core.events import MAX_PROPERTIES, MAX_PROPERTY_KEY, MAX_PROPERTY_STR
 
@@ -71,6 +71,9 @@ class EventBatchIn(BaseModel):
     events: list[Any] = Field(description="interaction events (schema v1)")
 
 
+# The control characters core.storable refuses in ids and keys, as an ECMA-262 character class body.
+CONTROL_CLASS = "\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029"
+
 # A JSON number only (lax pydantic would take false or "5" as prices).
 Price = Annotated[int, Strict(), Field(ge=0)] | Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
 
@@ -82,7 +85,9 @@ class ItemUpdateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     title: str | None = Field(default=None, max_length=1024)
-    category: str | None = Field(default=None, min_length=1, max_length=256)
+    category: str | None = Field(
+        default=None, min_length=1, max_length=256, json_schema_extra={"pattern": f"^[^{CONTROL_CLASS}]+$"}
+    )
     price: Price | None = None
     # Strict: JSON 0/1 or "true" are not booleans (pydantic would coerce them, the document says no).
     available: StrictBool | None = None
@@ -94,8 +99,9 @@ class ItemUpdateIn(BaseModel):
             "propertyNames": {
                 "minLength": 1,
                 "maxLength": MAX_PROPERTY_KEY,
-                # MongoDB cannot store a key with NUL or starting with '$'.
-                "pattern": "^[^$\\u0000][^\\u0000]*$",
+                # core.storable.property_key_problem: no leading '$', no '.', no control characters
+                # (MongoDB reads them as operators and paths; BSON cannot hold NUL in a key).
+                "pattern": f"^[^$.{CONTROL_CLASS}][^.{CONTROL_CLASS}]*$",
             },
             "additionalProperties": {
                 "anyOf": [
@@ -108,17 +114,6 @@ class ItemUpdateIn(BaseModel):
             },
         },
     )
-
-    @field_validator("properties")
-    @classmethod
-    def _storable_properties(cls, props: dict[str, Any] | None) -> dict[str, Any] | None:
-        """What the document states beyond pydantic's own checks (``core.events`` checks the rest)."""
-        for key, value in (props or {}).items():
-            if key.startswith("$") or "\x00" in key:
-                raise ValueError("property keys must not start with '$' or contain NUL")
-            if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
-                raise ValueError(f"property {key!r} is outside the signed 64-bit integer range")
-        return props
 
 
 class ErasureCounts(BaseModel):

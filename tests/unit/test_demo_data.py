@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -71,7 +72,9 @@ def test_cap_keeps_the_first_events_in_time(tmp_path: Path) -> None:
 
 
 def test_simulated_is_deterministic_and_sized() -> None:
-    a, b = simulated(500), simulated(500)
+    # Same inputs, same period → the same event ids (the period's end is part of each id).
+    end = datetime(2026, 11, 1, tzinfo=UTC)
+    a, b = simulated(500, end=end), simulated(500, end=end)
     assert len(a.events) == 500 and a.items
     assert [e.event_id for e in a.events] == [e.event_id for e in b.events]
     assert len({e.user_id for e in a.events}) <= 50
