@@ -8,12 +8,15 @@ keeps polling, so the member stays in its group. Nothing is committed until the 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import threading
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from consumer import metrics
@@ -23,7 +26,8 @@ from consumer.processor import BatchOutcome, BatchProcessor, SinkUnavailable
 from core.errors import DependencyUnavailable, StreamrecError
 from core.settings import Settings
 from storage.event_store import EventStore
-from storage.kafka import flush_or_raise, is_fatal, make_consumer, make_producer
+from storage.kafka import is_fatal, make_consumer, make_resilient_producer
+from storage.kafka_producer import Delivery, OutMessage, ResilientProducer, SendFailed
 from storage.realtime_state import RealtimeState
 
 log = logging.getLogger(__name__)
@@ -36,31 +40,69 @@ class FatalKafkaError(StreamrecError):
 
 
 class KafkaDeadLetterSink:
-    def __init__(self, producer: Producer, topic: str) -> None:
+    """Dead letters through the self-healing producer; ``flush`` returns only when all are acked.
+
+    A failed flush raises (the runner retries the whole batch with backoff, polling and paused), so
+    records acknowledged by an earlier try are remembered by source coordinates and not sent again:
+    a retried batch does not put the same dead letter on the topic twice.
+    """
+
+    MEMORY = 100_000  # acknowledged coordinates remembered (retries only concern recent batches)
+
+    def __init__(
+        self,
+        producer: ResilientProducer,
+        topic: str,
+        *,
+        timeout_s: float = 5.0,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.producer = producer
         self.topic = topic
-        self._errors: list[str] = []
-
-    def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            self._errors.append(err.str())
+        self.timeout_s = timeout_s
+        self.should_stop = should_stop
+        self._queued: list[OutMessage] = []
+        self._acked: OrderedDict[tuple[bytes, ...], None] = OrderedDict()
+        # Unfinished dead letters of a failed flush: a retry waits for those still in flight.
+        self._delivery = Delivery([])
 
     def send(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
-        hdrs: list[tuple[str, str | bytes | None]] = list(headers)
-        while True:
-            try:
-                self.producer.produce(
-                    self.topic, value=value, key=key, headers=hdrs, on_delivery=self._delivered
-                )
-                return
-            except BufferError:
-                self.producer.poll(0.1)
+        self._queued.append((key, value, list(headers)))
 
     def flush(self) -> None:
-        flush_or_raise(self.producer, timeout_s=30.0)
-        if self._errors:
-            errors, self._errors = self._errors, []
-            raise DependencyUnavailable(f"dead-letter topic {self.topic} rejected records: {errors[0]}")
+        queued, self._queued = self._queued, []
+        known = {_source(m) for m in self._delivery.messages} | self._acked.keys()
+        self._delivery.add(m for m in queued if _source(m) not in known)
+        try:
+            self.producer.deliver(
+                self.topic, self._delivery, timeout_s=self.timeout_s, should_stop=self.should_stop
+            )
+        except SendFailed as exc:
+            if exc.permanent:
+                # The dead-letter topic refuses the record itself (too large for it): send the
+                # headers with an empty value instead, so the record still ends up dead-lettered.
+                dropped = self._delivery.replace_rejected(_without_value)
+                log.error("event=dead_letter_value_dropped count=%d reason=%r", dropped, str(exc)[:300])
+            raise DependencyUnavailable(f"dead-letter topic {self.topic}: {exc}") from exc
+        self._remember(self._delivery.messages)
+        self._delivery = Delivery([])
+
+    def _remember(self, messages: Iterable[OutMessage]) -> None:
+        for message in messages:
+            self._acked[_source(message)] = None
+        while len(self._acked) > self.MEMORY:
+            self._acked.popitem(last=False)
+
+
+def _without_value(message: OutMessage, reason: str) -> OutMessage:
+    key, value, headers = message
+    note = [("value_dropped", f"{len(value or b'')} bytes: {reason}"[:500].encode())]
+    return key, b"", [*(headers or []), *note]
+
+
+def _source(message: OutMessage) -> tuple[bytes, ...]:
+    headers = dict(message[2] or [])
+    return tuple(headers.get(h, b"") for h in ("source_topic", "source_partition", "source_offset"))
 
 
 def to_raw(msg: Message) -> RawMessage:
@@ -83,21 +125,47 @@ class ConsumerRunner:
         self._lag_at = 0.0
         kafka = settings.kafka
         self.consumer: Consumer = make_consumer(kafka, error_cb=self._on_error)
-        self.producer: Producer = make_producer(kafka, error_cb=self._on_error)
-        self.processor = BatchProcessor(
-            settings, store, state, KafkaDeadLetterSink(self.producer, kafka.topics.dead_letter)
+        # Its own errors (fatal ones included) make it rebuild itself; they never stop the consumer.
+        self.producer = make_resilient_producer(kafka, name="dead-letter")
+        sink = KafkaDeadLetterSink(
+            self.producer,
+            kafka.topics.dead_letter,
+            timeout_s=settings.consumer.dead_letter_timeout_s,
+            should_stop=lambda: self.stopping,
         )
+        self.processor = BatchProcessor(settings, store, state, sink)
+        self._watchdog: threading.Timer | None = None
+        self._hard_exit = False
 
     # ------------------------------------------------------------ lifecycle
 
     def request_stop(self, *_: Any) -> None:
         if not self.stopping:
             log.info("event=stop_requested action=finish_batch_commit_close")
+            if self._hard_exit:
+                self._start_watchdog()
         self.stopping = True
 
     def install_signal_handlers(self) -> None:
+        """For the process's main: SIGTERM/SIGINT stop the loop, and the grace period is enforced."""
+        self._hard_exit = True
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+
+    def _start_watchdog(self) -> None:
+        # Every wait in the loop checks ``stopping``, so this should never fire; it guarantees the
+        # grace period even if a client call blocks (e.g. close() against a dead broker). Exiting
+        # without a commit is safe: uncommitted records come again and the applied offsets absorb them.
+        grace = self.settings.consumer.shutdown_grace_s
+
+        def expire() -> None:
+            log.error("event=shutdown_grace_exceeded grace_s=%.1f action=exit_without_commit", grace)
+            logging.shutdown()
+            os._exit(1)
+
+        self._watchdog = threading.Timer(grace, expire)
+        self._watchdog.daemon = True
+        self._watchdog.start()
 
     def run(self) -> int:
         topics = [self.settings.kafka.topics.events, self.settings.kafka.topics.items]
@@ -134,8 +202,11 @@ class ConsumerRunner:
             self.consumer.close()
         except (KafkaException, RuntimeError) as exc:
             log.warning("event=consumer_close_failed error=%s", exc)
-        self.producer.flush(5.0)
+        # Every dead letter a committed batch needed is acknowledged already: nothing to wait for.
+        self.producer.close(0.5)
         log.info("event=consumer_stopped")
+        if self._watchdog is not None:
+            self._watchdog.cancel()
 
     # ------------------------------------------------------------ batches
 
@@ -237,7 +308,7 @@ class ConsumerRunner:
             self._pause()
         deadline = time.monotonic() + seconds
         while not self.stopping and (left := deadline - time.monotonic()) > 0:
-            msg = self.consumer.poll(min(left, 0.5))
+            msg = self.consumer.poll(min(left, 0.2))
             if msg is not None:
                 # A record fetched before the pause took effect: keep it for after the batch.
                 self._carry += self._decode([msg])
@@ -269,8 +340,17 @@ class ConsumerRunner:
         if self._fatal:
             raise FatalKafkaError(f"fatal Kafka error, stopping: {self._fatal}")
 
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("event=partitions_assigned partitions=%s", _fmt(partitions))
+        if self._paused and partitions:
+            # A partition handed over during an outage must not start fetching: assign it here
+            # (the client then skips its own assign) and pause it at once.
+            try:
+                consumer.incremental_assign(partitions)
+                consumer.pause(partitions)
+                log.info("event=partitions_paused count=%d reason=assigned_during_outage", len(partitions))
+            except KafkaException as exc:
+                log.warning("event=pause_on_assign_failed error=%s", exc)
 
     def _drop(self, partitions: list[TopicPartition]) -> set[TP]:
         gone = {(tp.topic, tp.partition) for tp in partitions}

@@ -29,6 +29,7 @@ from serving.popularity import RealtimeSnapshots
 from serving.ports import ErasurePort, EventProducer, RetrainRequests
 from serving.routes import build_router
 from serving.service import ReadService
+from storage.kafka_producer import ResilientProducer
 from storage.realtime_reader import RealtimeReader
 
 log = logging.getLogger(__name__)
@@ -144,15 +145,15 @@ def create_app(
             mongo_registry = open_model_registry(settings)
             reg = mongo_registry
             closers.append(mongo_registry.close)
-        kafka: EventProducer
+        kafka: ResilientProducer
         if producer is None:
-            from storage.kafka import make_producer
+            from storage.kafka import make_resilient_producer
 
-            built_producer = make_producer(settings.kafka)
-            kafka = built_producer
-            closers.append(lambda: built_producer.flush(5.0))
+            kafka = make_resilient_producer(settings.kafka, name="api")
+            closers.append(lambda: kafka.close(5.0))
         else:
-            kafka = producer
+            injected = producer
+            kafka = ResilientProducer(lambda _error_cb: injected, name="api")
 
         holder = ModelHolder(reg, loader or _default_loader(settings), metrics, store)
         snapshots = RealtimeSnapshots(
@@ -163,7 +164,9 @@ def create_app(
         app.state.snapshots = snapshots
         app.state.read = ReadService(settings, reader, holder, snapshots, metrics)
         app.state.ingest = IngestService(settings, kafka)
-        app.state.admin = AdminService(holder, reader, store, retrain)
+        app.state.admin = AdminService(
+            holder, reader, store, retrain, snapshots=snapshots, ingest_health=kafka.health
+        )
         tasks = [
             asyncio.create_task(holder.run(settings.serving.model_poll_s), name="model-poll"),
             asyncio.create_task(snapshots.run(), name="snapshot-refresh"),

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 
 from serving.admin import AdminService
 from serving.auth import require
@@ -18,6 +18,7 @@ from serving.schemas import (
     ERRORS,
     AcceptedOut,
     ErasureOut,
+    ErrorBody,
     EventBatchIn,
     ItemUpdateIn,
     ModelOut,
@@ -52,6 +53,22 @@ def _check_k(request: Request, k: int) -> None:
     max_k = request.app.state.settings.serving.max_k
     if k > max_k:
         raise ApiError(422, "invalid_request", f"k must be at most {max_k}, got {k}")
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    ready: bool
+    mode: Literal["full", "degraded", "popularity", "unavailable"]
+    checks: dict[str, str] = Field(
+        description="model, redis, mongodb, ingest (Kafka producer): 'ok' or what is wrong"
+    )
+
+
+class NotReadyOut(ReadyOut):
+    error: ErrorBody
 
 
 class RecsParams(BaseModel):
@@ -128,16 +145,18 @@ async def retrain(request: Request, body: RetrainIn | None = None) -> Response:
 
 
 async def healthz() -> Response:
-    return PlainTextResponse("ok")
+    # Liveness only: the event loop answers. Dependencies are /readyz's business.
+    return FastJSONResponse({"status": "ok"})
 
 
 async def readyz(request: Request) -> Response:
-    ready, checks = await _admin(request).readiness()
-    if ready:
-        return FastJSONResponse({"ready": True, "checks": checks})
-    reasons = "; ".join(f"{name}: {state}" for name, state in checks.items() if not state.startswith("ok"))
+    state = await _admin(request).readiness()
+    body: dict[str, Any] = {"ready": state.ready, "mode": state.mode, "checks": state.checks}
+    if state.ready:
+        return FastJSONResponse(body)
+    reasons = "; ".join(f"{name}: {value}" for name, value in state.checks.items() if value != "ok")
     return FastJSONResponse(
-        {"error": {"code": "not_ready", "message": reasons}, "ready": False, "checks": checks},
+        {"error": {"code": "not_ready", "message": f"cannot answer requests: {reasons}"}, **body},
         status_code=503,
     )
 
@@ -229,6 +248,8 @@ def build_router(public_read: bool) -> APIRouter:
         healthz,
         methods=["GET"],
         response_model=None,
+        responses={200: {"model": HealthOut, "description": "the process is alive"}},
+        summary="Liveness: the process answers (restart it when this fails)",
         tags=["ops"],
     )
     router.add_api_route(
@@ -236,7 +257,11 @@ def build_router(public_read: bool) -> APIRouter:
         readyz,
         methods=["GET"],
         response_model=None,
-        responses={503: {"model": ERRORS[503]["model"]}},
+        responses={
+            200: {"model": ReadyOut, "description": "can answer recommendations (maybe degraded)"},
+            503: {"model": NotReadyOut, "description": "cannot answer recommendations at all"},
+        },
+        summary="Readiness: can answer recommendations; checks report each dependency",
         tags=["ops"],
     )
     return router

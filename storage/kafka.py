@@ -11,6 +11,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from core.errors import DependencyUnavailable
 from core.settings import KafkaSettings
+from storage.kafka_producer import ResilientProducer
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,25 @@ def consumer_config(settings: KafkaSettings, group_id: str | None = None, **over
         "fetch.wait.max.ms": 100,
         # Topics created after subscribe are otherwise seen only at the 5-minute metadata refresh.
         "topic.metadata.refresh.interval.ms": 30_000,
+        # Bounds the prefetch queue (librdkafka's default is 64 MiB): during a sink outage the
+        # partitions are paused and nothing but this prefetch is held in memory.
+        "queued.max.messages.kbytes": 8192,
     }
     return conf | overrides
 
 
 def make_producer(settings: KafkaSettings, **overrides: Any) -> Producer:
     return Producer(producer_config(settings, **overrides))
+
+
+def make_resilient_producer(settings: KafkaSettings, name: str, **overrides: Any) -> ResilientProducer:
+    """A producer that rebuilds itself after fatal errors or lost producer state (see kafka_producer)."""
+    return ResilientProducer(
+        lambda error_cb: Producer(producer_config(settings, error_cb=error_cb, **overrides)),
+        name=name,
+        stall_timeout_s=settings.producer_stall_timeout_s,
+        stalls_before_rebuild=settings.producer_stalls_before_rebuild,
+    )
 
 
 def make_consumer(settings: KafkaSettings, group_id: str | None = None, **overrides: Any) -> Consumer:

@@ -1,0 +1,424 @@
+"""A Kafka producer that recovers by itself: produce, wait for every acknowledgement, rebuild when stuck.
+
+An idempotent librdkafka producer that lost its producer state (the broker restarted and forgot it,
+or it answered UNKNOWN_PRODUCER_ID, OUT_OF_ORDER_SEQUENCE_NUMBER, a fence or another fatal error)
+never recovers: it keeps retrying the same sequence numbers until ``message.timeout.ms``, and every
+later message queues behind them. Measured on the dev broker: after a restart, a flush of one new
+message times out after 20 s with no error at all, while a metadata request answers at once. So a
+send that stalls while the broker answers metadata, or any fatal/lost-state error, makes
+``ResilientProducer`` purge and drop the stuck producer, build a new one and send again. Re-sends are
+safe because every event carries its id and the consumer stores an id once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from confluent_kafka import KafkaError, KafkaException
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from core.errors import DependencyUnavailable
+
+log = logging.getLogger(__name__)
+
+# Errors that mean this producer instance's idempotence state is gone: only a new producer helps.
+LOST_STATE = frozenset(
+    {
+        KafkaError.UNKNOWN_PRODUCER_ID,
+        KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError._FENCED,
+        KafkaError.INVALID_PRODUCER_ID_MAPPING,
+        KafkaError._FATAL,
+        KafkaError._GAPLESS_GUARANTEE,
+    }
+)
+# Per-message errors no retry can fix: fail the send at once instead of retrying until the deadline.
+PERMANENT = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError._INVALID_ARG,
+    }
+)
+POLL_S = 0.05
+LOG_EVERY_S = 60.0
+
+OutMessage = tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]
+ErrorCallback = Callable[[KafkaError], None]
+
+
+class ProducerLike(Protocol):
+    """The part of ``confluent_kafka.Producer`` used here (the in-memory twin has it too)."""
+
+    def produce(self, topic: str, *args: Any, **kwargs: Any) -> None: ...
+
+    def poll(self, timeout: float = ...) -> int: ...
+
+    def flush(self, timeout: float = ...) -> int: ...
+
+
+class SendFailed(DependencyUnavailable):
+    """Some messages were not acknowledged; ``permanent`` when retrying cannot help."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class _Incomplete(Exception):
+    """One attempt ended with messages outstanding (internal: drives the retry loop)."""
+
+
+@dataclass
+class ProducerHealth:
+    ok: bool = True
+    reason: str = ""
+    last_success: float | None = None  # wall-clock time of the last fully acknowledged send
+    rebuilds: int = 0
+
+    def describe(self) -> str:
+        return "ok" if self.ok else f"down ({self.reason})"
+
+
+@dataclass
+class Delivery:
+    """The delivery state of messages to one topic: which are acknowledged, in flight, or failed.
+
+    Kept by a caller across failed sends (``ResilientProducer.deliver``), it lets a retry wait for
+    messages still in flight instead of producing them a second time.
+    """
+
+    messages: list[OutMessage]
+    done: set[int] = field(default_factory=set)
+    inflight: dict[int, int] = field(default_factory=dict)  # index -> producer generation
+    failed: dict[int, Any] = field(default_factory=dict)
+    # Refused for good (too large, not authorized): not retried until the caller replaces them.
+    rejected: dict[int, str] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    last_error: str = ""  # the most telling reason seen, for the final error and the health
+
+    def callback(self, index: int, generation: int) -> Callable[[Any, Any], None]:
+        def delivered(err: Any, _msg: Any) -> None:
+            with self.lock:
+                # A report from a producer we already replaced is stale: the message was sent again.
+                if self.inflight.get(index) != generation:
+                    return
+                del self.inflight[index]
+                if err is None:
+                    self.done.add(index)
+                else:
+                    self.failed[index] = err
+
+        return delivered
+
+    def add(self, messages: Iterable[OutMessage]) -> None:
+        with self.lock:
+            self.messages.extend(messages)
+
+    def unsent(self) -> list[int]:
+        with self.lock:
+            busy = self.done | self.inflight.keys() | self.rejected.keys()
+            return [i for i in range(len(self.messages)) if i not in busy]
+
+    def replace_rejected(self, fix: Callable[[OutMessage, str], OutMessage]) -> int:
+        """Replace each rejected message by ``fix(message, reason)`` so that it is sent again."""
+        with self.lock:
+            rejected, self.rejected = self.rejected, {}
+            for index, reason in rejected.items():
+                self.messages[index] = fix(self.messages[index], reason)
+            return len(rejected)
+
+    def forget_generations_before(self, generation: int) -> None:
+        with self.lock:
+            for index in [i for i, g in self.inflight.items() if g != generation]:
+                del self.inflight[index]
+
+    def take_failures(self) -> dict[int, Any]:
+        with self.lock:
+            failed, self.failed = self.failed, {}
+            return failed
+
+    @property
+    def complete(self) -> bool:
+        with self.lock:
+            return len(self.done) == len(self.messages)
+
+
+class ResilientProducer:
+    """Thread-safe ``send(topic, messages, timeout_s)`` that returns only when every message is acked.
+
+    ``factory(error_cb)`` builds the underlying producer. An attempt waits up to ``stall_timeout_s``
+    for acknowledgements; ``stalls_before_rebuild`` attempts in a row that stall while ``reachable``
+    answers (the broker is up but this producer is stuck) rebuild the producer. Retriable errors back
+    off exponentially until the send's own deadline.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[ErrorCallback], ProducerLike],
+        *,
+        name: str = "producer",
+        stall_timeout_s: float = 3.0,
+        stalls_before_rebuild: int = 1,
+        reachable: Callable[[ProducerLike], bool] | None = None,
+    ) -> None:
+        self._factory = factory
+        self.name = name
+        self.stall_timeout_s = stall_timeout_s
+        self.stalls_before_rebuild = max(1, stalls_before_rebuild)
+        self._reachable = reachable or _answers_metadata
+        self._lock = threading.Lock()
+        self._fatal: str | None = None
+        self._suspect = False  # every broker was down: the producer may have lost its state
+        self._logged: dict[int, float] = {}
+        self._stalls = 0
+        self._generation = 0
+        self._health = ProducerHealth()
+        self._producer = factory(self._on_error)
+
+    # ------------------------------------------------------------ state
+
+    def health(self) -> ProducerHealth:
+        return ProducerHealth(**vars(self._health))
+
+    @property
+    def producer(self) -> ProducerLike:
+        return self._producer
+
+    def _current(self) -> tuple[int, ProducerLike]:
+        with self._lock:
+            fatal, suspect = self._fatal, self._suspect
+            generation, producer = self._generation, self._producer
+        if fatal:
+            self._rebuild(generation, f"fatal error: {fatal}")
+        elif suspect and self._reachable(producer):
+            # Every broker was gone and one answers again: if it lost its state (a restarted dev
+            # broker always does), this producer would stall. A new one costs a producer id.
+            self._rebuild(generation, "the brokers are back after all were down")
+        with self._lock:
+            return self._generation, self._producer
+
+    def _on_error(self, err: KafkaError) -> None:
+        # Served on a polling thread: only flag the state; the next attempt rebuilds.
+        if err.fatal() or err.code() in LOST_STATE:
+            log.error("event=producer_fatal name=%s code=%s error=%s", self.name, err.name(), err.str())
+            with self._lock:
+                self._fatal = err.str()
+            return
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            with self._lock:
+                self._suspect = True
+        # librdkafka repeats connection errors every second while a broker is down: log each kind
+        # once a minute, not every time.
+        now = time.monotonic()
+        if now - self._logged.get(err.code(), -LOG_EVERY_S) >= LOG_EVERY_S:
+            self._logged[err.code()] = now
+            log.warning("event=kafka_client_error name=%s code=%s error=%s", self.name, err.name(), err.str())
+
+    def _rebuild(self, seen_generation: int, reason: str) -> None:
+        with self._lock:
+            if self._generation != seen_generation:
+                return  # another thread already replaced the producer this caller saw
+            old = self._producer
+            try:
+                self._producer = self._factory(self._on_error)
+            except KafkaException as exc:
+                self._mark_down(f"cannot build a new producer: {exc}")
+                return
+            self._generation += 1
+            self._fatal = None
+            self._suspect = False
+            self._stalls = 0
+            self._health.rebuilds += 1
+        log.warning("event=producer_rebuilt name=%s reason=%r", self.name, reason[:300])
+        _discard(old)
+
+    def _mark_down(self, reason: str) -> None:
+        self._health.ok = False
+        self._health.reason = reason
+
+    # ------------------------------------------------------------ sending
+
+    def send(
+        self,
+        topic: str,
+        messages: Sequence[OutMessage],
+        *,
+        timeout_s: float,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """Produce ``messages`` and wait until all are acknowledged; ``SendFailed`` otherwise."""
+        self.deliver(topic, Delivery(list(messages)), timeout_s=timeout_s, should_stop=should_stop)
+
+    def deliver(
+        self,
+        topic: str,
+        batch: Delivery,
+        *,
+        timeout_s: float,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """``send`` for a ``Delivery`` the caller keeps: after a failure, pass it again to resume."""
+        messages = batch.messages
+        if batch.complete:
+            return
+        started = time.monotonic()
+        deadline = started + timeout_s
+
+        def stop(state: RetryCallState) -> bool:
+            return should_stop() or stop_after_delay(timeout_s)(state)
+
+        def sleep(seconds: float) -> None:
+            end = min(time.monotonic() + seconds, deadline)
+            while not should_stop() and time.monotonic() < end:
+                time.sleep(min(POLL_S, max(0.0, end - time.monotonic())))
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Incomplete),
+            wait=wait_exponential(multiplier=0.05, max=1.0),
+            stop=stop,
+            sleep=sleep,
+            reraise=True,
+        )
+        try:
+            retrying(self._attempt, topic, batch, deadline, should_stop)
+        except _Incomplete as exc:
+            outstanding = len(messages) - len(batch.done)
+            reason = f"Kafka did not acknowledge {outstanding} of {len(messages)} messages to {topic} ({exc})"
+            self._mark_down(batch.last_error or str(exc))
+            raise SendFailed(reason) from None
+        self._health.ok = True
+        self._health.reason = ""
+        self._health.last_success = time.time()
+
+    def _attempt(self, topic: str, batch: Delivery, deadline: float, should_stop: Callable[[], bool]) -> None:
+        generation, producer = self._current()
+        batch.forget_generations_before(generation)
+        started = time.monotonic()
+        end = min(deadline, started + self.stall_timeout_s)
+        for index in batch.unsent():
+            key, value, headers = batch.messages[index]
+            with batch.lock:
+                batch.inflight[index] = generation
+            while True:
+                try:
+                    kwargs: dict[str, Any] = {"value": value, "key": key}
+                    if headers:
+                        kwargs["headers"] = headers
+                    producer.produce(topic, on_delivery=batch.callback(index, generation), **kwargs)
+                    break
+                except BufferError:
+                    # Local queue full: serve delivery reports to make room, then try again.
+                    producer.poll(POLL_S)
+                    if time.monotonic() >= end or should_stop():
+                        with batch.lock:
+                            batch.inflight.pop(index, None)
+                        raise _Incomplete("the local producer queue stayed full") from None
+                except KafkaException as exc:
+                    with batch.lock:
+                        batch.inflight.pop(index, None)
+                    err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                    if _is_permanent(err):
+                        # e.g. larger than message.max.bytes: checked locally, refused before sending.
+                        with batch.lock:
+                            batch.rejected[index] = _text(err)
+                        break
+                    if _needs_new_producer(err):
+                        self._rebuild(generation, _text(err))
+                    raise _Incomplete(f"produce failed: {exc}") from None
+        if batch.rejected:
+            self._raise_rejected(batch)
+        while not batch.complete and time.monotonic() < end and not should_stop():
+            producer.poll(POLL_S)
+            if batch.failed:
+                break
+        if batch.complete:
+            with self._lock:
+                self._stalls = 0
+            return
+        self._judge_failures(batch, generation)
+        if should_stop():
+            raise _Incomplete("stopping")
+        if batch.inflight and time.monotonic() - started >= self.stall_timeout_s:
+            batch.last_error = f"no acknowledgement within {self.stall_timeout_s:.1f}s"
+            self._judge_stall(batch, producer, generation)
+        raise _Incomplete(batch.last_error or "no acknowledgement before the deadline")
+
+    def _judge_failures(self, batch: Delivery, generation: int) -> None:
+        failures = batch.take_failures()
+        if not failures:
+            return
+        errors = list(failures.values())
+        first = _text(errors[0])
+        batch.last_error = f"{len(errors)} messages failed: {first}"
+        if any(_needs_new_producer(e) for e in errors):
+            self._rebuild(generation, first)
+        permanent = {i: _text(e) for i, e in failures.items() if _is_permanent(e)}
+        if permanent:
+            with batch.lock:
+                batch.rejected.update(permanent)
+            self._raise_rejected(batch)
+        raise _Incomplete(batch.last_error)
+
+    def _raise_rejected(self, batch: Delivery) -> None:
+        reasons = list(batch.rejected.values())
+        self._mark_down(reasons[0])
+        raise SendFailed(f"Kafka refused {len(reasons)} messages for good: {reasons[0]}", permanent=True)
+
+    def _judge_stall(self, batch: Delivery, producer: ProducerLike, generation: int) -> None:
+        with self._lock:
+            self._stalls += 1
+            stalls = self._stalls
+        if stalls < self.stalls_before_rebuild:
+            return
+        if self._reachable(producer):
+            self._rebuild(generation, f"{stalls} sends stalled while the broker answers metadata")
+        else:
+            batch.last_error += "; broker unreachable"
+
+    def close(self, timeout_s: float = 5.0) -> int:
+        """Wait up to ``timeout_s`` for queued messages; returns how many are still undelivered."""
+        return int(self._producer.flush(timeout_s))
+
+
+def _needs_new_producer(err: Any) -> bool:
+    return isinstance(err, KafkaError) and (bool(err.fatal()) or err.code() in LOST_STATE)
+
+
+def _is_permanent(err: Any) -> bool:
+    return isinstance(err, KafkaError) and err.code() in PERMANENT
+
+
+def _text(err: Any) -> str:
+    return err.str() if isinstance(err, KafkaError) else str(err)
+
+
+def _answers_metadata(producer: ProducerLike) -> bool:
+    list_topics = getattr(producer, "list_topics", None)
+    if list_topics is None:
+        return True
+    try:
+        list_topics(timeout=1.0)
+        return True
+    except KafkaException:
+        return False
+
+
+def _discard(producer: ProducerLike) -> None:
+    """Drop a stuck producer without waiting for the messages it can no longer deliver."""
+    purge = getattr(producer, "purge", None)
+    try:
+        if purge is not None:
+            purge()
+        producer.flush(0)
+    except (KafkaException, RuntimeError) as exc:
+        log.debug("event=producer_discard_failed error=%s", exc)

@@ -1,0 +1,197 @@
+"""Kafka clients recover by themselves: the broker restarts (losing all its state) under the API and
+under the consumer, and both go on without a restart of their own.
+
+Each test runs a private dev broker (Tansu keeps everything in memory, so a restart loses topics,
+groups and producer ids: the case that wedged idempotent producers for good).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from cli.devstack_probes import free_port
+from cli.devstack_servers import ServerProcess, start_server, stop_server
+from core.settings import Settings
+from serving.app import create_app
+from storage.kafka import make_resilient_producer
+from tests.integration.test_consumer_e2e import read_topic, wait_until
+from tests.integration.test_consumer_resilience import consumer_env, streamrec_bin
+from tests.integration.test_serving_api import with_keys
+from tests.unit.test_serving_helpers import INGEST, tiny_loader
+
+
+class Broker:
+    """A private dev broker that can be restarted on the same port."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.port = free_port()
+        self.server: ServerProcess | None = start_server("kafka", base, self.port)
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.server is not None:
+            stop_server(self.server)
+            self.server = None
+
+    def start(self) -> None:
+        if self.server is None:
+            self.server = start_server("kafka", self.base, self.port)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@contextmanager
+def private_broker(tmp_path: Path) -> Iterator[Broker]:
+    broker = Broker(tmp_path / "broker")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def on_broker(settings: Settings, broker: Broker) -> Settings:
+    return settings.model_copy(
+        update={"kafka": settings.kafka.model_copy(update={"bootstrap": broker.url})}
+    )
+
+
+def event(eid: str, user: str = "pu1", **extra: Any) -> dict[str, Any]:
+    return {
+        "event_id": eid,
+        "event_type": "click",
+        "user_id": user,
+        "item_id": "books-1",
+        "timestamp": int(time.time() * 1000),
+        **extra,
+    }
+
+
+def test_api_ingest_recovers_after_the_broker_restarts(settings: Settings, tmp_path: Path) -> None:
+    auth = {"X-API-Key": INGEST}
+    with private_broker(tmp_path) as broker:
+        live = with_keys(on_broker(settings, broker), ingest_timeout_s=5.0)
+        # No model is published: a fresh install fed only over HTTP must be ready and accept events.
+        app = create_app(live, loader=tiny_loader)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            ready = client.get("/readyz")
+            assert ready.status_code == 200 and ready.json()["mode"] == "popularity", ready.text
+            assert client.post("/v1/events", json=[event("a1")], headers=auth).status_code == 202
+
+            broker.stop()
+            down = client.post("/v1/events", json=[event("a2")], headers=auth)
+            assert down.status_code == 503 and down.json()["error"]["code"] == "kafka_unavailable"
+            ready = client.get("/readyz")  # reads stay in service; the ingest path is reported down
+            assert ready.status_code == 200 and ready.json()["checks"]["ingest"].startswith("down")
+
+            broker.start()
+            started = time.monotonic()
+            resp = client.post("/v1/events", json=[event("a2"), event("a3")], headers=auth)
+            recovery_s = time.monotonic() - started
+            assert resp.status_code == 202, resp.text
+            assert recovery_s < 8.0
+            assert client.get("/readyz").json()["checks"]["ingest"] == "ok"
+            started = time.monotonic()
+            item = client.put("/v1/items/books-1", json={"available": False}, headers=auth)
+            assert item.status_code == 202 and time.monotonic() - started < 2.0
+            # A second restart, now with the producer warm: same story.
+            broker.restart()
+            assert client.post("/v1/events", json=[event("a4")], headers=auth).status_code == 202
+        got = read_topic(live, live.kafka.topics.events, expected=1, timeout_s=10)
+        assert [orjson.loads(m.value())["event_id"] for m in got] == ["a4"]
+
+
+def consume_process(settings: Settings, log_path: Path, **env: str) -> subprocess.Popen[bytes]:
+    environment = consumer_env(settings) | {"STREAMREC_CONSUMER__BATCH_SIZE": "200", **env}
+    with open(log_path, "wb") as log_file:
+        return subprocess.Popen(
+            [streamrec_bin(), "consume"], env=environment, stdout=log_file, stderr=subprocess.STDOUT
+        )
+
+
+def test_consumer_recovers_after_the_broker_restarts(
+    settings: Settings, tmp_path: Path, mongo_db: Any
+) -> None:
+    with private_broker(tmp_path) as broker:
+        live = on_broker(settings, broker)
+        topics = live.kafka.topics
+        producer = make_resilient_producer(live.kafka, name="test")
+        log_path = tmp_path / "consumer.log"
+        proc = consume_process(live, log_path, STREAMREC_CONSUMER__SHUTDOWN_GRACE_S="10")
+        try:
+
+            def send(*records: tuple[bytes, bytes]) -> None:
+                producer.send(topics.events, [(k, v, None) for k, v in records], timeout_s=20)
+
+            send((b"pu1", orjson.dumps(event("c1"))), (b"pu1", b"{poison"))
+            wait_until(lambda: mongo_db["events"].count_documents({}) == 1, 60, "first event stored")
+            assert len(read_topic(live, topics.dead_letter, expected=1, timeout_s=5)) == 1
+
+            broker.restart()
+            # A poison record first: its dead letter needs the consumer's producer, which must
+            # rebuild itself instead of blocking every partition.
+            send((b"pu1", b"{poison again"), (b"pu1", orjson.dumps(event("c2"))))
+            send((b"pu2", orjson.dumps(event("c3", user="pu2"))))
+            wait_until(lambda: mongo_db["events"].count_documents({}) == 3, 60, "events after restart")
+            dead = read_topic(live, topics.dead_letter, expected=1, timeout_s=5)
+            assert [m.value() for m in dead] == [b"{poison again"]
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=30)
+            assert time.monotonic() - started < 10.0
+            assert code == 0, log_path.read_text()[-3000:]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            producer.close(1.0)
+    log = log_path.read_text()
+    assert "Traceback" not in log, log[-3000:]
+
+
+@pytest.mark.parametrize("with_poison", [True])
+def test_sigterm_ends_the_consumer_within_its_grace_while_kafka_is_down(
+    settings: Settings, tmp_path: Path, mongo_db: Any, with_poison: bool
+) -> None:
+    """The dead-letter producer cannot reach any broker: the batch waits, SIGTERM still ends it."""
+    with private_broker(tmp_path) as broker:
+        live = on_broker(settings, broker)
+        topics = live.kafka.topics
+        producer = make_resilient_producer(live.kafka, name="test")
+        producer.send(topics.events, [(b"pu1", orjson.dumps(event("s1")), None)], timeout_s=20)
+        log_path = tmp_path / "consumer.log"
+        proc = consume_process(live, log_path, STREAMREC_CONSUMER__SHUTDOWN_GRACE_S="8")
+        try:
+            wait_until(lambda: mongo_db["events"].count_documents({}) == 1, 60, "first event stored")
+            if with_poison:
+                producer.send(topics.events, [(b"pu1", b"{poison", None)], timeout_s=20)
+            # Let the consumer fetch the poison record, then take the broker away for good.
+            time.sleep(1.0)
+            broker.stop()
+            time.sleep(2.0)
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+            assert time.monotonic() - started < 8.0 + 1.0, log_path.read_text()[-3000:]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            producer.close(0.1)
