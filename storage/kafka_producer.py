@@ -196,6 +196,13 @@ class ResilientProducer:
 
     def _current(self) -> tuple[int, ProducerLike]:
         with self._lock:
+            generation, producer = self._generation, self._producer
+        # Error events of an idle producer wait for a poll: serve them before judging its state.
+        try:
+            producer.poll(0)
+        except KafkaException as exc:
+            self._on_error(exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else exc)
+        with self._lock:
             fatal, suspect = self._fatal, self._suspect
             generation, producer = self._generation, self._producer
         if fatal:
@@ -207,9 +214,12 @@ class ResilientProducer:
         with self._lock:
             return self._generation, self._producer
 
-    def _on_error(self, err: KafkaError) -> None:
+    def _on_error(self, err: Any) -> None:
         # Served on a polling thread: only flag the state; the next attempt rebuilds.
-        if err.fatal() or err.code() in LOST_STATE:
+        if not isinstance(err, KafkaError):
+            log.warning("event=kafka_client_error name=%s error=%s", self.name, err)
+            return
+        if _needs_new_producer(err):
             log.error("event=producer_fatal name=%s code=%s error=%s", self.name, err.name(), err.str())
             with self._lock:
                 self._fatal = err.str()
@@ -317,12 +327,14 @@ class ResilientProducer:
                     producer.produce(topic, on_delivery=batch.callback(index, generation), **kwargs)
                     break
                 except BufferError:
-                    # Local queue full: serve delivery reports to make room, then try again.
-                    producer.poll(POLL_S)
+                    with batch.lock:
+                        batch.inflight.pop(index, None)
                     if time.monotonic() >= end or should_stop():
-                        with batch.lock:
-                            batch.inflight.pop(index, None)
                         raise _Incomplete("the local producer queue stayed full") from None
+                    # Local queue full: serve delivery reports to make room, then try again.
+                    self._poll(producer, generation)
+                    with batch.lock:
+                        batch.inflight[index] = generation
                 except KafkaException as exc:
                     with batch.lock:
                         batch.inflight.pop(index, None)
@@ -338,7 +350,7 @@ class ResilientProducer:
         if batch.rejected:
             self._raise_rejected(batch)
         while not batch.complete and time.monotonic() < end and not should_stop():
-            producer.poll(POLL_S)
+            self._poll(producer, generation)
             if batch.failed:
                 break
         if batch.complete:
@@ -352,6 +364,16 @@ class ResilientProducer:
             batch.last_error = f"no acknowledgement within {self.stall_timeout_s:.1f}s"
             self._judge_stall(batch, producer, generation)
         raise _Incomplete(batch.last_error or "no acknowledgement before the deadline")
+
+    def _poll(self, producer: ProducerLike, generation: int) -> None:
+        """Serve delivery reports; a fatal error raised from poll itself rebuilds the producer."""
+        try:
+            producer.poll(POLL_S)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if _needs_new_producer(err):
+                self._rebuild(generation, _text(err))
+            raise _Incomplete(f"poll failed: {exc}") from None
 
     def _judge_failures(self, batch: Delivery, generation: int) -> None:
         failures = batch.take_failures()

@@ -184,7 +184,7 @@ def test_concurrent_senders_share_one_rebuild() -> None:
     def send(i: int) -> None:
         try:
             producer.send("t", [(b"k", f"v{i}".encode(), None)], timeout_s=5)
-        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
@@ -233,7 +233,9 @@ def test_dead_letter_sink_memory_is_bounded() -> None:
 
 def test_dead_letter_too_large_for_the_topic_is_sent_without_its_value() -> None:
     class Strict(FakeProducer):
-        def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None, **kw: Any) -> None:
+        def produce(
+            self, topic: str, value: bytes | None = None, key: bytes | None = None, **kw: Any
+        ) -> None:
             if len(value or b"") > 10:
                 raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "too large"))
             super().produce(topic, value, key, **kw)
@@ -251,3 +253,16 @@ def test_dead_letter_too_large_for_the_topic_is_sent_without_its_value() -> None
     sink.flush()
     assert [v for _, v in strict.sent] == [b"bad6", b""]
     assert not producer.health().ok or producer.health().last_success is not None
+
+
+def test_a_fatal_error_raised_by_poll_rebuilds() -> None:
+    class Raising(FakeProducer):
+        def poll(self, timeout: float = 0.0) -> int:
+            if self.pending:
+                err = KafkaError(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, "desync", fatal=True)
+                raise KafkaException(err)
+            return 0
+
+    producer, factory = resilient(Raising(), FakeProducer("ack"))
+    producer.send("t", MSGS, timeout_s=5)
+    assert len(factory.built) == 2 and len(factory.built[1].sent) == 2
