@@ -139,7 +139,9 @@ class AdminService:
         except Exception as exc:
             checks["mongodb"] = f"unreachable: {exc or type(exc).__name__}"
         if self.ingest_health is not None:
-            checks["ingest"] = self.ingest_health().describe()
+            # May ask the broker for metadata (bounded by the producer's 1 s timeout): off the loop.
+            ingest = await run_in_threadpool(self.ingest_health)
+            checks["ingest"] = ingest.describe()
         redis_ok = checks["redis"] == "ok"
         kept = self.snapshots is not None and bool(self.snapshots.peek_popular("7d"))
         if model is not None:

@@ -165,7 +165,7 @@ def create_app(
         app.state.read = ReadService(settings, reader, holder, snapshots, metrics)
         app.state.ingest = IngestService(settings, kafka)
         app.state.admin = AdminService(
-            holder, reader, store, retrain, snapshots=snapshots, ingest_health=kafka.health
+            holder, reader, store, retrain, snapshots=snapshots, ingest_health=kafka.probe
         )
         tasks = [
             asyncio.create_task(holder.run(settings.serving.model_poll_s), name="model-poll"),

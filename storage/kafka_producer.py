@@ -190,6 +190,17 @@ class ResilientProducer:
     def health(self) -> ProducerHealth:
         return ProducerHealth(**vars(self._health))
 
+    def probe(self, fresh_s: float = 30.0) -> ProducerHealth:
+        """The health, confirmed by a metadata request unless a send succeeded in the last ``fresh_s``
+        (an idle producer has no news of a broker that went away)."""
+        health = self.health()
+        if health.last_success is not None and time.time() - health.last_success < fresh_s:
+            return health
+        if not self._reachable(self._producer):
+            health.ok = False
+            health.reason = "broker unreachable (no answer to a metadata request)"
+        return health
+
     @property
     def producer(self) -> ProducerLike:
         return self._producer

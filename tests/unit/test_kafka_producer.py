@@ -266,3 +266,15 @@ def test_a_fatal_error_raised_by_poll_rebuilds() -> None:
     producer, factory = resilient(Raising(), FakeProducer("ack"))
     producer.send("t", MSGS, timeout_s=5)
     assert len(factory.built) == 2 and len(factory.built[1].sent) == 2
+
+
+def test_probe_asks_the_broker_only_when_no_send_succeeded_lately() -> None:
+    fake = FakeProducer("ack", reachable=False)
+    producer, _ = resilient(fake)
+    assert producer.probe().describe().startswith("down (broker unreachable")
+    fake.reachable = True
+    assert producer.probe().describe() == "ok"
+    producer.send("t", MSGS, timeout_s=5)
+    fake.reachable = False
+    assert producer.probe(fresh_s=30).ok  # a send just succeeded: no metadata request
+    assert not producer.probe(fresh_s=0).ok
