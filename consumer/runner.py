@@ -12,8 +12,7 @@ import os
 import signal
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -22,12 +21,12 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exp
 from consumer import metrics
 from consumer.batch import RawMessage
 from consumer.batch import TopicPartition as TP
+from consumer.dead_letters import KafkaDeadLetterSink
 from consumer.processor import BatchOutcome, BatchProcessor, SinkUnavailable
-from core.errors import DependencyUnavailable, StreamrecError
+from core.errors import StreamrecError
 from core.settings import Settings
 from storage.event_store import EventStore
 from storage.kafka import is_fatal, make_consumer, make_resilient_producer
-from storage.kafka_producer import Delivery, OutMessage, ResilientProducer, SendFailed
 from storage.realtime_state import RealtimeState
 
 log = logging.getLogger(__name__)
@@ -37,72 +36,6 @@ LAG_EVERY_S = 5.0
 
 class FatalKafkaError(StreamrecError):
     """Kafka reported an error no retry can fix (authentication, authorization, bad config)."""
-
-
-class KafkaDeadLetterSink:
-    """Dead letters through the self-healing producer; ``flush`` returns only when all are acked.
-
-    A failed flush raises (the runner retries the whole batch with backoff, polling and paused), so
-    records acknowledged by an earlier try are remembered by source coordinates and not sent again:
-    a retried batch does not put the same dead letter on the topic twice.
-    """
-
-    MEMORY = 100_000  # acknowledged coordinates remembered (retries only concern recent batches)
-
-    def __init__(
-        self,
-        producer: ResilientProducer,
-        topic: str,
-        *,
-        timeout_s: float = 5.0,
-        should_stop: Callable[[], bool] = lambda: False,
-    ) -> None:
-        self.producer = producer
-        self.topic = topic
-        self.timeout_s = timeout_s
-        self.should_stop = should_stop
-        self._queued: list[OutMessage] = []
-        self._acked: OrderedDict[tuple[bytes, ...], None] = OrderedDict()
-        # Unfinished dead letters of a failed flush: a retry waits for those still in flight.
-        self._delivery = Delivery([])
-
-    def send(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
-        self._queued.append((key, value, list(headers)))
-
-    def flush(self) -> None:
-        queued, self._queued = self._queued, []
-        known = {_source(m) for m in self._delivery.messages} | self._acked.keys()
-        self._delivery.add(m for m in queued if _source(m) not in known)
-        try:
-            self.producer.deliver(
-                self.topic, self._delivery, timeout_s=self.timeout_s, should_stop=self.should_stop
-            )
-        except SendFailed as exc:
-            if exc.permanent:
-                # The dead-letter topic refuses the record itself (too large for it): send the
-                # headers with an empty value instead, so the record still ends up dead-lettered.
-                dropped = self._delivery.replace_rejected(_without_value)
-                log.error("event=dead_letter_value_dropped count=%d reason=%r", dropped, str(exc)[:300])
-            raise DependencyUnavailable(f"dead-letter topic {self.topic}: {exc}") from exc
-        self._remember(self._delivery.messages)
-        self._delivery = Delivery([])
-
-    def _remember(self, messages: Iterable[OutMessage]) -> None:
-        for message in messages:
-            self._acked[_source(message)] = None
-        while len(self._acked) > self.MEMORY:
-            self._acked.popitem(last=False)
-
-
-def _without_value(message: OutMessage, reason: str) -> OutMessage:
-    key, value, headers = message
-    note = [("value_dropped", f"{len(value or b'')} bytes: {reason}"[:500].encode())]
-    return key, b"", [*(headers or []), *note]
-
-
-def _source(message: OutMessage) -> tuple[bytes, ...]:
-    headers = dict(message[2] or [])
-    return tuple(headers.get(h, b"") for h in ("source_topic", "source_partition", "source_offset"))
 
 
 def to_raw(msg: Message) -> RawMessage:

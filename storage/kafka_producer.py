@@ -15,142 +15,44 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from core.errors import DependencyUnavailable
+from storage.kafka_delivery import (
+    LOST_STATE,
+    PERMANENT,
+    Delivery,
+    ErrorCallback,
+    OutMessage,
+    ProducerHealth,
+    ProducerLike,
+    SendFailed,
+    error_text,
+    is_permanent,
+    needs_new_producer,
+)
+
+__all__ = [
+    "LOST_STATE",
+    "PERMANENT",
+    "Delivery",
+    "OutMessage",
+    "ProducerHealth",
+    "ResilientProducer",
+    "SendFailed",
+]
 
 log = logging.getLogger(__name__)
 
-# Errors that mean this producer instance's idempotence state is gone: only a new producer helps.
-LOST_STATE = frozenset(
-    {
-        KafkaError.UNKNOWN_PRODUCER_ID,
-        KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
-        KafkaError.INVALID_PRODUCER_EPOCH,
-        KafkaError.PRODUCER_FENCED,
-        KafkaError._FENCED,
-        KafkaError.INVALID_PRODUCER_ID_MAPPING,
-        KafkaError._FATAL,
-        KafkaError._GAPLESS_GUARANTEE,
-    }
-)
-# Per-message errors no retry can fix: fail the send at once instead of retrying until the deadline.
-PERMANENT = frozenset(
-    {
-        KafkaError.MSG_SIZE_TOO_LARGE,
-        KafkaError.RECORD_LIST_TOO_LARGE,
-        KafkaError.INVALID_RECORD,
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
-        KafkaError._INVALID_ARG,
-    }
-)
 POLL_S = 0.05
 LOG_EVERY_S = 60.0
-
-OutMessage = tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]
-ErrorCallback = Callable[[KafkaError], None]
-
-
-class ProducerLike(Protocol):
-    """The part of ``confluent_kafka.Producer`` used here (the in-memory twin has it too)."""
-
-    def produce(self, topic: str, *args: Any, **kwargs: Any) -> None: ...
-
-    def poll(self, timeout: float = ...) -> int: ...
-
-    def flush(self, timeout: float = ...) -> int: ...
-
-
-class SendFailed(DependencyUnavailable):
-    """Some messages were not acknowledged; ``permanent`` when retrying cannot help."""
-
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
-        super().__init__(message)
-        self.permanent = permanent
 
 
 class _Incomplete(Exception):
     """One attempt ended with messages outstanding (internal: drives the retry loop)."""
-
-
-@dataclass
-class ProducerHealth:
-    ok: bool = True
-    reason: str = ""
-    last_success: float | None = None  # wall-clock time of the last fully acknowledged send
-    rebuilds: int = 0
-
-    def describe(self) -> str:
-        return "ok" if self.ok else f"down ({self.reason})"
-
-
-@dataclass
-class Delivery:
-    """The delivery state of messages to one topic: which are acknowledged, in flight, or failed.
-
-    Kept by a caller across failed sends (``ResilientProducer.deliver``), it lets a retry wait for
-    messages still in flight instead of producing them a second time.
-    """
-
-    messages: list[OutMessage]
-    done: set[int] = field(default_factory=set)
-    inflight: dict[int, int] = field(default_factory=dict)  # index -> producer generation
-    failed: dict[int, Any] = field(default_factory=dict)
-    # Refused for good (too large, not authorized): not retried until the caller replaces them.
-    rejected: dict[int, str] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    last_error: str = ""  # the most telling reason seen, for the final error and the health
-
-    def callback(self, index: int, generation: int) -> Callable[[Any, Any], None]:
-        def delivered(err: Any, _msg: Any) -> None:
-            with self.lock:
-                # A report from a producer we already replaced is stale: the message was sent again.
-                if self.inflight.get(index) != generation:
-                    return
-                del self.inflight[index]
-                if err is None:
-                    self.done.add(index)
-                else:
-                    self.failed[index] = err
-
-        return delivered
-
-    def add(self, messages: Iterable[OutMessage]) -> None:
-        with self.lock:
-            self.messages.extend(messages)
-
-    def unsent(self) -> list[int]:
-        with self.lock:
-            busy = self.done | self.inflight.keys() | self.rejected.keys()
-            return [i for i in range(len(self.messages)) if i not in busy]
-
-    def replace_rejected(self, fix: Callable[[OutMessage, str], OutMessage]) -> int:
-        """Replace each rejected message by ``fix(message, reason)`` so that it is sent again."""
-        with self.lock:
-            rejected, self.rejected = self.rejected, {}
-            for index, reason in rejected.items():
-                self.messages[index] = fix(self.messages[index], reason)
-            return len(rejected)
-
-    def forget_generations_before(self, generation: int) -> None:
-        with self.lock:
-            for index in [i for i, g in self.inflight.items() if g != generation]:
-                del self.inflight[index]
-
-    def take_failures(self) -> dict[int, Any]:
-        with self.lock:
-            failed, self.failed = self.failed, {}
-            return failed
-
-    @property
-    def complete(self) -> bool:
-        with self.lock:
-            return len(self.done) == len(self.messages)
 
 
 class ResilientProducer:
@@ -230,7 +132,7 @@ class ResilientProducer:
         if not isinstance(err, KafkaError):
             log.warning("event=kafka_client_error name=%s error=%s", self.name, err)
             return
-        if _needs_new_producer(err):
+        if needs_new_producer(err):
             log.error("event=producer_fatal name=%s code=%s error=%s", self.name, err.name(), err.str())
             with self._lock:
                 self._fatal = err.str()
@@ -350,20 +252,20 @@ class ResilientProducer:
                     with batch.lock:
                         batch.inflight.pop(index, None)
                     err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-                    if _is_permanent(err):
+                    if is_permanent(err):
                         # e.g. larger than message.max.bytes: checked locally, refused before sending.
                         with batch.lock:
-                            batch.rejected[index] = _text(err)
+                            batch.rejected[index] = error_text(err)
                         break
-                    if _needs_new_producer(err):
-                        self._rebuild(generation, _text(err))
+                    if needs_new_producer(err):
+                        self._rebuild(generation, error_text(err))
                     raise _Incomplete(f"produce failed: {exc}") from None
         if batch.rejected:
             self._raise_rejected(batch)
         while not batch.complete and time.monotonic() < end and not should_stop():
             self._poll(producer, generation)
-            if batch.failed:
-                break
+            if batch.failed or self._generation != generation:
+                break  # judge failures now; or another thread replaced the producer: resend there
         if batch.complete:
             with self._lock:
                 self._stalls = 0
@@ -371,6 +273,8 @@ class ResilientProducer:
         self._judge_failures(batch, generation)
         if should_stop():
             raise _Incomplete("stopping")
+        if self._generation != generation:
+            raise _Incomplete(batch.last_error or "the producer was replaced")
         if batch.inflight and time.monotonic() - started >= self.stall_timeout_s:
             batch.last_error = f"no acknowledgement within {self.stall_timeout_s:.1f}s"
             self._judge_stall(batch, producer, generation)
@@ -382,8 +286,8 @@ class ResilientProducer:
             producer.poll(POLL_S)
         except KafkaException as exc:
             err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-            if _needs_new_producer(err):
-                self._rebuild(generation, _text(err))
+            if needs_new_producer(err):
+                self._rebuild(generation, error_text(err))
             raise _Incomplete(f"poll failed: {exc}") from None
 
     def _judge_failures(self, batch: Delivery, generation: int) -> None:
@@ -391,11 +295,11 @@ class ResilientProducer:
         if not failures:
             return
         errors = list(failures.values())
-        first = _text(errors[0])
+        first = error_text(errors[0])
         batch.last_error = f"{len(errors)} messages failed: {first}"
-        if any(_needs_new_producer(e) for e in errors):
+        if any(needs_new_producer(e) for e in errors):
             self._rebuild(generation, first)
-        permanent = {i: _text(e) for i, e in failures.items() if _is_permanent(e)}
+        permanent = {i: error_text(e) for i, e in failures.items() if is_permanent(e)}
         if permanent:
             with batch.lock:
                 batch.rejected.update(permanent)
@@ -421,18 +325,6 @@ class ResilientProducer:
     def close(self, timeout_s: float = 5.0) -> int:
         """Wait up to ``timeout_s`` for queued messages; returns how many are still undelivered."""
         return int(self._producer.flush(timeout_s))
-
-
-def _needs_new_producer(err: Any) -> bool:
-    return isinstance(err, KafkaError) and (bool(err.fatal()) or err.code() in LOST_STATE)
-
-
-def _is_permanent(err: Any) -> bool:
-    return isinstance(err, KafkaError) and err.code() in PERMANENT
-
-
-def _text(err: Any) -> str:
-    return err.str() if isinstance(err, KafkaError) else str(err)
 
 
 def _answers_metadata(producer: ProducerLike) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from consumer.runner import KafkaDeadLetterSink
+from consumer.dead_letters import KafkaDeadLetterSink
 from core.errors import DependencyUnavailable
 from storage.kafka_producer import ResilientProducer, SendFailed
 
