@@ -21,3 +21,7 @@ SINK_RETRIES = Counter(
 LAG = Gauge(
     "streamrec_consumer_lag_messages", "Messages behind the high watermark on this member's partitions"
 )
+PRODUCER_REBUILDS = Counter(
+    "streamrec_consumer_producer_rebuilds_total",
+    "Dead-letter producers replaced after a fatal error or lost producer state",
+)

@@ -59,7 +59,9 @@ class ConsumerRunner:
         kafka = settings.kafka
         self.consumer: Consumer = make_consumer(kafka, error_cb=self._on_error)
         # Its own errors (fatal ones included) make it rebuild itself; they never stop the consumer.
-        self.producer = make_resilient_producer(kafka, name="dead-letter")
+        self.producer = make_resilient_producer(
+            kafka, name="dead-letter", on_rebuild=lambda _reason: metrics.PRODUCER_REBUILDS.inc()
+        )
         sink = KafkaDeadLetterSink(
             self.producer,
             kafka.topics.dead_letter,

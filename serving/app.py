@@ -149,7 +149,9 @@ def create_app(
         if producer is None:
             from storage.kafka import make_resilient_producer
 
-            kafka = make_resilient_producer(settings.kafka, name="api")
+            kafka = make_resilient_producer(
+                settings.kafka, name="api", on_rebuild=lambda _reason: metrics.producer_rebuilds.inc()
+            )
             closers.append(lambda: kafka.close(5.0))
         else:
             injected = producer

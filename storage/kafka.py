@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -66,11 +66,17 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> Producer:
     return Producer(producer_config(settings, **overrides))
 
 
-def make_resilient_producer(settings: KafkaSettings, name: str, **overrides: Any) -> ResilientProducer:
+def make_resilient_producer(
+    settings: KafkaSettings,
+    name: str,
+    on_rebuild: Callable[[str], None] | None = None,
+    **overrides: Any,
+) -> ResilientProducer:
     """A producer that rebuilds itself after fatal errors or lost producer state (see kafka_producer)."""
     return ResilientProducer(
         lambda error_cb: Producer(producer_config(settings, error_cb=error_cb, **overrides)),
         name=name,
+        on_rebuild=on_rebuild,
         stall_timeout_s=settings.producer_stall_timeout_s,
         stalls_before_rebuild=settings.producer_stalls_before_rebuild,
     )

@@ -72,8 +72,10 @@ class ResilientProducer:
         stall_timeout_s: float = 3.0,
         stalls_before_rebuild: int = 1,
         reachable: Callable[[ProducerLike], bool] | None = None,
+        on_rebuild: Callable[[str], None] | None = None,
     ) -> None:
         self._factory = factory
+        self._on_rebuild = on_rebuild
         self.name = name
         self.stall_timeout_s = stall_timeout_s
         self.stalls_before_rebuild = max(1, stalls_before_rebuild)
@@ -164,6 +166,8 @@ class ResilientProducer:
             self._health.rebuilds += 1
         log.warning("event=producer_rebuilt name=%s reason=%r", self.name, reason[:300])
         _discard(old)
+        if self._on_rebuild is not None:
+            self._on_rebuild(reason)
 
     def _mark_down(self, reason: str) -> None:
         self._health.ok = False

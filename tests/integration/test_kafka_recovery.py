@@ -110,6 +110,8 @@ def test_api_ingest_recovers_after_the_broker_restarts(settings: Settings, tmp_p
             assert resp.status_code == 202, resp.text
             assert recovery_s < 8.0
             assert client.get("/readyz").json()["checks"]["ingest"] == "ok"
+            metrics = client.get("/metrics").text
+            assert "streamrec_serving_producer_rebuilds_total 1.0" in metrics
             started = time.monotonic()
             item = client.put("/v1/items/books-1", json={"available": False}, headers=auth)
             assert item.status_code == 202 and time.monotonic() - started < 2.0

@@ -89,9 +89,11 @@ MSGS = [(b"k1", b"v1", None), (b"k2", b"v2", [("h", b"x")])]
 
 def test_a_stalled_producer_is_rebuilt_when_the_broker_answers() -> None:
     # The dev-broker restart case: no error at all, just no acknowledgement.
-    producer, factory = resilient(FakeProducer("stall"), FakeProducer("ack"))
+    reasons: list[str] = []
+    producer, factory = resilient(FakeProducer("stall"), FakeProducer("ack"), on_rebuild=reasons.append)
     producer.send("t", MSGS, timeout_s=5)
     assert len(factory.built) == 2 and factory.built[0].purged
+    assert reasons == ["1 sends stalled while the broker answers metadata"]
     assert factory.built[1].sent == [("t", b"v1"), ("t", b"v2")]
     health = producer.health()
     assert health.ok and health.rebuilds == 1 and health.last_success is not None
