@@ -280,3 +280,16 @@ def test_probe_asks_the_broker_only_when_no_send_succeeded_lately() -> None:
     fake.reachable = False
     assert producer.probe(fresh_s=30).ok  # a send just succeeded: no metadata request
     assert not producer.probe(fresh_s=0).ok
+
+
+def test_a_different_record_at_the_same_coordinates_is_still_dead_lettered() -> None:
+    # After a broker lost its state, a recreated topic starts at offset 0 again.
+    fake = FakeProducer("ack")
+    producer, _ = resilient(fake)
+    sink = KafkaDeadLetterSink(producer, "dl")
+    key, _, headers = dead_letter(0)
+    sink.send(key, b"first poison", headers)
+    sink.flush()
+    sink.send(key, b"second poison", headers)
+    sink.flush()
+    assert [v for _, v in fake.sent] == [b"first poison", b"second poison"]
