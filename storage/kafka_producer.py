@@ -47,7 +47,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.05
+POLL_S = 0.02  # a delivery report served by another thread is noticed within this
 LOG_EVERY_S = 60.0
 
 
