@@ -246,9 +246,11 @@ def start_api(settings: Any, log_dir: Path, workers: int) -> Any:
     url = f"http://127.0.0.1:{settings.serving.port}/readyz"
 
     def ready() -> bool:
+        # /readyz is 200 without a model too (popularity mode): wait for the model itself.
         try:
-            return httpx.get(url, timeout=2.0).status_code == 200
-        except httpx.HTTPError:
+            resp = httpx.get(url, timeout=2.0)
+            return resp.status_code == 200 and str(resp.json()["checks"]["model"]).startswith("ok")
+        except (httpx.HTTPError, ValueError, KeyError):
             return False
 
     proc.wait_until(ready, 300, "GET /readyz answers 200 (model loaded)", interval_s=0.5)

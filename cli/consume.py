@@ -21,7 +21,9 @@ def consume(
     """Join the consumer group and turn events and item updates into MongoDB documents and Redis state.
 
     Scale out by starting more processes with the same group. SIGTERM/SIGINT finish the current
-    batch, commit and exit 0.
+    batch, commit what was stored and exit 0 within STREAMREC_CONSUMER__SHUTDOWN_GRACE_S seconds
+    (a batch still waiting for a sink is left uncommitted and comes again). Outages of MongoDB,
+    Redis or Kafka never end the process: it pauses, retries and recovers by itself.
     """
     from confluent_kafka import KafkaException
     from prometheus_client import start_http_server

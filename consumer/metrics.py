@@ -25,3 +25,7 @@ REDIS_REBUILDS = Counter(
     "streamrec_consumer_redis_rebuilds_total",
     "Automatic rebuilds of Redis from MongoDB after the consumer found it empty (generation marker missing)",
 )
+PRODUCER_REBUILDS = Counter(
+    "streamrec_consumer_producer_rebuilds_total",
+    "Dead-letter producers replaced after a fatal error or lost producer state",
+)

@@ -8,22 +8,25 @@ keeps polling, so the member stays in its group. Nothing is committed until the 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from consumer import metrics
 from consumer.batch import RawMessage
 from consumer.batch import TopicPartition as TP
+from consumer.dead_letters import KafkaDeadLetterSink
 from consumer.processor import BatchOutcome, BatchProcessor, SinkUnavailable
-from core.errors import DependencyUnavailable, StreamrecError
+from core.errors import StreamrecError
 from core.settings import Settings
 from storage.event_store import EventStore
-from storage.kafka import flush_or_raise, is_fatal, make_consumer, make_producer
+from storage.kafka import is_fatal, make_consumer, make_resilient_producer
 from storage.realtime_state import RealtimeState
 
 log = logging.getLogger(__name__)
@@ -33,34 +36,6 @@ LAG_EVERY_S = 5.0
 
 class FatalKafkaError(StreamrecError):
     """Kafka reported an error no retry can fix (authentication, authorization, bad config)."""
-
-
-class KafkaDeadLetterSink:
-    def __init__(self, producer: Producer, topic: str) -> None:
-        self.producer = producer
-        self.topic = topic
-        self._errors: list[str] = []
-
-    def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            self._errors.append(err.str())
-
-    def send(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
-        hdrs: list[tuple[str, str | bytes | None]] = list(headers)
-        while True:
-            try:
-                self.producer.produce(
-                    self.topic, value=value, key=key, headers=hdrs, on_delivery=self._delivered
-                )
-                return
-            except BufferError:
-                self.producer.poll(0.1)
-
-    def flush(self) -> None:
-        flush_or_raise(self.producer, timeout_s=30.0)
-        if self._errors:
-            errors, self._errors = self._errors, []
-            raise DependencyUnavailable(f"dead-letter topic {self.topic} rejected records: {errors[0]}")
 
 
 def to_raw(msg: Message) -> RawMessage:
@@ -83,10 +58,19 @@ class ConsumerRunner:
         self._lag_at = 0.0
         kafka = settings.kafka
         self.consumer: Consumer = make_consumer(kafka, error_cb=self._on_error)
-        self.producer: Producer = make_producer(kafka, error_cb=self._on_error)
-        self.processor = BatchProcessor(
-            settings, store, state, KafkaDeadLetterSink(self.producer, kafka.topics.dead_letter)
+        # Its own errors (fatal ones included) make it rebuild itself; they never stop the consumer.
+        self.producer = make_resilient_producer(
+            kafka, name="dead-letter", on_rebuild=lambda _reason: metrics.PRODUCER_REBUILDS.inc()
         )
+        sink = KafkaDeadLetterSink(
+            self.producer,
+            kafka.topics.dead_letter,
+            timeout_s=settings.consumer.dead_letter_timeout_s,
+            should_stop=lambda: self.stopping,
+        )
+        self.processor = BatchProcessor(settings, store, state, sink)
+        self._watchdog: threading.Timer | None = None
+        self._hard_exit = False
         self.processor.effects.should_stop = lambda: self.stopping
 
     # ------------------------------------------------------------ lifecycle
@@ -94,11 +78,30 @@ class ConsumerRunner:
     def request_stop(self, *_: Any) -> None:
         if not self.stopping:
             log.info("event=stop_requested action=finish_batch_commit_close")
+            if self._hard_exit:
+                self._start_watchdog()
         self.stopping = True
 
     def install_signal_handlers(self) -> None:
+        """For the process's main: SIGTERM/SIGINT stop the loop, and the grace period is enforced."""
+        self._hard_exit = True
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+
+    def _start_watchdog(self) -> None:
+        # Every wait in the loop checks ``stopping``, so this should never fire; it guarantees the
+        # grace period even if a client call blocks (e.g. close() against a dead broker). Exiting
+        # without a commit is safe: uncommitted records come again and the applied offsets absorb them.
+        grace = self.settings.consumer.shutdown_grace_s
+
+        def expire() -> None:
+            log.error("event=shutdown_grace_exceeded grace_s=%.1f action=exit_without_commit", grace)
+            logging.shutdown()
+            os._exit(1)
+
+        self._watchdog = threading.Timer(grace, expire)
+        self._watchdog.daemon = True
+        self._watchdog.start()
 
     def run(self) -> int:
         topics = [self.settings.kafka.topics.events, self.settings.kafka.topics.items]
@@ -135,8 +138,11 @@ class ConsumerRunner:
             self.consumer.close()
         except (KafkaException, RuntimeError) as exc:
             log.warning("event=consumer_close_failed error=%s", exc)
-        self.producer.flush(5.0)
+        # Every dead letter a committed batch needed is acknowledged already: nothing to wait for.
+        self.producer.close(0.5)
         log.info("event=consumer_stopped")
+        if self._watchdog is not None:
+            self._watchdog.cancel()
 
     # ------------------------------------------------------------ batches
 
@@ -238,7 +244,7 @@ class ConsumerRunner:
             self._pause()
         deadline = time.monotonic() + seconds
         while not self.stopping and (left := deadline - time.monotonic()) > 0:
-            msg = self.consumer.poll(min(left, 0.5))
+            msg = self.consumer.poll(min(left, 0.2))
             if msg is not None:
                 # A record fetched before the pause took effect: keep it for after the batch.
                 self._carry += self._decode([msg])
@@ -270,8 +276,17 @@ class ConsumerRunner:
         if self._fatal:
             raise FatalKafkaError(f"fatal Kafka error, stopping: {self._fatal}")
 
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("event=partitions_assigned partitions=%s", _fmt(partitions))
+        if self._paused and partitions:
+            # A partition handed over during an outage must not start fetching: assign it here
+            # (the client then skips its own assign) and pause it at once.
+            try:
+                consumer.incremental_assign(partitions)
+                consumer.pause(partitions)
+                log.info("event=partitions_paused count=%d reason=assigned_during_outage", len(partitions))
+            except KafkaException as exc:
+                log.warning("event=pause_on_assign_failed error=%s", exc)
 
     def _drop(self, partitions: list[TopicPartition]) -> set[TP]:
         gone = {(tp.topic, tp.partition) for tp in partitions}

@@ -29,6 +29,10 @@ class KafkaSettings(BaseModel):
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    # A send with no acknowledgement for this long while the broker answers metadata means the
+    # producer lost its idempotence state (e.g. a broker restart): it is rebuilt and the send retried.
+    producer_stall_timeout_s: float = Field(default=3.0, gt=0.0, le=300.0)
+    producer_stalls_before_rebuild: int = Field(default=1, ge=1, le=100)
 
 
 class MongoSettings(BaseModel):
@@ -50,6 +54,10 @@ class ConsumerSettings(BaseModel):
     metrics_port: int = Field(default=9101, ge=0, le=65535)
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 10.0
+    # SIGTERM ends the process within this many seconds, committing only what was stored.
+    shutdown_grace_s: float = Field(default=10.0, gt=0.0, le=600.0)
+    # One dead-letter send waits this long before the batch is retried (the loop stays responsive).
+    dead_letter_timeout_s: float = Field(default=5.0, gt=0.0, le=300.0)
 
 
 class EventWeights(BaseModel):
@@ -122,6 +130,8 @@ class ServingSettings(BaseModel):
     model_poll_s: float = Field(default=5.0, gt=0)
     max_k: int = Field(default=200, ge=1)
     max_batch: int = Field(default=500, ge=1)
+    # POST /v1/events and PUT /v1/items answer 503 when Kafka has not acknowledged within this time.
+    ingest_timeout_s: float = Field(default=10.0, gt=0.0, le=120.0)
     max_body_bytes: int = Field(default=2_000_000, ge=1024)
     session_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     recent_events_for_session: int = Field(default=20, ge=1)

@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
 from serving.errors import ApiError
 from serving.model_holder import ModelHolder
+from serving.popularity import RealtimeSnapshots
 from serving.ports import ErasurePort, RetrainRequests
+from storage.kafka_producer import ProducerHealth
 from storage.realtime_reader import RealtimeReader, RealtimeUnavailable
 
 log = logging.getLogger(__name__)
 READY_CHECK_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    # full | degraded (Redis down) | popularity (no model yet) | unavailable (cannot answer)
+    mode: str
+    checks: dict[str, str]
 
 
 class AdminService:
@@ -24,11 +36,16 @@ class AdminService:
         reader: RealtimeReader,
         erasures: ErasurePort,
         retrain: RetrainRequests,
+        *,
+        snapshots: RealtimeSnapshots | None = None,
+        ingest_health: Callable[[], ProducerHealth] | None = None,
     ) -> None:
         self.holder = holder
         self.reader = reader
         self.erasures = erasures
         self.retrain = retrain
+        self.snapshots = snapshots
+        self.ingest_health = ingest_health
 
     async def erase_user(self, user_id: str) -> dict[str, Any]:
         try:
@@ -95,21 +112,44 @@ class AdminService:
             ) from exc
         return {"request_id": str(doc["_id"]), "status": doc["status"], "reason": doc["reason"]}
 
-    async def readiness(self) -> tuple[bool, dict[str, str]]:
+    async def readiness(self) -> Readiness:
+        """Ready means "can answer a recommendation request", not "every dependency is up".
+
+        A loaded model answers even with Redis down (degraded); Redis alone answers with popularity
+        (no model yet: a fresh install that receives events only over HTTP must be ready, or no
+        event ever arrives to train the first model). Only with neither, nor a popularity snapshot
+        kept from earlier, can the process not answer. MongoDB and the Kafka ingest path are
+        reported but never take reads out of service.
+        """
         checks: dict[str, str] = {}
+        model = self.holder.current
         checks["model"] = (
-            f"ok (version {self.holder.current.version})"
-            if self.holder.current is not None
-            else f"no model loaded: {self.holder.last_error or 'waiting for a champion'}"
+            f"ok (version {model.version})"
+            if model is not None
+            else f"none: {self.holder.last_error or 'waiting for a champion'}; serving popularity"
         )
         try:
             await asyncio.wait_for(self.reader.ping(), READY_CHECK_TIMEOUT_S)
             checks["redis"] = "ok"
         except (RealtimeUnavailable, TimeoutError) as exc:
-            checks["redis"] = f"unreachable: {exc}"
+            checks["redis"] = f"unreachable: {exc or type(exc).__name__}; serving degraded"
         try:
             await asyncio.wait_for(run_in_threadpool(self.erasures.ping), READY_CHECK_TIMEOUT_S)
             checks["mongodb"] = "ok"
         except Exception as exc:
             checks["mongodb"] = f"unreachable: {exc or type(exc).__name__}"
-        return all(v.startswith("ok") for v in checks.values()), checks
+        if self.ingest_health is not None:
+            # May ask the broker for metadata (bounded by the producer's 1 s timeout): off the loop.
+            ingest = await run_in_threadpool(self.ingest_health)
+            checks["ingest"] = ingest.describe()
+        redis_ok = checks["redis"] == "ok"
+        kept = self.snapshots is not None and bool(self.snapshots.peek_popular("7d"))
+        if model is not None:
+            mode = "full" if redis_ok else "degraded"
+        elif redis_ok:
+            mode = "popularity"
+        elif kept:
+            mode = "degraded"
+        else:
+            mode = "unavailable"
+        return Readiness(ready=mode != "unavailable", mode=mode, checks=checks)

@@ -31,6 +31,7 @@ from serving.replica_sync import DEFAULT_POLL_S, ReplicaSyncer
 from serving.request_id import RequestIdMiddleware
 from serving.routes import build_router
 from serving.service import ReadService
+from storage.kafka_producer import ResilientProducer
 from storage.realtime_reader import RealtimeReader
 
 log = logging.getLogger(__name__)
@@ -147,15 +148,17 @@ def create_app(
             mongo_registry = open_model_registry(settings)
             reg = mongo_registry
             closers.append(mongo_registry.close)
-        kafka: EventProducer
+        kafka: ResilientProducer
         if producer is None:
-            from storage.kafka import make_producer
+            from storage.kafka import make_resilient_producer
 
-            built_producer = make_producer(settings.kafka)
-            kafka = built_producer
-            closers.append(lambda: built_producer.flush(5.0))
+            kafka = make_resilient_producer(
+                settings.kafka, name="api", on_rebuild=lambda _reason: metrics.producer_rebuilds.inc()
+            )
+            closers.append(lambda: kafka.close(5.0))
         else:
-            kafka = producer
+            injected = producer
+            kafka = ResilientProducer(lambda _error_cb: injected, name="api")
 
         holder = ModelHolder(reg, loader or _default_loader(settings), metrics, store)
         snapshots = RealtimeSnapshots(
@@ -166,7 +169,9 @@ def create_app(
         app.state.snapshots = snapshots
         app.state.read = ReadService(settings, reader, holder, snapshots, metrics)
         app.state.ingest = IngestService(settings, kafka)
-        app.state.admin = AdminService(holder, reader, store, retrain)
+        app.state.admin = AdminService(
+            holder, reader, store, retrain, snapshots=snapshots, ingest_health=kafka.probe
+        )
         syncer = ReplicaSyncer(reader, snapshots, holder)
         app.state.replica_sync = syncer
         tasks = [

@@ -40,3 +40,8 @@ class ServingMetrics:
         self.model_swaps = Counter(
             "streamrec_serving_model_swaps_total", "Models swapped in", registry=registry
         )
+        self.producer_rebuilds = Counter(
+            "streamrec_serving_producer_rebuilds_total",
+            "Ingest producers replaced after a fatal error or lost producer state",
+            registry=registry,
+        )

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 
 from serving.admin import AdminService
 from serving.auth import auth_first, require
@@ -18,6 +18,7 @@ from serving.schemas import (
     CONTROL_CLASS,
     AcceptedOut,
     ErasureOut,
+    ErrorBody,
     EventBatchIn,
     ItemUpdateIn,
     ModelOut,
@@ -57,6 +58,22 @@ def _check_k(request: Request, k: int) -> None:
     max_k = request.app.state.settings.serving.max_k
     if k > max_k:
         raise ApiError(422, "invalid_request", f"k must be at most {max_k}, got {k}")
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    ready: bool
+    mode: Literal["full", "degraded", "popularity", "unavailable"]
+    checks: dict[str, str] = Field(
+        description="model, redis, mongodb, ingest (Kafka producer): 'ok' or what is wrong"
+    )
+
+
+class NotReadyOut(ReadyOut):
+    error: ErrorBody
 
 
 class RecsParams(BaseModel):
@@ -136,21 +153,20 @@ async def retrain(request: Request, body: RetrainIn | None = None) -> Response:
 
 
 async def healthz() -> Response:
-    return PlainTextResponse("ok")
+    # Liveness only: the event loop answers. Dependencies are /readyz's business.
+    return FastJSONResponse({"status": "ok"})
 
 
 async def readyz(request: Request) -> Response:
-    ready, checks = await _admin(request).readiness()
-    if ready:
-        return FastJSONResponse({"ready": True, "checks": checks})
-    reasons = "; ".join(f"{name}: {state}" for name, state in checks.items() if not state.startswith("ok"))
+    state = await _admin(request).readiness()
+    body: dict[str, Any] = {"ready": state.ready, "mode": state.mode, "checks": state.checks}
+    if state.ready:
+        return FastJSONResponse(body)
+    reasons = "; ".join(f"{name}: {value}" for name, value in state.checks.items() if value != "ok")
     return FastJSONResponse(
-        {"error": {"code": "not_ready", "message": reasons}, "ready": False, "checks": checks},
+        {"error": {"code": "not_ready", "message": f"cannot answer requests: {reasons}"}, **body},
         status_code=503,
     )
-
-
-JSON_OBJECT = {"application/json": {"schema": {"type": "object", "additionalProperties": True}}}
 
 
 def build_router(public_read: bool) -> APIRouter:
@@ -249,7 +265,8 @@ def build_router(public_read: bool) -> APIRouter:
         healthz,
         methods=["GET"],
         response_model=None,
-        responses={200: {"description": "the process is alive", "content": JSON_OBJECT}, **errors(400, 413)},
+        responses={200: {"model": HealthOut, "description": "the process is alive"}, **errors(400, 413)},
+        summary="Liveness: the process answers (restart it when this fails)",
         tags=["ops"],
     )
     router.add_api_route(
@@ -258,10 +275,11 @@ def build_router(public_read: bool) -> APIRouter:
         methods=["GET"],
         response_model=None,
         responses={
-            200: {"description": "the API can answer requests", "content": JSON_OBJECT},
-            503: {"description": "the API cannot answer at all", "content": JSON_OBJECT},
+            200: {"model": ReadyOut, "description": "can answer recommendations (maybe degraded)"},
+            503: {"model": NotReadyOut, "description": "cannot answer recommendations at all"},
             **errors(400, 413),
         },
+        summary="Readiness: can answer recommendations; checks report each dependency",
         tags=["ops"],
     )
     return router

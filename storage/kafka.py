@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from core.errors import DependencyUnavailable
 from core.settings import KafkaSettings
+from storage.kafka_producer import ResilientProducer
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,31 @@ def consumer_config(settings: KafkaSettings, group_id: str | None = None, **over
         "fetch.wait.max.ms": 100,
         # Topics created after subscribe are otherwise seen only at the 5-minute metadata refresh.
         "topic.metadata.refresh.interval.ms": 30_000,
+        # Bounds the prefetch queue (librdkafka's default is 64 MiB): during a sink outage the
+        # partitions are paused and nothing but this prefetch is held in memory.
+        "queued.max.messages.kbytes": 8192,
     }
     return conf | overrides
 
 
 def make_producer(settings: KafkaSettings, **overrides: Any) -> Producer:
     return Producer(producer_config(settings, **overrides))
+
+
+def make_resilient_producer(
+    settings: KafkaSettings,
+    name: str,
+    on_rebuild: Callable[[str], None] | None = None,
+    **overrides: Any,
+) -> ResilientProducer:
+    """A producer that rebuilds itself after fatal errors or lost producer state (see kafka_producer)."""
+    return ResilientProducer(
+        lambda error_cb: Producer(producer_config(settings, error_cb=error_cb, **overrides)),
+        name=name,
+        on_rebuild=on_rebuild,
+        stall_timeout_s=settings.producer_stall_timeout_s,
+        stalls_before_rebuild=settings.producer_stalls_before_rebuild,
+    )
 
 
 def make_consumer(settings: KafkaSettings, group_id: str | None = None, **overrides: Any) -> Consumer:

@@ -123,10 +123,6 @@ def test_schemathesis_all_checks_pass(settings: Settings, tmp_path: Path) -> Non
             "none",
             "--request-timeout",
             "10",
-            # /healthz answers text/plain until the JSON body of the Kafka-recovery work is merged;
-            # the document already says JSON. Drop this exclusion once /healthz returns JSON.
-            "--exclude-path",
-            "/healthz",
             "--no-color",
             "--output-truncate",
             "false",
