@@ -126,14 +126,20 @@ class RedisEffects:
             if status is ApplyStatus.OK:
                 self._known.update(guard.applied)
                 self._known.update(new_applied)
-                self._sent.clear()
+                self._forget_sent()
                 return len(ops)
             log.info("event=redis_guard_moved check=%s attempt=%d action=replan", status.value, attempt)
         else:
             raise GuardContended(f"Redis guard kept moving over {GUARD_ATTEMPTS} attempts")
         self._known.update(guard.applied)
-        self._sent.clear()
+        self._forget_sent()
         return 0
+
+    def _forget_sent(self) -> None:
+        """Drop the sent marks the applied offsets now cover. Marks above them stay: records stored
+        while Redis was down (``consumer.store_ahead``) are read again over several batches, and a
+        dead letter sent then must not go out a second time."""
+        self._sent = {(t, p, o) for t, p, o in self._sent if o > self._known.get((t, p), -1)}
 
     def _plan(
         self,

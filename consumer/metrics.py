@@ -29,3 +29,7 @@ PRODUCER_REBUILDS = Counter(
     "streamrec_consumer_producer_rebuilds_total",
     "Dead-letter producers replaced after a fatal error or lost producer state",
 )
+STORE_AHEAD_PARTITIONS = Gauge(
+    "streamrec_consumer_store_ahead_partitions",
+    "Partitions stored in MongoDB while Redis was down, waiting to be read again for their effects",
+)

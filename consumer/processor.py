@@ -76,6 +76,8 @@ class BatchOutcome:
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, outcome) → n
     commit: dict[TopicPartition, int] = field(default_factory=dict)
     redis_ops: int = 0
+    # Stored in MongoDB without its Redis effects (consumer.store_ahead): read again, never committed.
+    deferred: bool = False
 
 
 @contextmanager
@@ -104,8 +106,12 @@ class BatchProcessor:
         self.clock = clock
         self.effects = RedisEffects(settings, store, state)
 
-    def process(self, messages: list[RawMessage]) -> BatchOutcome:
-        """Make the batch's effects durable; raises ``SinkUnavailable`` (safe to retry) on outages."""
+    def process(self, messages: list[RawMessage], *, effects: bool = True) -> BatchOutcome:
+        """Make the batch's effects durable; raises ``SinkUnavailable`` (safe to retry) on outages.
+
+        ``effects=False`` stores the batch in MongoDB and sends its due dead letters but leaves Redis
+        alone, without even reading it (``consumer.store_ahead``: Redis is down); the batch must
+        then be read again, not committed."""
         now_s = self.clock()
         now = datetime.fromtimestamp(now_s, tz=UTC)
         result = BatchOutcome(commit=next_offsets(messages))
@@ -128,7 +134,7 @@ class BatchProcessor:
             unstorable_items = self._upsert_items(batch)
 
         # Read after MongoDB, and None while Redis is down: the inserts above never wait for Redis.
-        guard = self.effects.read_guard({m.tp for m in messages})
+        guard = self.effects.read_guard({m.tp for m in messages}) if effects else None
 
         def settle(applied: Mapping[TopicPartition, int]) -> Settled:
             return settle_events(batch, docs, inserted, stored, stored_now.rejected, applied)
@@ -162,6 +168,9 @@ class BatchProcessor:
 
         for _ in batch.items:
             result.counts[("item", Outcome.STORED.value)] += 1
+        if not effects:
+            result.deferred = True
+            return result
         with _sink("redis"):
             # Which records are fresh depends on the applied offsets, which the guard may re-read.
             result.redis_ops = self.effects.apply(

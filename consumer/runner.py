@@ -23,6 +23,7 @@ from consumer.batch import RawMessage
 from consumer.batch import TopicPartition as TP
 from consumer.dead_letters import KafkaDeadLetterSink
 from consumer.processor import BatchOutcome, BatchProcessor, SinkUnavailable
+from consumer.store_ahead import StoreAhead
 from core.errors import StreamrecError
 from core.settings import Settings
 from storage.event_store import EventStore
@@ -32,6 +33,8 @@ from storage.realtime_state import RealtimeState
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 LAG_EVERY_S = 5.0
+# While Redis is down (consumer.store_ahead), how often to ask whether it is back.
+REDIS_PROBE_EVERY_S = 1.0
 
 
 class FatalKafkaError(StreamrecError):
@@ -72,6 +75,7 @@ class ConsumerRunner:
         self._watchdog: threading.Timer | None = None
         self._hard_exit = False
         self.processor.effects.should_stop = lambda: self.stopping
+        self._ahead = StoreAhead(probe_every_s=REDIS_PROBE_EVERY_S)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -116,6 +120,8 @@ class ConsumerRunner:
             )
             while not self.stopping:
                 self._check_fatal()
+                if self._ahead.active and self._ahead.probe_due():
+                    self._reread_if_redis_back()
                 batch = self._carry + self._decode(
                     self.consumer.consume(
                         self.settings.consumer.batch_size, self.settings.consumer.batch_wait_s
@@ -161,15 +167,53 @@ class ConsumerRunner:
     def _handle(self, batch: list[RawMessage]) -> None:
         self._pending = batch
         started = time.monotonic()
-        outcome = self._with_backoff(lambda: self.processor.process(self._pending))
+        ahead = self._ahead.active
+        outcome = self._with_backoff(lambda: self._process(ahead))
         if outcome is None:
             log.warning("event=batch_abandoned reason=stopping uncommitted=%d", len(self._pending))
             return
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
         for (kind, result), n in outcome.counts.items():
             metrics.EVENTS.labels(type=kind, outcome=result).inc(n)
-        self._commit(outcome)
+        if outcome.deferred:
+            self._ahead.note(self._pending)
+            metrics.STORE_AHEAD_PARTITIONS.set(len(self._ahead.replay_from))
+        else:
+            self._commit(outcome)
         self._pending = []
+
+    def _process(self, ahead: bool) -> BatchOutcome:
+        """The batch through the sinks; with Redis down, stored in MongoDB and deferred."""
+        if ahead:
+            return self.processor.process(self._pending, effects=False)
+        try:
+            return self.processor.process(self._pending)
+        except SinkUnavailable as exc:
+            if exc.sink != "redis":
+                raise
+            # MongoDB holds the batch and its dead letters are out: keep storing, apply effects later.
+            log.warning("event=redis_unavailable action=store_ahead_then_reread error=%s", _short(exc.error))
+            return BatchOutcome(deferred=True)
+
+    def _reread_if_redis_back(self) -> None:
+        """Redis answers again: read every deferred partition again from its first deferred record."""
+        try:
+            self.state.ping()
+        except Exception:  # any failure means "not yet"; the next probe asks again
+            return
+        targets = self._ahead.take()
+        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        for (topic, partition), offset in targets.items():
+            if (topic, partition) not in assigned:
+                continue  # revoked meanwhile: its new owner starts at the committed offset
+            try:
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                log.warning("event=reread_seek_failed partition=%s[%d] error=%s", topic, partition, exc)
+                self._ahead.replay_from[(topic, partition)] = offset
+        self._carry = [m for m in self._carry if m.tp not in targets]
+        metrics.STORE_AHEAD_PARTITIONS.set(len(self._ahead.replay_from))
+        log.info("event=redis_recovered action=reread partitions=%d", len(targets))
 
     def _commit(self, outcome: BatchOutcome) -> None:
         self._uncommitted.update(outcome.commit)
@@ -290,6 +334,7 @@ class ConsumerRunner:
 
     def _drop(self, partitions: list[TopicPartition]) -> set[TP]:
         gone = {(tp.topic, tp.partition) for tp in partitions}
+        self._ahead.forget(gone)
         # Records of partitions this member no longer owns are the new owner's to process.
         self._pending[:] = [m for m in self._pending if m.tp not in gone]
         self._carry = [m for m in self._carry if m.tp not in gone]
