@@ -39,10 +39,11 @@ _LABELS = {"kafka": "Kafka API (Tansu)", "mongo": "MongoDB wire (SecantusDB)", "
 # What a server takes with it when it dies (Tansu and redis-server run without persistence here).
 LOSSES = {
     "kafka": "the dev broker keeps everything in memory, so its topics, unconsumed events and committed "
-    "offsets were lost (topics are created again on first use; re-send what was not yet consumed)",
+    "offsets were lost, and its offsets start at 0 again while Redis remembers the old ones; re-send "
+    "what was not yet consumed after a clean `streamrec devstack down && streamrec devstack up`",
     "mongo": "its data is on disk (data/mongo) and was kept; a write in flight when it died may need a retry",
-    "redis": "realtime state (recent events, popularity, cached results) is empty; rebuild it from "
-    "MongoDB with `streamrec rebuild-cache`",
+    "redis": "realtime state (recent events, popularity, cached results) is empty; a running consumer "
+    "rebuilds it from MongoDB on its own (or run `streamrec rebuild-cache`)",
 }
 
 
