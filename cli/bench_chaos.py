@@ -11,6 +11,7 @@ the product's own counters.
 from __future__ import annotations
 
 import secrets
+import signal
 import sys
 import threading
 import time
@@ -113,26 +114,10 @@ def _summary(report: dict[str, Any], console: Console) -> None:
     for f in report["faults"]:
         faults.add_row(*(str(f.get(c, "")) for c in ("kind", "at_s", "restored_s", "recovery_s", "error")))
     console.print(faults)
-    for crash in report["unscheduled"]:
-        console.print(
-            f"[bold red]{crash['kind']}[/] at {crash['at_s']}s (exit {crash['exit_code']}), "
-            f"log {crash['log']}"
-        )
-
-
-@dataclass(frozen=True)
-class ChaosOptions:
-    minutes: float
-    kafka_rate: float
-    http_rate: float
-    http_batch: int
-    recs_rate: float
-    poison_share: float
-    rounds: int | None
-    mongo_down_s: float
-    seed: int
-    # The drain gives up when the consumer has made nothing durable for this long.
-    drain_idle_s: float = 60.0
+    for cause, count in report["crash_causes"].items():
+        console.print(f"[bold red]unscheduled death x{count}[/]: {cause}")
+    for crash in report["unscheduled"][:3]:
+        console.print(f"  {crash['kind']} at {crash['at_s']}s (exit {crash['exit_code']}): {crash['log']}")
 
 
 def _publish_catalog(settings: Settings, shop: Any) -> None:
@@ -335,6 +320,10 @@ def _run(
 JOIN_S = 120.0
 
 
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 @bench_app.command("chaos")
 def bench_chaos(
     minutes: float = typer.Option(5.0, "--minutes", min=0.25, help="Minutes of traffic under faults."),
@@ -370,6 +359,8 @@ def bench_chaos(
         drain_idle_s,
     )
     console = Console()
+    # A SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the servers started here are stopped.
+    signal.signal(signal.SIGTERM, _interrupt)
     log_dir = REPO_ROOT / ".devstack" / "bench-logs" / f"chaos-{time.strftime('%Y%m%d-%H%M%S')}"
     with console.status("starting a private dev stack (Tansu, SecantusDB, redis-server)"):
         stack = private_stack()
