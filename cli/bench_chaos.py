@@ -120,6 +120,21 @@ def _summary(report: dict[str, Any], console: Console) -> None:
         console.print(f"  {crash['kind']} at {crash['at_s']}s (exit {crash['exit_code']}): {crash['log']}")
 
 
+@dataclass(frozen=True)
+class ChaosOptions:
+    minutes: float
+    kafka_rate: float
+    http_rate: float
+    http_batch: int
+    recs_rate: float
+    poison_share: float
+    rounds: int | None
+    mongo_down_s: float
+    seed: int
+    # The drain gives up when the consumer has made nothing durable for this long.
+    drain_idle_s: float = 60.0
+
+
 def _publish_catalog(settings: Settings, shop: Any) -> None:
     from cli.produce import DeliveryStats, finish, item_record, send
     from storage.kafka import make_producer
