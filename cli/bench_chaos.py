@@ -306,6 +306,7 @@ def _run(
         "recs_requests": len(rec.recs_answers),
         "redis_missing": redis["redis_missing"],
         "redis_differing": redis["redis_differing"],
+        "redis_by_section": redis["redis_by_section"],
         "redis_differences": redis["redis_differences"],
         "unscheduled_restarts": len(rec.unscheduled),
         "unscheduled": rec.unscheduled,

@@ -223,52 +223,52 @@ def _leaves(tree: Any, path: tuple[str, ...] = ()) -> Iterable[tuple[tuple[str, 
         yield path, tree
 
 
+# Sections of the Redis snapshot that event effects build; the catalog sections come from item updates.
+EFFECT_SECTIONS: tuple[str, ...] = ("pop", "recent", "purchased", "seen")
+
+
 def compare_redis(
     live: Mapping[str, Any], rebuilt: Mapping[str, Any], tolerance: float = 1e-6
 ) -> dict[str, Any]:
     """Entry-by-entry comparison of the live Redis snapshot with one rebuilt from MongoDB.
 
-    ``extra``: an entry only live, or a live popularity score above the rebuilt one — an effect
-    applied twice (the benchmark's ``duplicates``). ``missing``: the reverse — an effect lost (for
-    example a restarted, empty Redis that was never rebuilt). ``differing``: other value mismatches
-    (for example a recent-list entry with another timestamp).
+    ``duplicates``: an event effect only live, or a live popularity score above the rebuilt one —
+    applied twice. ``redis_missing``: an entry only in the rebuild, or a live score below it — an
+    effect lost (for example a restarted, empty Redis that was never rebuilt). ``redis_differing``:
+    any other mismatch (a recent entry with another timestamp, a catalog entry only live or changed).
     """
     a = dict(_leaves(live))
     b = dict(_leaves(rebuilt))
-    extra = missing = differing = 0
-    samples: list[str] = []
+    counts: dict[str, Counter[str]] = {"extra": Counter(), "missing": Counter(), "differing": Counter()}
+    samples: list[tuple[int, str]] = []
     for path in sorted(set(a) | set(b)):
         x, y = a.get(path), b.get(path)
+        section = path[0] if path else ""
+        effect = section in EFFECT_SECTIONS
         if x is not None and y is not None:
-            if isinstance(x, int | float) and isinstance(y, int | float) and not isinstance(x, bool):
-                if abs(x - y) <= tolerance * max(1.0, abs(x), abs(y)):
-                    continue
-                if path[0] == "pop":
-                    if x > y:
-                        extra += 1
-                    else:
-                        missing += 1
-                else:
-                    differing += 1
-            elif x == y:
+            numeric = isinstance(x, int | float) and isinstance(y, int | float)
+            if numeric and abs(x - y) <= tolerance * max(1.0, abs(x), abs(y)):
                 continue
-            else:
-                differing += 1
+            if not numeric and x == y:
+                continue
+            kind = ("extra" if x > y else "missing") if numeric and section == "pop" else "differing"
             what = f"{x!r} live vs {y!r} rebuilt"
         elif x is not None:
-            extra += 1
-            what = "only live"
+            kind, what = ("extra" if effect else "differing"), "only live"
         else:
-            missing += 1
-            what = "only rebuilt"
-        if len(samples) < 10:
-            samples.append(f"{'/'.join(path)}: {what}"[:240])
+            kind, what = "missing", "only rebuilt"
+        counts[kind][section] += 1
+        rank = EFFECT_SECTIONS.index(section) if effect else len(EFFECT_SECTIONS)
+        samples.append((rank, f"{'/'.join(path)}: {what}"[:240]))
+    extra, missing, differing = (sum(counts[k].values()) for k in ("extra", "missing", "differing"))
     return {
         "duplicates": extra,
         "redis_missing": missing,
         "redis_differing": differing,
         "redis_consistent": extra == missing == differing == 0,
-        "redis_differences": samples,
+        "redis_by_section": {k: dict(sorted(v.items())) for k, v in counts.items() if v},
+        # Event effects first: they are what a double count or a lost update shows up in.
+        "redis_differences": [text for _rank, text in sorted(samples, key=lambda s: s[0])[:10]],
     }
 
 

@@ -122,26 +122,36 @@ def test_redis_comparison_tells_doubled_from_missing_effects() -> None:
         "pop": {"all": {"i1": 2.0, "i2": 1.0}, "1h": {"i1": 2.0}},
         "seen": {"u1": ["i1", "i2"]},
         "unavailable": [],
+        "items": {"i1": {"category": "c0"}},
     }
     assert compare_redis(rebuilt, rebuilt) == {
         "duplicates": 0,
         "redis_missing": 0,
         "redis_differing": 0,
         "redis_consistent": True,
+        "redis_by_section": {},
         "redis_differences": [],
     }
     live = {
         "recent": {"u1": {"click:i1": 100.0, "view:i2": 91.0, "view:i3": 95.0}},
         "pop": {"all": {"i1": 4.0, "i2": 1.0 + 1e-9}, "1h": {}},
         "seen": {"u1": ["i1"]},
-        "unavailable": [],
+        "unavailable": ["i9"],  # catalog: only live is a difference, not a doubled effect
+        "items": {"i1": {"category": "c1"}},
     }
     out = compare_redis(live, rebuilt)
     # Doubled: pop/all/i1 (4 > 2) and recent view:i3 only live; missing: pop/1h/i1 and seen i2.
     assert out["duplicates"] == 2
     assert out["redis_missing"] == 2
-    assert out["redis_differing"] == 1  # recent view:i2 with another timestamp
+    # recent view:i2 with another timestamp, unavailable i9, item i1's category
+    assert out["redis_differing"] == 3
     assert out["redis_consistent"] is False
+    assert out["redis_by_section"] == {
+        "extra": {"pop": 1, "recent": 1},
+        "missing": {"pop": 1, "seen": 1},
+        "differing": {"items": 1, "recent": 1, "unavailable": 1},
+    }
+    assert out["redis_differences"][0].startswith("pop/")  # event effects listed first
     assert any("pop/all/i1" in line for line in out["redis_differences"])
 
 
