@@ -187,6 +187,7 @@ def _good_report() -> dict[str, object]:
         "http_poison_accepted": 0,
         "redis_consistent": True,
         "unscheduled_restarts": 0,
+        "consumer_exit_code": 0,
         "faults": [{"kind": "api_kill", "recovery_s": 1.5}],
     }
 
@@ -205,6 +206,7 @@ def _good_report() -> dict[str, object]:
         ("http_poison_accepted", 1),
         ("redis_consistent", False),
         ("unscheduled_restarts", 1),
+        ("consumer_exit_code", -9),
         ("faults", [{"kind": "api_kill", "recovery_s": None}]),
     ],
 )
