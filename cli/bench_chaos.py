@@ -221,6 +221,7 @@ def _run(
     total = int((opts.kafka_rate + opts.http_rate) * duration_s * 1.05) + 100
     with console.status(f"generating {total:,} storefront events"):
         shop = storefront(total, opts.seed)
+    revision = git_revision()  # what is measured: the tree as the run starts
     rec = Recorder()
     consumer = Supervised("consumer", lambda: start_consumer(settings, log_dir=log_dir), rec)
     api = Supervised("api", lambda: start_server(settings, log_dir=log_dir, name="api"), rec)
@@ -274,7 +275,7 @@ def _run(
     codes = Counter(str(status) for _t, status in [*rec.recs_answers, *rec.ingest_answers])
     report: dict[str, Any] = {
         "command": " ".join(["streamrec", *sys.argv[1:]]),
-        "git_revision": git_revision(),
+        "git_revision": revision,
         "minutes": opts.minutes,
         **{k: accounting[k] for k in ("events_sent", "stored", "dead_lettered", "lost")},
         "duplicates": redis["duplicates"],

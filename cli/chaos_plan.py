@@ -336,7 +336,7 @@ def passed(report: Mapping[str, Any]) -> bool:
         and report.get("http_poison_accepted", 0) == 0
         and report["redis_consistent"]
         and report["unscheduled_restarts"] == 0
-        # SIGTERM ended the consumer by itself (a negative code: it had to be SIGKILLed).
-        and (report.get("consumer_exit_code") or 0) >= 0
+        # SIGTERM ended the consumer within its grace period (-9: it had to be SIGKILLed).
+        and report.get("consumer_exit_code") != -9
         and all(f.get("recovery_s") is not None for f in report["faults"])
     )
