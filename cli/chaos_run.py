@@ -54,14 +54,14 @@ def private_stack() -> Iterator[tuple[Settings, Any]]:
         if port not in ports:
             ports.append(port)
     base = Path(tempfile.mkdtemp(prefix="streamrec-chaos-"))
-    state = start_stack(base, *ports)
     try:
-        yield with_stack_urls(settings, state), state
-    finally:
+        state = start_stack(base, *ports)  # stops what it started if one server fails to start
         try:
-            stop_stack(state)
+            yield with_stack_urls(settings, state), state
         finally:
-            shutil.rmtree(base, ignore_errors=True)
+            stop_stack(state)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def restart_server(state: Any, name: str, down_s: float, timeout_s: float = 60.0) -> None:
