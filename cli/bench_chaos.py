@@ -94,6 +94,7 @@ def _summary(report: dict[str, Any], console: Console) -> None:
         "duplicates": "0",
         "poison_dead_lettered": str(report["poison_sent"]),
         "poison_stored": "0",
+        "poison_dead_lettered_twice": "0",
         "http_5xx": "0",
         "http_no_answer": "0",
         "redis_consistent": "True",
