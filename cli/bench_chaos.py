@@ -295,6 +295,7 @@ def _run(
         "poison_stored": accounting["poison_stored"],
         "poison_dead_lettered_twice": accounting["poison_dead_lettered_twice"],
         "poison_missing_sample": accounting["poison_missing_sample"],
+        "poison_dead_lettered_twice_sample": accounting["poison_dead_lettered_twice_sample"],
         "http_poison_sent": rec.http_poison_sent,
         "http_poison_rejected": rec.http_poison_rejected,
         "http_poison_accepted": rec.http_poison_accepted,

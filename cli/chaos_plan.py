@@ -204,6 +204,9 @@ def delivery_accounting(
         "poison_stored": len(poison & stored),
         "lost_sample": sorted(valid - stored - dead_event_ids)[:10],
         "poison_missing_sample": sorted(poison - set(dead_poison), key=_poison_number)[:10],
+        "poison_dead_lettered_twice_sample": sorted(
+            (pid for pid, c in dead_poison.items() if pid in poison and c > 1), key=_poison_number
+        )[:10],
     }
 
 

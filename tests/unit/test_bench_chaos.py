@@ -106,6 +106,7 @@ def test_accounting_splits_stored_dead_lettered_and_lost() -> None:
     assert out["poison_sent"] == 4
     assert out["poison_dead_lettered"] == 3
     assert out["poison_dead_lettered_twice"] == 1
+    assert out["poison_dead_lettered_twice_sample"] == ["chaos-poison-2"]
     assert out["poison_stored"] == 1
     assert out["poison_missing_sample"] == ["chaos-poison-4"]
 
