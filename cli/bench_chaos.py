@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.app import bench_app
-from cli.chaos_checks import drain, git_revision, read_topic, redis_check, stored_ids
+from cli.chaos_checks import drain, git_revision, locate_lost, read_topic, redis_check, stored_ids
 from cli.chaos_plan import (
     API_KILL,
     CONSUMER_KILL,
@@ -271,6 +271,10 @@ def _run(
             poison_sent=rec.poison_acked,
         )
         redis = redis_check(settings)
+        lost_where = locate_lost(settings, accounting["lost_ids"]) if accounting["lost"] else []
+        via_http = set(rec.http_accepted)
+        for entry in lost_where:
+            entry["sent_via"] = "http" if entry["event_id"] in via_http else "kafka"
     windows = _recoveries(faults, rec)
     http = http_failures([*rec.recs_answers, *rec.ingest_answers], windows)
     codes = Counter(str(status) for _t, status in [*rec.recs_answers, *rec.ingest_answers])
@@ -301,6 +305,7 @@ def _run(
         "http_poison_accepted": rec.http_poison_accepted,
         "valid_dead_lettered": accounting["valid_dead_lettered"],
         "lost_sample": accounting["lost_sample"],
+        "lost_where": lost_where,
         "kafka_events_acked": len(rec.kafka_acked),
         "kafka_send_failed": rec.kafka_failed,
         "http_events_accepted": len(rec.http_accepted),

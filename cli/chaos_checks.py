@@ -99,10 +99,14 @@ def redis_check(settings: Settings) -> dict[str, Any]:
         redis.close()
 
 
-def read_topic(
-    settings: Settings, topic: str, *, idle_s: float = 5.0, max_s: float = 120.0
-) -> list[tuple[bytes | None, bytes | None]]:
-    """Every record of ``topic`` from the beginning (until nothing new arrives for ``idle_s``)."""
+Record = tuple[int, int, bytes | None, bytes | None]  # partition, offset, key, value
+
+
+def scan_topic(settings: Settings, topic: str, *, idle_s: float = 5.0, max_s: float = 120.0) -> list[Record]:
+    """Every record of ``topic`` from the beginning (until nothing new arrives for ``idle_s``).
+
+    Read to the end rather than up to the high watermark: the dev broker's watermarks are wrong.
+    """
     from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
     from storage.kafka import make_consumer
@@ -110,7 +114,7 @@ def read_topic(
     consumer = make_consumer(
         settings.kafka, f"chaos-read-{uuid.uuid4().hex[:8]}", **{"enable.auto.commit": False}
     )
-    out: list[tuple[bytes | None, bytes | None]] = []
+    out: list[Record] = []
     try:
         meta = consumer.list_topics(topic, timeout=10)
         partitions = sorted(meta.topics[topic].partitions) if topic in meta.topics else []
@@ -119,8 +123,58 @@ def read_topic(
         while time.monotonic() - last < idle_s and time.monotonic() - started < max_s:
             for msg in consumer.consume(500, timeout=0.5):
                 if msg.error() is None:
-                    out.append((msg.key(), msg.value()))
+                    out.append((int(msg.partition() or 0), int(msg.offset() or 0), msg.key(), msg.value()))
                     last = time.monotonic()
     finally:
         consumer.close()
+    return out
+
+
+def read_topic(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+    return [(key, value) for _p, _o, key, value in scan_topic(settings, topic)]
+
+
+def locate_lost(settings: Settings, lost: set[str], limit: int = 20) -> list[dict[str, Any]]:
+    """Where up to ``limit`` lost events are: their partition and offset on the events topic and the
+    consumer group's committed offset there. Committed past the record means the consumer moved on
+    without storing it; not committed means it never got that far (stuck or paused); absent from the
+    topic means Kafka (or the API) acknowledged a record that was never written."""
+    from confluent_kafka import TopicPartition
+
+    from cli.chaos_plan import event_id_of
+    from storage.kafka import make_consumer
+
+    wanted = set(sorted(lost)[:limit])
+    topic = settings.kafka.topics.events
+    found = {
+        event_id: (partition, offset)
+        for partition, offset, _key, value in scan_topic(settings, topic)
+        if (event_id := event_id_of(value)) in wanted
+    }
+    group = make_consumer(settings.kafka, settings.kafka.group_id, **{"enable.auto.commit": False})
+    try:
+        partitions = sorted({p for p, _o in found.values()})
+        committed = {
+            tp.partition: tp.offset
+            for tp in group.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        }
+    finally:
+        group.close()
+    out: list[dict[str, Any]] = []
+    for event_id in sorted(wanted):
+        if event_id not in found:
+            out.append({"event_id": event_id, "where": "not_in_topic"})
+            continue
+        partition, offset = found[event_id]
+        done = committed.get(partition, -1)
+        where = "committed_not_stored" if done > offset else "not_consumed"
+        out.append(
+            {
+                "event_id": event_id,
+                "partition": partition,
+                "offset": offset,
+                "committed": done,
+                "where": where,
+            }
+        )
     return out

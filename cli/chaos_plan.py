@@ -192,17 +192,19 @@ def delivery_accounting(
         if event_id is not None:
             dead_event_ids.add(event_id)
     valid_dead = valid & dead_event_ids
+    lost = valid - stored - dead_event_ids
     return {
         "events_sent": len(valid),
         "stored": len(stored),
         "dead_lettered": len(dead_letters),
-        "lost": len(valid - stored - dead_event_ids),
+        "lost": len(lost),
+        "lost_ids": lost,
         "valid_dead_lettered": len(valid_dead),
         "poison_sent": len(poison),
         "poison_dead_lettered": len(poison & set(dead_poison)),
         "poison_dead_lettered_twice": sum(1 for pid, c in dead_poison.items() if pid in poison and c > 1),
         "poison_stored": len(poison & stored),
-        "lost_sample": sorted(valid - stored - dead_event_ids)[:10],
+        "lost_sample": sorted(lost)[:10],
         "poison_missing_sample": sorted(poison - set(dead_poison), key=_poison_number)[:10],
         "poison_dead_lettered_twice_sample": sorted(
             (pid for pid, c in dead_poison.items() if pid in poison and c > 1), key=_poison_number

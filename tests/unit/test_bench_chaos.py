@@ -101,7 +101,7 @@ def test_accounting_splits_stored_dead_lettered_and_lost() -> None:
     assert out["events_sent"] == 4
     assert out["stored"] == 4
     assert out["dead_lettered"] == 6
-    assert out["lost"] == 1 and out["lost_sample"] == ["e4"]
+    assert out["lost"] == 1 and out["lost_sample"] == ["e4"] and out["lost_ids"] == {"e4"}
     assert out["valid_dead_lettered"] == 1
     assert out["poison_sent"] == 4
     assert out["poison_dead_lettered"] == 3
