@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import orjson
 import pytest
@@ -13,6 +14,7 @@ from cli.chaos_plan import (
     HTTP_POISON_KINDS,
     POISON_KINDS,
     compare_redis,
+    crash_causes,
     delivery_accounting,
     event_id_of,
     fault_schedule,
@@ -216,3 +218,57 @@ def test_passed_needs_every_target(key: str, bad: object) -> None:
     assert passed(report)
     report[key] = bad
     assert not passed(report)
+
+
+def test_split_streams_deals_events_by_rate_and_keeps_order() -> None:
+    from datetime import UTC, datetime
+
+    from cli.chaos_run import split_streams
+    from core.events import EventType, InteractionEvent
+
+    events = [
+        InteractionEvent(
+            event_id=f"e{n}",
+            event_type=EventType.VIEW,
+            user_id="u",
+            item_id="i",
+            timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+        )
+        for n in range(300)
+    ]
+    kafka, http = split_streams(events, kafka_rate=100.0, http_rate=50.0)
+    assert (len(kafka), len(http)) == (200, 100)
+    assert sorted([*kafka, *http], key=lambda e: int(e.event_id[1:])) == events
+    assert [e.event_id for e in http] == sorted((e.event_id for e in http), key=lambda i: int(i[1:]))
+
+
+def test_supervised_child_that_dies_is_recorded_and_restarted(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from cli.chaos_run import Recorder, Supervised
+    from cli.processes import ManagedProcess
+
+    def start() -> ManagedProcess:
+        log = tmp_path / f"child-{len(list(tmp_path.iterdir()))}.log"
+        with open(log, "wb") as out:
+            code = "import sys; print('boom: the child failed'); sys.exit(3)"
+            popen = subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT)
+        return ManagedProcess(name="child", popen=popen, log_path=log)
+
+    rec = Recorder()
+    child = Supervised("consumer", start, rec)
+    first = child.start()
+    first.popen.wait(30)
+    child.check()
+    assert child.generation == 2 and child.proc is not first
+    [death] = rec.unscheduled
+    assert death["kind"] == "consumer_died" and death["exit_code"] == 3
+    assert "boom: the child failed" in death["log_tail"]
+    assert crash_causes(rec.unscheduled) == {"consumer_died: boom: the child failed": 1}
+    second = child.proc
+    assert second is not None
+    child.stop()
+    second.popen.wait(30)
+    child.check()  # stopped on purpose: not a death
+    assert len(rec.unscheduled) == 1
