@@ -12,6 +12,7 @@ from core.errors import StreamrecError
 
 # Each module registers its commands on cli.app when imported.
 COMMAND_MODULES = (
+    "cli.bench_chaos",
     "cli.bench_freshness",
     "cli.bench_ingest",
     "cli.bench_model",
