@@ -196,6 +196,17 @@ def generate(n: int) -> list[tuple[bytes | None, bytes]]:
         if kind in ("valid", "mutated") and isinstance(payload, dict) and payload.get("event_id") == "e":
             payload["event_id"] = f"p{i}"  # unique ids, unless the mutation replaced the id
         out.append((key, json.dumps(payload).encode()))  # ensure_ascii: surrogates become \ud800 escapes
+    # One of each storable-rule violation, whatever hypothesis drew this run (the assertions on codes
+    # below must not depend on the draw).
+    for j, over in enumerate(
+        [
+            {"user_id": "u\x01x"},
+            {"properties": {"$where": 1}},
+            {"properties": {"n": 2**64 - 1}},
+            {"properties": {"a\x00b": 1}},
+        ]
+    ):
+        out.append((b"u", json.dumps(click(event_id=f"fixed{j}", **over)).encode()))
     # Re-sends: identical copies (stored once) and reused ids with other content (conflicts).
     valid = [v for _k, v in out if parse_ok(v)]
     for value in rng.sample(valid, min(len(valid), n // 50)):
