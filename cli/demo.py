@@ -31,7 +31,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli.app import app
-from cli.demo_data import DemoData, choose_dataset, event_cap, load_demo_data
+from cli.demo_data import DemoData, choose_dataset, event_cap, load_demo_data, simulated_period_end
 from cli.demo_pipeline import DemoError, stream, train, wait_stored
 from cli.demo_report import (
     changed,
@@ -283,7 +283,9 @@ def _run(settings: Settings, name: str, path: Path | None, cap: int | None, exit
 
             _step(3, "stream events through Kafka")
             with console.status(f"reading {name} data"):
-                data = load_demo_data(name, path, cap)
+                data = load_demo_data(
+                    name, path, cap, simulated_end=simulated_period_end(settings.devstack.dir)
+                )
             console.print(data.description + (f", {data.rejected:,} rows rejected" if data.rejected else ""))
             stream(settings, data, console)
             wait_stored(settings, data, consumer, console)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cli.replay_sources import SourceData, load_source, resolve_path
@@ -124,11 +124,39 @@ def from_source(name: str, data: SourceData) -> DemoData:
     )
 
 
+# A remembered period older than this is replaced: its events would fall out of the training window.
+SIMULATED_PERIOD_MAX_AGE = timedelta(days=3)
+
+
+def simulated_period_end(state_dir: Path, now: datetime | None = None) -> datetime:
+    """The end of the simulated period, kept in ``state_dir`` beside the dev stack's data.
+
+    Event ids include the period's end, so a re-run with the same end stores nothing new (the same
+    events), while a new end would be new events. The dev stack's MongoDB lives in the same folder,
+    so the remembered end lasts exactly as long as the events stored with it."""
+    now = now or datetime.now(UTC)
+    marker = state_dir / "demo-simulated-end"
+    try:
+        end = datetime.fromisoformat(marker.read_text().strip())
+        if timedelta(0) <= now - end <= SIMULATED_PERIOD_MAX_AGE:
+            return end
+    except (OSError, ValueError):
+        pass
+    state_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(now.isoformat())
+    return now
+
+
 def load_demo_data(
-    dataset: str, path: Path | None, cap: int | None, data_dir: Path | None = None
+    dataset: str,
+    path: Path | None,
+    cap: int | None,
+    data_dir: Path | None = None,
+    *,
+    simulated_end: datetime | None = None,
 ) -> DemoData:
     if dataset == "simulate":
-        return simulated(cap if cap is not None else SIMULATE_DEFAULT_EVENTS)
+        return simulated(cap if cap is not None else SIMULATE_DEFAULT_EVENTS, end=simulated_end)
     data = from_source(dataset, load_source(dataset, path, data_dir, limit=cap))
     if not data.events:
         raise DemoDataError(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from confluent_kafka import TopicPartition
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -234,6 +235,7 @@ def rss_mib(pid: int) -> float:
 RSS_BOUND_MIB = 160.0
 
 
+@pytest.mark.timeout(600)  # 50,000 events through the dev MongoDB server after the outage
 def test_mongodb_outage_pauses_everything_with_bounded_memory_and_loses_nothing(
     settings: Settings, tmp_path: Path, kafka_topics: Any
 ) -> None:
@@ -254,7 +256,7 @@ def test_mongodb_outage_pauses_everything_with_bounded_memory_and_loses_nothing(
     client: pymongo.MongoClient = pymongo.MongoClient(uri, serverSelectionTimeoutMS=20_000)
     events = client[live.mongo.database]["events"]
     log_path = tmp_path / "consumer.log"
-    proc = consume_process(live, log_path, STREAMREC_CONSUMER__BATCH_SIZE="500")
+    proc = consume_process(live, log_path, STREAMREC_CONSUMER__BATCH_SIZE="2000")
     producer = make_producer(live.kafka, **{"linger.ms": 20, "batch.num.messages": 10_000})
     n = 50_000
 

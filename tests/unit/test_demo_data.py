@@ -78,3 +78,18 @@ def test_simulated_is_deterministic_and_sized() -> None:
     assert len(a.events) == 500 and a.items
     assert [e.event_id for e in a.events] == [e.event_id for e in b.events]
     assert len({e.user_id for e in a.events}) <= 50
+
+
+def test_simulated_period_end_is_remembered_beside_the_stack(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from cli.demo_data import simulated_period_end
+
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    first = simulated_period_end(tmp_path, now)
+    assert first == now
+    # A re-run an hour later simulates the same period (same ids and content: nothing new stored).
+    assert simulated_period_end(tmp_path, now + timedelta(hours=1)) == first
+    # Days later the old period would be outside the training window: a new one starts.
+    later = now + timedelta(days=4)
+    assert simulated_period_end(tmp_path, later) == later
