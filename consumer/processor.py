@@ -87,7 +87,9 @@ def _sink(name: str) -> Iterator[None]:
     except (PyMongoError, RedisError, DependencyUnavailable) as exc:
         if isinstance(exc, SinkUnavailable):
             raise
-        raise SinkUnavailable(name, exc) from exc
+        # The Redis step reads MongoDB when it rebuilds an empty Redis: that failure is MongoDB's,
+        # and the runner treats the two differently (Redis down: store ahead; MongoDB down: pause).
+        raise SinkUnavailable("mongo" if isinstance(exc, PyMongoError) else name, exc) from exc
 
 
 class BatchProcessor:

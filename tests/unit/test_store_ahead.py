@@ -59,3 +59,29 @@ def test_batches_stored_without_effects_get_them_once_when_read_again() -> None:
     assert len(snap["recent"]["u1"]) == 4
     assert len(rig.dlq.records) == 1
     assert rig.state.applied_offsets([("ev", 0)]) == {("ev", 0): 4}
+
+
+def test_a_mongodb_failure_inside_the_redis_step_is_reported_as_mongodb() -> None:
+    """An empty Redis is rebuilt from MongoDB inside the Redis step; MongoDB down there must pause
+    the consumer (a MongoDB outage), not send it storing ahead (a Redis outage)."""
+    import pytest
+    from pymongo.errors import ServerSelectionTimeoutError
+
+    from consumer.processor import SinkUnavailable
+    from storage.realtime_state import InMemoryRealtimeState
+    from tests.unit.test_consumer_processor import Rig, ev
+
+    rig = Rig()
+    rig.state = InMemoryRealtimeState("sr:")  # empty: no generation marker, so the step rebuilds
+    rig.proc.state = rig.proc.effects.state = rig.state
+    rig.proc.effects.rebuild_settle_s = 0.0
+    original = rig.store.max_source_offsets
+
+    def mongo_down(*args, **kwargs):
+        raise ServerSelectionTimeoutError("no servers")
+
+    rig.store.max_source_offsets = mongo_down  # type: ignore[method-assign]
+    with pytest.raises(SinkUnavailable) as err:
+        rig.proc.process([ev("e1", 0)])
+    assert err.value.sink == "mongo"
+    rig.store.max_source_offsets = original  # type: ignore[method-assign]
