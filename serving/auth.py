@@ -69,12 +69,24 @@ def authorize(ring: KeyRing, scope: Scope, key: str | None) -> None:
 
 
 def key_from_headers(request: Request) -> str | None:
-    """The key as ``require`` reads it: X-API-Key first, else an ``Authorization: Bearer`` token."""
-    key = request.headers.get("x-api-key")
-    if key:
-        return key
-    scheme, credentials = get_authorization_scheme_param(request.headers.get("authorization"))
-    return credentials if scheme.lower() == "bearer" and credentials else None
+    """The key as ``require`` reads it: X-API-Key first, else an ``Authorization: Bearer`` token.
+
+    An Authorization header that is present but not ``Bearer <key>`` is refused (401), even beside a
+    valid X-API-Key: a malformed credential is a client bug to report, not something to ignore, and
+    the OpenAPI document's bearer scheme says so."""
+    raw = request.headers.get("authorization")
+    token = None
+    if raw is not None:
+        scheme, credentials = get_authorization_scheme_param(raw)
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise ApiError(
+                401,
+                "unauthorized",
+                "the Authorization header must be 'Bearer <API key>'",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        token = credentials
+    return request.headers.get("x-api-key") or token
 
 
 def require(scope: Scope):  # type: ignore[no-untyped-def]
@@ -85,7 +97,8 @@ def require(scope: Scope):  # type: ignore[no-untyped-def]
         api_key: str | None = Depends(_api_key),
         bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
     ) -> None:
-        authorize(request.app.state.keyring, scope, api_key or (bearer.credentials if bearer else None))
+        # The two dependencies document the schemes; the headers are read (and checked) here.
+        authorize(request.app.state.keyring, scope, key_from_headers(request))
 
     return check
 

@@ -52,6 +52,13 @@ def test_auth_missing_wrong_and_scopes() -> None:
         )
         assert_error(h.client.delete("/v1/users/alice", headers={"X-API-Key": INGEST}), 403)
         assert_error(h.client.post("/v1/admin/retrain", headers={"X-API-Key": READ}), 403)
+        # A malformed Authorization header is refused even beside a valid X-API-Key.
+        for bad in ("4XP", "Bearer", "Bearer  ", f"Basic {READ}"):
+            headers = {"X-API-Key": READ, "Authorization": bad}
+            resp = h.client.get("/v1/users/alice/recommendations", headers=headers)
+            assert_error(resp, 401, "unauthorized")
+            assert "Bearer <API key>" in resp.json()["error"]["message"]
+            assert_error(h.client.post("/v1/events", json=[event()], headers=headers), 401)
 
 
 def test_public_read() -> None:
