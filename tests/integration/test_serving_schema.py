@@ -20,6 +20,11 @@ from typing import Any
 
 import pytest
 import schemathesis
+
+# Imported here, at collection, rather than lazily by ``schemathesis.openapi.from_asgi`` mid-suite:
+# pytest rewrites that plugin module on import, and CPython 3.11.7's ast.parse then failed once with
+# "AST constructor recursion depth mismatch" (a CPython 3.11 bug in the AST recursion accounting).
+import schemathesis.specs.openapi.schemas
 import uvicorn
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given

@@ -296,6 +296,9 @@ def test_unexpected_error_answer_and_log_carry_the_request_id(json_log: io.Strin
 
 
 def test_log_lines_drop_terminal_colour_extras(json_log: io.StringIO) -> None:
-    logging.getLogger("uvicorn.error").info("Started %s", "x", extra={"color_message": "\x1b[36m%s\x1b[0m"})
+    # Any logger: uvicorn's own may have propagation switched off by an earlier in-process server.
+    logging.getLogger("serving.test_colour").info(
+        "Started %s", "x", extra={"color_message": "\x1b[36m%s\x1b[0m"}
+    )
     (line,) = json_log.getvalue().splitlines()
     assert orjson.loads(line)["message"] == "Started x" and "color_message" not in line
