@@ -326,5 +326,12 @@ def test_service_command_is_a_real_streamrec_command(service: str, subcommand: s
     assert result.exit_code == 0, result.output
 
 
-def test_retrain_is_scheduled_every_15_minutes() -> None:
-    assert command_of(compose()["services"]["retrain"]) == ["retrain", "--every", "15m"]
+def test_retrain_is_scheduled_every_15_minutes_and_after_the_first_events() -> None:
+    # --after-events: a fresh stack serves a trained model minutes after traffic starts, not 15 min.
+    assert command_of(compose()["services"]["retrain"]) == [
+        "retrain",
+        "--every",
+        "15m",
+        "--after-events",
+        "1000",
+    ]
