@@ -4,7 +4,6 @@ each within 2 seconds."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -19,21 +18,15 @@ from serving.app import create_app
 from storage.model_registry import open_model_registry
 from storage.realtime_state import RedisRealtimeState
 from tests.integration.test_serving_api import AUTH, with_keys
+from tests.unit.test_serving_consistency import ids, wait_until
 from tests.unit.test_serving_helpers import CATEGORIES, PER_CATEGORY, model_files, tiny_loader
 
 LIMIT_S = 2.0
 
 
-def ids(body: dict[str, Any]) -> list[str]:
-    return [i["item_id"] for i in body["items"]]
-
-
 def seconds_until(check: Callable[[], bool], timeout_s: float = 10.0) -> float:
-    start = time.monotonic()
-    while not check():
-        assert time.monotonic() - start < timeout_s, f"not within {timeout_s}s"
-        time.sleep(0.02)
-    return time.monotonic() - start
+    # Real servers and a real consumer: a longer default wait than the in-process twins need.
+    return wait_until(check, timeout_s)
 
 
 @contextmanager
