@@ -40,7 +40,7 @@ integration: install
 	$(BIN)/pytest -q tests/integration
 
 test: install lint typecheck
-	$(BIN)/pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m tests.run_suite -q -p no:cacheprovider tests
 
 devstack-up: install
 	$(BIN)/streamrec devstack up
