@@ -6,7 +6,8 @@ Conventions the docs follow so that these checks can read them:
   with a top-level folder of the repo; `../...` lies outside the repo (the data sets) and is not checked;
 - a command line is any backticked span or shell code-block line with the word `streamrec`; in a
   backticked span `a|b` offers alternatives (`devstack up|down|status`, `model list | show V`), `[...]`
-  marks optional parts and `...` elided ones; in a code block `|` is a shell pipe;
+  marks optional parts and `...` elided ones, `<name>` is a placeholder (in a command's place, for
+  every command); in a code block `|` is a shell pipe;
 - the value after an output option (`--json`, `--plot`, `--rejects`) is a file the command writes.
 """
 
@@ -245,7 +246,9 @@ def _walk(command: Any, path: list[str], args: list[str]) -> tuple[list[Leaf], s
     if subs is None or not args or args[0].startswith("-"):
         return [(path, command, args)], ""
     found = []
-    for name in args[0].split("|"):
+    # A placeholder (`streamrec <command> --help`) stands for every subcommand.
+    names = list(subs) if re.fullmatch(r"<[^<>]+>", args[0]) else args[0].split("|")
+    for name in names:
         if name not in subs:
             return [], f"`{' '.join(['streamrec', *path, name])}` is not a command"
         more, problem = _walk(subs[name], [*path, name], args[1:])
@@ -324,4 +327,32 @@ def command_problems(found: list[Span]) -> list[str]:
                 if helped[tuple(path)] != 0:
                     problems.append(f"{span.where()}: `{shown} --help` exits {helped[tuple(path)]}")
                 problems += [f"{span.where()}: `{shown}`: {p}" for p in option_problems(command, words)]
+    return problems
+
+
+# ------------------------------------------------------------------ settings
+
+
+def setting_problems(span_text: str, where: str) -> list[str]:
+    """Every nested `STREAMREC_SECTION__FIELD` variable named must be a field of core.settings.Settings
+    (`KEYS_A|B` offers alternatives for the last word). Names without `__` are compose or test knobs."""
+    from pydantic import BaseModel
+
+    from core.settings import Settings
+
+    problems = []
+    for name in re.findall(r"STREAMREC_[A-Z0-9_]+__[A-Z0-9_|]+", span_text):
+        *parents, last = name.removeprefix("STREAMREC_").lower().split("__")
+        first, *others = last.split("|")
+        # `API_KEYS_READ|INGEST|ADMIN`: each alternative replaces the first one's last word.
+        stem = first.rsplit("_", 1)[0] + "_" if "_" in first else ""
+        for leaf in [first, *(stem + other for other in others)]:
+            model: Any = Settings
+            for part in [*parents, leaf]:
+                field = model.model_fields.get(part) if model is not None else None
+                if field is None:
+                    problems.append(f"{where}: {name}: no setting {part!r}")
+                    break
+                model = field.annotation if isinstance(field.annotation, type) else None
+                model = model if model is not None and issubclass(model, BaseModel) else None
     return problems

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from cli.cli_docs import DOC_PATH, render, root_command
+from cli.replay_sources import GENERIC_OPTIONAL, GENERIC_REQUIRED, load_source
+from core.settings import Settings
 from tests.unit.docs_checks import (
     DOCS,
     ROOT,
@@ -22,6 +24,7 @@ from tests.unit.docs_checks import (
     doc_spans,
     link_problems,
     path_problems,
+    setting_problems,
     spans,
 )
 
@@ -62,6 +65,46 @@ def test_the_cli_reference_documents_every_option_of_every_command() -> None:
             stack.append(([*path, name], sub))
         for param in command.params:
             assert any(f"`{opt}" in text for opt in param.opts), (path, param.opts)
+
+
+def test_every_setting_named_in_the_docs_exists() -> None:
+    problems = []
+    for doc in (*DOCS, "docs/cli.md", "docker-compose.yml"):
+        problems += setting_problems((ROOT / doc).read_text(encoding="utf-8"), doc)
+    assert not problems, "\n".join(problems)
+
+
+def _section(doc: str, heading: str) -> str:
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    start = text.index(f"\n{heading}\n")
+    level = heading.split(" ", 1)[0]
+    ends = [text.find(f"\n{'#' * n} ", start + 1) for n in range(1, len(level) + 1)]
+    return text[start : min([e for e in ends if e > 0] or [len(text)])]
+
+
+def test_the_replay_csv_columns_in_the_readme_are_the_ones_replay_reads() -> None:
+    section = _section("README.md", "### Replaying your own events: `replay csv`")
+    rows = [line.split("|")[1:3] for line in section.splitlines() if line.startswith("| `")]
+    documented = {cell.strip(" `"): need.strip() for cell, need in rows}
+    assert set(documented) == set(GENERIC_REQUIRED) | set(GENERIC_OPTIONAL)
+    assert {c for c, need in documented.items() if need == "yes"} == set(GENERIC_REQUIRED)
+
+
+def test_the_replay_csv_example_reads_as_the_readme_says() -> None:
+    data = load_source("csv", ROOT / "docs" / "examples" / "events.csv")
+    last_line = len((ROOT / "docs" / "examples" / "events.csv").read_text().splitlines())
+    assert len(data.events) == data.rows - 1
+    assert [e.row for e in data.errors] == [last_line]  # "whose last row is rejected on purpose"
+
+
+def test_the_ports_in_troubleshooting_are_the_defaults() -> None:
+    section = _section("README.md", "### A port is in use")
+    s = Settings.model_construct()
+    d = s.devstack
+    for port in (d.kafka_port, d.mongo_port, d.redis_port, s.serving.port):
+        assert f"on {port}" in section, port
+    for port in (s.consumer.metrics_port, s.retrain.metrics_port):
+        assert f"metrics on {port}" in section, port
 
 
 # ------------------------------------------------------------------ the checks can fail
@@ -121,3 +164,14 @@ def test_shell_blocks_are_read_with_continuations_and_pipes() -> None:
     )
     problems = command_problems(list(spans("R.md", text)))
     assert [p.rsplit(": ", 1)[1] for p in problems] == ["--nope is not an option"]
+
+
+def test_a_setting_that_does_not_exist_is_reported() -> None:
+    text = "STREAMREC_KAFKA__BOOTSTRAP STREAMREC_SERVING__API_KEYS_READ|INGEST|ADMIN STREAMREC_HTTP_PORT"
+    assert setting_problems(text, "R.md") == []
+    bad = "STREAMREC_KAFKA__TOPICS__EVENT STREAMREC_SERVING__API_KEYS_READ|WRITE STREAMREC_SERVER__PORT"
+    assert [p.rsplit(": ", 1)[1] for p in setting_problems(bad, "R.md")] == [
+        "no setting 'event'",
+        "no setting 'api_keys_write'",
+        "no setting 'server'",
+    ]
