@@ -356,3 +356,40 @@ def setting_problems(span_text: str, where: str) -> list[str]:
                 model = field.annotation if isinstance(field.annotation, type) else None
                 model = model if model is not None and issubclass(model, BaseModel) else None
     return problems
+
+
+def setting_default(name: str) -> Any:
+    """The default of a `STREAMREC_SECTION__FIELD` setting, from the code (not the environment)."""
+    from core.settings import Settings
+
+    value: Any = Settings.model_construct()
+    for part in name.removeprefix("STREAMREC_").lower().split("__"):
+        value = getattr(value, part)
+    return value
+
+
+def _shown(value: Any) -> str:
+    import json
+
+    from pydantic import SecretStr
+
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return json.dumps(value) if isinstance(value, list) else str(value)
+
+
+def default_problems(text: str, where: str) -> list[str]:
+    """A default the docs state beside a setting must be the code's: a table row `| VAR | DEFAULT |`,
+    or a number right after the name: "`VAR` (9101)", "`VAR` (10 s)", "`VAR`, 5 s,"."""
+    problems = []
+    row = re.compile(r"^\| `(STREAMREC_\w+__\w+)` \| `([^`]*)` \|", re.MULTILINE)
+    for name, stated in row.findall(text):
+        if _shown(setting_default(name)) != stated:
+            problems.append(f"{where}: {name}: the docs say {stated!r}, the code {setting_default(name)!r}")
+    beside = re.compile(r"`(STREAMREC_\w+__\w+)`\s*(?:\(|,\s)\s*(-?\d[\d.]*)(?:\s*([a-z]+))?\s*[),]")
+    for name, stated, unit in beside.findall(text):
+        # "`..._TIMEOUT_MS`, 6 s": a setting in milliseconds stated in seconds.
+        scale = 1000.0 if name.endswith("_MS") and unit == "s" else 1.0
+        if float(setting_default(name)) != float(stated) * scale:
+            problems.append(f"{where}: {name}: the docs say {stated}, the code {setting_default(name)!r}")
+    return problems

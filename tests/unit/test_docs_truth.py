@@ -21,6 +21,7 @@ from tests.unit.docs_checks import (
     command_lines,
     command_problems,
     compose_comments,
+    default_problems,
     doc_spans,
     link_problems,
     path_problems,
@@ -71,6 +72,13 @@ def test_every_setting_named_in_the_docs_exists() -> None:
     problems = []
     for doc in (*DOCS, "docs/cli.md", "docker-compose.yml"):
         problems += setting_problems((ROOT / doc).read_text(encoding="utf-8"), doc)
+    assert not problems, "\n".join(problems)
+
+
+def test_every_default_stated_beside_a_setting_is_the_codes() -> None:
+    problems = []
+    for doc in DOCS:
+        problems += default_problems((ROOT / doc).read_text(encoding="utf-8"), doc)
     assert not problems, "\n".join(problems)
 
 
@@ -174,4 +182,19 @@ def test_a_setting_that_does_not_exist_is_reported() -> None:
         "no setting 'event'",
         "no setting 'api_keys_write'",
         "no setting 'server'",
+    ]
+
+
+def test_a_wrong_default_beside_a_setting_is_reported() -> None:
+    good = (
+        "| `STREAMREC_KAFKA__BOOTSTRAP` | `127.0.0.1:19092` | x |\n"
+        "| `STREAMREC_SERVING__API_KEYS_ADMIN` | `[]` |\n`STREAMREC_KAFKA__SESSION_TIMEOUT_MS`, 6 s, "
+        "`STREAMREC_CONSUMER__METRICS_PORT` (9101), `STREAMREC_SERVING__MODEL_POLL_S`, 5 s, and "
+        "`STREAMREC_CONSUMER__SHUTDOWN_GRACE_S`\n(10 s); `STREAMREC_CONSUMER__METRICS_PORT` (0 turns it off)"
+    )
+    assert default_problems(good, "R.md") == []
+    bad = "| `STREAMREC_MONGO__DATABASE` | `streamrecs` |\n`STREAMREC_RETRAIN__GATE_MIN_USERS` (500) users"
+    assert [p.split(": ")[1] for p in default_problems(bad, "R.md")] == [
+        "STREAMREC_MONGO__DATABASE",
+        "STREAMREC_RETRAIN__GATE_MIN_USERS",
     ]
