@@ -39,8 +39,10 @@ _LABELS = {"kafka": "Kafka API (Tansu)", "mongo": "MongoDB wire (SecantusDB)", "
 # What a server takes with it when it dies (Tansu and redis-server run without persistence here).
 LOSSES = {
     "kafka": "the dev broker keeps everything in memory, so its topics, unconsumed events and committed "
-    "offsets were lost, and its offsets start at 0 again while Redis remembers the old ones; re-send "
-    "what was not yet consumed after a clean `streamrec devstack down && streamrec devstack up`",
+    "offsets were lost, and its offsets start at 0 again while Redis and the events in MongoDB carry the "
+    "old ones (new events would be stored without their Redis effects); stop the consumers, run "
+    "`streamrec devstack down --wipe && streamrec devstack up` (this deletes MongoDB's data too) and "
+    "send the events again",
     "mongo": "its data is on disk (data/mongo) and was kept; a write in flight when it died may need a retry",
     "redis": "realtime state (recent events, popularity, cached results) is empty; a running consumer "
     "rebuilds it from MongoDB on its own (or run `streamrec rebuild-cache`)",
