@@ -127,15 +127,19 @@ class SurfaceExclusion(BaseModel):
     recent: bool = True
 
 
+class SimilarExclusion(SurfaceExclusion):
+    # "More like this" on a product page: a shopper comparing items expects to see the ones they
+    # just looked at again, but not what they already bought.
+    recent: bool = False
+
+
 class ExclusionSettings(BaseModel):
     """Product policy: lists do not repeat what the shopper just did or already bought.
 
     A "recently viewed" widget is a different surface (``GET /v1/users/{id}/recent``)."""
 
     recommendations: SurfaceExclusion = Field(default_factory=SurfaceExclusion)
-    # "More like this" on a product page: a shopper browsing similar items expects to see the ones
-    # they just looked at again, but not what they already bought.
-    similar: SurfaceExclusion = Field(default_factory=lambda: SurfaceExclusion(recent=False))
+    similar: SurfaceExclusion = Field(default_factory=SimilarExclusion)
     # An interaction is recent while it is at most this old by the serving clock (the shopper's
     # current session); 0 = any age. Either way only the newest ``recent_events`` interactions count
     # (Redis keeps the newest consumer.recent_max per shopper).
