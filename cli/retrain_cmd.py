@@ -82,12 +82,12 @@ def retrain(
     after_events = None if once else (after_events or settings.retrain.after_events)
 
     from model.errors import ModelError
-    from retrain.erasure import scrub_registry
     from retrain.loop import run_every
     from retrain.metrics import RetrainMetrics
     from retrain.model_adapter import trainer_from_settings
     from retrain.pipeline import RetrainFailed, RetrainResult
     from storage.event_store import MongoEventStore
+    from storage.model_erasure import scrub_registry
     from storage.retrain_requests import take_pending_request
 
     metrics = RetrainMetrics()
@@ -252,7 +252,7 @@ def model_promote(
     reason: str = typer.Option("promoted by hand", "--reason", help="Why (kept in the record)."),
 ) -> None:
     """Make a version the champion (the current champion is retired); serving picks it up."""
-    from retrain.erasure import promote_erased
+    from storage.model_erasure import promote_erased
 
     settings = load_settings()
     registry = _registry(settings)
@@ -272,7 +272,7 @@ def model_rollback(
     reason: str = typer.Option("rolled back by hand", "--reason", help="Why (kept in the records)."),
 ) -> None:
     """Make the previous champion the champion again (the current one is retired)."""
-    from retrain.erasure import rollback_erased
+    from storage.model_erasure import rollback_erased
 
     settings = load_settings()
     registry = _registry(settings)

@@ -119,6 +119,34 @@ class RetrainSettings(BaseModel):
     metrics_port: int = Field(default=9102, ge=0, le=65535)
 
 
+class SurfaceExclusion(BaseModel):
+    """What one read surface leaves out for a known shopper (request options may override it)."""
+
+    purchased: bool = True
+    # Items the shopper interacted with recently (see ExclusionSettings.recent_window_s).
+    recent: bool = True
+
+
+class SimilarExclusion(SurfaceExclusion):
+    # "More like this" on a product page: a shopper comparing items expects to see the ones they
+    # just looked at again, but not what they already bought.
+    recent: bool = False
+
+
+class ExclusionSettings(BaseModel):
+    """Product policy: lists do not repeat what the shopper just did or already bought.
+
+    A "recently viewed" widget is a different surface (``GET /v1/users/{id}/recent``)."""
+
+    recommendations: SurfaceExclusion = Field(default_factory=SurfaceExclusion)
+    similar: SurfaceExclusion = Field(default_factory=SimilarExclusion)
+    # An interaction is recent while it is at most this old by the serving clock (the shopper's
+    # current session); 0 = any age. Either way only the newest ``recent_events`` interactions count
+    # (Redis keeps the newest consumer.recent_max per shopper).
+    recent_window_s: float = Field(default=1800.0, ge=0.0)
+    recent_events: int = Field(default=20, ge=1, le=10_000)
+
+
 class ServingSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -135,6 +163,7 @@ class ServingSettings(BaseModel):
     max_body_bytes: int = Field(default=2_000_000, ge=1024)
     session_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     recent_events_for_session: int = Field(default=20, ge=1)
+    exclusion: ExclusionSettings = Field(default_factory=ExclusionSettings)
 
 
 class DevstackSettings(BaseModel):

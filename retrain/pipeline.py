@@ -20,7 +20,6 @@ from typing import Any, Literal, Protocol
 from core.errors import StreamrecError
 from core.settings import RetrainSettings
 from model.errors import ArtifactError, ModelError
-from retrain.erasure import erasure_mark, scrub_registry
 from retrain.event_source import EventSource, read_window
 from retrain.gate import (
     GATE_K,
@@ -32,6 +31,7 @@ from retrain.gate import (
     ranking_metrics,
 )
 from storage.datasets import EventTable
+from storage.model_erasure import erasure_mark, scrub_registry
 from storage.model_registry import ModelRecord, ModelRegistry
 
 log = logging.getLogger(__name__)

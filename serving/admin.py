@@ -1,4 +1,4 @@
-"""Erasure, model info, retrain requests and readiness."""
+"""Erasure, model info, champion changes (promote, rollback), retrain requests and readiness."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from serving.model_holder import ModelHolder
 from serving.popularity import RealtimeSnapshots
 from serving.ports import ErasurePort, RetrainRequests
 from storage.kafka_producer import ProducerHealth
+from storage.model_erasure import ErasureIncomplete, promote_erased, rollback_erased
+from storage.model_registry import ArtifactUnavailable, ModelNotFound, ModelRegistry, RegistryError
 from storage.realtime_reader import RealtimeReader, RealtimeUnavailable
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,52 @@ class AdminService:
             "n_items": loaded.model.n_items,
             "index": loaded.index,
             "refused_versions": dict(self.holder.refused),
+        }
+
+    async def promote(self, version: int, reason: str) -> dict[str, Any]:
+        return await run_in_threadpool(self._change_champion, version, reason)
+
+    async def rollback(self, reason: str) -> dict[str, Any]:
+        return await run_in_threadpool(self._change_champion, None, reason)
+
+    def _change_champion(self, version: int | None, reason: str) -> dict[str, Any]:
+        """What ``streamrec model promote|rollback`` do: the version must download intact, and a
+        version brought back is first scrubbed of users erased since it was published. Serving
+        replicas (this one included) load the new champion through their usual model polling."""
+        registry: ModelRegistry = self.holder.registry
+        try:
+            before = registry.champion()
+            erased = self.erasures.erased_users()
+            if version is None:
+                record = rollback_erased(registry, reason, erased)
+            else:
+                registry.load_files(version)
+                record = promote_erased(registry, version, reason, erased)
+        except ModelNotFound as exc:
+            raise ApiError(404, "unknown_model", str(exc)) from exc
+        except ArtifactUnavailable as exc:
+            raise ApiError(409, "artifact_unavailable", f"not promoted: {exc}") from exc
+        except ErasureIncomplete as exc:
+            raise ApiError(409, "erasure_incomplete", f"{exc}; retry once the artifact is readable") from exc
+        except RegistryError as exc:
+            code = "nothing_to_roll_back" if version is None else "registry_conflict"
+            raise ApiError(409, code, str(exc)) from exc
+        except Exception as exc:  # DependencyUnavailable, or a pymongo error outside its guard
+            raise ApiError(
+                503, "mongodb_unavailable", f"cannot change the champion: MongoDB is unavailable ({exc})"
+            ) from exc
+        log.info(
+            "event=champion_changed_over_http version=%d previous=%s reason=%s",
+            record.version,
+            before.version if before is not None else None,
+            reason,
+        )
+        loaded = self.holder.current
+        return {
+            "version": str(record.version),
+            "previous_version": str(before.version) if before is not None else None,
+            "reason": record.reason,
+            "loaded_version": loaded.version if loaded is not None else None,
         }
 
     async def request_retrain(self, reason: str) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The OpenAPI document, completed with the limits that come from settings.
 
-Route declarations are static, but ``k``'s maximum (``serving.max_k``) and the batch size
+Route declarations are static, but ``k``'s (and ``limit``'s) maximum (``serving.max_k``) and the batch size
 (``serving.max_batch``) are settings; they are written into the generated document once, so it
 states exactly what the server enforces.
 """
@@ -18,7 +18,7 @@ def complete_schema(schema: dict[str, Any], serving: ServingSettings) -> dict[st
     for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
             for param in operation.get("parameters", ()):
-                if param.get("name") == "k" and param.get("in") == "query":
+                if param.get("name") in ("k", "limit") and param.get("in") == "query":
                     param.setdefault("schema", {})["maximum"] = serving.max_k
             if path == "/v1/events" and "requestBody" in operation:
                 body = operation["requestBody"]["content"]["application/json"]["schema"]

@@ -17,12 +17,15 @@ from serving.responses import FastJSONResponse
 from serving.schemas import (
     CONTROL_CLASS,
     AcceptedOut,
+    ChampionIn,
+    ChampionOut,
     ErasureOut,
     ErrorBody,
     EventBatchIn,
     ItemUpdateIn,
     ModelOut,
     PopularOut,
+    RecentOut,
     RecommendationsOut,
     RetrainIn,
     RetrainOut,
@@ -38,6 +41,22 @@ ID_PATTERN = f"^[^{CONTROL_CLASS}]*[^\\s{CONTROL_CLASS}][^{CONTROL_CLASS}]*$"
 ItemId = Annotated[str, Path(min_length=1, max_length=256, json_schema_extra={"pattern": ID_PATTERN})]
 K = Annotated[int, Query(ge=1, description="number of items; at most serving.max_k")]
 Category = Annotated[str | None, Query(min_length=1, max_length=256)]
+INCLUDE_PURCHASED_DOC = (
+    "true: purchased items may be returned; false: they are not; unset: the exclusion policy decides "
+    "(serving.exclusion.<surface>.purchased)"
+)
+EXCLUDE_SEEN_DOC = (
+    "true: leave out every item the shopper ever interacted with; false: do not leave out recent "
+    "interactions; unset: the exclusion policy decides (serving.exclusion.<surface>.recent)"
+)
+IncludePurchased = Annotated[bool | None, Query(description=INCLUDE_PURCHASED_DOC)]
+ExcludeSeen = Annotated[bool | None, Query(description=EXCLUDE_SEEN_DOC)]
+ShopperId = Annotated[
+    str | None,
+    Query(min_length=1, max_length=256, description="the shopper: their exclusions apply (policy 'similar')"),
+]
+Version = Annotated[int, Path(ge=1, description="a published model version")]
+Limit = Annotated[int, Query(ge=1, description="number of items; at most serving.max_k")]
 MAX_EXCLUDE = 1000
 MAX_EXCLUDE_CHARS = 4096
 
@@ -88,7 +107,8 @@ class RecsParams(BaseModel):
     # server can receive.
     exclude: str | None = Field(None, max_length=MAX_EXCLUDE_CHARS, description="comma-separated item ids")
     category: str | None = Field(None, min_length=1, max_length=256)
-    include_purchased: bool = False
+    include_purchased: bool | None = Field(None, description=INCLUDE_PURCHASED_DOC)
+    exclude_seen: bool | None = Field(None, description=EXCLUDE_SEEN_DOC)
 
 
 RECS_PATH_FIELDS = frozenset({"user_id"})
@@ -102,13 +122,36 @@ async def recommendations(request: Request) -> Response:
         raise ApiError(
             422, "invalid_request", f"exclude lists at most {MAX_EXCLUDE} items, got {len(excluded)}"
         )
-    query = RecsQuery(params.user_id, params.k, excluded, params.category, params.include_purchased)
+    query = RecsQuery(
+        params.user_id,
+        params.k,
+        excluded,
+        params.category,
+        include_purchased=params.include_purchased,
+        exclude_seen=params.exclude_seen,
+    )
     return FastJSONResponse(await _read(request).recommendations(query))
 
 
-async def similar(request: Request, item_id: ItemId, k: K = 10) -> Response:
+async def similar(
+    request: Request,
+    item_id: ItemId,
+    k: K = 10,
+    user_id: ShopperId = None,
+    include_purchased: IncludePurchased = None,
+    exclude_seen: ExcludeSeen = None,
+) -> Response:
     _check_k(request, k)
-    return FastJSONResponse(await _read(request).similar(item_id, k))
+    return FastJSONResponse(
+        await _read(request).similar(item_id, k, user_id, include_purchased, exclude_seen)
+    )
+
+
+async def recent(request: Request, user_id: UserId, limit: Limit = 10) -> Response:
+    max_k = request.app.state.settings.serving.max_k
+    if limit > max_k:
+        raise ApiError(422, "invalid_request", f"limit must be at most {max_k}, got {limit}")
+    return FastJSONResponse(await _read(request).recent(user_id, limit))
 
 
 async def popular(
@@ -145,6 +188,16 @@ async def erase_user(request: Request, user_id: UserId) -> Response:
 
 async def model_info(request: Request) -> Response:
     return FastJSONResponse(_admin(request).model_info())
+
+
+async def promote(request: Request, version: Version, body: ChampionIn | None = None) -> Response:
+    reason = body.reason if body is not None and body.reason else "promoted via API"
+    return FastJSONResponse(await _admin(request).promote(version, reason))
+
+
+async def rollback(request: Request, body: ChampionIn | None = None) -> Response:
+    reason = body.reason if body is not None and body.reason else "rolled back via API"
+    return FastJSONResponse(await _admin(request).rollback(reason))
 
 
 async def retrain(request: Request, body: RetrainIn | None = None) -> Response:
@@ -198,6 +251,16 @@ def build_router(public_read: bool) -> APIRouter:
         responses={200: {"model": SimilarOut}, **errors(400, *read_auth, 404, 413, 422, 503)},
         dependencies=read,
         tags=["recommendations"],
+    )
+    router.add_api_route(
+        "/v1/users/{user_id}/recent",
+        recent,
+        methods=["GET"],
+        response_model=None,
+        responses={200: {"model": RecentOut}, **errors(400, *read_auth, 413, 422)},
+        dependencies=read,
+        tags=["recommendations"],
+        summary="Recently viewed: the shopper's recent distinct items, newest first",
     )
     router.add_api_route(
         "/v1/popular",
@@ -259,6 +322,28 @@ def build_router(public_read: bool) -> APIRouter:
         dependencies=[Depends(require("admin"))],
         tags=["admin"],
         route_class_override=auth_first("admin"),
+    )
+    router.add_api_route(
+        "/v1/admin/models/{version}/promote",
+        promote,
+        methods=["POST"],
+        response_model=None,
+        responses={200: {"model": ChampionOut}, **errors(400, 401, 403, 404, 409, 413, 422, 503)},
+        dependencies=[Depends(require("admin"))],
+        tags=["admin"],
+        route_class_override=auth_first("admin"),
+        summary="Make a published version the champion (every replica loads it within a model poll)",
+    )
+    router.add_api_route(
+        "/v1/admin/models/rollback",
+        rollback,
+        methods=["POST"],
+        response_model=None,
+        responses={200: {"model": ChampionOut}, **errors(400, 401, 403, 409, 413, 422, 503)},
+        dependencies=[Depends(require("admin"))],
+        tags=["admin"],
+        route_class_override=auth_first("admin"),
+        summary="Make the previous champion the champion again",
     )
     router.add_api_route(
         "/healthz",

@@ -42,8 +42,24 @@ class RecommendationsOut(BaseModel):
 
 class SimilarOut(BaseModel):
     item_id: str
+    user_id: str | None = Field(description="the shopper whose exclusions applied, when one was given")
     items: list[ScoredItem]
     model_version: str
+    degraded: bool = Field(description="true when the shopper's state could not be read (Redis down)")
+    request_id: str
+
+
+class RecentItem(BaseModel):
+    item_id: str
+    event_type: str = Field(description="the newest interaction with the item")
+    ts_ms: int = Field(description="its time, epoch milliseconds")
+    timestamp: str = Field(description="the same time, ISO 8601 UTC")
+
+
+class RecentOut(BaseModel):
+    user_id: str
+    items: list[RecentItem] = Field(description="distinct items, newest first; empty for an unknown user")
+    degraded: bool = Field(description="true when Redis was unreachable (the list is then empty)")
     request_id: str
 
 
@@ -140,6 +156,20 @@ class ModelOut(BaseModel):
 
 class RetrainIn(BaseModel):
     reason: str = Field(default="requested via API", max_length=1024)
+
+
+class ChampionIn(BaseModel):
+    reason: str | None = Field(default=None, max_length=1024, description="kept in the model records")
+
+
+class ChampionOut(BaseModel):
+    version: str = Field(description="the champion now")
+    previous_version: str | None = Field(description="the champion before this change")
+    reason: str | None
+    loaded_version: str | None = Field(
+        description="the version this replica serves right now; every replica loads the new champion "
+        "within serving.model_poll_s"
+    )
 
 
 class RetrainOut(BaseModel):

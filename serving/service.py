@@ -16,6 +16,7 @@ import hashlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -24,12 +25,13 @@ from core.keys import ALL_TIME
 from core.log_context import current_request_id
 from core.settings import Settings
 from serving.errors import ApiError
+from serving.exclusion import excluded_items, needs_seen
 from serving.metrics import ServingMetrics
 from serving.model_holder import ModelHolder
 from serving.model_port import LoadedModel
 from serving.popularity import TOP_UP_WINDOWS, RealtimeSnapshots
 from serving.ranking import Filters, Ranked, popular_only, recommend
-from storage.realtime_reader import RealtimeReader, RealtimeUnavailable, UserSnapshot
+from storage.realtime_reader import RealtimeReader, RealtimeUnavailable, RecentEvent, UserSnapshot, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +42,39 @@ class RecsQuery:
     k: int
     exclude: frozenset[str]
     category: str | None
-    include_purchased: bool
+    # None: the exclusion policy decides (serving.exclusion.recommendations).
+    include_purchased: bool | None = None
+    exclude_seen: bool | None = None
 
     def cache_params(self) -> str:
         """Stable, short key part: every parameter that changes the answer."""
         excl = ",".join(sorted(self.exclude))
         digest = hashlib.blake2b(excl.encode(), digest_size=8).hexdigest() if excl else "-"
-        return f"k{self.k}:p{int(self.include_purchased)}:x{digest}:c{self.category or ''}"
+        return (
+            f"k{self.k}:p{_flag(self.include_purchased)}:s{_flag(self.exclude_seen)}"
+            f":x{digest}:c{self.category or ''}"
+        )
+
+
+def _flag(value: bool | None) -> str:
+    return "-" if value is None else str(int(value))
+
+
+def recent_distinct(events: Sequence[RecentEvent], limit: int) -> list[dict[str, Any]]:
+    """One entry per item, at its newest interaction (``events`` is newest first)."""
+    out: list[dict[str, Any]] = []
+    taken: set[str] = set()
+    for ev in events:
+        if ev.item_id in taken:
+            continue
+        taken.add(ev.item_id)
+        stamp = datetime.fromtimestamp(ev.ts_ms / 1000, UTC).isoformat(timespec="milliseconds")
+        out.append(
+            {"item_id": ev.item_id, "event_type": ev.event_type, "ts_ms": ev.ts_ms, "timestamp": stamp}
+        )
+        if len(out) == limit:
+            break
+    return out
 
 
 def cache_tag(version: str | None, catalog_tag: bytes) -> bytes:
@@ -110,9 +138,13 @@ class ReadService:
         request_id = current_request_id()
         serving = self.settings.serving
         params = q.cache_params() if serving.cache_ttl_s > 0 else None
+        # One read serves both the session vector and the recent exclusion.
+        recent_n = max(serving.recent_events_for_session, serving.exclusion.recent_events)
         snap: UserSnapshot | None
         try:
-            snap = await self.reader.user_snapshot(q.user_id, params, serving.recent_events_for_session)
+            snap = await self.reader.user_snapshot(
+                q.user_id, params, recent_n, with_seen=needs_seen(q.exclude_seen)
+            )
         except RealtimeUnavailable:
             snap = None
             # Answers served from the snapshots are stale from now on too, not only after their
@@ -138,9 +170,24 @@ class ReadService:
             if allowed is None:
                 degraded = True
                 allowed = frozenset()
+        # A cached list keeps what it excluded for up to cache_ttl_s: an item leaves the recent
+        # window that much later, never earlier (each new event changes the marker: a miss).
+        done = (
+            frozenset()
+            if snap is None
+            else excluded_items(
+                serving.exclusion.recommendations,
+                serving.exclusion,
+                recent=snap.recent,
+                purchased=snap.purchased,
+                seen=snap.seen,
+                now_ms=now_ms(),
+                include_purchased=q.include_purchased,
+                exclude_seen=q.exclude_seen,
+            )
+        )
         filters = Filters(
-            exclude=q.exclude,
-            purchased=frozenset() if q.include_purchased or snap is None else snap.purchased,
+            exclude=q.exclude | done if done else q.exclude,
             unavailable=await self.snapshots.unavailable(),
             allowed=allowed,
         )
@@ -149,7 +196,7 @@ class ReadService:
             loaded.model if loaded is not None else None,
             user_id=q.user_id,
             k=q.k,
-            recent=snap.recent if snap is not None else (),
+            recent=snap.recent[: serving.recent_events_for_session] if snap is not None else (),
             filters=filters,
             popular=popular,
             session_weight=serving.session_weight,
@@ -180,23 +227,77 @@ class ReadService:
         elif ranked and ranked[-1].kind == "popular":
             self.metrics.fallbacks.labels(kind="top_up").inc()
 
-    async def similar(self, item_id: str, k: int) -> dict[str, Any]:
+    async def similar(
+        self,
+        item_id: str,
+        k: int,
+        user_id: str | None = None,
+        include_purchased: bool | None = None,
+        exclude_seen: bool | None = None,
+    ) -> dict[str, Any]:
+        """Items like ``item_id``, never the item itself; for a given shopper, without what the
+        exclusion policy's ``similar`` surface leaves out."""
         loaded = self.holder.current
         if loaded is None:
             raise ApiError(503, "no_model", "no model is loaded yet; similar items need a trained model")
         if not loaded.model.knows_item(item_id):
             raise ApiError(404, "unknown_item", f"item {item_id!r} is not known to model {loaded.version}")
         unavailable = await self.snapshots.unavailable()
-        found = loaded.model.similar(item_id, min(loaded.model.n_items, k + min(len(unavailable), 500) + 1))
+        blocked: frozenset[str] = frozenset()
+        degraded = False
+        if user_id is not None:
+            policy = self.settings.serving.exclusion
+            try:
+                snap = await self.reader.user_snapshot(
+                    user_id, None, policy.recent_events, with_seen=needs_seen(exclude_seen)
+                )
+            except RealtimeUnavailable:
+                # The list itself needs no Redis: answered without the shopper's exclusions.
+                degraded = True
+                self.snapshots.mark_unhealthy()
+                self.metrics.degraded.inc()
+            else:
+                blocked = excluded_items(
+                    policy.similar,
+                    policy,
+                    recent=snap.recent,
+                    purchased=snap.purchased,
+                    seen=snap.seen,
+                    now_ms=now_ms(),
+                    include_purchased=include_purchased,
+                    exclude_seen=exclude_seen,
+                )
+        fetch = k + min(len(unavailable), 500) + min(len(blocked), 2000) + 1
+        found = loaded.model.similar(item_id, min(loaded.model.n_items, fetch))
         items = [
             Ranked(iid, score, "similar_to", item_id).to_json()
             for iid, score in found
-            if iid != item_id and iid not in unavailable
+            if iid != item_id and iid not in unavailable and iid not in blocked
         ][:k]
         return {
             "item_id": item_id,
+            "user_id": user_id,
             "items": items,
             "model_version": loaded.version,
+            "degraded": degraded,
+            "request_id": current_request_id(),
+        }
+
+    async def recent(self, user_id: str, limit: int) -> dict[str, Any]:
+        """The shopper's recently interacted items (distinct, newest first) for a "recently viewed"
+        widget; Redis keeps the newest ``consumer.recent_max`` interactions."""
+        degraded = False
+        events: tuple[RecentEvent, ...] = ()
+        try:
+            events = await self.reader.recent_events(user_id, self.settings.consumer.recent_max)
+        except RealtimeUnavailable:
+            degraded = True
+            self.snapshots.mark_unhealthy()
+            self.metrics.degraded.inc()
+        return {
+            "user_id": user_id,
+            "items": recent_distinct(events, limit),
+            "degraded": degraded,
             "request_id": current_request_id(),
         }
 

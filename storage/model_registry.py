@@ -14,7 +14,7 @@ recorded at publish time and re-downloads on mismatch. A stored file whose bytes
 sha256 raises ``ArtifactUnavailable``.
 
 A version's files may be replaced once, in place, by ``apply_erasure`` (erased users' rows removed from
-the artifact; see retrain/erasure.py); the record's sha256 list is switched in one update, so a reader
+the artifact; see storage/model_erasure.py); the record's sha256 list is switched in one update, so a reader
 sees either the old complete file set or the new one.
 
 This module holds the types, the port and the in-memory twin; the MongoDB adapter is in
@@ -82,7 +82,7 @@ class ModelRecord:
     gate: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None
     status_changed_at: datetime | None = None
-    # Which erasures the stored files reflect: {digest, users, removed, at} (retrain/erasure.py).
+    # Which erasures the stored files reflect: {digest, users, removed, at} (storage/model_erasure.py).
     erasure: dict[str, Any] = field(default_factory=dict)
 
     def to_json_dict(self) -> dict[str, Any]:

@@ -5,9 +5,9 @@ Reads the layout in ``core.keys`` (written by the consumer). Every call is bound
 fails fast (``RealtimeUnavailable``) until a probe succeeds again; serving turns that into
 ``degraded: true`` responses instead of errors.
 
-The per-request reads (one Lua script returning marker, cached result, recent events and purchases)
-and the cache fills go through ``CommandBatcher``: the requests a process is serving at the same
-moment share one pipeline round trip.
+The per-request reads (one Lua script returning marker, cached result, recent events, purchases and,
+when asked, the seen set) and the cache fills go through ``CommandBatcher``: the requests a process
+is serving at the same moment share one pipeline round trip.
 
 Cached results live in one hash per user (field = request params) as
 ``b"{marker}:{expires_ms}:" + payload``; a read returns the payload only when the stored marker equals
@@ -47,7 +47,9 @@ local cached = ''
 if ARGV[2] == '1' then cached = redis.call('HGET', KEYS[2], ARGV[3]) or '' end
 local recent = redis.call('ZREVRANGE', KEYS[3], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
 local purchased = redis.call('SMEMBERS', KEYS[4])
-return {marker, cached, recent, purchased}
+local seen = {}
+if ARGV[4] == '1' then seen = redis.call('SMEMBERS', KEYS[5]) end
+return {marker, cached, recent, purchased, seen}
 """
 )
 
@@ -75,6 +77,8 @@ class UserSnapshot:
     cached: bytes | None
     recent: tuple[RecentEvent, ...]  # newest first
     purchased: frozenset[str]
+    # Every item the user interacted with; read only when asked for (it grows with the history).
+    seen: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,13 @@ SYNC_BATCH = 1000
 
 
 class RealtimeReader(Protocol):
-    async def user_snapshot(self, user_id: str, cache_params: str | None, recent_n: int) -> UserSnapshot: ...
+    async def user_snapshot(
+        self, user_id: str, cache_params: str | None, recent_n: int, *, with_seen: bool = False
+    ) -> UserSnapshot: ...
+
+    async def recent_events(self, user_id: str, n: int) -> tuple[RecentEvent, ...]:
+        """The user's newest ``n`` interactions, newest first."""
+        ...
 
     async def store_cached(
         self, user_id: str, cache_params: str, marker: int, payload: bytes, ttl_s: int
@@ -132,6 +142,15 @@ def parse_recent(member: bytes | str, score: float) -> RecentEvent | None:
         return RecentEvent(str(data["e"]), str(data["i"]), str(data["t"]), int(score))
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
+
+
+def parse_recent_reply(flat: list[Any]) -> tuple[RecentEvent, ...]:
+    """A ``ZREVRANGE ... WITHSCORES`` reply from Lua (member, score, member, score...)."""
+    return tuple(
+        ev
+        for m, score in zip(flat[::2], flat[1::2], strict=True)
+        if (ev := parse_recent(m, float(score))) is not None
+    )
 
 
 def cache_entry(marker: int, ttl_s: int, payload: bytes, now_ms: int) -> bytes:
@@ -199,22 +218,41 @@ class RedisRealtimeReader:
         self.breaker.success()
         return result
 
-    async def user_snapshot(self, user_id: str, cache_params: str | None, recent_n: int) -> UserSnapshot:
+    async def user_snapshot(
+        self, user_id: str, cache_params: str | None, recent_n: int, *, with_seen: bool = False
+    ) -> UserSnapshot:
         k = self.keys
-        keys = [k.marker(user_id), k.recs_cache(user_id), k.recent(user_id), k.purchased(user_id)]
-        args = (max(recent_n, 1), "1" if cache_params is not None else "0", cache_params or "")
+        keys = [
+            k.marker(user_id),
+            k.recs_cache(user_id),
+            k.recent(user_id),
+            k.purchased(user_id),
+            k.seen(user_id),
+        ]
+        args = (
+            max(recent_n, 1),
+            "1" if cache_params is not None else "0",
+            cache_params or "",
+            "1" if with_seen else "0",
+        )
         reply = await self._guard(
             lambda: self.batcher.submit_script(USER_SNAPSHOT_LUA, keys, args), bounded=True
         )
-        marker_raw, cached_raw, recent_raw, purchased_raw = reply
+        marker_raw, cached_raw, recent_raw, purchased_raw, seen_raw = reply
         marker = int(marker_raw) if marker_raw else 0
         cached = split_cached(cached_raw, marker, now_ms()) if cache_params is not None else None
-        recent = tuple(
-            ev
-            for m, score in zip(recent_raw[::2], recent_raw[1::2], strict=True)
-            if (ev := parse_recent(m, float(score))) is not None
+        return UserSnapshot(
+            marker,
+            cached,
+            parse_recent_reply(recent_raw),
+            frozenset(x.decode() for x in purchased_raw),
+            frozenset(x.decode() for x in seen_raw) if with_seen else None,
         )
-        return UserSnapshot(marker, cached, recent, frozenset(x.decode() for x in purchased_raw))
+
+    async def recent_events(self, user_id: str, n: int) -> tuple[RecentEvent, ...]:
+        key = self.keys.recent(user_id)
+        raw = await self._guard(lambda: self.client.zrevrange(key, 0, max(n, 1) - 1, withscores=True))
+        return tuple(ev for m, score in raw if (ev := parse_recent(m, float(score))) is not None)
 
     async def store_cached(
         self, user_id: str, cache_params: str, marker: int, payload: bytes, ttl_s: int

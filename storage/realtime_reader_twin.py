@@ -25,6 +25,7 @@ class InMemoryRealtimeReader:
     up: bool = True
     recent: dict[str, list[RecentEvent]] = field(default_factory=dict)
     purchased: dict[str, set[str]] = field(default_factory=dict)
+    seen: dict[str, set[str]] = field(default_factory=dict)
     markers: dict[str, int] = field(default_factory=dict)
     pop: dict[str, dict[str, float]] = field(default_factory=lambda: {w: {} for w in (*WINDOWS, ALL_TIME)})
     items: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -52,6 +53,7 @@ class InMemoryRealtimeReader:
         events = self.recent.setdefault(user_id, [])
         events.insert(0, RecentEvent(f"ev-{user_id}-{len(events)}-{ts}", item_id, event_type, ts))
         events.sort(key=lambda e: e.ts_ms, reverse=True)
+        self.seen.setdefault(user_id, set()).add(item_id)
         if event_type == "purchase":
             self.purchased.setdefault(user_id, set()).add(item_id)
         for scores in self.pop.values():
@@ -72,7 +74,9 @@ class InMemoryRealtimeReader:
             self.unavailable_items.add(item_id)
         self.catalog_version += 1
 
-    async def user_snapshot(self, user_id: str, cache_params: str | None, recent_n: int) -> UserSnapshot:
+    async def user_snapshot(
+        self, user_id: str, cache_params: str | None, recent_n: int, *, with_seen: bool = False
+    ) -> UserSnapshot:
         self._check()
         marker = self.markers.get(user_id, 0)
         raw = self.cache.get((user_id, cache_params)) if cache_params is not None else None
@@ -81,7 +85,12 @@ class InMemoryRealtimeReader:
             split_cached(raw, marker, now_ms()),
             tuple(self.recent.get(user_id, [])[:recent_n]),
             frozenset(self.purchased.get(user_id, set())),
+            frozenset(self.seen.get(user_id, set())) if with_seen else None,
         )
+
+    async def recent_events(self, user_id: str, n: int) -> tuple[RecentEvent, ...]:
+        self._check()
+        return tuple(self.recent.get(user_id, [])[: max(n, 1)])
 
     async def store_cached(
         self, user_id: str, cache_params: str, marker: int, payload: bytes, ttl_s: int
@@ -116,7 +125,9 @@ class InMemoryRealtimeReader:
     async def erase_user(self, user_id: str) -> ErasedState:
         self._check()
         state = sum(
-            1 for store in (self.recent, self.purchased, self.markers) if store.pop(user_id, None) is not None
+            1
+            for store in (self.recent, self.purchased, self.seen, self.markers)
+            if store.pop(user_id, None) is not None
         )
         cached_keys = [key for key in self.cache if key[0] == user_id]
         for key in cached_keys:

@@ -174,12 +174,23 @@ def test_click_in_the_browser_changes_recommendations(running_demo: Any, browser
     wait.until(lambda d: d.find_element(By.ID, "st-model").text.startswith("v"))
 
     # Click an item lower in the list: a click event goes through the whole pipeline.
+    clicked = before[4]
     wait.until(lambda d: _click_card(d, 4))
     WebDriverWait(browser, 10, poll_frequency=0.1).until(
         lambda d: "updated in" in d.find_element(By.ID, "status").text
     )
     after = cards(browser)
     assert after != before
+    # The clicked item is not echoed back; "recently viewed" shows it instead.
+    assert clicked not in after
+    wait.until(
+        lambda d: (
+            clicked
+            in d.execute_script(
+                "return Array.from(document.querySelectorAll('#recent li')).map(l => l.dataset.item);"
+            )
+        )
+    )
     assert browser.find_elements(By.CSS_SELECTOR, "#recs .card.new, #recs .card.up"), (
         "changes not highlighted"
     )

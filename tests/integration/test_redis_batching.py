@@ -111,26 +111,32 @@ def test_user_snapshot_reads_the_consumer_layout_in_one_script_call(
     recent = {orjson.dumps({"e": f"e{n}", "i": f"i{n}", "t": "click"}): 1_000 + n for n in range(5)}
     redis_client.zadd(keys.recent("u1"), recent)
     redis_client.sadd(keys.purchased("u1"), "i9")
+    redis_client.sadd(keys.seen("u1"), "i0", "i4", "i9")
     redis_client.set(keys.marker("u1"), 7)
 
-    async def run() -> tuple[Any, Any, Any]:
+    async def run() -> tuple[Any, Any, Any, Any, Any]:
         reader = RedisRealtimeReader(settings.redis)
         try:
             snap = await reader.user_snapshot("u1", "k10", 3)
             await reader.store_cached("u1", "k10", 7, b'{"items":[]}', 60)
             cached = await reader.user_snapshot("u1", "k10", 3)
             unknown = await reader.user_snapshot("nobody", None, 3)
-            return snap, cached, unknown
+            with_seen = await reader.user_snapshot("u1", None, 3, with_seen=True)
+            latest = await reader.recent_events("u1", 2)
+            return snap, cached, unknown, with_seen, latest
         finally:
             await reader.close()
 
-    snap, cached, unknown = asyncio.run(run())
+    snap, cached, unknown, with_seen, latest = asyncio.run(run())
     assert snap.marker == 7 and snap.cached is None
     assert [ev.item_id for ev in snap.recent] == ["i4", "i3", "i2"]
     assert snap.recent[0].ts_ms == 1_004 and snap.recent[0].event_type == "click"
     assert snap.purchased == frozenset({"i9"})
     assert cached.cached == b'{"items":[]}'
     assert unknown.marker == 0 and unknown.recent == () and unknown.purchased == frozenset()
+    assert snap.seen is None  # only read when asked for
+    assert with_seen.seen == frozenset({"i0", "i4", "i9"}) and with_seen.recent == snap.recent
+    assert [(ev.item_id, ev.ts_ms) for ev in latest] == [("i4", 1_004), ("i3", 1_003)]
 
 
 def test_reads_fail_fast_with_realtime_unavailable_when_redis_is_gone() -> None:

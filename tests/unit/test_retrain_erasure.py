@@ -1,4 +1,4 @@
-"""Erasure reaches stored model versions (retrain/erasure.py) over the in-memory registry twin."""
+"""Erasure reaches stored model versions (storage/model_erasure.py) over the in-memory registry twin."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from model.artifact import ModelArtifact
-from retrain.erasure import (
+from storage.model_erasure import (
     ErasureIncomplete,
     erasure_digest,
     promote_erased,

@@ -221,7 +221,7 @@ def test_enough_evidence_is_judged_and_recorded() -> None:
 
 
 def test_a_new_version_is_marked_with_the_erasures_it_was_trained_without() -> None:
-    from retrain.erasure import erasure_digest
+    from storage.model_erasure import erasure_digest
 
     store, reg = _store(), InMemoryModelRegistry()
     store.erase_user("u3")
