@@ -43,10 +43,13 @@ def root_command() -> Any:
 
 
 def iter_commands(command: Any, ctx: Any = None) -> Iterator[tuple[Any, Any]]:
-    """(command, context) for every group and leaf command, depth first, in registration order."""
+    """(command, context) for every group and leaf command, depth first, by name.
+
+    By name, not registration order: that depends on which module a process happened to import first
+    (a test suite imports them in another order than `streamrec` does)."""
     ctx = command.context_class(command, info_name="streamrec" if ctx is None else command.name, parent=ctx)
     yield command, ctx
-    for sub in getattr(command, "commands", {}).values():
+    for _, sub in sorted(getattr(command, "commands", {}).items()):
         if not sub.hidden:
             yield from iter_commands(sub, ctx)
 
@@ -63,7 +66,7 @@ def _section(command: Any, ctx: Any) -> list[str]:
     if command.help:
         lines += [inspect.cleandoc(command.help), ""]
     if is_group:
-        names = ", ".join(f"`{name}`" for name, sub in command.commands.items() if not sub.hidden)
+        names = ", ".join(f"`{name}`" for name, sub in sorted(command.commands.items()) if not sub.hidden)
         lines += [f"Commands: {names}.", ""]
         return lines
     pieces = " ".join(command.collect_usage_pieces(ctx))

@@ -375,6 +375,10 @@ def _shown(value: Any) -> str:
 
     if isinstance(value, SecretStr):
         return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as an environment variable says it
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     return json.dumps(value) if isinstance(value, list) else str(value)
 
 

@@ -7,6 +7,7 @@ The conventions the docs follow for these checks are in tests/unit/docs_checks.p
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,11 @@ def test_every_streamrec_command_line_in_the_docs_parses_with_the_real_cli() -> 
 
 
 def test_the_cli_reference_is_generated_from_the_current_cli() -> None:
-    assert DOC_PATH.read_text(encoding="utf-8") == render(), "docs/cli.md is stale: python -m cli.cli_docs"
+    committed, current = DOC_PATH.read_text(encoding="utf-8"), render()
+    diff = difflib.unified_diff(
+        committed.splitlines(), current.splitlines(), "docs/cli.md", "the CLI", lineterm=""
+    )
+    assert committed == current, "docs/cli.md is stale: python -m cli.cli_docs\n" + "\n".join(list(diff)[:40])
 
 
 def test_the_cli_reference_documents_every_option_of_every_command() -> None:
