@@ -299,7 +299,7 @@ def _run(settings: Settings, name: str, path: Path | None, cap: int | None, exit
 
             _step(4, "train, gate, publish and judge a model")
             version, table = train(settings, console)
-            judge(settings, table, console, state_dir / "demo-quality.png")
+            judge(settings, table, console, state_dir / "demo-quality.png", data.name)
 
             base = f"http://{host}:{port}"
             with httpx.Client(

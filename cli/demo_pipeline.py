@@ -136,7 +136,7 @@ def train(settings: Settings, console: Console) -> tuple[int, EventTable]:
     return champion.version, table
 
 
-def judge(settings: Settings, table: EventTable, console: Console, plot_path: Path) -> None:
+def judge(settings: Settings, table: EventTable, console: Console, plot_path: Path, label: str) -> None:
     """streamrec against popularity and the best cheap baseline (``cli.demo_quality``), table and plot."""
     from cli.demo_quality import compare, print_comparison, write_plot
     from model.errors import EmptyDataError
@@ -153,7 +153,7 @@ def judge(settings: Settings, table: EventTable, console: Console, plot_path: Pa
             return
     print_comparison(console, comparison, data_users=len(set(table.user_id.tolist())))
     try:
-        write_plot(comparison, f"demo, {comparison.users:,} users", plot_path)
+        write_plot(comparison, f"streamrec demo, {label}, {comparison.users:,} users", plot_path)
     except ImportError:
         console.print(
             "[yellow]note:[/] no quality plot: matplotlib is not installed (pip install '.[bench]')"

@@ -117,7 +117,7 @@ def summary_line(comparison: Comparison, metric: str = f"ndcg@{K}") -> str:
         parts.append(phrase)
     return (
         f"{LABELS[metric]}: streamrec is "
-        + "; ".join(parts)
+        + " and ".join(parts)
         + f" (paired bootstrap {LEVEL:.0%} intervals over {comparison.users:,} users)"
     )
 

@@ -135,7 +135,7 @@ def test_rows_and_wording() -> None:
     )
     assert comparison.difference(comparison.baselines[1], "ndcg@10").verdict == "better"
     line = summary_line(comparison)
-    assert line.startswith("NDCG@10: streamrec is not clearly different from EASE; better than popularity")
+    assert line.startswith("NDCG@10: streamrec is not clearly different from EASE and better than popularity")
     assert "over 4 users" in line
 
 
