@@ -174,7 +174,7 @@ def compare(table: EventTable, config: TrainConfig) -> Comparison:
     streamrec = ModelFigures(
         "streamrec",
         f"configured: {config.factors} factors, reg {config.reg:g}, recency boost {config.recency_boost:g}, "
-        f"pop weight {config.pop_weight:g}",
+        f"pop weight {config.pop_weight:g}; binary input, as `bench quality` fits it",
         evaluate_users(scorer, split.train, split.test),
     )
 
