@@ -99,7 +99,7 @@ def validation_folds(split: Split, n_folds: int = VALIDATION_FOLDS) -> list[Spli
     return folds
 
 
-def _tune(
+def tune(
     make: Callable[[Params], Recommender], grid: list[Params], folds: list[Split]
 ) -> tuple[Params, float]:
     best: tuple[Params, float] = (grid[0], -1.0)
@@ -116,7 +116,7 @@ def _tune(
     return best
 
 
-def _lae_scores(
+def lae_scores(
     split: Split,
     inputs: sp.csr_matrix,
     ranks: sp.csr_matrix,
@@ -138,7 +138,7 @@ def tune_streamrec(folds: list[Fold], seed: int = 42) -> tuple[TrainConfig, str,
         if (cfg, mode) not in cache:
             vals = [
                 evaluate(
-                    _lae_scores(f.split, f.inputs(mode), f.ranks, cfg, f.spectrum(mode, seed)),
+                    lae_scores(f.split, f.inputs(mode), f.ranks, cfg, f.spectrum(mode, seed)),
                     f.split.train,
                     f.split.test,
                 )[0]["ndcg@10"]
@@ -238,7 +238,7 @@ def run_quality(
     curves: dict[str, dict[str, list[float]]] = {}
     notes: list[str] = []
     for name, make, grid in _baselines():
-        params, val_ndcg = _tune(make, grid, folds)
+        params, val_ndcg = tune(make, grid, folds)
         model = make(params)
         start = time.perf_counter()
         model.fit(split.train)
@@ -255,7 +255,7 @@ def run_quality(
     torch.manual_seed(cfg.seed)
     inputs = input_matrix(split, train_strength if weighted else None, mode)
     sv = spectrum(inputs, cfg.factors, torch.device("cpu"))
-    scorer = _lae_scores(split, inputs, split.recency_ranks(), cfg, sv)
+    scorer = lae_scores(split, inputs, split.recency_ranks(), cfg, sv)
     fit_s = time.perf_counter() - start
     metrics, curve = evaluate(scorer, split.train, split.test, with_curves=plot is not None)
     params = {**cfg.to_dict(), "input": mode, "val_ndcg@10": round(val_ndcg, 4)}
@@ -281,7 +281,7 @@ def run_quality(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report, indent=2))
     if plot is not None:
-        _plot(curves, dataset, plot)
+        plot_curves(curves, dataset, plot)
     return report
 
 
@@ -307,7 +307,7 @@ def _print(report: dict[str, Any]) -> None:
         console.print(f"[yellow]note:[/yellow] {note}")
 
 
-def _plot(curves: dict[str, dict[str, list[float]]], dataset: str, path: Path) -> None:
+def plot_curves(curves: dict[str, dict[str, list[float]]], dataset: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -8,18 +8,18 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.table import Table
 
 from cli.demo_data import DemoData
-from cli.demo_report import METRICS, last_event_per_user, lift, popularity_recs, quality_rows
+from cli.demo_report import last_event_per_user
 from core.errors import StreamrecError
 
 if TYPE_CHECKING:
     from cli.processes import ManagedProcess
     from core.settings import Settings
+    from storage.datasets import EventTable
 
 
 class DemoError(StreamrecError):
@@ -80,14 +80,14 @@ def wait_stored(settings: Settings, data: DemoData, consumer: ManagedProcess, co
     return count
 
 
-def train(settings: Settings, console: Console) -> tuple[int, dict[str, Any]]:
-    """One retraining run in-process; prints the quality table. Returns (champion version, metrics)."""
+def train(settings: Settings, console: Console) -> tuple[int, EventTable]:
+    """One retraining run in-process. Returns the champion's version and the stored events it read."""
     from datetime import UTC, datetime, timedelta
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from retrain.event_source import read_window
-    from retrain.gate import GATE_K, NotEnoughData, holdout_split, ranking_metrics
+    from retrain.gate import NotEnoughData, holdout_split
     from retrain.model_adapter import trainer_from_settings
     from retrain.pipeline import RetrainConfig, run_retrain
     from storage.event_store import MongoEventStore
@@ -98,20 +98,14 @@ def train(settings: Settings, console: Console) -> tuple[int, dict[str, Any]]:
     store = MongoEventStore.from_settings(settings.mongo)
     registry = open_model_registry(settings)
     try:
-        # The baseline is scored on exactly the split the gate uses (same window, champion, clock).
-        champ = registry.champion()
         since = None if cfg.window_days is None else now - timedelta(days=cfg.window_days)
         table = read_window(store, since, now, store.erased_users())
-        champ_until = champ.data_window.get("train_until_ms") if champ is not None else None
         try:
-            split = holdout_split(table, cfg.holdout_fraction, champ_until, cfg.gate_max_users)
+            holdout_split(table, cfg.holdout_fraction)  # the check retraining makes, with the demo's advice
         except NotEnoughData as exc:
             raise DemoError(
                 f"cannot train on {len(table)} stored events: {exc}; stream more (--events N)"
             ) from None
-        baseline = ranking_metrics(
-            popularity_recs(split.train, split.histories, split.users, GATE_K), split.targets
-        )
         with Progress(
             TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
             TextColumn("epochs  loss {task.fields[loss]}"), TimeElapsedColumn(), console=console,
@@ -132,25 +126,40 @@ def train(settings: Settings, console: Console) -> tuple[int, dict[str, Any]]:
         store.close()
     colour = "green" if result.outcome == "promoted" else "yellow"
     reason = result.decision.reason if result.decision else ""
-    console.print(f"[{colour}]model v{result.version} {result.outcome}[/]: {reason}", highlight=False)
+    # The gate's verdict (its own time split, against the previous champion); the comparison with the
+    # baselines follows with `bench quality`'s protocol.
+    console.print(
+        f"[{colour}]model v{result.version} {result.outcome}[/] by the gate: {reason}", highlight=False
+    )
     if champion is None:
         raise DemoError("no champion model after retraining; see `streamrec model list`")
-    print_quality(console, f"streamrec v{result.version}", result.metrics, baseline, len(split.users), cfg)
-    return champion.version, result.metrics
+    return champion.version, table
 
 
-def print_quality(
-    console: Console, name: str, metrics: dict[str, Any], baseline: dict[str, float], users: int, cfg: Any
-) -> None:
-    console.print(
-        f"held-out quality: {users:,} users, judged on the last {cfg.holdout_fraction:.0%} of events by time"
-    )
-    table = Table()
-    table.add_column("model")
-    for metric in METRICS:
-        table.add_column(metric.upper(), justify="right")
-    for row in quality_rows(name, metrics, baseline):
-        table.add_row(row.name, *(f"{row.values[m]:.4f}" for m in METRICS))
-    console.print(table)
-    ndcg = float(metrics.get("holdout_ndcg@10", 0.0))
-    console.print(f"NDCG@10: streamrec {lift(ndcg, baseline['ndcg@10'])} popularity", highlight=False)
+def judge(settings: Settings, table: EventTable, console: Console, plot_path: Path, label: str) -> None:
+    """streamrec against popularity and the best cheap baseline (``cli.demo_quality``), table and plot."""
+    from cli.demo_quality import compare, print_comparison, write_plot
+    from model.errors import EmptyDataError
+    from retrain.model_adapter import train_config
+
+    start = time.monotonic()
+    with console.status("fitting streamrec, popularity and the baselines on the training part"):
+        try:
+            comparison = compare(table, train_config(settings.model))
+        except EmptyDataError as exc:
+            console.print(
+                f"[yellow]note:[/] no quality table: {exc}; stream more events (--events)", highlight=False
+            )
+            return
+    print_comparison(console, comparison, data_users=len(set(table.user_id.tolist())))
+    try:
+        write_plot(comparison, f"streamrec demo, {label}, {comparison.users:,} users", plot_path)
+    except ImportError:
+        console.print(
+            "[yellow]note:[/] no quality plot: matplotlib is not installed (pip install '.[bench]')"
+        )
+    else:
+        console.print(
+            f"quality plot (NDCG@K and Recall@K, K = 1..50): {plot_path}", highlight=False, soft_wrap=True
+        )
+    console.print(f"[dim]compared in {time.monotonic() - start:.1f}s[/]")

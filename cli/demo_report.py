@@ -1,72 +1,14 @@
-"""Pure helpers behind `streamrec demo`'s output: the popularity baseline, the quality table, which
-users to show, which items to click and what changed. No IO, so they are unit-tested without servers.
+"""Pure helpers behind `streamrec demo`'s output: which users to show, which items to click and what
+changed. No IO, so they are unit-tested without servers.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from core.events import InteractionEvent
-from storage.datasets import EventTable
-
-METRICS = ("ndcg@10", "recall@10", "hr@10")
-
-
-def popularity_recs(
-    train: EventTable, histories: EventTable, users: Sequence[str], k: int
-) -> dict[str, list[str]]:
-    """Top-k most frequent training items per user, skipping what the user already interacted with.
-
-    This is the baseline the gate's protocol implies: same candidates (items seen in training), same
-    exclusion of each user's own history, no personalisation.
-    """
-    ranked = [
-        item for item, _ in sorted(Counter(train.item_id.tolist()).items(), key=lambda p: (-p[1], p[0]))
-    ]
-    seen: dict[str, set[str]] = {}
-    for user, item in zip(histories.user_id.tolist(), histories.item_id.tolist(), strict=True):
-        seen.setdefault(user, set()).add(item)
-    out: dict[str, list[str]] = {}
-    for user in users:
-        mine = seen.get(user, set())
-        picks: list[str] = []
-        for item in ranked:
-            if item not in mine:
-                picks.append(item)
-                if len(picks) == k:
-                    break
-        out[user] = picks
-    return out
-
-
-@dataclass(frozen=True)
-class QualityRow:
-    name: str
-    values: dict[str, float]
-
-
-def quality_rows(
-    model_name: str, model_metrics: Mapping[str, Any], baseline: Mapping[str, float]
-) -> list[QualityRow]:
-    """The model's held-out figures (stored as ``holdout_<metric>`` by retraining) beside the baseline's."""
-
-    def pick(source: Mapping[str, Any], prefix: str) -> dict[str, float]:
-        return {m: float(source.get(prefix + m, float("nan"))) for m in METRICS}
-
-    return [
-        QualityRow(model_name, pick(model_metrics, "holdout_")),
-        QualityRow("popularity", pick(baseline, "")),
-    ]
-
-
-def lift(model: float, baseline: float) -> str:
-    """ "2.3x" or "+0.0123" when the baseline is zero; a human-readable comparison for the summary line."""
-    if baseline > 0:
-        return f"{model / baseline:.1f}x"
-    return f"{model - baseline:+.4f}"
 
 
 def most_active_users(events: Iterable[InteractionEvent], n: int) -> list[str]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from model.metrics import curves, summarize
+from model.metrics import curves, per_user_at_k, summarize
 
 # Given user row indices, return dense scores (len(rows), n_items).
 ScoreFn = Callable[[np.ndarray], np.ndarray]
@@ -41,3 +42,32 @@ def evaluate(
     sub_test = test[rows]
     metrics = summarize(top, sub_test)
     return metrics, (curves(top, sub_test, k_max) if with_curves else None)
+
+
+@dataclass(frozen=True)
+class UserEvaluation:
+    """One model's figures on a split, kept per user so two models can be compared pairwise."""
+
+    users: int  # users with at least one test item: the evaluated ones
+    metrics: dict[str, float]  # means, as ``evaluate`` returns them
+    per_user: dict[str, np.ndarray]  # metric@k per evaluated user, in the split's row order
+    curves: dict[str, list[float]]  # recall and ndcg at K = 1..k_max
+
+
+def evaluate_users(
+    score_fn: ScoreFn, train: sp.csr_matrix, test: sp.csr_matrix, k: int = 10, k_max: int = 50
+) -> UserEvaluation:
+    """``evaluate`` with curves, plus each user's NDCG/Recall/HR@k from the same top-k_max ranking."""
+    rows = np.flatnonzero(np.diff(test.indptr) > 0)
+    top = top_k(score_fn, train, rows, max(k, k_max))
+    if top.shape[1] < max(k, k_max):
+        # A catalog smaller than K: the empty ranks are misses (-1 is never a test item).
+        pad = np.full((top.shape[0], max(k, k_max) - top.shape[1]), -1, dtype=top.dtype)
+        top = np.hstack([top, pad])
+    sub_test = test[rows]
+    return UserEvaluation(
+        users=len(rows),
+        metrics=summarize(top, sub_test),
+        per_user=per_user_at_k(top, sub_test, k),
+        curves=curves(top, sub_test, k_max),
+    )

@@ -58,8 +58,10 @@ def test_demo_exit_runs_every_step_and_is_rerunnable(settings: Settings) -> None
         "using the running servers",
         "streamed 3,000 events",
         "stored MongoDB holds 3,000 events",
-        "held-out quality",
+        "streamrec minus each baseline, paired bootstrap 95% interval over users",
+        "best cheap baseline on validation",
         "popularity",
+        "NDCG@10: streamrec is ",
         "recommendations changed",
         f"http://127.0.0.1:{settings.serving.port}/docs",
         f"http://127.0.0.1:{settings.serving.port}/demo",
@@ -69,6 +71,14 @@ def test_demo_exit_runs_every_step_and_is_rerunnable(settings: Settings) -> None
         assert line in output, f"missing {line!r} in:\n{output[-4000:]}"
     assert "Traceback" not in output
     assert "promoted" in output
+    # 3,000 simulated events hold fewer than 100 evaluable shoppers: the demo says so plainly.
+    users = re.search(r"held-out quality, `bench quality` protocol: (\d+) users evaluated", output)
+    assert users is not None and 0 < int(users.group(1)) < 100, output[-4000:]
+    assert f"note: only {users.group(1)} users could be evaluated, fewer than 100" in output
+    plot = re.search(r"quality plot \(NDCG@K and Recall@K, K = 1\.\.50\): (\S+\.png)", output)
+    assert plot is not None, output[-4000:]
+    with open(plot.group(1), "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
 
     # Re-runnable: the same events again store nothing new, and every step still works.
     second, leftover_again = run_demo(settings, "--dataset", "simulate", "--events", "3000")

@@ -9,6 +9,7 @@ import pytest
 
 from cli.demo_data import (
     EXIT_EVENT_CAP,
+    SIMULATE_DEFAULT_EVENTS,
     DemoDataError,
     choose_dataset,
     event_cap,
@@ -52,7 +53,9 @@ def test_event_cap() -> None:
     assert event_cap(123, True, "movielens") == 123
     assert event_cap(None, True, "movielens") == EXIT_EVENT_CAP
     assert event_cap(None, False, "movielens") is None
-    assert event_cap(None, False, "simulate") is not None
+    assert event_cap(None, False, "simulate") == event_cap(None, True, "simulate") == SIMULATE_DEFAULT_EVENTS
+    # --exit streams the whole of ml-latest-small (100,836 events): all 610 users get judged.
+    assert EXIT_EVENT_CAP >= 100_836
 
 
 def test_movielens_gets_titles_and_first_genre(tmp_path: Path) -> None:

@@ -1,8 +1,7 @@
-"""Pure helpers of `streamrec demo`: baseline, quality rows, user and click choice, reasons."""
+"""Pure helpers of `streamrec demo`: user and click choice, reasons."""
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 
 import numpy as np
@@ -13,14 +12,10 @@ from cli.demo_report import (
     click_events,
     item_ids,
     last_event_per_user,
-    lift,
     most_active_users,
-    popularity_recs,
-    quality_rows,
     reason_text,
 )
 from core.events import InteractionEvent, validate_interaction
-from retrain.gate import ranking_metrics
 from storage.datasets import EventTable
 
 
@@ -38,36 +33,6 @@ def ev(n: int, user: str, item: str = "i") -> InteractionEvent:
     return InteractionEvent.model_validate(
         {"event_id": f"e{n}", "event_type": "view", "user_id": user, "item_id": item, "timestamp": 1000 + n}
     )
-
-
-def test_popularity_ranks_by_frequency_and_skips_the_users_history() -> None:
-    train = table([("a", "x"), ("b", "x"), ("c", "x"), ("a", "y"), ("b", "y"), ("c", "z")])
-    hist = table([("u", "x")])
-    recs = popularity_recs(train, hist, ["u", "v"], k=2)
-    assert recs == {"u": ["y", "z"], "v": ["x", "y"]}
-    # Ties break by item id, so the baseline is deterministic.
-    assert popularity_recs(table([("a", "q"), ("a", "p")]), table([]), ["n"], k=5) == {"n": ["p", "q"]}
-
-
-def test_popularity_baseline_scores_with_the_gate_metrics() -> None:
-    train = table([("a", "x"), ("b", "x"), ("a", "y")])
-    recs = popularity_recs(train, table([("u", "y")]), ["u"], k=10)
-    assert ranking_metrics(recs, {"u": {"x"}})["hr@10"] == 1.0
-    assert ranking_metrics(recs, {"u": {"nope"}})["ndcg@10"] == 0.0
-
-
-def test_quality_rows_read_the_holdout_metrics_and_the_baseline() -> None:
-    model = {"holdout_ndcg@10": 0.3, "holdout_recall@10": 0.4, "holdout_hr@10": 0.5, "other": 1}
-    rows = quality_rows("streamrec v3", model, {"ndcg@10": 0.1, "recall@10": 0.2, "hr@10": 0.25})
-    assert [r.name for r in rows] == ["streamrec v3", "popularity"]
-    assert rows[0].values == {"ndcg@10": 0.3, "recall@10": 0.4, "hr@10": 0.5}
-    assert rows[1].values["hr@10"] == 0.25
-    assert math.isnan(quality_rows("m", {}, {})[0].values["ndcg@10"])
-
-
-def test_lift() -> None:
-    assert lift(0.3, 0.1) == "3.0x"
-    assert lift(0.05, 0.0) == "+0.0500"
 
 
 def test_most_active_users_and_last_event_per_user() -> None:

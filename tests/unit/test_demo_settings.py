@@ -19,9 +19,9 @@ def base(**serving: object) -> Settings:
     )
 
 
-def test_exit_trains_a_small_model_and_the_api_polls_fast() -> None:
+def test_exit_caps_the_epochs_keeps_the_factors_and_the_api_polls_fast() -> None:
     fast = _demo_settings(base(), exit_after=True)
-    assert (fast.model.epochs, fast.model.factors) == (5, 64)
+    assert (fast.model.epochs, fast.model.factors) == (5, 128)
     assert fast.serving.model_poll_s == 1.0
     full = _demo_settings(base(), exit_after=False)
     assert (full.model.epochs, full.model.factors) == (20, 128)
