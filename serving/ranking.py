@@ -13,9 +13,9 @@ from typing import Literal
 
 import numpy as np
 
+from core.recent import RecentEvent
 from core.settings import EventWeights
 from serving.model_port import ServingModel
-from storage.realtime_reader import RecentEvent
 
 ReasonKind = Literal["personalized", "session", "similar_to", "popular"]
 # Each older event counts this much less than the next newer one (position-based, so replayed

@@ -5,16 +5,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from core.cache_payload import cache_entry, split_cached
 from core.keys import ALL_TIME, WINDOWS
+from core.recent import RecentEvent
 from storage.realtime_reader import (
     ErasedState,
     RealtimeUnavailable,
-    RecentEvent,
     ReplicaSync,
     UserSnapshot,
-    cache_entry,
     now_ms,
-    split_cached,
 )
 
 

@@ -8,8 +8,9 @@ import pytest
 from consumer.plans import PlannedEvent, bucket_writes, event_weight, plan_events, plan_item_updates
 from core.events import ItemUpdate
 from core.keys import WINDOWS, Keys
+from core.realtime_ops import Op
 from core.settings import EventWeights
-from storage.realtime_state import InMemoryRealtimeState, Op
+from storage.realtime_state import InMemoryRealtimeState
 
 KEYS = Keys("p:")
 W = EventWeights()
