@@ -9,8 +9,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core.event_table import EventTable
 from core.events import InteractionEvent
-from storage.datasets import EventTable
 
 METRICS = ("ndcg@10", "recall@10", "hr@10")
 

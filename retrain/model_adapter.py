@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from core.event_table import EventTable
 from core.settings import ModelSettings
 from model.artifact import ModelArtifact
 from model.errors import ArtifactError
@@ -23,7 +24,6 @@ from model.lae import TrainConfig
 from model.pipeline import train_artifact
 from model.recommender import Recommender
 from retrain.pipeline import EpochCallback
-from storage.datasets import EventTable
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from cli.demo_report import (
     quality_rows,
     reason_text,
 )
+from core.event_table import EventTable
 from core.events import InteractionEvent, validate_interaction
 from retrain.gate import ranking_metrics
-from storage.datasets import EventTable
 
 
 def table(rows: list[tuple[str, str]]) -> EventTable:
