@@ -8,7 +8,7 @@ deletes them directly instead of scanning the keyspace.
 
 | key | type | written by | meaning |
 |---|---|---|---|
-| ``user:{uid}:recent`` | zset | consumer | last N interactions; member = JSON ``{"e","i","t"}`` (event id, item, type), score = event ms |
+| ``user:{uid}:recent`` | zset | consumer | last N interactions; member = JSON ``{"e","i","t"[,"v"]}`` (event id, item, type, value when present; ``core.recent``), score = event ms |
 | ``user:{uid}:purchased`` | set | consumer | items the user bought |
 | ``user:{uid}:seen`` | set | consumer | items the user interacted with in any way |
 | ``user:{uid}:marker`` | int | consumer | bumped whenever the user's state changes; cached results carry the value they saw |

@@ -47,10 +47,11 @@ class InMemoryRealtimeReader:
         event_type: str = "click",
         ts_ms: int | None = None,
         weight: float = 1.0,
+        value: float | None = None,
     ) -> None:
         ts = ts_ms if ts_ms is not None else int(time.time() * 1000)
         events = self.recent.setdefault(user_id, [])
-        events.insert(0, RecentEvent(f"ev-{user_id}-{len(events)}-{ts}", item_id, event_type, ts))
+        events.insert(0, RecentEvent(f"ev-{user_id}-{len(events)}-{ts}", item_id, event_type, ts, value))
         events.sort(key=lambda e: e.ts_ms, reverse=True)
         self.seen.setdefault(user_id, set()).add(item_id)
         if event_type == "purchase":
