@@ -20,7 +20,7 @@ deletes them directly instead of scanning the keyspace.
 | ``applied:{topic}:{partition}`` | int | consumer | highest Kafka offset whose Redis effects are applied (exactly-once effects on redelivery) |
 | ``meta:generation`` | string | consumer, rebuild | set when derived state is complete; absent in an empty (restarted, flushed) Redis, which triggers a rebuild |
 | ``meta:rebuild-lock`` | string | consumer, rebuild | held (with a TTL) while one process rebuilds; effects are refused until ``meta:generation`` is back |
-| ``cache:recs:{uid}`` | hash | serving | cached responses, field = request params, value = ``{marker}:{expires_ms}:{payload}``; key TTL |
+| ``cache:recs:{uid}`` | hash | serving | cached responses, field = request params, value = ``{marker}:{expires_ms}:{tag}:{items JSON}`` (``core.cache_payload``); key TTL |
 | ``catalog:version`` | int | consumer | bumped with every availability change: replicas refetch ``unavailable`` at once |
 | ``erasures`` | stream | serving | user ids erased (capped): every replica stops using their embedding within a poll |
 | ``tmp:*`` | any | serving | short-lived merge results, always with a TTL |
