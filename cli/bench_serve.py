@@ -28,6 +28,7 @@ from rich.table import Table
 from cli.app import bench_app
 from cli.bench_common import scratch_stack
 from core.errors import MissingTool, StreamrecError
+from core.recent import recent_member
 
 WRK_REQUEST = """
 math.randomseed(os.time())
@@ -72,7 +73,7 @@ def seed_redis(settings: Any, item_ids: Any, pop: Any, session_users: int, seed:
         for u in range(session_users):
             uid = f"u{u}"
             for n, j in enumerate(rng.integers(0, len(items), 5)):
-                member = orjson.dumps({"e": f"b{u}-{n}", "i": str(items[j]), "t": "click"})
+                member = recent_member(f"b{u}-{n}", str(items[j]), "click")
                 pipe.zadd(keys.recent(uid), {member: now - n * 1000})
             pipe.set(keys.marker(uid), 5)
             if u % 500 == 499:

@@ -18,8 +18,8 @@ from core.errors import StreamrecError
 
 if TYPE_CHECKING:
     from cli.processes import ManagedProcess
+    from core.event_table import EventTable
     from core.settings import Settings
-    from storage.datasets import EventTable
 
 
 class DemoError(StreamrecError):

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.event_table import EventTable
 from model.baselines import EASE, ItemKNN, Popularity, Recommender
 from model.errors import EmptyDataError
 from model.evaluation import UserEvaluation, evaluate_users
 from model.lae import TrainConfig
 from model.metrics import paired_bootstrap
-from storage.datasets import EventTable
 
 log = logging.getLogger(__name__)
 

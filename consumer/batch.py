@@ -26,9 +26,8 @@ from typing import Any
 import orjson
 
 from core.events import InteractionEvent, ItemUpdate, ParseError, parse_interaction, parse_item_update
+from core.realtime_ops import TopicPartition
 from core.settings import KafkaTopics
-
-TopicPartition = tuple[str, int]
 
 
 @dataclass(frozen=True)

@@ -26,16 +26,15 @@ from consumer.batch import (
     DeadLetter,
     Decision,
     RawMessage,
-    TopicPartition,
     advanced_applied,
     is_fresh,
 )
 from consumer.plans import PlannedEvent, plan_events, plan_item_updates
 from consumer.rebuild import auto_rebuild
 from core.errors import DependencyUnavailable
+from core.realtime_ops import ApplyStatus, Guard, TopicPartition
 from core.settings import Settings
 from storage.event_store import EventStore
-from storage.realtime_guard import ApplyStatus, Guard
 from storage.realtime_state import RealtimeState
 
 log = logging.getLogger(__name__)

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
-
+from core.event_weights import event_weight
 from core.events import EventType, InteractionEvent, ItemUpdate
 from core.keys import WINDOWS, Keys
+from core.realtime_ops import Op
+from core.recent import recent_member
 from core.settings import EventWeights
-from storage.realtime_state import Op
 
 ITEM_HASH_FIELDS = ("title", "category", "price", "available")
 
@@ -56,18 +56,6 @@ class PlannedEvent:
         )
 
 
-def event_weight(event_type: str, value: float | None, weights: EventWeights) -> float:
-    """Popularity weight of one event: the type's weight, times the rating for ``rate``."""
-    base = float(getattr(weights, event_type))
-    if event_type == EventType.RATE.value:
-        return base * float(value or 0.0)
-    return base
-
-
-def recent_member(event: PlannedEvent) -> str:
-    return orjson.dumps({"e": event.event_id, "i": event.item_id, "t": event.event_type}).decode()
-
-
 def bucket_writes(ts_ms: int, now_s: float) -> list[tuple[str, int, int]]:
     """(window, bucket_start_s, expire_at_s) for each window whose live range still holds the event.
 
@@ -100,7 +88,8 @@ def plan_events(
     expires: dict[str, int] = {}
     for ev in events:
         users[ev.user_id] = None
-        ops.append(Op("zadd", keys.recent(ev.user_id), (recent_member(ev), ev.ts_ms)))
+        member = recent_member(ev.event_id, ev.item_id, ev.event_type, ev.value)
+        ops.append(Op("zadd", keys.recent(ev.user_id), (member, ev.ts_ms)))
         ops.append(Op("sadd", keys.seen(ev.user_id), (ev.item_id,)))
         if ev.event_type == EventType.PURCHASE.value:
             ops.append(Op("sadd", keys.purchased(ev.user_id), (ev.item_id,)))

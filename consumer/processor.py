@@ -27,7 +27,6 @@ from consumer.batch import (
     Outcome,
     RawMessage,
     Settled,
-    TopicPartition,
     classify,
     dead_letter_headers,
     event_document,
@@ -37,6 +36,7 @@ from consumer.batch import (
 from consumer.effects import RedisEffects
 from consumer.isolate import bisect_apply, insert_isolating
 from core.errors import DependencyUnavailable
+from core.realtime_ops import TopicPartition
 from core.settings import Settings
 from storage.event_store import EventStore
 from storage.realtime_state import RealtimeState

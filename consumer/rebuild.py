@@ -46,9 +46,10 @@ from typing import Any
 from consumer import metrics
 from consumer.plans import PlannedEvent, plan_catalog_item, plan_events
 from core.errors import DependencyUnavailable
+from core.realtime_ops import Op
 from core.settings import Settings
 from storage.event_store import EventStore
-from storage.realtime_state import Op, RealtimeState, Snapshot
+from storage.realtime_state import RealtimeState, Snapshot
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,11 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exp
 
 from consumer import metrics
 from consumer.batch import RawMessage
-from consumer.batch import TopicPartition as TP
 from consumer.dead_letters import KafkaDeadLetterSink
 from consumer.processor import BatchOutcome, BatchProcessor, SinkUnavailable
 from consumer.store_ahead import StoreAhead
 from core.errors import StreamrecError
+from core.realtime_ops import TopicPartition as TP
 from core.settings import Settings
 from storage.event_store import EventStore
 from storage.kafka import is_fatal, make_consumer, make_resilient_producer

@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from consumer.batch import RawMessage, TopicPartition
+from consumer.batch import RawMessage
+from core.realtime_ops import TopicPartition
 
 
 @dataclass

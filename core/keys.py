@@ -8,7 +8,7 @@ deletes them directly instead of scanning the keyspace.
 
 | key | type | written by | meaning |
 |---|---|---|---|
-| ``user:{uid}:recent`` | zset | consumer | last N interactions; member = JSON ``{"e","i","t"}`` (event id, item, type), score = event ms |
+| ``user:{uid}:recent`` | zset | consumer | last N interactions; member = JSON ``{"e","i","t"[,"v"]}`` (event id, item, type, value when present; ``core.recent``), score = event ms |
 | ``user:{uid}:purchased`` | set | consumer | items the user bought |
 | ``user:{uid}:seen`` | set | consumer | items the user interacted with in any way |
 | ``user:{uid}:marker`` | int | consumer | bumped whenever the user's state changes; cached results carry the value they saw |
@@ -20,7 +20,7 @@ deletes them directly instead of scanning the keyspace.
 | ``applied:{topic}:{partition}`` | int | consumer | highest Kafka offset whose Redis effects are applied (exactly-once effects on redelivery) |
 | ``meta:generation`` | string | consumer, rebuild | set when derived state is complete; absent in an empty (restarted, flushed) Redis, which triggers a rebuild |
 | ``meta:rebuild-lock`` | string | consumer, rebuild | held (with a TTL) while one process rebuilds; effects are refused until ``meta:generation`` is back |
-| ``cache:recs:{uid}`` | hash | serving | cached responses, field = request params, value = ``{marker}:{expires_ms}:{payload}``; key TTL |
+| ``cache:recs:{uid}`` | hash | serving | cached responses, field = request params, value = ``{marker}:{expires_ms}:{tag}:{items JSON}`` (``core.cache_payload``); key TTL |
 | ``catalog:version`` | int | consumer | bumped with every availability change: replicas refetch ``unavailable`` at once |
 | ``erasures`` | stream | serving | user ids erased (capped): every replica stops using their embedding within a poll |
 | ``tmp:*`` | any | serving | short-lived merge results, always with a TTL |

@@ -61,6 +61,8 @@ class ConsumerSettings(BaseModel):
 
 
 class EventWeights(BaseModel):
+    """What one event of each type counts in popularity, training and the session (core.event_weights)."""
+
     view: float = 1.0
     click: float = 1.0
     favorite: float = 2.0

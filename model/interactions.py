@@ -1,30 +1,26 @@
 """Events -> a weighted users x items CSR matrix with id maps.
 
-Each event contributes its type's weight (``rate`` contributes ``weight * value``), optionally decayed by
-age with a half-life; repeated (user, item) pairs add up.
+Each event contributes its weight (``core.event_weights``: its type's weight, ``rate`` contributes
+``weight * value``), optionally decayed by age with a half-life; repeated (user, item) pairs add up.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
+from core.event_weights import event_weight
+from core.settings import EventWeights
 from model.errors import EmptyDataError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
-    "view": 1.0,
-    "click": 1.0,
-    "favorite": 2.0,
-    "add_to_cart": 3.0,
-    "purchase": 5.0,
-    "rate": 1.0,
-}
+# The settings' defaults, as a mapping (the offline protocol's input weights read it).
+DEFAULT_EVENT_WEIGHTS: dict[str, float] = EventWeights().model_dump()
 DAY_MS = 86_400_000
 
 Event = tuple[str, str, str, float | None, int]  # user_id, item_id, event_type, value, ts_ms
@@ -62,32 +58,26 @@ def recency_ranks(ts: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix((ranks, ts.indices.copy(), ts.indptr.copy()), shape=ts.shape)
 
 
-def event_weight(event_type: str, value: float | None, weights: Mapping[str, float]) -> float:
-    base = weights.get(event_type, 0.0)
-    if event_type == "rate":
-        return base * (value if value is not None else 0.0)
-    return base
-
-
 def build_interactions(
     events: Iterable[Event],
-    weights: Mapping[str, float] | None = None,
+    weights: EventWeights | None = None,
     half_life_days: float | None = None,
     now_ms: int | None = None,
 ) -> Interactions:
-    """Unknown event types and non-positive weights are skipped (a 1-star rating still counts if rate>0)."""
-    w_map = dict(DEFAULT_EVENT_WEIGHTS if weights is None else weights)
+    """Events weigh ``core.event_weights.event_weight`` (default weights: the settings' defaults); unknown
+    event types and non-positive weights are skipped (a 1-star rating still counts if rate>0)."""
+    w = EventWeights() if weights is None else weights
     users: list[str] = []
     items: list[str] = []
     vals: list[float] = []
     stamps: list[int] = []
     for user_id, item_id, event_type, value, ts_ms in events:
-        w = event_weight(event_type, value, w_map)
-        if not np.isfinite(w) or w <= 0:
+        weight = event_weight(event_type, value, w)
+        if not np.isfinite(weight) or weight <= 0:
             continue
         users.append(user_id)
         items.append(item_id)
-        vals.append(w)
+        vals.append(weight)
         stamps.append(int(ts_ms))
     if not vals:
         raise EmptyDataError("no events with a positive weight")

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from storage.datasets import EventTable
+from core.event_table import EventTable
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.event_table import EventTable
 from model.metrics import hr_at_k, ndcg_at_k, recall_at_k
 from retrain.event_source import subset
-from storage.datasets import EventTable
 
 GATE_K = 10
 

@@ -14,16 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from core.settings import ModelSettings
+from core.event_table import EventTable
+from core.event_weights import event_weight
+from core.settings import EventWeights, ModelSettings
 from model.artifact import ModelArtifact
 from model.errors import ArtifactError
 from model.index import AnnParams
-from model.interactions import build_interactions, event_weight
+from model.interactions import build_interactions
 from model.lae import TrainConfig
 from model.pipeline import train_artifact
 from model.recommender import Recommender
 from retrain.pipeline import EpochCallback
-from storage.datasets import EventTable
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def train_config(settings: ModelSettings) -> TrainConfig:
 class ArtifactModel:
     """A trained or loaded ``ModelArtifact`` seen through the ``CandidateModel`` port."""
 
-    def __init__(self, artifact: ModelArtifact, weights: dict[str, float]) -> None:
+    def __init__(self, artifact: ModelArtifact, weights: EventWeights) -> None:
         self.artifact = artifact
         self.recommender = Recommender(artifact)
         self._weights = weights
@@ -93,7 +94,7 @@ class ModelTrainer:
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
         self.config = train_config(settings)
-        self.weights = settings.weights.model_dump()
+        self.weights = settings.weights
 
     def fit(self, train: EventTable, on_epoch: EpochCallback | None = None) -> ArtifactModel:
         interactions = build_interactions(

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from core.errors import StreamrecError
+from core.event_table import EventTable
 from core.settings import RetrainSettings
 from model.errors import ArtifactError, ModelError
 from retrain.event_source import EventSource, read_window
@@ -30,7 +31,6 @@ from retrain.gate import (
     holdout_split,
     ranking_metrics,
 )
-from storage.datasets import EventTable
 from storage.model_erasure import erasure_mark, scrub_registry
 from storage.model_registry import ModelRecord, ModelRegistry
 

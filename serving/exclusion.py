@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from core.recent import RecentEvent
 from core.settings import ExclusionSettings, SurfaceExclusion
-from storage.realtime_reader import RecentEvent
 
 
 def recent_items(recent: Sequence[RecentEvent], policy: ExclusionSettings, now_ms: int) -> set[str]:

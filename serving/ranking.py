@@ -13,9 +13,10 @@ from typing import Literal
 
 import numpy as np
 
+from core.event_weights import event_weight
+from core.recent import RecentEvent
 from core.settings import EventWeights
 from serving.model_port import ServingModel
-from storage.realtime_reader import RecentEvent
 
 ReasonKind = Literal["personalized", "session", "similar_to", "popular"]
 # Each older event counts this much less than the next newer one (position-based, so replayed
@@ -65,16 +66,13 @@ class Filters:
         return len(self.exclude) + len(self.purchased) + min(len(self.unavailable), MAX_FETCH)
 
 
-def event_weight(event_type: str, weights: EventWeights) -> float:
-    return float(getattr(weights, event_type, weights.view))
-
-
 def session_pairs(recent: Sequence[RecentEvent], weights: EventWeights) -> list[tuple[str, float]]:
-    """(item, weight) per distinct item in the newest-first ``recent`` list, recency- and type-weighted."""
+    """(item, weight) per distinct item in the newest-first ``recent`` list: each event's
+    ``core.event_weights.event_weight`` (a rating scales a ``rate`` event), decayed by its position."""
     totals: dict[str, float] = {}
     for pos, ev in enumerate(recent):
         totals[ev.item_id] = (
-            totals.get(ev.item_id, 0.0) + event_weight(ev.event_type, weights) * RECENCY_DECAY**pos
+            totals.get(ev.item_id, 0.0) + event_weight(ev.event_type, ev.value, weights) * RECENCY_DECAY**pos
         )
     return [(item, w) for item, w in totals.items() if w > 0]
 

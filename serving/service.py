@@ -21,8 +21,10 @@ from typing import Any
 
 import orjson
 
+from core.cache_payload import cache_payload, cache_tag, cached_items_for
 from core.keys import ALL_TIME
 from core.log_context import current_request_id
+from core.recent import RecentEvent
 from core.settings import Settings
 from serving.errors import ApiError
 from serving.exclusion import excluded_items, needs_seen
@@ -31,7 +33,7 @@ from serving.model_holder import ModelHolder
 from serving.model_port import LoadedModel
 from serving.popularity import TOP_UP_WINDOWS, RealtimeSnapshots
 from serving.ranking import Filters, Ranked, popular_only, recommend
-from storage.realtime_reader import RealtimeReader, RealtimeUnavailable, RecentEvent, UserSnapshot, now_ms
+from storage.realtime_reader import RealtimeReader, RealtimeUnavailable, UserSnapshot, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -75,23 +77,6 @@ def recent_distinct(events: Sequence[RecentEvent], limit: int) -> list[dict[str,
         if len(out) == limit:
             break
     return out
-
-
-def cache_tag(version: str | None, catalog_tag: bytes) -> bytes:
-    """What a cached result must have been computed with: model version and catalog state."""
-    return (version if version is not None else "-").replace(":", "_").encode() + b"|" + catalog_tag
-
-
-def cache_payload(tag: bytes, items_json: bytes) -> bytes:
-    """``{tag}:{items JSON}``; a result computed under another tag is a miss."""
-    return tag + b":" + items_json
-
-
-def cached_items_for(payload: bytes, tag: bytes) -> bytes | None:
-    head, sep, items_json = payload.partition(b":")
-    if not sep or head != tag or not items_json:
-        return None
-    return items_json
 
 
 class ReadService:

@@ -1,19 +1,20 @@
 """Readers for the offline evaluation data sets (never copied into the repo; read from ``--data-dir``).
 
-Each reader returns an ``EventTable``: parallel numpy arrays of user id, item id, event type, value
-(NaN when absent) and epoch milliseconds, i.e. rows of (user_id, item_id, event_type, value, ts_ms).
+Each reader returns a ``core.event_table.EventTable``: parallel numpy arrays of user id, item id, event
+type, value (NaN when absent) and epoch milliseconds, i.e. rows of (user_id, item_id, event_type, value,
+ts_ms).
 """
 
 from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+
+from core.event_table import EventTable, Row
 
 logger = logging.getLogger(__name__)
 
@@ -25,29 +26,9 @@ DATASETS: dict[str, str] = {
 TAOBAO_BEHAVIOR = {"pv": "view", "cart": "add_to_cart", "fav": "favorite", "buy": "purchase"}
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
-Row = tuple[str, str, str, float | None, int]
-
 
 class DatasetError(Exception):
     """A data file is missing or malformed."""
-
-
-@dataclass(frozen=True)
-class EventTable:
-    user_id: np.ndarray
-    item_id: np.ndarray
-    event_type: np.ndarray
-    value: np.ndarray  # float64, NaN where the event carries no value
-    ts_ms: np.ndarray  # int64
-
-    def __len__(self) -> int:
-        return len(self.user_id)
-
-    def rows(self) -> Iterator[Row]:
-        for u, i, e, v, t in zip(
-            self.user_id, self.item_id, self.event_type, self.value, self.ts_ms, strict=True
-        ):
-            yield str(u), str(i), str(e), None if np.isnan(v) else float(v), int(t)
 
 
 def _table(rows: list[Row]) -> EventTable:

@@ -20,27 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Protocol
 
 from redis.lock import Lock
 
-TopicPartition = tuple[str, int]
-
-
-class ApplyStatus(StrEnum):
-    OK = "ok"
-    STALE_GENERATION = "generation"  # the generation marker is missing or another one
-    STALE_OFFSETS = "offsets"  # an applied offset is not the one the plan was made against
-
-
-@dataclass(frozen=True)
-class Guard:
-    """What a plan is made against: the generation marker (None: Redis is empty) and offsets."""
-
-    generation: str | None
-    applied: dict[TopicPartition, int]
-
+from core.realtime_ops import Op, TopicPartition
 
 # KEYS[1] generation marker; KEYS[2 .. 1+n] applied keys; KEYS[2+n ..] one key per op, in order.
 # ARGV[1] expected generation ('' = do not check); ARGV[2] n; then n pairs (expected applied offset,
@@ -115,7 +99,7 @@ def redis_args(name: str, args: tuple[Any, ...]) -> list[Any]:
 def apply_script_call(
     generation_key: str,
     applied_key: Any,
-    ops: Sequence[Any],
+    ops: Sequence[Op],
     applied: Mapping[TopicPartition, int],
     expected: Mapping[TopicPartition, int] | None,
     generation: str | None,
@@ -132,21 +116,6 @@ def apply_script_call(
         keys.append(op.key)
         argv += [op.name, len(args), *args]
     return keys, argv
-
-
-def check_guard(
-    stored_generation: str | None,
-    stored_applied: Mapping[TopicPartition, int],
-    expected: Mapping[TopicPartition, int] | None,
-    generation: str | None,
-) -> ApplyStatus:
-    """The script's checks, for the in-memory twin (``stored_applied`` holds -1 where unset)."""
-    if generation is not None and stored_generation != generation:
-        return ApplyStatus.STALE_GENERATION
-    for tp, offset in (expected or {}).items():
-        if stored_applied.get(tp, -1) != offset:
-            return ApplyStatus.STALE_OFFSETS
-    return ApplyStatus.OK
 
 
 class RebuildLease(Protocol):

@@ -9,10 +9,11 @@ The per-request reads (one Lua script returning marker, cached result, recent ev
 when asked, the seen set) and the cache fills go through ``CommandBatcher``: the requests a process
 is serving at the same moment share one pipeline round trip.
 
-Cached results live in one hash per user (field = request params) as
-``b"{marker}:{expires_ms}:" + payload``; a read returns the payload only when the stored marker equals
-the user's current marker, which the consumer bumps on every change, and the entry has not expired.
-(Redis 7.0 has no per-field TTL; the key's own TTL bounds the hash, the stamp bounds each field.)
+Cached results live in one hash per user (field = request params) in the format of
+``core.cache_payload``; a read returns the payload only when the stored marker equals the user's current
+marker, which the consumer bumps on every change, and the entry has not expired. (Redis 7.0 has no
+per-field TTL; the key's own TTL bounds the hash, the stamp bounds each field.) Recent events are
+decoded with ``core.recent``.
 
 Replica sync: ``sync`` reads the catalog version counter and the erasures stream in one round trip;
 serving polls it so an availability change or an erasure reaches every replica within a poll.
@@ -26,10 +27,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-import orjson
-
+from core.cache_payload import cache_entry, split_cached
 from core.errors import DependencyUnavailable
 from core.keys import ALL_TIME, WINDOWS, Keys
+from core.recent import RecentEvent, parse_recent
 from core.settings import RedisSettings
 from storage.circuit_breaker import CircuitBreaker as CircuitBreaker  # re-exported: it lived here
 from storage.redis_batching import CommandBatcher, LuaScript
@@ -60,14 +61,6 @@ def now_ms() -> int:
 
 class RealtimeUnavailable(DependencyUnavailable):
     """Redis cannot be reached (or the circuit breaker is open)."""
-
-
-@dataclass(frozen=True)
-class RecentEvent:
-    event_id: str
-    item_id: str
-    event_type: str
-    ts_ms: int
 
 
 @dataclass(frozen=True)
@@ -136,14 +129,6 @@ class RealtimeReader(Protocol):
     async def close(self) -> None: ...
 
 
-def parse_recent(member: bytes | str, score: float) -> RecentEvent | None:
-    try:
-        data = orjson.loads(member)
-        return RecentEvent(str(data["e"]), str(data["i"]), str(data["t"]), int(score))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        return None
-
-
 def parse_recent_reply(flat: list[Any]) -> tuple[RecentEvent, ...]:
     """A ``ZREVRANGE ... WITHSCORES`` reply from Lua (member, score, member, score...)."""
     return tuple(
@@ -151,23 +136,6 @@ def parse_recent_reply(flat: list[Any]) -> tuple[RecentEvent, ...]:
         for m, score in zip(flat[::2], flat[1::2], strict=True)
         if (ev := parse_recent(m, float(score))) is not None
     )
-
-
-def cache_entry(marker: int, ttl_s: int, payload: bytes, now_ms: int) -> bytes:
-    return b"%d:%d:" % (marker, now_ms + ttl_s * 1000) + payload
-
-
-def split_cached(raw: bytes | None, marker: int, now_ms: int) -> bytes | None:
-    """The payload of a cache entry computed at ``marker`` and not yet expired, else None."""
-    if not raw:
-        return None
-    head, sep, rest = raw.partition(b":")
-    if not sep or not head.isdigit() or int(head) != marker:
-        return None
-    expires, sep, payload = rest.partition(b":")
-    if not sep or not expires.isdigit() or int(expires) <= now_ms:
-        return None
-    return payload
 
 
 class RedisRealtimeReader:

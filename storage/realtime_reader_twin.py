@@ -5,16 +5,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from core.cache_payload import cache_entry, split_cached
 from core.keys import ALL_TIME, WINDOWS
+from core.recent import RecentEvent
 from storage.realtime_reader import (
     ErasedState,
     RealtimeUnavailable,
-    RecentEvent,
     ReplicaSync,
     UserSnapshot,
-    cache_entry,
     now_ms,
-    split_cached,
 )
 
 
@@ -48,10 +47,11 @@ class InMemoryRealtimeReader:
         event_type: str = "click",
         ts_ms: int | None = None,
         weight: float = 1.0,
+        value: float | None = None,
     ) -> None:
         ts = ts_ms if ts_ms is not None else int(time.time() * 1000)
         events = self.recent.setdefault(user_id, [])
-        events.insert(0, RecentEvent(f"ev-{user_id}-{len(events)}-{ts}", item_id, event_type, ts))
+        events.insert(0, RecentEvent(f"ev-{user_id}-{len(events)}-{ts}", item_id, event_type, ts, value))
         events.sort(key=lambda e: e.ts_ms, reverse=True)
         self.seen.setdefault(user_id, set()).add(item_id)
         if event_type == "purchase":

@@ -12,44 +12,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Protocol
 
 import redis
 from redis.lock import Lock
 
 from core.keys import Keys
+from core.realtime_ops import ApplyStatus, Guard, Op, TopicPartition, check_guard
 from core.settings import RedisSettings
 from storage.realtime_guard import (
     APPLY_SCRIPT,
     FINISH_REBUILD_SCRIPT,
-    ApplyStatus,
-    Guard,
     MemoryLease,
     RebuildLease,
     RedisLease,
     apply_script_call,
-    check_guard,
 )
 from storage.realtime_snapshot import Snapshot, SnapshotBuilder, txt
 
 log = logging.getLogger(__name__)
-
-OpName = Literal["zadd", "zincrby", "zremrangebyrank", "sadd", "srem", "incr", "expireat", "hset"]
-TopicPartition = tuple[str, int]
-
-
-@dataclass(frozen=True)
-class Op:
-    """One Redis command. ``args`` per name:
-
-    zadd (member, score) · zincrby (member, amount) · zremrangebyrank (start, stop) ·
-    sadd/srem (member, ...) · incr () · expireat (unix_s,) · hset ((field, value), ...)
-    """
-
-    name: OpName
-    key: str
-    args: tuple[Any, ...] = ()
 
 
 class RealtimeState(Protocol):

@@ -21,8 +21,8 @@ import pytest
 import redis
 from confluent_kafka import TopicPartition
 
-from consumer.plans import event_weight
 from consumer.rebuild import diff_snapshots, rebuild_cache
+from core.event_weights import event_weight
 from core.settings import EventWeights, Settings
 from storage.event_store import MongoEventStore
 from storage.kafka import flush_or_raise, make_consumer, make_producer

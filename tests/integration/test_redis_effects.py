@@ -17,11 +17,11 @@ from pydantic import SecretStr
 from consumer.batch import RawMessage
 from consumer.processor import BatchProcessor
 from consumer.runner import KafkaDeadLetterSink
+from core.realtime_ops import ApplyStatus, Guard, Op
 from core.settings import Settings
 from storage.event_store import MongoEventStore
 from storage.kafka import flush_or_raise, make_producer
-from storage.realtime_guard import ApplyStatus, Guard
-from storage.realtime_state import InMemoryRealtimeState, Op, RealtimeState, RedisRealtimeState
+from storage.realtime_state import InMemoryRealtimeState, RealtimeState, RedisRealtimeState
 from tests.integration.test_consumer_e2e import read_topic, running_consumer, wait_until
 from tests.integration.test_consumer_resilience import (
     assert_redis_equals_rebuild,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import orjson
-import pytest
 
-from consumer.plans import PlannedEvent, bucket_writes, event_weight, plan_events, plan_item_updates
+from consumer.plans import PlannedEvent, bucket_writes, plan_events, plan_item_updates
 from core.events import ItemUpdate
 from core.keys import WINDOWS, Keys
+from core.realtime_ops import Op
 from core.settings import EventWeights
-from storage.realtime_state import InMemoryRealtimeState, Op
+from storage.realtime_state import InMemoryRealtimeState
 
 KEYS = Keys("p:")
 W = EventWeights()
@@ -43,12 +43,6 @@ def test_purchase_goes_to_purchased_set_and_weights_apply():
     ops = plan_events(KEYS, [ev("e1", etype="purchase")], weights=W, recent_max=3, now_s=NOW_S)
     assert Op("sadd", "p:user:u1:purchased", ("i1",)) in ops
     assert Op("zincrby", "p:pop:all", ("i1", 5.0)) in ops
-
-
-def test_rate_weight_is_rate_times_value():
-    assert event_weight("rate", 4.5, W) == pytest.approx(4.5)
-    assert event_weight("rate", 4.0, EventWeights(rate=0.5)) == pytest.approx(2.0)
-    assert event_weight("add_to_cart", None, W) == 3.0
 
 
 def test_batch_plan_coalesces_popularity_and_bumps_marker_once_per_user():

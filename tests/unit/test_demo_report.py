@@ -15,8 +15,8 @@ from cli.demo_report import (
     most_active_users,
     reason_text,
 )
+from core.event_table import EventTable
 from core.events import InteractionEvent, validate_interaction
-from storage.datasets import EventTable
 
 
 def table(rows: list[tuple[str, str]]) -> EventTable:

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from core.settings import EventWeights
 from model.errors import EmptyDataError
 from model.interactions import DAY_MS, build_interactions
 
@@ -25,7 +26,7 @@ def test_weights_merging_and_rate_scaling() -> None:
 def test_custom_weights_and_half_life_decay() -> None:
     now = 10 * DAY_MS
     events = [("u", "old", "click", None, now - 2 * DAY_MS), ("u", "new", "click", None, now)]
-    inter = build_interactions(events, weights={"click": 2.0}, half_life_days=2.0, now_ms=now)
+    inter = build_interactions(events, weights=EventWeights(click=2.0), half_life_days=2.0, now_ms=now)
     dense = dict(zip(inter.item_ids.tolist(), inter.matrix.toarray()[0], strict=True))
     assert np.isclose(dense["new"], 2.0)
     assert np.isclose(dense["old"], 1.0)

@@ -6,7 +6,8 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from core.keys import WINDOWS
-from storage.realtime_state import InMemoryRealtimeState, Op
+from core.realtime_ops import Op
+from storage.realtime_state import InMemoryRealtimeState
 
 NOW_S = 1_714_564_800.0
 

@@ -15,9 +15,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from consumer.batch import RawMessage
 from consumer.processor import BatchProcessor, InMemoryDeadLetterSink, SinkUnavailable
 from consumer.rebuild import diff_snapshots, rebuild_cache
+from core.realtime_ops import ApplyStatus, Guard, Op
 from storage.event_store import InMemoryEventStore
-from storage.realtime_guard import ApplyStatus, Guard
-from storage.realtime_state import InMemoryRealtimeState, Op
+from storage.realtime_state import InMemoryRealtimeState
 from tests.unit.test_consumer_processor import NOW_S, ev, item, make_settings
 
 

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
+from core.event_table import EventTable
 from retrain.gate import decide, holdout_split, ranking_metrics
-from storage.datasets import EventTable
 
 
 def test_worse_candidate_is_refused() -> None:

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from core.event_table import EventTable
 from core.settings import ModelSettings
 from model.errors import ArtifactError
 from retrain.gate import holdout_split, ranking_metrics
 from retrain.model_adapter import ModelTrainer
-from storage.datasets import EventTable
 
 
 def _clustered(n_users: int = 150, n_items: int = 60, per_user: int = 12, seed: int = 3) -> EventTable:

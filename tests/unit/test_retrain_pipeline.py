@@ -11,9 +11,9 @@ import numpy as np
 import orjson
 import pytest
 
+from core.event_table import EventTable
 from model.errors import ArtifactError, DegenerateModelError
 from retrain.pipeline import EpochCallback, RetrainConfig, RetrainFailed, run_retrain
-from storage.datasets import EventTable
 from storage.event_store import InMemoryEventStore
 from storage.model_registry import InMemoryModelRegistry
 

@@ -227,7 +227,7 @@ def test_openapi_states_the_limits_the_server_enforces() -> None:
 
 
 def test_cache_entries_carry_their_own_expiry() -> None:
-    from storage.realtime_reader import cache_entry, split_cached
+    from core.cache_payload import cache_entry, split_cached
 
     entry = cache_entry(3, 60, b"[1]", now_ms=1_000)
     assert split_cached(entry, 3, now_ms=1_000) == b"[1]"

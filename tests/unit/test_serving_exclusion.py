@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from core.recent import RecentEvent
 from core.settings import ExclusionSettings, Settings, SimilarExclusion, SurfaceExclusion
 from serving.exclusion import excluded_items, recent_items
 from serving.service import RecsQuery, recent_distinct
-from storage.realtime_reader import RecentEvent
 from tests.unit.test_serving_helpers import category_of, harness
 
 NOW = 10_000_000

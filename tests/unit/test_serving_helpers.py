@@ -210,7 +210,7 @@ def test_tiny_model_ranks_own_category_first() -> None:
 
 
 def test_cached_results_are_only_served_for_the_model_and_catalog_that_computed_them() -> None:
-    from serving.service import cache_payload, cache_tag, cached_items_for
+    from core.cache_payload import cache_payload, cache_tag, cached_items_for
 
     items = b'[{"item_id":"i1","score":0.5,"reason":{"kind":"personalized"}}]'
     tag = cache_tag("7", b"c1")

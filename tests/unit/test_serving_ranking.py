@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.recent import RecentEvent
 from core.settings import EventWeights
 from serving.ranking import Filters, recommend, session_pairs
-from storage.realtime_reader import RecentEvent
 from tests.unit.test_serving_helpers import CATEGORIES, PER_CATEGORY, category_of, model_files, tiny_loader
 
 RECORD = type("R", (), {"version": 7, "metrics": {}, "trained_at": None})()
