@@ -25,8 +25,9 @@ from model.baselines import EASE, Baseline, ImplicitFactors, ItemKNN, Popularity
 from model.errors import EmptyDataError
 from model.evaluation import evaluate
 from model.input_weights import INPUT_MODES, event_strengths, input_matrix, pair_strengths
-from model.lae import TrainConfig, apply_recency, spectrum, train_lae
+from model.lae import TrainConfig, spectrum, train_lae
 from model.split import Split, temporal_split
+from model.trained_model import TrainedModel
 from storage.datasets import load_dataset
 
 logger = logging.getLogger(__name__)
@@ -121,9 +122,8 @@ def _lae_scores(
     cfg: TrainConfig,
     sv: tuple[np.ndarray, np.ndarray],
 ) -> Callable[..., np.ndarray]:
-    weights = train_lae(inputs, cfg, precomputed=sv)
-    history = apply_recency(inputs, ranks, cfg.recency_boost, cfg.recency_half_life)
-    return lambda rows: weights.scores(history[rows])
+    model = TrainedModel.from_weights(train_lae(inputs, cfg, precomputed=sv), cfg, split.item_ids)
+    return lambda rows: model.scores(inputs[rows], ranks[rows])
 
 
 def tune_streamrec(folds: list[Fold], seed: int = 42) -> tuple[TrainConfig, str, float]:
