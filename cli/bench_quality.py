@@ -21,12 +21,13 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from model.baselines import EASE, ImplicitFactors, ItemKNN, Popularity, Recommender, implicit_available
+from model.baselines import EASE, Baseline, ImplicitFactors, ItemKNN, Popularity, implicit_available
 from model.errors import EmptyDataError
 from model.evaluation import evaluate
 from model.input_weights import INPUT_MODES, event_strengths, input_matrix, pair_strengths
-from model.lae import TrainConfig, apply_recency, spectrum, train_lae
+from model.lae import TrainConfig, spectrum, train_lae
 from model.split import Split, temporal_split
+from model.trained_model import TrainedModel
 from storage.datasets import load_dataset
 
 logger = logging.getLogger(__name__)
@@ -99,9 +100,7 @@ def validation_folds(split: Split, n_folds: int = VALIDATION_FOLDS) -> list[Spli
     return folds
 
 
-def tune(
-    make: Callable[[Params], Recommender], grid: list[Params], folds: list[Split]
-) -> tuple[Params, float]:
+def tune(make: Callable[[Params], Baseline], grid: list[Params], folds: list[Split]) -> tuple[Params, float]:
     best: tuple[Params, float] = (grid[0], -1.0)
     for params in grid:
         scores = []
@@ -123,9 +122,8 @@ def lae_scores(
     cfg: TrainConfig,
     sv: tuple[np.ndarray, np.ndarray],
 ) -> Callable[..., np.ndarray]:
-    weights = train_lae(inputs, cfg, precomputed=sv)
-    history = apply_recency(inputs, ranks, cfg.recency_boost, cfg.recency_half_life)
-    return lambda rows: weights.scores(history[rows])
+    model = TrainedModel.from_weights(train_lae(inputs, cfg, precomputed=sv), cfg, split.item_ids)
+    return lambda rows: model.scores(inputs[rows], ranks[rows])
 
 
 def tune_streamrec(folds: list[Fold], seed: int = 42) -> tuple[TrainConfig, str, float]:
@@ -185,8 +183,8 @@ def tune_streamrec(folds: list[Fold], seed: int = 42) -> tuple[TrainConfig, str,
     return best_cfg, best_mode, best_val
 
 
-def _baselines() -> list[tuple[str, Callable[[Params], Recommender], list[Params]]]:
-    rows: list[tuple[str, Callable[[Params], Recommender], list[Params]]] = [
+def _baselines() -> list[tuple[str, Callable[[Params], Baseline], list[Params]]]:
+    rows: list[tuple[str, Callable[[Params], Baseline], list[Params]]] = [
         ("popularity", lambda p: Popularity(), [{}]),
         ("ease", lambda p: EASE(**p), EASE_GRID),
         ("itemknn", lambda p: ItemKNN(**p), KNN_GRID),

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from core.event_table import EventTable
-from model.baselines import EASE, ItemKNN, Popularity, Recommender
+from model.baselines import EASE, Baseline, ItemKNN, Popularity
 from model.errors import EmptyDataError
 from model.evaluation import UserEvaluation, evaluate_users
 from model.lae import TrainConfig
@@ -134,7 +134,7 @@ def users_note(users: int) -> str | None:
 # ------------------------------------------------------------------------------------------ compare
 
 
-def _cheap_baselines() -> list[tuple[str, Callable[[dict[str, Any]], Recommender], list[dict[str, Any]]]]:
+def _cheap_baselines() -> list[tuple[str, Callable[[dict[str, Any]], Baseline], list[dict[str, Any]]]]:
     # EASE and ItemKNN fit in seconds on the demo's data; `bench quality`'s iALS and BPR take minutes to
     # tune on 2 cores and need the optional `implicit` package.
     from cli.bench_quality import EASE_GRID, KNN_GRID
@@ -202,13 +202,13 @@ def compare(table: EventTable, config: TrainConfig) -> Comparison:
 
 def _best_baseline(
     split: Any, folds_of: Callable[..., Any], tune: Callable[..., Any], notes: list[str]
-) -> tuple[str, Recommender, str] | None:
+) -> tuple[str, Baseline, str] | None:
     try:
         folds = folds_of(split)
     except EmptyDataError as exc:
         notes.append(f"no validation split inside the training data ({exc}): only popularity is compared")
         return None
-    best: tuple[str, Recommender, str] | None = None
+    best: tuple[str, Baseline, str] | None = None
     best_val = -1.0
     for name, make, grid in _cheap_baselines():
         params, val = tune(make, grid, folds)

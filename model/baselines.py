@@ -15,7 +15,9 @@ from threadpoolctl import threadpool_limits
 logger = logging.getLogger(__name__)
 
 
-class Recommender(Protocol):
+class Baseline(Protocol):
+    """A reference model of the quality benchmark (not streamrec's read side, ``model.trained_model``)."""
+
     def fit(self, train: sp.csr_matrix) -> None: ...
 
     def score(self, rows: np.ndarray) -> np.ndarray: ...

@@ -24,11 +24,15 @@ Protocol (the same for the candidate and the champion, so the comparison is fair
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from core.event_table import EventTable
+from core.event_weights import event_weight
+from core.settings import EventWeights
 from model.metrics import hr_at_k, ndcg_at_k, recall_at_k
 from retrain.event_source import subset
 
@@ -115,6 +119,44 @@ def hash_user(user: str) -> int:
     import hashlib
 
     return int.from_bytes(hashlib.blake2b(user.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+class RanksHistories(Protocol):
+    """What the gate needs from a model: ``model.trained_model.TrainedModel.recommend_batch``."""
+
+    def recommend_batch(
+        self, queries: Sequence[Sequence[tuple[str, float]]], k: int, exclude: Sequence[Collection[str]]
+    ) -> list[list[tuple[str, float]]]: ...
+
+
+def user_histories(
+    table: EventTable, users: Sequence[str], weights: EventWeights
+) -> list[list[tuple[str, float]]]:
+    """Per user in ``users``, their (item, event weight) pairs in ``table`` oldest first (ties keep the
+    table's order); a user without events gets an empty history."""
+    wanted = set(users)
+    order = np.lexsort((table.ts_ms, table.user_id))
+    per_user: dict[str, list[tuple[str, float]]] = {}
+    for pos in order.tolist():
+        user = str(table.user_id[pos])
+        if user not in wanted:
+            continue
+        value = float(table.value[pos])
+        w = event_weight(str(table.event_type[pos]), None if np.isnan(value) else value, weights)
+        per_user.setdefault(user, []).append((str(table.item_id[pos]), w))
+    return [per_user.get(u, []) for u in users]
+
+
+def gate_rankings(
+    model: RanksHistories, histories: EventTable, users: Sequence[str], k: int, weights: EventWeights
+) -> dict[str, list[str]]:
+    """Top-k items per user that the user has not interacted with, each user's events in ``histories``
+    folded in with the per-type event ``weights``. Items the model does not know are left out before its
+    recency boost is counted, exactly as serving folds in a live session."""
+    queries = user_histories(histories, users, weights)
+    seen = [{item for item, _ in history} for history in queries]
+    ranked = model.recommend_batch(queries, k, exclude=seen)
+    return {user: [item for item, _ in row] for user, row in zip(users, ranked, strict=True)}
 
 
 def ranking_metrics(

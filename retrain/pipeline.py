@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 
 from core.errors import StreamrecError
 from core.event_table import EventTable
-from core.settings import RetrainSettings
+from core.settings import EventWeights, RetrainSettings
 from model.errors import ArtifactError, ModelError
 from retrain.event_source import EventSource, read_window
 from retrain.gate import (
@@ -27,7 +27,9 @@ from retrain.gate import (
     GateDecision,
     HoldoutSplit,
     NotEnoughData,
+    RanksHistories,
     decide,
+    gate_rankings,
     holdout_split,
     ranking_metrics,
 )
@@ -41,9 +43,8 @@ Outcome = Literal["promoted", "rejected", "not_judged", "failed"]
 EpochCallback = Callable[[int, int, float], None]
 
 
-class CandidateModel(Protocol):
-    def recommend(self, histories: EventTable, users: list[str], k: int) -> dict[str, list[str]]:
-        """Top-k unseen items per user, folding in each user's events in ``histories``."""
+class CandidateModel(RanksHistories, Protocol):
+    """What retrain needs from a model: ``model.trained_model.TrainedModel`` implements it."""
 
     def to_files(
         self, version: int, *, metrics: dict[str, Any], data_window: dict[str, Any], trained_at: datetime
@@ -54,6 +55,10 @@ class CandidateModel(Protocol):
 
 
 class Trainer(Protocol):
+    @property
+    def weights(self) -> EventWeights:
+        """Per-event-type weights the model folds histories in with; the gate folds them in alike."""
+
     def fit(self, train: EventTable, on_epoch: EpochCallback | None = None) -> CandidateModel:
         """Raises ``model.errors.DegenerateModelError`` (NaN/collapsed) or ``EmptyDataError``."""
 
@@ -111,7 +116,7 @@ def _score_champion(
     except ArtifactError as exc:
         log.warning("champion_unusable version=%d error=%s", champ.version, exc)
         return None, f"champion v{champ.version} cannot be loaded ({exc})"
-    recs = model.recommend(split.histories, split.users, GATE_K)
+    recs = gate_rankings(model, split.histories, split.users, GATE_K, trainer.weights)
     return ranking_metrics(recs, split.targets)[f"ndcg@{GATE_K}"], None
 
 
@@ -163,7 +168,8 @@ def run_retrain(
 
     stage(f"gating on {len(split.targets)} held-out users")
     users = split.users
-    cand_metrics = ranking_metrics(candidate.recommend(split.histories, users, GATE_K), split.targets)
+    cand_recs = gate_rankings(candidate, split.histories, users, GATE_K, trainer.weights)
+    cand_metrics = ranking_metrics(cand_recs, split.targets)
     champ_ndcg, note = _score_champion(champ, registry, trainer, split)
     champ_version = champ.version if champ is not None else None
     decision = decide(

@@ -1,7 +1,7 @@
 """Turn registry artifact files into a validated ``LoadedModel``.
 
 The files are a ``model.artifact.ModelArtifact`` as retrain publishes it (manifest.json + .npy arrays
-+ optional FAISS index); ``serving.artifact_model`` serves it through ``model.recommender.Recommender``.
++ optional FAISS index), served through ``model.trained_model.TrainedModel``.
 Validation runs here, beside the current model: a model that cannot answer a search is refused.
 """
 
@@ -14,7 +14,8 @@ import numpy as np
 
 from core.settings import Settings
 from model.errors import ArtifactError
-from serving.artifact_model import load_artifact_model
+from model.index import AnnParams
+from model.trained_model import TrainedModel
 from serving.model_holder import Loader
 from serving.model_port import LoadedModel, ServingModel
 
@@ -29,14 +30,18 @@ def validate(model: ServingModel) -> None:
     vec = model.fold_in([(top[0][0], 1.0)])
     if vec is None or not np.isfinite(vec).all():
         raise ArtifactError("fold-in of a known item failed")
-    found = model.search(vec, min(5, model.n_items))
+    found = model.recommend(vec, min(5, model.n_items))
     if not found or not all(model.knows_item(i) for i, _ in found):
         raise ArtifactError("vector search returned nothing or unknown items")
 
 
 def make_loader(settings: Settings) -> Loader:
     def load(files: dict[str, bytes], record: Any) -> LoadedModel:
-        model = load_artifact_model(files, settings.model)
+        ms = settings.model
+        # The deployment's threshold and ANN settings decide whether the artifact's index is kept or rebuilt.
+        model = TrainedModel.from_files(
+            files, exact_max_items=ms.exact_search_max_items, ann=AnnParams.from_settings(ms)
+        )
         validate(model)
         return LoadedModel(
             model=model,

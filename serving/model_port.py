@@ -1,4 +1,5 @@
-"""What serving needs from a trained model, as a small Protocol (model/ provides the implementation).
+"""What serving needs from a trained model, as a small Protocol: ``model.trained_model.TrainedModel``
+implements it (the unit tests also serve a brute-force twin through it).
 
 Everything here is in-process math; no call may touch the network.
 """
@@ -21,17 +22,17 @@ class ServingModel(Protocol):
 
     def user_vector(self, user_id: str) -> np.ndarray | None: ...
 
-    def fold_in(self, pairs: Sequence[tuple[str, float]]) -> np.ndarray | None:
-        """A user vector for a history of ``pairs`` (item, weight); None if no item is known."""
+    def fold_in(self, events: Sequence[tuple[str, float]]) -> np.ndarray | None:
+        """A user vector for a history of (item, weight) pairs, oldest first; None if no item is known."""
         ...
 
     def item_vectors(self, item_ids: Sequence[str]) -> np.ndarray:
         """Rows for ``item_ids`` (all must be known), in order, shape (len, dim)."""
         ...
 
-    def search(
-        self, query: np.ndarray, k: int, exclude_ids: Collection[str] = ()
-    ) -> list[tuple[str, float]]: ...
+    def recommend(self, query: np.ndarray, k: int, exclude: Collection[str] = ()) -> list[tuple[str, float]]:
+        """Top ``k`` (item, score) for a user vector, best first, skipping ``exclude``."""
+        ...
 
     def similar(self, item_id: str, k: int) -> list[tuple[str, float]]: ...
 

@@ -128,7 +128,8 @@ def recommend(
     long_term = None if erased else _unit(model.user_vector(user_id))
     known_recent = [ev for ev in recent if model.knows_item(ev.item_id)]
     pairs = session_pairs(known_recent, weights)
-    session = _unit(model.fold_in(pairs)) if pairs else None
+    # pairs are newest first; the model folds a history in oldest first, as it was trained.
+    session = _unit(model.fold_in(pairs[::-1])) if pairs else None
     if long_term is None and session is None:
         return popular_only(k, filters, popular)
 
@@ -147,7 +148,7 @@ def recommend(
         # Only a fraction of the catalog can pass a category filter: widen the net accordingly.
         share = max(len(filters.allowed), 1) / model.n_items
         fetch = min(model.n_items, MAX_FETCH, max(fetch, int(OVERFETCH * k / share)))
-    kept = _first_allowed(model.search(query, max(fetch, 1)), filters, k)
+    kept = _first_allowed(model.recommend(query, max(fetch, 1)), filters, k)
     ranked = _explain(model, kept, long_term, session, w_long, w_sess, [p[0] for p in pairs])
     return top_up(ranked, k, filters, popular)
 

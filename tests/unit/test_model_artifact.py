@@ -9,7 +9,7 @@ from model.errors import ArtifactError
 from model.interactions import build_interactions
 from model.lae import TrainConfig
 from model.pipeline import train_artifact
-from model.recommender import Recommender
+from model.trained_model import TrainedModel
 
 
 def _artifact() -> ModelArtifact:
@@ -40,13 +40,13 @@ def test_round_trip_dir_and_files(tmp_path: Path) -> None:
     for name, data in art.to_files().items():
         if name.endswith(".npy"):  # plain arrays: loadable without pickle
             np.load(io.BytesIO(data), allow_pickle=False)
-    rec = Recommender(loaded)
+    rec = TrainedModel(loaded)
     assert rec.version == 7 and rec.n_items == len(art.item_ids)
     user = str(art.user_ids[0])
     vec = rec.user_vector(user)
     assert vec is not None and vec.shape == (art.dim,)
     seen = {"i1", "i2"}
-    res = rec.search(vec, 5, exclude_ids=seen)
+    res = rec.recommend(vec, 5, exclude=seen)
     assert len(res) == 5 and not seen & {item for item, _ in res}
     assert [s for _, s in res] == sorted((s for _, s in res), reverse=True)
     sim = rec.similar(str(art.item_ids[0]), 3)
@@ -57,9 +57,9 @@ def test_round_trip_dir_and_files(tmp_path: Path) -> None:
 
 def test_ivf_index_chosen_above_threshold() -> None:
     art = _artifact()
-    rec = Recommender(art, exact_max_items=5)
-    assert type(rec._index).__name__ == "IndexIVFFlat" and rec.search_effort is not None
-    assert len(rec.search(rec.fold_in([("i3", 1.0)]), 4)) == 4
+    rec = TrainedModel(art, exact_max_items=5)
+    assert type(rec.index).__name__ == "IndexIVFFlat" and rec.search_effort is not None
+    assert len(rec.recommend([("i3", 1.0)], 4)) == 4
 
 
 def test_artifact_config_records_the_calibrated_index() -> None:
@@ -74,7 +74,7 @@ def test_artifact_config_records_the_calibrated_index() -> None:
     ann = art.config["ann"]
     assert ann["kind"] == "ivf" and ann["target_recall"] == 0.95 and ann["calibrated_recall"] >= 0.95
     assert 1 <= ann["nprobe"] <= ann["nlist"] and ann["calibration_queries"] > 0
-    rec = Recommender(ModelArtifact.from_files(art.to_files()))
+    rec = TrainedModel(ModelArtifact.from_files(art.to_files()))
     assert rec.index_kind == "ivf" and rec.search_effort == ann["nprobe"]
 
 

@@ -8,8 +8,8 @@ from model.interactions import build_interactions
 from model.lae import TrainConfig
 from model.metrics import summarize
 from model.pipeline import train_artifact
-from model.recommender import Recommender
 from model.split import temporal_split
+from model.trained_model import TrainedModel
 from storage.datasets import DEFAULT_DATA_DIR, DatasetError, load_dataset
 
 
@@ -26,7 +26,7 @@ def test_fold_in_matches_trained_user_ndcg() -> None:
     users, items, ts = split.train_triples()
     inter = build_interactions(zip(users, items, ["view"] * len(users), [None] * len(users), ts, strict=True))
     art = train_artifact(inter, TrainConfig(factors=128, reg=200.0, device="cpu"), version=1)
-    rec = Recommender(art)
+    rec = TrainedModel(art)
     assert np.array_equal(inter.item_ids, split.item_ids) and np.array_equal(inter.user_ids, split.user_ids)
     rows = np.flatnonzero(np.diff(split.test.indptr) > 0)
     history_order = {}
@@ -37,7 +37,9 @@ def test_fold_in_matches_trained_user_ndcg() -> None:
     known = [rec.user_vector(str(split.user_ids[r])) for r in rows]
     assert all(v is not None for v in known)
     trained = np.vstack([v for v in known if v is not None])
-    folded = np.vstack([rec.fold_in_history(history_order[r]) for r in rows])
+    histories = [rec.fold_in([(item, 1.0) for item in history_order[r]]) for r in rows]
+    assert all(v is not None for v in histories)
+    folded = np.vstack([v for v in histories if v is not None])
     item_emb = art.item_embeddings
 
     def ndcg(vectors: np.ndarray) -> float:

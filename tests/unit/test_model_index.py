@@ -16,7 +16,7 @@ from model.index import (
     stored_search_effort,
     unit_rows,
 )
-from model.recommender import Recommender
+from model.trained_model import TrainedModel
 
 
 @pytest.fixture(scope="module")
@@ -113,12 +113,12 @@ def test_search_effort_survives_the_artifact_round_trip(gaussian: tuple) -> None
     art = _artifact(items, calibration[:10], bytes(faiss.serialize_index(index).tobytes()), config)
     loaded = ModelArtifact.from_files(art.to_files())
     assert stored_search_effort(loaded.config["ann"]) == ("ivf", report.search_effort)
-    rec = Recommender(loaded, exact_max_items=100)
+    rec = TrainedModel(loaded, exact_max_items=100)
     assert rec.index_kind == "ivf" and rec.search_effort == report.search_effort
     # The config's effort wins over whatever the serialized index carried.
     set_search_effort(index, 1)
     stale = _artifact(items, calibration[:10], bytes(faiss.serialize_index(index).tobytes()), config)
-    assert Recommender(ModelArtifact.from_files(stale.to_files())).search_effort == report.search_effort
+    assert TrainedModel(ModelArtifact.from_files(stale.to_files())).search_effort == report.search_effort
 
 
 def test_index_rebuilt_and_calibrated_when_the_kind_does_not_match() -> None:
@@ -127,7 +127,7 @@ def test_index_rebuilt_and_calibrated_when_the_kind_does_not_match() -> None:
     users = rng.normal(size=(200, 8)).astype(np.float32)
     flat, _ = build_index(items, exact_max_items=5000)
     art = _artifact(items, users, bytes(faiss.serialize_index(flat).tobytes()), {})
-    rec = Recommender(art, exact_max_items=100, ann=AnnParams(target_recall=0.9))
+    rec = TrainedModel(art, exact_max_items=100, ann=AnnParams(target_recall=0.9))
     assert rec.index_kind == "ivf" and rec.search_effort is not None
-    assert index_recall(rec._index, items, unit_rows(users), k=50) >= 0.9
-    assert Recommender(art, exact_max_items=5000).index_kind == "exact"
+    assert index_recall(rec.index, items, unit_rows(users), k=50) >= 0.9
+    assert TrainedModel(art, exact_max_items=5000).index_kind == "exact"

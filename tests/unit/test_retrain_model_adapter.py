@@ -10,7 +10,7 @@ import pytest
 from core.event_table import EventTable
 from core.settings import ModelSettings
 from model.errors import ArtifactError
-from retrain.gate import holdout_split, ranking_metrics
+from retrain.gate import gate_rankings, holdout_split, ranking_metrics
 from retrain.model_adapter import ModelTrainer
 
 
@@ -46,9 +46,9 @@ def trained() -> tuple[ModelTrainer, object, EventTable]:
 def test_recommends_unseen_items_from_the_users_cluster(
     trained: tuple[ModelTrainer, object, EventTable],
 ) -> None:
-    _, model, table = trained
+    trainer, model, table = trained
     users = [f"u{i}" for i in range(30)]
-    recs = model.recommend(table, users, 5)  # type: ignore[attr-defined]
+    recs = gate_rankings(model, table, users, 5, trainer.weights)  # type: ignore[arg-type]
     for user in users:
         seen = set(table.item_id[table.user_id == user].tolist())
         assert len(recs[user]) == 5 and not seen & set(recs[user])
@@ -67,7 +67,13 @@ def test_files_round_trip_gives_the_same_recommendations(
     assert all(isinstance(v, bytes) for v in files.values())
     loaded = trainer.load(files)
     users = ["u0", "u5", "u9"]
-    assert loaded.recommend(table, users, 10) == model.recommend(table, users, 10)  # type: ignore[attr-defined]
+    assert gate_rankings(loaded, table, users, 10, trainer.weights) == gate_rankings(
+        model,  # type: ignore[arg-type]
+        table,
+        users,
+        10,
+        trainer.weights,
+    )
 
 
 def test_corrupt_files_raise_artifact_error(trained: tuple[ModelTrainer, object, EventTable]) -> None:
@@ -85,8 +91,10 @@ def test_corrupt_files_raise_artifact_error(trained: tuple[ModelTrainer, object,
 def test_beats_a_random_ranking_on_the_gate_protocol() -> None:
     table = _clustered(seed=11)
     split = holdout_split(table, 0.2)
-    model = ModelTrainer(ModelSettings(factors=16, epochs=1)).fit(split.train)
-    ours = ranking_metrics(model.recommend(split.histories, split.users, 10), split.targets)["ndcg@10"]
+    trainer = ModelTrainer(ModelSettings(factors=16, epochs=1))
+    model = trainer.fit(split.train)
+    recs = gate_rankings(model, split.histories, split.users, 10, trainer.weights)
+    ours = ranking_metrics(recs, split.targets)["ndcg@10"]
     rng = np.random.default_rng(0)
     pool = np.unique(table.item_id)
     rand = ranking_metrics({u: list(rng.permutation(pool)[:10]) for u in split.users}, split.targets)[

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,6 +13,7 @@ import orjson
 import pytest
 
 from core.event_table import EventTable
+from core.settings import EventWeights
 from model.errors import ArtifactError, DegenerateModelError
 from retrain.pipeline import EpochCallback, RetrainConfig, RetrainFailed, run_retrain
 from storage.event_store import InMemoryEventStore
@@ -36,12 +38,12 @@ class PopularityModel:
     def config(self) -> dict[str, Any]:
         return {"kind": "popularity", "reverse": self.reverse}
 
-    def recommend(self, histories: EventTable, users: list[str], k: int) -> dict[str, list[str]]:
+    def recommend_batch(
+        self, queries: Sequence[Sequence[tuple[str, float]]], k: int, exclude: Sequence[Collection[str]]
+    ) -> list[list[tuple[str, float]]]:
+        # The gate excludes each user's history, so this ranks unseen items only.
         ranked = sorted(self.counts, key=lambda i: (self.counts[i] if self.reverse else -self.counts[i], i))
-        seen: dict[str, set[str]] = {}
-        for u, i in zip(histories.user_id, histories.item_id, strict=True):
-            seen.setdefault(str(u), set()).add(str(i))
-        return {u: [i for i in ranked if i not in seen.get(u, set())][:k] for u in users}
+        return [[(i, float(self.counts[i])) for i in ranked if i not in seen][:k] for seen in exclude]
 
     def to_files(
         self, version: int, *, metrics: dict[str, Any], data_window: dict[str, Any], trained_at: datetime
@@ -53,6 +55,7 @@ class PopularityModel:
 
 class PopularityTrainer:
     def __init__(self, reverse: bool = False, degenerate: bool = False) -> None:
+        self.weights = EventWeights(view=1.0)
         self.reverse, self.degenerate = reverse, degenerate
         self.fitted: list[EventTable] = []
 

@@ -57,14 +57,14 @@ class TinyModel:
     def item_vectors(self, item_ids: Sequence[str]) -> np.ndarray:
         return self.items[[self.index[i] for i in item_ids]]
 
-    def search(self, query: np.ndarray, k: int, exclude_ids: Collection[str] = ()) -> list[tuple[str, float]]:
+    def recommend(self, query: np.ndarray, k: int, exclude: Collection[str] = ()) -> list[tuple[str, float]]:
         scores = self.items @ query
         order = np.argsort(-scores, kind="stable")
-        out = [(self.item_ids[i], float(scores[i])) for i in order if self.item_ids[i] not in exclude_ids]
+        out = [(self.item_ids[i], float(scores[i])) for i in order if self.item_ids[i] not in exclude]
         return out[:k]
 
     def similar(self, item_id: str, k: int) -> list[tuple[str, float]]:
-        return [p for p in self.search(self.items[self.index[item_id]], k + 1) if p[0] != item_id][:k]
+        return [p for p in self.recommend(self.items[self.index[item_id]], k + 1) if p[0] != item_id][:k]
 
     def popular_items(self, k: int) -> list[tuple[str, float]]:
         order = np.argsort(-self.pop, kind="stable")[:k]
@@ -205,7 +205,7 @@ def harness(with_model: bool = True, **serving: Any) -> Iterator[Harness]:
 
 def test_tiny_model_ranks_own_category_first() -> None:
     loaded = tiny_loader(model_files(), type("R", (), {"version": 1, "metrics": {}, "trained_at": None})())
-    top = loaded.model.search(loaded.model.user_vector("alice"), 5)  # type: ignore[arg-type]
+    top = loaded.model.recommend(loaded.model.user_vector("alice"), 5)  # type: ignore[arg-type]
     assert {category_of(i) for i, _ in top} == {"books"}
 
 

@@ -13,7 +13,7 @@ from core.settings import ModelSettings, Settings
 from model.artifact import ModelArtifact
 from model.errors import ArtifactError
 from model.index import build_index
-from model.recommender import Recommender
+from model.recency import recency_weights
 from serving.model_loader import make_loader
 
 RECORD = type("R", (), {"version": 3, "metrics": {"ndcg": 0.1}, "trained_at": None})()
@@ -53,9 +53,9 @@ def test_round_trip_serves_through_the_recommender(exact_max: int) -> None:
     user = model.user_vector("u0")
     assert user is not None and user[-1] == 1.0 and model.user_vector("nobody") is None
     exact = np.argsort(-(art.item_embeddings @ user))[:5]
-    assert [i for i, _ in model.search(user, 5)][:3] == [f"i{j}" for j in exact[:3]]
+    assert [i for i, _ in model.recommend(user, 5)][:3] == [f"i{j}" for j in exact[:3]]
     assert "i3" not in [i for i, _ in model.similar("i3", 5)]
-    assert next(i for i, _ in model.search(user, 5, exclude_ids={f"i{exact[0]}"})) == f"i{exact[1]}"
+    assert next(i for i, _ in model.recommend(user, 5, exclude={f"i{exact[0]}"})) == f"i{exact[1]}"
     assert model.item_vectors(["i2", "i0"]).tolist() == art.item_embeddings[[2, 0]].tolist()
     assert len(model.popular_items(5)) == 5 and model.popular_items(60)[0][0] == model.popular_items(1)[0][0]
 
@@ -63,17 +63,19 @@ def test_round_trip_serves_through_the_recommender(exact_max: int) -> None:
 def test_fold_in_applies_the_model_recency_boost_oldest_first() -> None:
     art = artifact()
     model = load(art.to_files()).model
-    rec = Recommender(art)
-    # ranking hands pairs newest first; the Recommender wants the history oldest first.
-    got = model.fold_in([("i1", 2.0), ("unknown", 5.0), ("i2", 1.0)])
-    assert np.allclose(got, rec.fold_in_history(["i2", "i1"], [1.0, 2.0]))
+    # The history is oldest first; the unknown item is dropped before the boost is counted.
+    got = model.fold_in([("i2", 1.0), ("unknown", 5.0), ("i1", 2.0)])
+    boost = recency_weights(2, 3.0, 10.0)
+    assert boost[1] > boost[0]
+    expected = 1.0 * boost[0] * art.input_embeddings[2] + 2.0 * boost[1] * art.input_embeddings[1]
+    assert np.allclose(got[:-1], expected)
     assert got[-1] == 1.0
     assert model.fold_in([("unknown", 1.0)]) is None
 
 
 def test_index_built_at_load_when_absent() -> None:
     model = load(artifact(index=False).to_files()).model
-    assert model.index_kind == "exact" and len(model.search(model.item_vectors(["i0"])[0], 3)) == 3
+    assert model.index_kind == "exact" and len(model.recommend(model.item_vectors(["i0"])[0], 3)) == 3
 
 
 def _corrupt_cases() -> list[dict[str, bytes]]:
