@@ -13,11 +13,12 @@ from starlette.concurrency import run_in_threadpool
 from serving.errors import ApiError
 from serving.model_holder import ModelHolder
 from serving.popularity import RealtimeSnapshots
-from serving.ports import ErasurePort, RetrainRequests
+from serving.ports import ErasurePort
 from storage.kafka_producer import ProducerHealth
 from storage.model_erasure import ErasureIncomplete, promote_erased, rollback_erased
 from storage.model_registry import ArtifactUnavailable, ModelNotFound, ModelRegistry, RegistryError
 from storage.realtime_reader import RealtimeReader, RealtimeUnavailable
+from storage.retrain_requests import RetrainRequests
 
 log = logging.getLogger(__name__)
 READY_CHECK_TIMEOUT_S = 2.0
@@ -151,14 +152,14 @@ class AdminService:
 
     async def request_retrain(self, reason: str) -> dict[str, Any]:
         try:
-            doc = await run_in_threadpool(self.retrain.request, reason)
+            made = await run_in_threadpool(self.retrain.request, reason)
         except Exception as exc:
             raise ApiError(
                 503,
                 "mongodb_unavailable",
                 f"cannot record the retrain request: MongoDB is unavailable ({exc})",
             ) from exc
-        return {"request_id": str(doc["_id"]), "status": doc["status"], "reason": doc["reason"]}
+        return {"request_id": made.id, "status": made.status, "reason": made.reason}
 
     async def readiness(self) -> Readiness:
         """Ready means "can answer a recommendation request", not "every dependency is up".
