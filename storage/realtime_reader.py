@@ -31,7 +31,7 @@ import orjson
 from core.errors import DependencyUnavailable
 from core.keys import ALL_TIME, WINDOWS, Keys
 from core.settings import RedisSettings
-from storage.circuit_breaker import CircuitBreaker as CircuitBreaker  # re-exported: it lived here
+from storage.circuit_breaker import CircuitBreaker
 from storage.redis_batching import CommandBatcher, LuaScript
 
 T = TypeVar("T")
@@ -213,7 +213,7 @@ class RedisRealtimeReader:
             raise RealtimeUnavailable(f"Redis is unavailable: {exc or type(exc).__name__}") from exc
         except BaseException:
             # Not a connectivity problem (e.g. cancellation); do not leave a probe slot hanging.
-            self.breaker._probing = False
+            self.breaker.abandon()
             raise
         self.breaker.success()
         return result
