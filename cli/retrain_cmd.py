@@ -81,7 +81,7 @@ def retrain(
     interval_s = parse_duration(every) if every is not None else 0.0
     after_events = None if once else (after_events or settings.retrain.after_events)
 
-    from model.errors import ModelError
+    from core.errors import ModelError
     from retrain.loop import run_every
     from retrain.metrics import RetrainMetrics
     from retrain.model_adapter import trainer_from_settings

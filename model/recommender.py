@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 import faiss
 import numpy as np
 
+from core.errors import ArtifactError
 from model.artifact import ModelArtifact
-from model.errors import ArtifactError
 from model.index import (
     EXACT,
     AnnParams,

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import ArtifactError
 from core.settings import ModelSettings
 from model.artifact import ModelArtifact
-from model.errors import ArtifactError
 from model.index import AnnParams
 from model.interactions import build_interactions, event_weight
 from model.lae import TrainConfig

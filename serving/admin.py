@@ -14,10 +14,17 @@ from serving.errors import ApiError
 from serving.model_holder import ModelHolder
 from serving.popularity import RealtimeSnapshots
 from serving.ports import ErasurePort
+from storage.errors import (
+    ArtifactUnavailable,
+    ErasureIncomplete,
+    ModelNotFound,
+    RealtimeUnavailable,
+    RegistryError,
+)
 from storage.kafka_producer import ProducerHealth
-from storage.model_erasure import ErasureIncomplete, promote_erased, rollback_erased
-from storage.model_registry import ArtifactUnavailable, ModelNotFound, ModelRegistry, RegistryError
-from storage.realtime_reader import RealtimeReader, RealtimeUnavailable
+from storage.model_erasure import promote_erased, rollback_erased
+from storage.model_registry import ModelRegistry
+from storage.realtime_reader import RealtimeReader
 from storage.retrain_requests import RetrainRequests
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ from collections.abc import Collection, Sequence
 
 import numpy as np
 
+from core.errors import ArtifactError
 from core.settings import ModelSettings
 from model.artifact import ModelArtifact
-from model.errors import ArtifactError
 from model.index import AnnParams
 from model.recommender import Recommender
 

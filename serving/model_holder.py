@@ -16,8 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from core.errors import DependencyUnavailable
-from model.errors import ModelError
+from core.errors import DependencyUnavailable, ModelError
 from serving.metrics import ServingMetrics
 from serving.model_port import LoadedModel
 from serving.ports import ErasurePort

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import ArtifactError
 from core.settings import Settings
-from model.errors import ArtifactError
 from serving.artifact_model import load_artifact_model
 from serving.model_holder import Loader
 from serving.model_port import LoadedModel, ServingModel

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from storage.errors import DatasetError
+
 logger = logging.getLogger(__name__)
 
 DATASETS: dict[str, str] = {
@@ -26,10 +28,6 @@ TAOBAO_BEHAVIOR = {"pv": "view", "cart": "add_to_cart", "fav": "favorite", "buy"
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 Row = tuple[str, str, str, float | None, int]
-
-
-class DatasetError(Exception):
-    """A data file is missing or malformed."""
 
 
 @dataclass(frozen=True)

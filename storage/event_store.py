@@ -21,6 +21,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DocumentTooLarge
 
 from core.settings import MongoSettings
+from storage.errors import Unstorable
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +42,6 @@ class InsertResult:
     inserted: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)  # _id → the server's reason
-
-
-class Unstorable(InvalidDocument):
-    """The server refused a document for what it holds (not for an outage); retrying cannot help.
-
-    A subclass of bson's ``InvalidDocument`` so callers catch one family for client-side encoding
-    errors and server-side rejections alike.
-    """
 
 
 class EventStore(Protocol):

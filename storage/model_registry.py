@@ -31,8 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from core.errors import StreamrecError
-from model.errors import ArtifactError
+from storage.errors import ArtifactUnavailable, ModelNotFound, RegistryError
 
 if TYPE_CHECKING:
     from storage.model_registry_mongo import MongoModelRegistry, open_model_registry
@@ -46,18 +45,6 @@ BUCKET = "model_artifacts"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Fields of a published record that the caller may set; everything else is owned by the registry.
 RECORD_FIELDS = ("trained_at", "metrics", "config", "data_window", "n_events", "gate", "reason", "erasure")
-
-
-class RegistryError(StreamrecError):
-    """A registry operation cannot be done (unknown version, nothing to roll back to...)."""
-
-
-class ModelNotFound(RegistryError):
-    """No model with that version was published."""
-
-
-class ArtifactUnavailable(RegistryError, ArtifactError):
-    """An artifact file is missing or its bytes do not match the sha256 recorded at publish time."""
 
 
 @dataclass(frozen=True)
@@ -321,14 +308,11 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BUCKET",
     "STATUSES",
-    "ArtifactUnavailable",
     "FileInfo",
     "InMemoryModelRegistry",
-    "ModelNotFound",
     "ModelRecord",
     "ModelRegistry",
     "MongoModelRegistry",
-    "RegistryError",
     "Status",
     "open_model_registry",
     "record_from_doc",

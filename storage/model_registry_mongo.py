@@ -17,13 +17,11 @@ from typing import Any
 
 from core.errors import DependencyUnavailable
 from core.settings import Settings
+from storage.errors import ArtifactUnavailable, ModelNotFound, RegistryError
 from storage.model_registry import (
     BUCKET,
-    ArtifactUnavailable,
     FileInfo,
-    ModelNotFound,
     ModelRecord,
-    RegistryError,
     Status,
     _check_publish,
     _new_doc,

@@ -28,10 +28,10 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 
-from core.errors import DependencyUnavailable
 from core.keys import ALL_TIME, WINDOWS, Keys
 from core.settings import RedisSettings
 from storage.circuit_breaker import CircuitBreaker
+from storage.errors import RealtimeUnavailable
 from storage.redis_batching import CommandBatcher, LuaScript
 
 T = TypeVar("T")
@@ -56,10 +56,6 @@ return {marker, cached, recent, purchased, seen}
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-class RealtimeUnavailable(DependencyUnavailable):
-    """Redis cannot be reached (or the circuit breaker is open)."""
 
 
 @dataclass(frozen=True)

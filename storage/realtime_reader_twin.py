@@ -6,9 +6,9 @@ import time
 from dataclasses import dataclass, field
 
 from core.keys import ALL_TIME, WINDOWS
+from storage.errors import RealtimeUnavailable
 from storage.realtime_reader import (
     ErasedState,
-    RealtimeUnavailable,
     RecentEvent,
     ReplicaSync,
     UserSnapshot,

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from core.errors import ArtifactError
 from core.settings import ModelSettings
-from model.errors import ArtifactError
 from retrain.gate import holdout_split, ranking_metrics
 from retrain.model_adapter import ModelTrainer
 from storage.datasets import EventTable

@@ -11,7 +11,8 @@ import numpy as np
 import orjson
 import pytest
 
-from model.errors import ArtifactError, DegenerateModelError
+from core.errors import ArtifactError
+from model.errors import DegenerateModelError
 from retrain.pipeline import EpochCallback, RetrainConfig, RetrainFailed, run_retrain
 from storage.datasets import EventTable
 from storage.event_store import InMemoryEventStore

@@ -14,8 +14,8 @@ import orjson
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from core.errors import ArtifactError
 from core.settings import ServingSettings, Settings
-from model.errors import ArtifactError
 from serving.app import create_app
 from serving.model_port import LoadedModel
 from serving.ports import InMemoryProducer

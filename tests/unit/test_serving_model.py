@@ -9,9 +9,9 @@ import faiss
 import numpy as np
 import pytest
 
+from core.errors import ArtifactError
 from core.settings import ModelSettings, Settings
 from model.artifact import ModelArtifact
-from model.errors import ArtifactError
 from model.index import build_index
 from model.recommender import Recommender
 from serving.model_loader import make_loader
