@@ -91,7 +91,7 @@ def train(settings: Settings, console: Console) -> tuple[int, dict[str, Any]]:
     from retrain.model_adapter import trainer_from_settings
     from retrain.pipeline import RetrainConfig, run_retrain
     from storage.event_store import MongoEventStore
-    from storage.model_registry import open_model_registry
+    from storage.model_registry_mongo import open_model_registry
 
     cfg = RetrainConfig.from_settings(settings.retrain)
     now = datetime.now(UTC)

@@ -43,7 +43,7 @@ def _mongo_guard(settings: Settings) -> Iterator[None]:
 
 
 def _registry(settings: Settings) -> Any:
-    from storage.model_registry import open_model_registry
+    from storage.model_registry_mongo import open_model_registry
 
     return open_model_registry(settings)
 

@@ -137,7 +137,7 @@ def create_app(
             closers.append(mongo_requests.close)
         reg = registry
         if reg is None:
-            from storage.model_registry import open_model_registry
+            from storage.model_registry_mongo import open_model_registry
 
             mongo_registry = open_model_registry(settings)
             reg = mongo_registry

@@ -14,7 +14,8 @@ from cli.app import app
 from core.settings import Settings
 from storage.event_store import MongoEventStore
 from storage.model_erasure import scrub_registry
-from storage.model_registry import BUCKET, open_model_registry
+from storage.model_registry import BUCKET
+from storage.model_registry_mongo import open_model_registry
 from tests.unit.test_retrain_erasure import USERS, artifact_files
 
 ERASED = "carol"

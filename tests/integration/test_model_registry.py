@@ -10,7 +10,8 @@ import pytest
 from core.errors import ArtifactError
 from core.settings import Settings
 from storage.errors import ArtifactUnavailable, RegistryError
-from storage.model_registry import BUCKET, MongoModelRegistry, open_model_registry, sha256_hex
+from storage.model_registry import BUCKET, sha256_hex
+from storage.model_registry_mongo import MongoModelRegistry, open_model_registry
 
 # Bigger than one GridFS chunk (255 KiB) so chunking is exercised.
 FILES = {"embeddings.npy": bytes(range(256)) * 2000, "meta.json": b'{"format": 1}'}

@@ -6,7 +6,8 @@ import pytest
 
 from core.errors import ArtifactError
 from storage.errors import ArtifactUnavailable, ModelNotFound, RegistryError
-from storage.model_registry import InMemoryModelRegistry, sha256_hex
+from storage.model_registry import sha256_hex
+from storage.model_registry_memory import InMemoryModelRegistry
 
 FILES = {"embeddings.npy": b"\x93NUMPY fake", "meta.json": b'{"a": 1}'}
 

@@ -9,7 +9,7 @@ import pytest
 from model.artifact import ModelArtifact
 from storage.errors import ErasureIncomplete
 from storage.model_erasure import erasure_digest, promote_erased, rollback_erased, scrub_files, scrub_registry
-from storage.model_registry import InMemoryModelRegistry
+from storage.model_registry_memory import InMemoryModelRegistry
 
 USERS = ["alice", "bob", "carol", "dave"]
 

@@ -16,7 +16,7 @@ from model.errors import DegenerateModelError
 from retrain.pipeline import EpochCallback, RetrainConfig, RetrainFailed, run_retrain
 from storage.datasets import EventTable
 from storage.event_store import InMemoryEventStore
-from storage.model_registry import InMemoryModelRegistry
+from storage.model_registry_memory import InMemoryModelRegistry
 
 NOW = datetime(2026, 1, 10, tzinfo=UTC)
 # The default store holds 56 evaluable users and 144 held-out events: enough evidence for these minimums.

@@ -20,7 +20,7 @@ from serving.app import create_app
 from serving.model_port import LoadedModel
 from serving.ports import InMemoryProducer
 from storage.event_store import InMemoryEventStore
-from storage.model_registry import InMemoryModelRegistry
+from storage.model_registry_memory import InMemoryModelRegistry
 from storage.realtime_reader_twin import InMemoryRealtimeReader
 from storage.retrain_requests import InMemoryRetrainRequests
 

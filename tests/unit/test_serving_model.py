@@ -105,7 +105,7 @@ def test_holder_refuses_a_corrupt_artifact_counts_it_and_keeps_the_old_model() -
 
     from serving.metrics import ServingMetrics
     from serving.model_holder import ModelHolder
-    from storage.model_registry import InMemoryModelRegistry
+    from storage.model_registry_memory import InMemoryModelRegistry
 
     registry = InMemoryModelRegistry()
     metrics = ServingMetrics(CollectorRegistry())
