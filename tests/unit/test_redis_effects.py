@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from consumer.batch import RawMessage
 from consumer.processor import BatchProcessor, InMemoryDeadLetterSink, SinkUnavailable
 from consumer.rebuild import diff_snapshots, rebuild_cache
-from storage.event_store import InMemoryEventStore
+from storage.event_store_memory import InMemoryEventStore
 from storage.realtime_guard import ApplyStatus, Guard
 from storage.realtime_state import InMemoryRealtimeState, Op
 from tests.unit.test_consumer_processor import NOW_S, ev, item, make_settings

@@ -15,7 +15,7 @@ from core.errors import ArtifactError
 from model.errors import DegenerateModelError
 from retrain.pipeline import EpochCallback, RetrainConfig, RetrainFailed, run_retrain
 from storage.datasets import EventTable
-from storage.event_store import InMemoryEventStore
+from storage.event_store_memory import InMemoryEventStore
 from storage.model_registry_memory import InMemoryModelRegistry
 
 NOW = datetime(2026, 1, 10, tzinfo=UTC)

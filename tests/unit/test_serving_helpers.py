@@ -19,7 +19,7 @@ from core.settings import ServingSettings, Settings
 from serving.app import create_app
 from serving.model_port import LoadedModel
 from serving.ports import InMemoryProducer
-from storage.event_store import InMemoryEventStore
+from storage.event_store_memory import InMemoryEventStore
 from storage.model_registry_memory import InMemoryModelRegistry
 from storage.realtime_reader_twin import InMemoryRealtimeReader
 from storage.retrain_requests import InMemoryRetrainRequests
