@@ -23,7 +23,6 @@ from storage.errors import (
 )
 from storage.kafka_producer import ProducerHealth
 from storage.model_erasure import promote_erased, rollback_erased
-from storage.model_registry import ModelRegistry
 from storage.realtime_reader import RealtimeReader
 from storage.retrain_requests import RetrainRequests
 
@@ -121,7 +120,7 @@ class AdminService:
         """What ``streamrec model promote|rollback`` do: the version must download intact, and a
         version brought back is first scrubbed of users erased since it was published. Serving
         replicas (this one included) load the new champion through their usual model polling."""
-        registry: ModelRegistry = self.holder.registry
+        registry = self.holder.registry
         try:
             before = registry.champion()
             erased = self.erasures.erased_users()

@@ -32,6 +32,7 @@ from serving.request_id import RequestIdMiddleware
 from serving.routes import build_router
 from serving.service import ReadService
 from storage.kafka_producer import ResilientProducer
+from storage.model_registry import ModelRegistry
 from storage.realtime_reader import RealtimeReader
 from storage.retrain_requests import RetrainRequests
 
@@ -99,7 +100,7 @@ def _default_loader(settings: Settings) -> Loader:
 def create_app(
     settings: Settings,
     *,
-    registry: Any | None = None,
+    registry: ModelRegistry | None = None,
     realtime: RealtimeReader | None = None,
     events: ErasurePort | None = None,
     producer: EventProducer | None = None,

@@ -20,6 +20,7 @@ from core.errors import DependencyUnavailable, ModelError
 from serving.metrics import ServingMetrics
 from serving.model_port import LoadedModel
 from serving.ports import ErasurePort
+from storage.model_registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ ERASED_REFRESH_S = 30.0
 class ModelHolder:
     def __init__(
         self,
-        registry: Any,
+        registry: ModelRegistry,
         loader: Loader,
         metrics: ServingMetrics,
         erasures: ErasurePort | None = None,
