@@ -25,7 +25,6 @@ in-memory twin for unit tests). Errors are in storage/errors.py.
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
@@ -33,8 +32,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from storage.errors import RegistryError
-
-log = logging.getLogger(__name__)
 
 # not_judged: published beside the champion without a verdict (the gate had too little evidence).
 Status = Literal["candidate", "champion", "rejected", "not_judged", "retired"]
