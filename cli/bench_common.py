@@ -89,21 +89,22 @@ class BenchRun:
     def __post_init__(self) -> None:
         import pymongo
 
+        from storage.event_store import MongoEventStore
         from storage.realtime_state import make_redis
 
         self.mongo: pymongo.MongoClient[Any] = pymongo.MongoClient(
             self.settings.mongo.uri.get_secret_value(),
             serverSelectionTimeoutMS=self.settings.mongo.timeout_ms,
         )
-        self.events = self.mongo[self.settings.mongo.database]["events"]
+        self.store = MongoEventStore(self.mongo[self.settings.mongo.database])
         self.redis = make_redis(self.settings.redis)
 
     def stored(self) -> int:
         """Events in MongoDB (a full count: slow on the dev server, so not for tight polling)."""
-        return int(self.events.count_documents({}))
+        return self.store.count_events()
 
     def stored_ids(self) -> list[str]:
-        return [str(d["_id"]) for d in self.events.find({}, {"_id": 1}).batch_size(10_000)]
+        return list(self.store.event_ids())
 
     def start_consumer(self, stored_base: int | None = None) -> ManagedProcess:
         """Start `streamrec consume`; ``stored_base`` is MongoDB's event count at this moment if known."""

@@ -71,7 +71,7 @@ def sink_ceiling(run: BenchRun, events: list[InteractionEvent], batch_size: int,
             event_document(RawMessage(topic, 0, offset + start + n, *records[start + n]), e, now)
             for n, e in enumerate(chunk)
         ]
-        store.events.insert_many(docs, ordered=False)
+        store.insert_events(docs)
         ops = plan_events(
             state.keys,
             [PlannedEvent.from_event(e) for e in chunk],

@@ -85,7 +85,7 @@ def synthetic_artifact(items: int, users: int, factors: int, settings: Any, seed
 
 
 def publish_artifact(settings: Any, artifact: ModelArtifact) -> int:
-    from storage.model_registry import open_model_registry
+    from storage.model_registry_mongo import open_model_registry
 
     registry = open_model_registry(settings)
     try:

@@ -39,10 +39,12 @@ def drain(
     """Wait until MongoDB holds at least every accepted event and the consumer has been idle a moment."""
     import pymongo
 
+    from storage.event_store import MongoEventStore
+
     client: pymongo.MongoClient[Any] = pymongo.MongoClient(
         settings.mongo.uri.get_secret_value(), serverSelectionTimeoutMS=5000
     )
-    events = client[settings.mongo.database]["events"]
+    store = MongoEventStore(client[settings.mongo.database])
     started = time.monotonic()
     count, last_progress, last_change = -1, -1.0, time.monotonic()
     try:
@@ -52,7 +54,7 @@ def drain(
                 if progress != last_progress:
                     last_progress, last_change = progress, time.monotonic()
                 with contextlib.suppress(pymongo.errors.PyMongoError):
-                    count = int(events.count_documents({}))
+                    count = store.count_events()
                 idle = time.monotonic() - last_change
                 status.update(f"draining: {count:,}/{expected:,} stored, consumer idle {idle:.0f}s")
                 if (count >= expected and idle >= 5.0) or idle >= idle_limit_s:
@@ -66,12 +68,13 @@ def drain(
 def stored_ids(settings: Settings) -> list[str]:
     import pymongo
 
+    from storage.event_store import MongoEventStore
+
     client: pymongo.MongoClient[Any] = pymongo.MongoClient(
         settings.mongo.uri.get_secret_value(), serverSelectionTimeoutMS=10_000
     )
     try:
-        events = client[settings.mongo.database]["events"]
-        return [str(d["_id"]) for d in events.find({}, {"_id": 1}).batch_size(10_000)]
+        return list(MongoEventStore(client[settings.mongo.database]).event_ids())
     finally:
         client.close()
 

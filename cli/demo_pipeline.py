@@ -68,7 +68,7 @@ def wait_stored(settings: Settings, data: DemoData, consumer: ManagedProcess, co
                 stored: set[str] = set()
                 for at in range(0, len(pending), 500):
                     chunk = pending[at : at + 500]
-                    stored |= {d["_id"] for d in store.events.find({"_id": {"$in": chunk}}, {"_id": 1})}
+                    stored |= store.stored_event_ids(chunk)
                 pending = [i for i in pending if i not in stored]
                 progress.update(task, completed=total_users - len(pending))
                 if pending:
@@ -91,7 +91,7 @@ def train(settings: Settings, console: Console) -> tuple[int, EventTable]:
     from retrain.model_adapter import trainer_from_settings
     from retrain.pipeline import RetrainConfig, run_retrain
     from storage.event_store import MongoEventStore
-    from storage.model_registry import open_model_registry
+    from storage.model_registry_mongo import open_model_registry
 
     cfg = RetrainConfig.from_settings(settings.retrain)
     now = datetime.now(UTC)

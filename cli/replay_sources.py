@@ -20,7 +20,8 @@ from typing import Any
 from core.errors import StreamrecError
 from core.events import InteractionEvent, ItemUpdate, ParseError, validate_interaction, validate_item_update
 from core.ids import deterministic_event_id
-from storage.datasets import DATASETS, DEFAULT_DATA_DIR, TAOBAO_BEHAVIOR, DatasetError, parse_timestamp_ms
+from storage.datasets import DATASETS, DEFAULT_DATA_DIR, TAOBAO_BEHAVIOR, parse_timestamp_ms
+from storage.errors import DatasetError
 
 SOURCES = ("movielens", "taobao", "csv")
 GENERIC_REQUIRED = ("user_id", "item_id", "event_type", "timestamp")

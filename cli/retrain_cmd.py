@@ -43,7 +43,7 @@ def _mongo_guard(settings: Settings) -> Iterator[None]:
 
 
 def _registry(settings: Settings) -> Any:
-    from storage.model_registry import open_model_registry
+    from storage.model_registry_mongo import open_model_registry
 
     return open_model_registry(settings)
 
@@ -81,19 +81,20 @@ def retrain(
     interval_s = parse_duration(every) if every is not None else 0.0
     after_events = None if once else (after_events or settings.retrain.after_events)
 
-    from model.errors import ModelError
+    from core.errors import ModelError
     from retrain.loop import run_every
     from retrain.metrics import RetrainMetrics
     from retrain.model_adapter import trainer_from_settings
     from retrain.pipeline import RetrainFailed, RetrainResult
     from storage.event_store import MongoEventStore
     from storage.model_erasure import scrub_registry
-    from storage.retrain_requests import take_pending_request
+    from storage.retrain_requests import MongoRetrainRequests
 
     metrics = RetrainMetrics()
     metrics.serve(settings.retrain.metrics_port)
     store = MongoEventStore.from_settings(settings.mongo)
     registry = _registry(settings)
+    requests = MongoRetrainRequests.from_settings(settings.mongo)
     trainer = trainer_from_settings(settings.model)
 
     def one_run() -> RetrainResult:
@@ -126,12 +127,13 @@ def retrain(
             one_run,
             count_events=store.count_events,
             after_events=after_events,
-            take_request=lambda: take_pending_request(store.db) is not None,
+            requests=requests,
             # Erasures done through the API reach every stored model version within one poll.
             between_runs=lambda: scrub_registry(registry, store.erased_users()),
             poll_s=min(EVENT_COUNT_POLL_S, interval_s),
         )
     finally:
+        requests.close()
         registry.close()
         store.close()
 

@@ -8,7 +8,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from core.errors import DependencyUnavailable
-from storage.kafka_producer import Delivery, OutMessage, ResilientProducer, SendFailed
+from storage.errors import SendFailed
+from storage.kafka_producer import Delivery, OutMessage, ResilientProducer
 
 log = logging.getLogger(__name__)
 

@@ -17,3 +17,14 @@ class DependencyUnavailable(StreamrecError):
 
 class MissingTool(StreamrecError):
     """An executable the dev stack needs is not installed."""
+
+
+# The model family is not a StreamrecError: the retrain command reports these as a failed run, not as
+# a setting or server to fix. It lives here, not in model/, because storage raises ArtifactError too (a
+# registry file that is missing or corrupt) and storage must not import model/.
+class ModelError(Exception):
+    """Base class for every error about a model (training, artifacts) raised on purpose."""
+
+
+class ArtifactError(ModelError):
+    """An artifact is missing, corrupt or incompatible with this code."""

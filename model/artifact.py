@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from model.errors import ArtifactError
+from core.errors import ArtifactError
 
 logger = logging.getLogger(__name__)
 

@@ -1,18 +1,18 @@
-"""Exceptions raised by the model package; serving and retrain catch these by type."""
+"""Exceptions raised by the model package; serving and retrain catch these by type.
+
+``ModelError`` and ``ArtifactError`` live in core/errors.py (storage raises ``ArtifactError`` too).
+"""
 
 from __future__ import annotations
 
-
-class ModelError(Exception):
-    """Base class for every error the model package raises on purpose."""
+# ArtifactError is re-exported only for the other issue-11 branches that still import it from here;
+# drop it once they are merged.
+from core.errors import ArtifactError as ArtifactError
+from core.errors import ModelError
 
 
 class DegenerateModelError(ModelError):
     """Training produced NaN/inf or collapsed (all-zero) embeddings; the model must not be published."""
-
-
-class ArtifactError(ModelError):
-    """An artifact is missing, corrupt or incompatible with this code."""
 
 
 class EmptyDataError(ModelError):

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from core.errors import StreamrecError
+from storage.retrain_requests import RetrainRequests
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +19,7 @@ def run_every(
     *,
     count_events: Callable[[], int] | None = None,
     after_events: int | None = None,
-    take_request: Callable[[], bool] | None = None,
+    requests: RetrainRequests | None = None,
     between_runs: Callable[[], object] | None = None,
     poll_s: float = 10.0,
     stop: threading.Event | None = None,
@@ -26,7 +27,7 @@ def run_every(
     clock: Callable[[], float] = time.monotonic,
 ) -> int:
     """Run ``run_once`` now, then every ``interval_s`` (or as soon as ``after_events`` new events arrived,
-    or as soon as ``take_request`` claims an on-demand request from the admin API).
+    or as soon as it takes an on-demand request, made through the admin API, from ``requests``).
 
     ``between_runs`` is housekeeping called on every poll while waiting (erasures reach stored models
     within ``poll_s``, not a whole interval later); its failures are logged like a run's.
@@ -60,8 +61,7 @@ def run_every(
                 if current is not None and current - baseline >= after_events:
                     log.info("retrain_early new_events=%d threshold=%d", current - baseline, after_events)
                     break
-            if take_request is not None and _claimed(take_request):
-                log.info("retrain_requested action=run_now")
+            if requests is not None and _claimed(requests):
                 break
             if between_runs is not None:
                 _housekeeping(between_runs)
@@ -80,12 +80,16 @@ def _count(count_events: Callable[[], int] | None) -> int | None:
         return None
 
 
-def _claimed(take_request: Callable[[], bool]) -> bool:
+def _claimed(requests: RetrainRequests) -> bool:
     try:
-        return take_request()
+        taken = requests.take()
     except Exception as exc:
         log.warning("retrain_request_check_failed error=%s", exc)
         return False
+    if taken is None:
+        return False
+    log.info("retrain_requested action=run_now request_id=%s reason=%s", taken.id, taken.reason)
+    return True
 
 
 def _housekeeping(task: Callable[[], object]) -> None:

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from core.errors import StreamrecError
+from core.errors import ArtifactError, ModelError, StreamrecError
 from core.event_table import EventTable
 from core.settings import EventWeights, RetrainSettings
-from model.errors import ArtifactError, ModelError
 from retrain.event_source import EventSource, read_window
 from retrain.gate import (
     GATE_K,
@@ -63,7 +62,7 @@ class Trainer(Protocol):
         """Raises ``model.errors.DegenerateModelError`` (NaN/collapsed) or ``EmptyDataError``."""
 
     def load(self, files: dict[str, bytes]) -> CandidateModel:
-        """Raises ``model.errors.ArtifactError`` for a corrupt or incompatible artifact."""
+        """Raises ``core.errors.ArtifactError`` for a corrupt or incompatible artifact."""
 
 
 class RetrainFailed(StreamrecError):

@@ -13,11 +13,18 @@ from starlette.concurrency import run_in_threadpool
 from serving.errors import ApiError
 from serving.model_holder import ModelHolder
 from serving.popularity import RealtimeSnapshots
-from serving.ports import ErasurePort, RetrainRequests
+from serving.ports import ErasurePort
+from storage.errors import (
+    ArtifactUnavailable,
+    ErasureIncomplete,
+    ModelNotFound,
+    RealtimeUnavailable,
+    RegistryError,
+)
 from storage.kafka_producer import ProducerHealth
-from storage.model_erasure import ErasureIncomplete, promote_erased, rollback_erased
-from storage.model_registry import ArtifactUnavailable, ModelNotFound, ModelRegistry, RegistryError
-from storage.realtime_reader import RealtimeReader, RealtimeUnavailable
+from storage.model_erasure import promote_erased, rollback_erased
+from storage.realtime_reader import RealtimeReader
+from storage.retrain_requests import RetrainRequests
 
 log = logging.getLogger(__name__)
 READY_CHECK_TIMEOUT_S = 2.0
@@ -113,7 +120,7 @@ class AdminService:
         """What ``streamrec model promote|rollback`` do: the version must download intact, and a
         version brought back is first scrubbed of users erased since it was published. Serving
         replicas (this one included) load the new champion through their usual model polling."""
-        registry: ModelRegistry = self.holder.registry
+        registry = self.holder.registry
         try:
             before = registry.champion()
             erased = self.erasures.erased_users()
@@ -151,14 +158,14 @@ class AdminService:
 
     async def request_retrain(self, reason: str) -> dict[str, Any]:
         try:
-            doc = await run_in_threadpool(self.retrain.request, reason)
+            made = await run_in_threadpool(self.retrain.request, reason)
         except Exception as exc:
             raise ApiError(
                 503,
                 "mongodb_unavailable",
                 f"cannot record the retrain request: MongoDB is unavailable ({exc})",
             ) from exc
-        return {"request_id": str(doc["_id"]), "status": doc["status"], "reason": doc["reason"]}
+        return {"request_id": made.id, "status": made.status, "reason": made.reason}
 
     async def readiness(self) -> Readiness:
         """Ready means "can answer a recommendation request", not "every dependency is up".

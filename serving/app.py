@@ -26,13 +26,15 @@ from serving.ingest import IngestService
 from serving.metrics import ServingMetrics
 from serving.model_holder import Loader, ModelHolder
 from serving.popularity import RealtimeSnapshots
-from serving.ports import ErasurePort, EventProducer, RetrainRequests
+from serving.ports import ErasurePort, EventProducer
 from serving.replica_sync import DEFAULT_POLL_S, ReplicaSyncer
 from serving.request_id import RequestIdMiddleware
 from serving.routes import build_router
 from serving.service import ReadService
 from storage.kafka_producer import ResilientProducer
+from storage.model_registry import ModelRegistry
 from storage.realtime_reader import RealtimeReader
+from storage.retrain_requests import RetrainRequests
 
 log = logging.getLogger(__name__)
 Scope = MutableMapping[str, Any]
@@ -98,7 +100,7 @@ def _default_loader(settings: Settings) -> Loader:
 def create_app(
     settings: Settings,
     *,
-    registry: Any | None = None,
+    registry: ModelRegistry | None = None,
     realtime: RealtimeReader | None = None,
     events: ErasurePort | None = None,
     producer: EventProducer | None = None,
@@ -129,21 +131,14 @@ def create_app(
             closers.append(mongo_store.close)
         retrain = retrain_requests
         if retrain is None:
-            from serving.ports import MongoRetrainRequests
+            from storage.retrain_requests import MongoRetrainRequests
 
-            db = getattr(store, "db", None)
-            if db is None:
-                from pymongo import MongoClient
-
-                client: Any = MongoClient(
-                    settings.mongo.uri.get_secret_value(), serverSelectionTimeoutMS=settings.mongo.timeout_ms
-                )
-                db = client[settings.mongo.database]
-                closers.append(client.close)
-            retrain = MongoRetrainRequests(db["retrain_requests"])
+            mongo_requests = MongoRetrainRequests.from_settings(settings.mongo)
+            retrain = mongo_requests
+            closers.append(mongo_requests.close)
         reg = registry
         if reg is None:
-            from storage.model_registry import open_model_registry
+            from storage.model_registry_mongo import open_model_registry
 
             mongo_registry = open_model_registry(settings)
             reg = mongo_registry

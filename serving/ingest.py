@@ -16,7 +16,8 @@ from starlette.concurrency import run_in_threadpool
 from core.events import ParseError, validate_interaction, validate_item_update
 from core.settings import Settings
 from serving.errors import ApiError
-from storage.kafka_producer import OutMessage, ProducerHealth, ResilientProducer, SendFailed
+from storage.errors import SendFailed
+from storage.kafka_producer import OutMessage, ProducerHealth, ResilientProducer
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from core.errors import DependencyUnavailable
-from model.errors import ModelError
+from core.errors import DependencyUnavailable, ModelError
 from serving.metrics import ServingMetrics
 from serving.model_port import LoadedModel
 from serving.ports import ErasurePort
+from storage.model_registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ ERASED_REFRESH_S = 30.0
 class ModelHolder:
     def __init__(
         self,
-        registry: Any,
+        registry: ModelRegistry,
         loader: Loader,
         metrics: ServingMetrics,
         erasures: ErasurePort | None = None,

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import ArtifactError
 from core.settings import Settings
-from model.errors import ArtifactError
 from model.index import AnnParams
 from model.trained_model import TrainedModel
 from serving.model_holder import Loader

@@ -21,7 +21,8 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from core.keys import ALL_TIME, POPULARITY_WINDOWS
-from storage.realtime_reader import RealtimeReader, RealtimeUnavailable
+from storage.errors import RealtimeUnavailable
+from storage.realtime_reader import RealtimeReader
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -1,16 +1,11 @@
-"""Ports serving uses besides Redis and the model registry, with in-memory twins for unit tests.
+"""Ports serving uses besides Redis, the model registry and retrain requests, with in-memory twins.
 
-Retrain requests: ``POST /v1/admin/retrain`` inserts a document into the MongoDB collection
-``retrain_requests`` (``{_id, requested_at, reason, status: "pending"}``); the retrain role polls it,
-runs one retrain and sets ``status`` to ``done``/``failed``. Serving never trains in-process: a
-training run would steal CPU from request handling and die with the API process.
+Retrain requests have their own port in storage/retrain_requests.py (serving writes them, retrain takes them).
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 DeliveryCallback = Callable[[Any, Any], None]
@@ -34,12 +29,6 @@ class EventProducer(Protocol):
     def poll(self, timeout: float = ...) -> int: ...
 
     def flush(self, timeout: float = ...) -> int: ...
-
-
-class RetrainRequests(Protocol):
-    def request(self, reason: str) -> dict[str, Any]: ...
-
-    def pending(self) -> int: ...
 
 
 class InMemoryProducer:
@@ -66,45 +55,6 @@ class InMemoryProducer:
             if callback is not None:
                 callback(self.fail, msg)
         return 0
-
-
-class MongoRetrainRequests:
-    def __init__(self, collection: Any) -> None:
-        self.collection = collection
-
-    def request(self, reason: str) -> dict[str, Any]:
-        doc = {
-            "_id": uuid.uuid4().hex,
-            "requested_at": datetime.now(UTC),
-            "reason": reason,
-            "status": "pending",
-        }
-        self.collection.insert_one(doc)
-        return doc
-
-    def pending(self) -> int:
-        return int(self.collection.count_documents({"status": "pending"}))
-
-
-class InMemoryRetrainRequests:
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.fail_with: Exception | None = None
-
-    def request(self, reason: str) -> dict[str, Any]:
-        if self.fail_with is not None:
-            raise self.fail_with
-        doc = {
-            "_id": uuid.uuid4().hex,
-            "requested_at": datetime.now(UTC),
-            "reason": reason,
-            "status": "pending",
-        }
-        self.requests.append(doc)
-        return doc
-
-    def pending(self) -> int:
-        return sum(1 for r in self.requests if r["status"] == "pending")
 
 
 def as_set(values: Iterable[str]) -> set[str]:

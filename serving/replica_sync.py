@@ -16,7 +16,8 @@ import logging
 
 from serving.model_holder import ModelHolder
 from serving.popularity import RealtimeSnapshots
-from storage.realtime_reader import RealtimeReader, RealtimeUnavailable
+from storage.errors import RealtimeUnavailable
+from storage.realtime_reader import RealtimeReader
 
 log = logging.getLogger(__name__)
 DEFAULT_POLL_S = 0.25

@@ -33,7 +33,8 @@ from serving.model_holder import ModelHolder
 from serving.model_port import LoadedModel
 from serving.popularity import TOP_UP_WINDOWS, RealtimeSnapshots
 from serving.ranking import Filters, Ranked, popular_only, recommend
-from storage.realtime_reader import RealtimeReader, RealtimeUnavailable, UserSnapshot, now_ms
+from storage.errors import RealtimeUnavailable
+from storage.realtime_reader import RealtimeReader, UserSnapshot, now_ms
 
 log = logging.getLogger(__name__)
 

@@ -38,3 +38,8 @@ class CircuitBreaker:
         self._probing = False
         if self._failures >= self.threshold:
             self._open_until = self._clock() + self.reset_s
+
+    def abandon(self) -> None:
+        """The call ended without telling whether the dependency works (it was cancelled): free the
+        probe slot, or no probe would ever run again."""
+        self._probing = False

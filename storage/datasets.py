@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from core.event_table import EventTable, Row
+from storage.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
@@ -25,10 +26,6 @@ DATASETS: dict[str, str] = {
 }
 TAOBAO_BEHAVIOR = {"pv": "view", "cart": "add_to_cart", "fav": "favorite", "buy": "purchase"}
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-
-
-class DatasetError(Exception):
-    """A data file is missing or malformed."""
 
 
 def _table(rows: list[Row]) -> EventTable:

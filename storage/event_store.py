@@ -1,4 +1,4 @@
-"""MongoDB-held events and items: a port, the MongoDB adapter and an in-memory twin.
+"""MongoDB-held events and items: the port and the MongoDB adapter (the twin: storage/event_store_memory.py).
 
 ``events._id`` is the event id, so storing the same event twice is a duplicate-key error (11000)
 that the adapter reports per document instead of raising. ``erasures`` lists users whose data was
@@ -9,18 +9,17 @@ user may come back, and a later erasure deletes them too.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import bson
-from bson.errors import InvalidDocument
 from pymongo import ASCENDING, MongoClient, UpdateOne
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DocumentTooLarge
+from pymongo.errors import BulkWriteError
 
 from core.settings import MongoSettings
+from storage.errors import Unstorable
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +32,8 @@ TRANSIENT_WRITE_CODES = frozenset(
     {6, 7, 24, 46, 50, 64, 89, 91, 112, 134, 189, 262, 9001, 10058, 10107, 11600, 11602, 13435, 13436}
 )
 ITEM_FIELDS = ("title", "category", "price", "available", "properties")
+# How many of the newest events ``recent_users`` scans by default: cheap on the ts index.
+RECENT_SCAN = 2000
 Doc = dict[str, Any]
 
 
@@ -41,14 +42,6 @@ class InsertResult:
     inserted: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)  # _id → the server's reason
-
-
-class Unstorable(InvalidDocument):
-    """The server refused a document for what it holds (not for an outage); retrying cannot help.
-
-    A subclass of bson's ``InvalidDocument`` so callers catch one family for client-side encoding
-    errors and server-side rejections alike.
-    """
 
 
 class EventStore(Protocol):
@@ -87,6 +80,15 @@ class EventStore(Protocol):
 
     def count_events(self) -> int: ...
 
+    def stored_event_ids(self, event_ids: Iterable[str]) -> set[str]:
+        """The ids among ``event_ids`` that are stored (cheaper than ``stored_events``)."""
+
+    def event_ids(self, batch_size: int = 10_000) -> Iterator[str]:
+        """Every stored event id, in no particular order."""
+
+    def recent_users(self, limit: int, scan: int = RECENT_SCAN) -> list[str]:
+        """Distinct user ids of the newest ``scan`` events, newest first, at most ``limit``."""
+
     def max_source_offsets(self) -> dict[tuple[str, int], int]:
         """Highest ``src`` offset among stored events, per (topic, partition)."""
 
@@ -98,7 +100,7 @@ class EventStore(Protocol):
     def ping(self) -> None: ...
 
 
-def _as_event(doc: Doc) -> Doc:
+def as_event(doc: Doc) -> Doc:
     out = dict(doc)
     out["event_id"] = out["_id"]
     ts = out.get("ts")
@@ -107,7 +109,7 @@ def _as_event(doc: Doc) -> Doc:
     return out
 
 
-def _as_item(doc: Doc) -> Doc:
+def as_item(doc: Doc) -> Doc:
     out = dict(doc)
     out["item_id"] = out["_id"]
     return out
@@ -115,6 +117,10 @@ def _as_item(doc: Doc) -> Doc:
 
 def _write_error(error: Doc) -> str:
     return f"MongoDB write error {error.get('code')}: {error.get('errmsg', '')}"[:500]
+
+
+def distinct_in_order(values: list[str], limit: int) -> list[str]:
+    return list(dict.fromkeys(values))[:limit]
 
 
 def merge_item_updates(updates: list[Doc]) -> dict[str, Doc]:
@@ -198,12 +204,12 @@ class MongoEventStore:
 
     def get_items(self, item_ids: Iterable[str]) -> dict[str, Doc]:
         ids = list(dict.fromkeys(item_ids))
-        return {d["_id"]: _as_item(d) for d in self.items.find({"_id": {"$in": ids}})}
+        return {d["_id"]: as_item(d) for d in self.items.find({"_id": {"$in": ids}})}
 
     def iter_items(self, batch_size: int = 5000) -> Iterator[list[Doc]]:
         batch: list[Doc] = []
         for doc in self.items.find({}, batch_size=batch_size):
-            batch.append(_as_item(doc))
+            batch.append(as_item(doc))
             if len(batch) >= batch_size:
                 yield batch
                 batch = []
@@ -231,7 +237,7 @@ class MongoEventStore:
         batch: list[Doc] = []
         cursor = self.events.find(query, {"ingested_at": 0}, batch_size=batch_size).sort("ts", ASCENDING)
         for doc in cursor:
-            batch.append(_as_event(doc))
+            batch.append(as_event(doc))
             if len(batch) >= batch_size:
                 yield batch
                 batch = []
@@ -240,6 +246,18 @@ class MongoEventStore:
 
     def count_events(self) -> int:
         return int(self.events.count_documents({}))
+
+    def stored_event_ids(self, event_ids: Iterable[str]) -> set[str]:
+        ids = list(dict.fromkeys(event_ids))
+        return {str(d["_id"]) for d in self.events.find({"_id": {"$in": ids}}, {"_id": 1})}
+
+    def event_ids(self, batch_size: int = 10_000) -> Iterator[str]:
+        for doc in self.events.find({}, {"_id": 1}).batch_size(batch_size):
+            yield str(doc["_id"])
+
+    def recent_users(self, limit: int, scan: int = RECENT_SCAN) -> list[str]:
+        cursor = self.events.find({}, {"user_id": 1, "_id": 0}).sort("ts", -1).limit(scan)
+        return distinct_in_order([str(d["user_id"]) for d in cursor if "user_id" in d], limit)
 
     def max_source_offsets(self) -> dict[tuple[str, int], int]:
         pipeline: list[Doc] = [
@@ -265,120 +283,3 @@ class MongoEventStore:
 
     def ping(self) -> None:
         self.db.command("ping")
-
-
-class InMemoryEventStore:
-    """Same behaviour as ``MongoEventStore`` for unit tests; set ``fail_with`` to simulate an outage.
-
-    Each written document is BSON-encoded, so what the driver cannot encode fails here too, with the
-    driver's own error; ``unstorable`` adds refusals of your choice (a message → ``InvalidDocument``).
-    Like the driver, a failing write has stored the documents before the failing one.
-    """
-
-    def __init__(self) -> None:
-        self.events: dict[str, Doc] = {}
-        self.items: dict[str, Doc] = {}
-        self.erasures: dict[str, Doc] = {}
-        self.fail_with: Exception | None = None
-        self.unstorable: Callable[[Doc], str | None] = lambda _doc: None
-
-    def _check(self) -> None:
-        if self.fail_with is not None:
-            raise self.fail_with
-
-    def _encode(self, doc: Doc) -> None:
-        if (reason := self.unstorable(doc)) is not None:
-            raise InvalidDocument(reason)
-        if len(bson.encode(doc)) > MAX_BSON_SIZE:
-            raise DocumentTooLarge(f"BSON document too large; the maximum is {MAX_BSON_SIZE} bytes")
-
-    def ensure_indexes(self) -> None:
-        self._check()
-
-    def insert_events(self, docs: list[Doc]) -> InsertResult:
-        self._check()
-        result = InsertResult()
-        for doc in docs:
-            self._encode(doc)
-            if doc["_id"] in self.events:
-                result.duplicates.append(doc["_id"])
-            else:
-                self.events[doc["_id"]] = dict(doc)
-                result.inserted.append(doc["_id"])
-        return result
-
-    def stored_events(self, event_ids: Iterable[str]) -> dict[str, Doc | None]:
-        self._check()
-        out: dict[str, Doc | None] = {}
-        for i in event_ids:
-            doc = self.events.get(i)
-            out[i] = None if doc is None else {k: v for k, v in doc.items() if k != "ingested_at"}
-        return out
-
-    def upsert_items(self, updates: list[Doc]) -> None:
-        self._check()
-        for iid, fields in merge_item_updates(updates).items():
-            self._encode({"_id": iid, **fields})
-            self.items.setdefault(iid, {"_id": iid}).update(fields)
-
-    def get_items(self, item_ids: Iterable[str]) -> dict[str, Doc]:
-        self._check()
-        return {i: _as_item(self.items[i]) for i in item_ids if i in self.items}
-
-    def iter_items(self, batch_size: int = 5000) -> Iterator[list[Doc]]:
-        docs = [_as_item(d) for d in self.items.values()]
-        for start in range(0, len(docs), batch_size):
-            yield docs[start : start + batch_size]
-
-    def iter_events(
-        self,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        exclude_users: Iterable[str] = (),
-        batch_size: int = 5000,
-    ) -> Iterator[list[Doc]]:
-        self._check()
-        excluded = set(exclude_users)
-        docs = sorted(
-            (
-                _as_event(d)
-                for d in self.events.values()
-                if (since is None or d["ts"] >= since)
-                and (until is None or d["ts"] < until)
-                and d["user_id"] not in excluded
-            ),
-            key=lambda d: d["ts"],
-        )
-        for start in range(0, len(docs), batch_size):
-            yield docs[start : start + batch_size]
-
-    def count_events(self) -> int:
-        self._check()
-        return len(self.events)
-
-    def max_source_offsets(self) -> dict[tuple[str, int], int]:
-        self._check()
-        out: dict[tuple[str, int], int] = {}
-        for doc in self.events.values():
-            src = doc.get("src")
-            if src and src.get("offset") is not None:
-                tp = (str(src["topic"]), int(src["partition"]))
-                out[tp] = max(out.get(tp, -1), int(src["offset"]))
-        return out
-
-    def erase_user(self, user_id: str) -> int:
-        self._check()
-        doomed = [i for i, d in self.events.items() if d["user_id"] == user_id]
-        for i in doomed:
-            del self.events[i]
-        entry = self.erasures.setdefault(user_id, {"_id": user_id, "events_deleted": 0})
-        entry["erased_at"] = datetime.now(UTC)
-        entry["events_deleted"] += len(doomed)
-        return len(doomed)
-
-    def erased_users(self) -> set[str]:
-        self._check()
-        return set(self.erasures)
-
-    def ping(self) -> None:
-        self._check()

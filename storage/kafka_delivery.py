@@ -10,8 +10,6 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError
 
-from core.errors import DependencyUnavailable
-
 # Errors that mean this producer instance's idempotence state is gone: only a new producer helps.
 LOST_STATE = frozenset(
     {
@@ -48,14 +46,6 @@ class ProducerLike(Protocol):
     def poll(self, timeout: float = ...) -> int: ...
 
     def flush(self, timeout: float = ...) -> int: ...
-
-
-class SendFailed(DependencyUnavailable):
-    """Some messages were not acknowledged; ``permanent`` when retrying cannot help."""
-
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
-        super().__init__(message)
-        self.permanent = permanent
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from storage.errors import SendFailed
 from storage.kafka_delivery import (
     LOST_STATE,
     PERMANENT,
@@ -29,7 +30,6 @@ from storage.kafka_delivery import (
     OutMessage,
     ProducerHealth,
     ProducerLike,
-    SendFailed,
     error_text,
     is_permanent,
     needs_new_producer,
@@ -42,7 +42,6 @@ __all__ = [
     "OutMessage",
     "ProducerHealth",
     "ResilientProducer",
-    "SendFailed",
 ]
 
 log = logging.getLogger(__name__)

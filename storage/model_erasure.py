@@ -29,18 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import StreamrecError
+from core.errors import ArtifactError
 from model.artifact import ModelArtifact
-from model.errors import ArtifactError
-from storage.model_registry import ModelRecord, ModelRegistry, RegistryError
+from storage.errors import ErasureIncomplete, RegistryError
+from storage.model_registry import ModelRecord, ModelRegistry
 
 log = logging.getLogger(__name__)
 
 USER_IDS_FILE = "user_ids.npy"
-
-
-class ErasureIncomplete(StreamrecError):
-    """A model version could not be checked or rewritten, so it may still hold an erased user."""
 
 
 def erasure_digest(erased: Iterable[str]) -> str:

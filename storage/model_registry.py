@@ -17,27 +17,21 @@ A version's files may be replaced once, in place, by ``apply_erasure`` (erased u
 the artifact; see storage/model_erasure.py); the record's sha256 list is switched in one update, so a reader
 sees either the old complete file set or the new one.
 
-This module holds the types, the port and the in-memory twin; the MongoDB adapter is in
-storage/model_registry_mongo.py (re-exported here).
+This module holds the records and the port; the adapters are storage/model_registry_mongo.py (MongoDB
+and GridFS, with the disk cache in storage/artifact_cache.py) and storage/model_registry_memory.py (the
+in-memory twin for unit tests). Errors are in storage/errors.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 from collections.abc import Collection
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from core.errors import StreamrecError
-from model.errors import ArtifactError
-
-if TYPE_CHECKING:
-    from storage.model_registry_mongo import MongoModelRegistry, open_model_registry
-
-log = logging.getLogger(__name__)
+from storage.errors import RegistryError
 
 # not_judged: published beside the champion without a verdict (the gate had too little evidence).
 Status = Literal["candidate", "champion", "rejected", "not_judged", "retired"]
@@ -46,18 +40,6 @@ BUCKET = "model_artifacts"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Fields of a published record that the caller may set; everything else is owned by the registry.
 RECORD_FIELDS = ("trained_at", "metrics", "config", "data_window", "n_events", "gate", "reason", "erasure")
-
-
-class RegistryError(StreamrecError):
-    """A registry operation cannot be done (unknown version, nothing to roll back to...)."""
-
-
-class ModelNotFound(RegistryError):
-    """No model with that version was published."""
-
-
-class ArtifactUnavailable(RegistryError, ArtifactError):
-    """An artifact file is missing or its bytes do not match the sha256 recorded at publish time."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +121,7 @@ def file_infos(files: dict[str, bytes]) -> tuple[FileInfo, ...]:
     return tuple(FileInfo(n, sha256_hex(bytes(d)), len(d)) for n, d in sorted(files.items()))
 
 
-def _check_publish(files: dict[str, bytes], record: dict[str, Any]) -> None:
+def check_publish(files: dict[str, bytes], record: dict[str, Any]) -> None:
     if not files:
         raise RegistryError("cannot publish a model without artifact files")
     for name, data in files.items():
@@ -152,7 +134,7 @@ def _check_publish(files: dict[str, bytes], record: dict[str, Any]) -> None:
         raise RegistryError(f"unknown record fields {sorted(unknown)}; allowed: {', '.join(RECORD_FIELDS)}")
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
@@ -166,7 +148,7 @@ def record_from_doc(doc: dict[str, Any]) -> ModelRecord:
     return ModelRecord(
         version=int(doc["_id"]),
         status=doc["status"],
-        created_at=_aware(doc["created_at"]) or _now(),
+        created_at=_aware(doc["created_at"]) or utc_now(),
         files=tuple(FileInfo(f["name"], f["sha256"], int(f["size"])) for f in doc.get("files", [])),
         trained_at=_aware(doc.get("trained_at")),
         metrics=dict(doc.get("metrics") or {}),
@@ -180,8 +162,8 @@ def record_from_doc(doc: dict[str, Any]) -> ModelRecord:
     )
 
 
-def _new_doc(version: int, files: dict[str, bytes], record: dict[str, Any]) -> dict[str, Any]:
-    now = _now()
+def new_record_doc(version: int, files: dict[str, bytes], record: dict[str, Any]) -> dict[str, Any]:
+    now = utc_now()
     return {
         "_id": version,
         "status": "candidate",
@@ -199,138 +181,3 @@ def _new_doc(version: int, files: dict[str, bytes], record: dict[str, Any]) -> d
         "reason": record.get("reason"),
         "erasure": record.get("erasure") or {},
     }
-
-
-class InMemoryModelRegistry:
-    """The twin used by unit tests: same semantics, no MongoDB, no disk."""
-
-    def __init__(self) -> None:
-        self._seq = 0
-        self._records: dict[int, ModelRecord] = {}
-        self._files: dict[int, dict[str, bytes]] = {}
-        self._champion: int | None = None
-        self._previous: list[int] = []
-
-    def next_version(self) -> int:
-        self._seq += 1
-        return self._seq
-
-    def publish(self, files: dict[str, bytes], record: dict[str, Any], *, version: int | None = None) -> int:
-        _check_publish(files, record)
-        version = self.next_version() if version is None else version
-        if version in self._records:
-            raise RegistryError(f"model v{version} is already published")
-        self._files[version] = {n: bytes(d) for n, d in files.items()}
-        self._records[version] = record_from_doc(_new_doc(version, files, record))
-        return version
-
-    def get(self, version: int) -> ModelRecord:
-        if version not in self._records:
-            raise ModelNotFound(f"model v{version} does not exist (see `streamrec model list`)")
-        return self._records[version]
-
-    def list(self) -> list[ModelRecord]:
-        return [self._records[v] for v in sorted(self._records)]
-
-    def champion(self) -> ModelRecord | None:
-        return None if self._champion is None else self._records[self._champion]
-
-    def load_files(self, version: int, names: Collection[str] | None = None) -> dict[str, bytes]:
-        record = self.get(version)
-        stored = self._files[version]
-        wanted = [f for f in record.files if names is None or f.name in names]
-        for info in wanted:
-            if info.name not in stored:
-                raise ArtifactUnavailable(f"model v{version}: artifact file {info.name!r} is missing")
-            if sha256_hex(stored[info.name]) != info.sha256:
-                raise ArtifactUnavailable(f"model v{version}: artifact file {info.name!r} is corrupt")
-        return {info.name: stored[info.name] for info in wanted}
-
-    def _set(self, version: int, status: Status, reason: str) -> ModelRecord:
-        rec = replace(self._records[version], status=status, reason=reason, status_changed_at=_now())
-        self._records[version] = rec
-        return rec
-
-    def promote(self, version: int, reason: str) -> ModelRecord:
-        self.get(version)
-        old = self._champion
-        if old == version:
-            return self._records[version]
-        if old is not None:
-            self._previous.append(old)
-            self._set(old, "retired", f"superseded by v{version}")
-        self._champion = version
-        return self._set(version, "champion", reason)
-
-    def reject(self, version: int, reason: str) -> ModelRecord:
-        if self._champion == version:
-            raise RegistryError(
-                f"model v{version} is the champion; promote another version or roll back first"
-            )
-        self.get(version)
-        return self._set(version, "rejected", reason)
-
-    def mark_not_judged(self, version: int, reason: str) -> ModelRecord:
-        if self._champion == version:
-            raise RegistryError(f"model v{version} is the champion; it cannot be set aside")
-        self.get(version)
-        return self._set(version, "not_judged", reason)
-
-    def apply_erasure(
-        self,
-        version: int,
-        files: dict[str, bytes] | None,
-        erasure: dict[str, Any],
-        *,
-        expected_digest: str | None,
-    ) -> ModelRecord:
-        rec = self.get(version)
-        if rec.erasure.get("digest") != expected_digest:
-            raise RegistryError(f"model v{version} was changed meanwhile; its erasure is applied again")
-        if files is not None:
-            _check_publish(files, {})
-            self._files[version] = {n: bytes(d) for n, d in files.items()}
-            rec = replace(rec, files=file_infos(files))
-        rec = replace(rec, erasure=dict(erasure))
-        self._records[version] = rec
-        return rec
-
-    def rollback(self, reason: str = "rollback") -> ModelRecord:
-        if self._champion is None or not self._previous:
-            raise RegistryError("there is no previous champion to roll back to")
-        current, previous = self._champion, self._previous.pop()
-        self._champion = previous
-        self._set(current, "retired", f"rolled back to v{previous}: {reason}")
-        return self._set(previous, "champion", f"restored by rollback from v{current}: {reason}")
-
-
-# The MongoDB adapter lives in its own module (this one would pass the ~400-line guide otherwise). It
-# imports the names above, so it is re-exported lazily: an import at the top or bottom here would be
-# circular whichever module is imported first.
-_MONGO_NAMES = ("MongoModelRegistry", "open_model_registry")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MONGO_NAMES:
-        import storage.model_registry_mongo as mongo
-
-        return getattr(mongo, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = [
-    "BUCKET",
-    "STATUSES",
-    "ArtifactUnavailable",
-    "FileInfo",
-    "InMemoryModelRegistry",
-    "ModelNotFound",
-    "ModelRecord",
-    "ModelRegistry",
-    "MongoModelRegistry",
-    "RegistryError",
-    "Status",
-    "open_model_registry",
-    "record_from_doc",
-    "sha256_hex",
-]

@@ -1,14 +1,12 @@
-"""The MongoDB model registry: GridFS files, the ``models`` records, the champion document, a disk cache.
+"""The MongoDB model registry: GridFS files, the ``models`` records, the champion document.
 
 See storage/model_registry.py for the layout; this module is the adapter behind its ``ModelRegistry`` port.
+Downloaded files are kept in the local disk cache of storage/artifact_cache.py.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -17,19 +15,18 @@ from typing import Any
 
 from core.errors import DependencyUnavailable
 from core.settings import Settings
+from storage.artifact_cache import ArtifactCache
+from storage.errors import ArtifactUnavailable, ModelNotFound, RegistryError
 from storage.model_registry import (
     BUCKET,
-    ArtifactUnavailable,
     FileInfo,
-    ModelNotFound,
     ModelRecord,
-    RegistryError,
     Status,
-    _check_publish,
-    _new_doc,
-    _now,
+    check_publish,
+    new_record_doc,
     record_from_doc,
     sha256_hex,
+    utc_now,
 )
 
 log = logging.getLogger(__name__)
@@ -56,7 +53,7 @@ class MongoModelRegistry:
         self._counters = database["counters"]
         self._state = database["model_champion"]
         self._bucket = gridfs.GridFSBucket(database, bucket_name=BUCKET)
-        self._cache_dir = Path(cache_dir)
+        self._cache = ArtifactCache(cache_dir)
         self._client: Any = None
 
     def close(self) -> None:
@@ -76,9 +73,9 @@ class MongoModelRegistry:
         return int(doc["seq"])
 
     def publish(self, files: dict[str, bytes], record: dict[str, Any], *, version: int | None = None) -> int:
-        _check_publish(files, record)
+        check_publish(files, record)
         version = self.next_version() if version is None else version
-        doc = _new_doc(version, files, record)
+        doc = new_record_doc(version, files, record)
         with _mongo_errors(f"publishing model v{version}"):
             if self._models.find_one({"_id": version}, {"_id": 1}) is not None:
                 raise RegistryError(f"model v{version} is already published")
@@ -119,34 +116,6 @@ class MongoModelRegistry:
 
     # -- files -------------------------------------------------------------------------------------------
 
-    def _cache_path(self, version: int, name: str) -> Path:
-        return self._cache_dir / f"v{version}" / name
-
-    def _read_cache(self, version: int, info: FileInfo) -> bytes | None:
-        path = self._cache_path(version, info.name)
-        try:
-            data = path.read_bytes()
-        except OSError:
-            return None
-        if sha256_hex(data) == info.sha256:
-            return data
-        log.warning("artifact_cache_mismatch version=%d file=%s action=redownload", version, info.name)
-        return None
-
-    def _write_cache(self, version: int, name: str, data: bytes) -> None:
-        target = self._cache_path(version, name)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            # mkstemp creates 0600; other local users (a serving replica under another uid) may read it.
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except OSError as exc:
-            # The cache only saves downloads; a read-only or full disk must not stop serving.
-            log.warning("artifact_cache_write_failed version=%d file=%s error=%s", version, name, exc)
-
     def _download(self, version: int, info: FileInfo) -> bytes:
         from gridfs.errors import CorruptGridFile, NoFile
 
@@ -185,10 +154,10 @@ class MongoModelRegistry:
         for info in record.files:
             if names is not None and info.name not in names:
                 continue
-            data = self._read_cache(version, info)
+            data = self._cache.read(version, info)
             if data is None:
                 data = self._download(version, info)
-                self._write_cache(version, info.name, data)
+                self._cache.write(version, info.name, data)
             out[info.name] = data
         return out
 
@@ -197,7 +166,8 @@ class MongoModelRegistry:
     def _set_status(self, version: int, status: Status, reason: str) -> ModelRecord:
         with _mongo_errors(f"updating model v{version}"):
             self._models.update_one(
-                {"_id": version}, {"$set": {"status": status, "reason": reason, "status_changed_at": _now()}}
+                {"_id": version},
+                {"$set": {"status": status, "reason": reason, "status_changed_at": utc_now()}},
             )
         return self.get(version)
 
@@ -267,7 +237,7 @@ class MongoModelRegistry:
         meanwhile) deletes only this call's uploads and raises ``RegistryError``; the clean-up after a
         won swap deletes only files uploaded before this call began, so it cannot remove another
         process's fresh uploads, and it also removes old copies a crashed earlier call left behind."""
-        started = _now()
+        started = utc_now()
         record = self.get(version)
         update: dict[str, Any] = {"erasure": erasure}
         uploaded: list[Any] = []
@@ -276,8 +246,8 @@ class MongoModelRegistry:
             flt["erasure.digest"] = {"$exists": False}
         with _mongo_errors(f"rewriting model v{version}"):
             if files is not None:
-                _check_publish(files, {})
-                update["files"] = _new_doc(version, files, {})["files"]
+                check_publish(files, {})
+                update["files"] = new_record_doc(version, files, {})["files"]
                 unchanged = {(f.name, f.sha256) for f in record.files}
                 for info in update["files"]:
                     if (info["name"], info["sha256"]) in unchanged:
@@ -306,37 +276,23 @@ class MongoModelRegistry:
         if files is not None:
             # The old bytes must not survive in the cache either: drop the version's directory, then
             # cache the new files (a failed write only costs a download later).
-            shutil.rmtree(self._cache_dir / f"v{version}", ignore_errors=True)
+            self._cache.drop(version)
             for name, data in files.items():
-                self._write_cache(version, name, bytes(data))
+                self._cache.write(version, name, bytes(data))
             log.info("model_artifact_rewritten version=%d files=%d", version, len(files))
         return self.get(version)
 
     def sweep_cache(self) -> int:
         """Delete cached files that no record names any more (rewritten or unknown versions); returns
         how many. Serving replicas with their own cache directory call this to drop scrubbed bytes."""
-        removed = 0
-        try:
-            dirs = [d for d in self._cache_dir.iterdir() if d.is_dir() and d.name.startswith("v")]
-        except OSError:
-            return 0
-        for directory in dirs:
+
+        def wanted(version: int) -> dict[str, str]:
             try:
-                version = int(directory.name[1:])
-                wanted = {f.name: f.sha256 for f in self.get(version).files}
-            except ValueError:
-                continue
+                return {f.name: f.sha256 for f in self.get(version).files}
             except ModelNotFound:
-                wanted = {}
-            for path in directory.iterdir():
-                try:
-                    stale = wanted.get(path.name) != sha256_hex(path.read_bytes())
-                    if stale:
-                        path.unlink()
-                        removed += 1
-                except OSError as exc:
-                    log.warning("artifact_cache_sweep_failed path=%s error=%s", path, exc)
-        return removed
+                return {}
+
+        return self._cache.sweep(wanted)
 
     def rollback(self, reason: str = "rollback") -> ModelRecord:
         with _mongo_errors("reading the champion"):

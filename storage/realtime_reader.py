@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from core.cache_payload import cache_entry, split_cached
-from core.errors import DependencyUnavailable
 from core.keys import ALL_TIME, WINDOWS, Keys
 from core.recent import RecentEvent, parse_recent
 from core.settings import RedisSettings
-from storage.circuit_breaker import CircuitBreaker as CircuitBreaker  # re-exported: it lived here
+from storage.circuit_breaker import CircuitBreaker
+from storage.errors import RealtimeUnavailable
 from storage.redis_batching import CommandBatcher, LuaScript
 
 T = TypeVar("T")
@@ -57,10 +57,6 @@ return {marker, cached, recent, purchased, seen}
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-class RealtimeUnavailable(DependencyUnavailable):
-    """Redis cannot be reached (or the circuit breaker is open)."""
 
 
 @dataclass(frozen=True)
@@ -181,7 +177,7 @@ class RedisRealtimeReader:
             raise RealtimeUnavailable(f"Redis is unavailable: {exc or type(exc).__name__}") from exc
         except BaseException:
             # Not a connectivity problem (e.g. cancellation); do not leave a probe slot hanging.
-            self.breaker._probing = False
+            self.breaker.abandon()
             raise
         self.breaker.success()
         return result

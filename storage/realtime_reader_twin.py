@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from core.cache_payload import cache_entry, split_cached
 from core.keys import ALL_TIME, WINDOWS
 from core.recent import RecentEvent
+from storage.errors import RealtimeUnavailable
 from storage.realtime_reader import (
     ErasedState,
-    RealtimeUnavailable,
     ReplicaSync,
     UserSnapshot,
     now_ms,

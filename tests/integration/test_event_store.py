@@ -9,7 +9,8 @@ import pytest
 from consumer.batch import content_key
 from consumer.isolate import bisect_apply, insert_isolating
 from core.settings import Settings
-from storage.event_store import InMemoryEventStore, MongoEventStore
+from storage.event_store import MongoEventStore
+from storage.event_store_memory import InMemoryEventStore
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
@@ -141,3 +142,19 @@ def test_unstorable_item_update_fails_alone(any_store) -> None:
     assert "large" in failed[0][1]
     assert set(any_store.get_items(["i1", "big"])) == {"i1"}
     assert any_store.get_items(["i1"])["i1"]["title"] == "last"
+
+
+def test_stored_event_ids_and_event_ids(any_store) -> None:
+    any_store.insert_events([doc("e1"), doc("e2", offset=1), doc("e3", offset=2)])
+    assert any_store.stored_event_ids(["e3", "nope", "e1", "e1"]) == {"e1", "e3"}
+    assert any_store.stored_event_ids([]) == set()
+    assert sorted(any_store.event_ids(batch_size=2)) == ["e1", "e2", "e3"]
+
+
+def test_recent_users_are_distinct_newest_first(any_store) -> None:
+    any_store.insert_events(
+        [doc("a", "u1", 0), doc("b", "u2", 1), doc("c", "u1", 2), doc("d", "u3", 3), doc("e", "u4", 4)]
+    )
+    assert any_store.recent_users(3) == ["u4", "u3", "u1"]
+    assert any_store.recent_users(10, scan=3) == ["u4", "u3", "u1"]  # only the 3 newest events
+    assert any_store.recent_users(10) == ["u4", "u3", "u1", "u2"]

@@ -14,7 +14,8 @@ from cli.app import app
 from core.settings import Settings
 from storage.event_store import MongoEventStore
 from storage.model_erasure import scrub_registry
-from storage.model_registry import BUCKET, open_model_registry
+from storage.model_registry import BUCKET
+from storage.model_registry_mongo import open_model_registry
 from tests.unit.test_retrain_erasure import USERS, artifact_files
 
 ERASED = "carol"
@@ -102,8 +103,8 @@ def test_erased_user_leaves_every_stored_version_and_the_cache(env: Settings, mo
 def test_stale_swaps_are_refused_and_crash_leftovers_are_removed(env: Settings, mongo_db: Any) -> None:
     import gridfs
 
+    from storage.errors import RegistryError
     from storage.model_erasure import scrub_files
-    from storage.model_registry import RegistryError
 
     registry = open_model_registry(env)
     bucket = gridfs.GridFSBucket(mongo_db, bucket_name=BUCKET)

@@ -7,16 +7,11 @@ from typing import Any
 
 import pytest
 
+from core.errors import ArtifactError
 from core.settings import Settings
-from model.errors import ArtifactError
-from storage.model_registry import (
-    BUCKET,
-    ArtifactUnavailable,
-    MongoModelRegistry,
-    RegistryError,
-    open_model_registry,
-    sha256_hex,
-)
+from storage.errors import ArtifactUnavailable, RegistryError
+from storage.model_registry import BUCKET, sha256_hex
+from storage.model_registry_mongo import MongoModelRegistry, open_model_registry
 
 # Bigger than one GridFS chunk (255 KiB) so chunking is exercised.
 FILES = {"embeddings.npy": bytes(range(256)) * 2000, "meta.json": b'{"format": 1}'}

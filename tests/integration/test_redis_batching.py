@@ -12,7 +12,8 @@ from redis.exceptions import ResponseError
 
 from core.keys import Keys
 from core.settings import RedisSettings, Settings
-from storage.realtime_reader import RealtimeUnavailable, RedisRealtimeReader
+from storage.errors import RealtimeUnavailable
+from storage.realtime_reader import RedisRealtimeReader
 from storage.redis_batching import CommandBatcher, LuaScript
 
 ECHO_KEYS = LuaScript("return {KEYS[1], ARGV[1]}")

@@ -264,7 +264,7 @@ def test_flushed_redis_is_detected_and_rebuilt_by_the_consumer(
 
 
 def test_max_source_offsets_mongo_and_twin_agree(settings: Settings, mongo_db) -> None:
-    from storage.event_store import InMemoryEventStore
+    from storage.event_store_memory import InMemoryEventStore
 
     docs: list[dict[str, Any]] = [
         {"_id": "a", "user_id": "u", "src": {"topic": "ev", "partition": 0, "offset": 7}},

@@ -13,7 +13,7 @@ import cli.retrain_cmd  # noqa: F401  (registers the commands)
 from cli.app import app
 from core.settings import Settings
 from storage.event_store import MongoEventStore
-from storage.model_registry import open_model_registry
+from storage.model_registry_mongo import open_model_registry
 
 N_USERS, N_ITEMS, PER_USER, CLUSTERS = 200, 100, 15, 5
 

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from core.settings import Settings
-from storage.model_registry import open_model_registry
+from storage.model_registry_mongo import open_model_registry
 from tests.integration.test_serving_api import AUTH, live_app, with_keys
 from tests.unit.test_serving_helpers import model_files
 

@@ -19,7 +19,7 @@ from core.settings import ServingSettings, Settings
 from serving.app import create_app
 from storage.event_store import MongoEventStore
 from storage.kafka import make_consumer, wait_for_assignment
-from storage.model_registry import open_model_registry
+from storage.model_registry_mongo import open_model_registry
 from tests.unit.test_serving_helpers import ADMIN, INGEST, READ, model_files, tiny_loader
 
 AUTH = {"X-API-Key": ADMIN}

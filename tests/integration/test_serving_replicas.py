@@ -15,7 +15,7 @@ from core.events import ItemUpdate
 from core.keys import Keys
 from core.settings import Settings
 from serving.app import create_app
-from storage.model_registry import open_model_registry
+from storage.model_registry_mongo import open_model_registry
 from storage.realtime_state import RedisRealtimeState
 from tests.integration.test_serving_api import AUTH, with_keys
 from tests.unit.test_serving_consistency import ids, wait_until

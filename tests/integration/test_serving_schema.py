@@ -33,7 +33,7 @@ from hypothesis import settings as hsettings
 from cli.processes import free_port
 from core.settings import Settings
 from serving.app import create_app
-from storage.model_registry import open_model_registry
+from storage.model_registry_mongo import open_model_registry
 from tests.integration.test_serving_api import AUTH, with_keys
 from tests.unit.test_serving_helpers import ADMIN, model_files, tiny_loader
 

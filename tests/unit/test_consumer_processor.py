@@ -15,7 +15,7 @@ from consumer.processor import BatchProcessor, InMemoryDeadLetterSink, SinkUnava
 from consumer.rebuild import diff_snapshots, rebuild_cache
 from core.events import parse_interaction
 from core.settings import ConsumerSettings, KafkaSettings, KafkaTopics, Settings
-from storage.event_store import InMemoryEventStore
+from storage.event_store_memory import InMemoryEventStore
 from storage.realtime_state import InMemoryRealtimeState
 
 NOW_S = 1_714_564_800.0  # 2024-05-01T12:00Z

@@ -8,7 +8,7 @@ from confluent_kafka import TopicPartition
 
 from consumer.runner import ConsumerRunner
 from core.settings import KafkaSettings, Settings
-from storage.event_store import InMemoryEventStore
+from storage.event_store_memory import InMemoryEventStore
 from storage.realtime_state import InMemoryRealtimeState
 
 

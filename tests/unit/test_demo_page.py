@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from serving.demo_page import STATIC_DIR, distinct_in_order
+from serving.demo_page import STATIC_DIR
+from storage.event_store import distinct_in_order
 from tests.unit.test_serving_helpers import READ, harness
 
 

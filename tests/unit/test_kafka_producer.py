@@ -12,7 +12,8 @@ from confluent_kafka import KafkaError, KafkaException
 
 from consumer.dead_letters import KafkaDeadLetterSink
 from core.errors import DependencyUnavailable
-from storage.kafka_producer import ResilientProducer, SendFailed
+from storage.errors import SendFailed
+from storage.kafka_producer import ResilientProducer
 
 
 class FakeProducer:

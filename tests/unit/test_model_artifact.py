@@ -4,8 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.errors import ArtifactError
 from model.artifact import ModelArtifact
-from model.errors import ArtifactError
 from model.interactions import build_interactions
 from model.lae import TrainConfig
 from model.pipeline import train_artifact

@@ -10,7 +10,8 @@ from model.metrics import summarize
 from model.pipeline import train_artifact
 from model.split import temporal_split
 from model.trained_model import TrainedModel
-from storage.datasets import DEFAULT_DATA_DIR, DatasetError, load_dataset
+from storage.datasets import DEFAULT_DATA_DIR, load_dataset
+from storage.errors import DatasetError
 
 
 def _load() -> object:

@@ -16,7 +16,7 @@ from consumer.batch import RawMessage
 from consumer.processor import BatchProcessor, InMemoryDeadLetterSink, SinkUnavailable
 from consumer.rebuild import diff_snapshots, rebuild_cache
 from core.realtime_ops import ApplyStatus, Guard, Op
-from storage.event_store import InMemoryEventStore
+from storage.event_store_memory import InMemoryEventStore
 from storage.realtime_state import InMemoryRealtimeState
 from tests.unit.test_consumer_processor import NOW_S, ev, item, make_settings
 

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from model.errors import ArtifactError
-from storage.model_registry import (
-    ArtifactUnavailable,
-    InMemoryModelRegistry,
-    ModelNotFound,
-    RegistryError,
-    sha256_hex,
-)
+from core.errors import ArtifactError
+from storage.errors import ArtifactUnavailable, ModelNotFound, RegistryError
+from storage.model_registry import sha256_hex
+from storage.model_registry_memory import InMemoryModelRegistry
 
 FILES = {"embeddings.npy": b"\x93NUMPY fake", "meta.json": b'{"a": 1}'}
 

@@ -7,15 +7,9 @@ import orjson
 import pytest
 
 from model.artifact import ModelArtifact
-from storage.model_erasure import (
-    ErasureIncomplete,
-    erasure_digest,
-    promote_erased,
-    rollback_erased,
-    scrub_files,
-    scrub_registry,
-)
-from storage.model_registry import InMemoryModelRegistry
+from storage.errors import ErasureIncomplete
+from storage.model_erasure import erasure_digest, promote_erased, rollback_erased, scrub_files, scrub_registry
+from storage.model_registry_memory import InMemoryModelRegistry
 
 USERS = ["alice", "bob", "carol", "dave"]
 
@@ -138,7 +132,7 @@ def test_non_artifact_versions_are_marked_without_change() -> None:
 
 
 def test_a_scrub_based_on_an_outdated_mark_is_refused_not_applied() -> None:
-    from storage.model_registry import RegistryError
+    from storage.errors import RegistryError
 
     reg = published(1)
     stale = reg.get(1)  # read before another process applied a newer, larger erasure set

@@ -1,22 +1,27 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from retrain.loop import run_every
+from storage.retrain_requests import InMemoryRetrainRequests
 
 
 class FakeTime(threading.Event):
     """A stop event whose wait() advances a fake clock instead of sleeping."""
 
-    def __init__(self) -> None:
+    def __init__(self, at: dict[float, Callable[[], object]] | None = None) -> None:
         super().__init__()
         self.now = 0.0
+        self.at = dict(at or {})  # fake time -> what happens once the clock reaches it
 
     def clock(self) -> float:
         return self.now
 
     def wait(self, timeout: float | None = None) -> bool:
         self.now += timeout or 0.0
+        for when in sorted(w for w in self.at if w <= self.now):
+            self.at.pop(when)()
         return self.is_set()
 
 
@@ -85,32 +90,26 @@ def test_stop_ends_the_loop() -> None:
 
 
 def test_an_admin_request_triggers_a_run_at_once() -> None:
-    t = FakeTime()
+    requests = InMemoryRetrainRequests()
+    t = FakeTime(at={120.0: lambda: requests.request("new catalog")})  # 120 s after the first run
     starts: list[float] = []
-    pending = [120.0]  # one request arrives 120 s after the first run
-
-    def take() -> bool:
-        if pending and t.now >= pending[0]:
-            pending.pop()
-            return True
-        return False
 
     runs = run_every(
-        3600, lambda: starts.append(t.now), take_request=take, stop=t, clock=t.clock, max_runs=2, poll_s=60
+        3600, lambda: starts.append(t.now), requests=requests, stop=t, clock=t.clock, max_runs=2, poll_s=60
     )
     assert runs == 2
     assert starts == [0.0, 120.0]
+    assert requests.pending() == []  # the run took the request
 
 
 def test_a_failing_request_check_falls_back_to_the_interval() -> None:
     t = FakeTime()
     starts: list[float] = []
-
-    def broken() -> bool:
-        raise ConnectionError("mongo down")
+    broken = InMemoryRetrainRequests()
+    broken.fail_with = ConnectionError("mongo down")
 
     run_every(
-        600, lambda: starts.append(t.now), take_request=broken, stop=t, clock=t.clock, max_runs=2, poll_s=60
+        600, lambda: starts.append(t.now), requests=broken, stop=t, clock=t.clock, max_runs=2, poll_s=60
     )
     assert starts == [0.0, 600.0]
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from core.errors import ArtifactError
 from core.event_table import EventTable
 from core.settings import ModelSettings
-from model.errors import ArtifactError
 from retrain.gate import gate_rankings, holdout_split, ranking_metrics
 from retrain.model_adapter import ModelTrainer
 

@@ -12,12 +12,13 @@ import numpy as np
 import orjson
 import pytest
 
+from core.errors import ArtifactError
 from core.event_table import EventTable
 from core.settings import EventWeights
-from model.errors import ArtifactError, DegenerateModelError
+from model.errors import DegenerateModelError
 from retrain.pipeline import EpochCallback, RetrainConfig, RetrainFailed, run_retrain
-from storage.event_store import InMemoryEventStore
-from storage.model_registry import InMemoryModelRegistry
+from storage.event_store_memory import InMemoryEventStore
+from storage.model_registry_memory import InMemoryModelRegistry
 
 NOW = datetime(2026, 1, 10, tzinfo=UTC)
 # The default store holds 56 evaluable users and 144 held-out events: enough evidence for these minimums.

@@ -249,7 +249,7 @@ def test_model_info_retrain_and_metrics() -> None:
             "/v1/admin/retrain", json={"reason": "new catalog"}, headers={"X-API-Key": ADMIN}
         )
         assert resp.status_code == 202 and resp.json()["status"] == "pending"
-        assert h.retrain.requests[0]["reason"] == "new catalog"
+        assert [r.reason for r in h.retrain.pending()] == ["new catalog"]
         health = h.get("/healthz")
         assert health.status_code == 200 and health.json() == {"status": "ok"}
         assert health.headers["content-type"] == "application/json"

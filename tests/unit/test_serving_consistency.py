@@ -243,7 +243,7 @@ def test_replica_sync_retries_a_catalog_refetch_that_failed() -> None:
 
     from serving.popularity import RealtimeSnapshots
     from serving.replica_sync import ReplicaSyncer
-    from storage.realtime_reader import RealtimeUnavailable
+    from storage.errors import RealtimeUnavailable
     from storage.realtime_reader_twin import InMemoryRealtimeReader
 
     class Holder:

@@ -14,14 +14,15 @@ import orjson
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from core.errors import ArtifactError
 from core.settings import ServingSettings, Settings
-from model.errors import ArtifactError
 from serving.app import create_app
 from serving.model_port import LoadedModel
-from serving.ports import InMemoryProducer, InMemoryRetrainRequests
-from storage.event_store import InMemoryEventStore
-from storage.model_registry import InMemoryModelRegistry
+from serving.ports import InMemoryProducer
+from storage.event_store_memory import InMemoryEventStore
+from storage.model_registry_memory import InMemoryModelRegistry
 from storage.realtime_reader_twin import InMemoryRealtimeReader
+from storage.retrain_requests import InMemoryRetrainRequests
 
 CATEGORIES = ("books", "games", "music", "tools")
 PER_CATEGORY = 10

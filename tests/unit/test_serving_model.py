@@ -9,9 +9,9 @@ import faiss
 import numpy as np
 import pytest
 
+from core.errors import ArtifactError
 from core.settings import ModelSettings, Settings
 from model.artifact import ModelArtifact
-from model.errors import ArtifactError
 from model.index import build_index
 from model.recency import recency_weights
 from serving.model_loader import make_loader
@@ -107,7 +107,7 @@ def test_holder_refuses_a_corrupt_artifact_counts_it_and_keeps_the_old_model() -
 
     from serving.metrics import ServingMetrics
     from serving.model_holder import ModelHolder
-    from storage.model_registry import InMemoryModelRegistry
+    from storage.model_registry_memory import InMemoryModelRegistry
 
     registry = InMemoryModelRegistry()
     metrics = ServingMetrics(CollectorRegistry())

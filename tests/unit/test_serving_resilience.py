@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from storage.realtime_reader import CircuitBreaker
+from storage.circuit_breaker import CircuitBreaker
 from tests.unit.test_serving_helpers import category_of, harness, model_files
 
 
@@ -53,6 +53,17 @@ def test_circuit_breaker_fails_fast_then_probes() -> None:
     assert breaker.allow()
     breaker.success()
     assert breaker.allow() and not breaker.is_open
+
+
+def test_an_abandoned_probe_frees_the_probe_slot() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(threshold=1, reset_s=1.0, clock=lambda: now[0])
+    breaker.failure()
+    now[0] = 1.5
+    assert breaker.allow()  # the probe
+    assert not breaker.allow()
+    breaker.abandon()  # e.g. the request was cancelled: no verdict on Redis
+    assert breaker.allow() and breaker.is_open  # the next call probes; the circuit is still open
 
 
 def test_hot_swap_under_concurrent_requests_has_no_failures() -> None:

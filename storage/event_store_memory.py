@@ -1,0 +1,151 @@
+"""The event store's in-memory twin: the behaviour of ``MongoEventStore`` for unit tests, no MongoDB."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+
+import bson
+from bson.errors import InvalidDocument
+from pymongo.errors import DocumentTooLarge
+
+from storage.event_store import (
+    MAX_BSON_SIZE,
+    RECENT_SCAN,
+    Doc,
+    InsertResult,
+    as_event,
+    as_item,
+    distinct_in_order,
+    merge_item_updates,
+)
+
+
+class InMemoryEventStore:
+    """Same behaviour as ``MongoEventStore`` for unit tests; set ``fail_with`` to simulate an outage.
+
+    Each written document is BSON-encoded, so what the driver cannot encode fails here too, with the
+    driver's own error; ``unstorable`` adds refusals of your choice (a message → ``InvalidDocument``).
+    Like the driver, a failing write has stored the documents before the failing one.
+    """
+
+    def __init__(self) -> None:
+        self.events: dict[str, Doc] = {}
+        self.items: dict[str, Doc] = {}
+        self.erasures: dict[str, Doc] = {}
+        self.fail_with: Exception | None = None
+        self.unstorable: Callable[[Doc], str | None] = lambda _doc: None
+
+    def _check(self) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+
+    def _encode(self, doc: Doc) -> None:
+        if (reason := self.unstorable(doc)) is not None:
+            raise InvalidDocument(reason)
+        if len(bson.encode(doc)) > MAX_BSON_SIZE:
+            raise DocumentTooLarge(f"BSON document too large; the maximum is {MAX_BSON_SIZE} bytes")
+
+    def ensure_indexes(self) -> None:
+        self._check()
+
+    def insert_events(self, docs: list[Doc]) -> InsertResult:
+        self._check()
+        result = InsertResult()
+        for doc in docs:
+            self._encode(doc)
+            if doc["_id"] in self.events:
+                result.duplicates.append(doc["_id"])
+            else:
+                self.events[doc["_id"]] = dict(doc)
+                result.inserted.append(doc["_id"])
+        return result
+
+    def stored_events(self, event_ids: Iterable[str]) -> dict[str, Doc | None]:
+        self._check()
+        out: dict[str, Doc | None] = {}
+        for i in event_ids:
+            doc = self.events.get(i)
+            out[i] = None if doc is None else {k: v for k, v in doc.items() if k != "ingested_at"}
+        return out
+
+    def upsert_items(self, updates: list[Doc]) -> None:
+        self._check()
+        for iid, fields in merge_item_updates(updates).items():
+            self._encode({"_id": iid, **fields})
+            self.items.setdefault(iid, {"_id": iid}).update(fields)
+
+    def get_items(self, item_ids: Iterable[str]) -> dict[str, Doc]:
+        self._check()
+        return {i: as_item(self.items[i]) for i in item_ids if i in self.items}
+
+    def iter_items(self, batch_size: int = 5000) -> Iterator[list[Doc]]:
+        docs = [as_item(d) for d in self.items.values()]
+        for start in range(0, len(docs), batch_size):
+            yield docs[start : start + batch_size]
+
+    def iter_events(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        exclude_users: Iterable[str] = (),
+        batch_size: int = 5000,
+    ) -> Iterator[list[Doc]]:
+        self._check()
+        excluded = set(exclude_users)
+        docs = sorted(
+            (
+                as_event(d)
+                for d in self.events.values()
+                if (since is None or d["ts"] >= since)
+                and (until is None or d["ts"] < until)
+                and d["user_id"] not in excluded
+            ),
+            key=lambda d: d["ts"],
+        )
+        for start in range(0, len(docs), batch_size):
+            yield docs[start : start + batch_size]
+
+    def count_events(self) -> int:
+        self._check()
+        return len(self.events)
+
+    def stored_event_ids(self, event_ids: Iterable[str]) -> set[str]:
+        self._check()
+        return {i for i in event_ids if i in self.events}
+
+    def event_ids(self, batch_size: int = 10_000) -> Iterator[str]:
+        self._check()
+        yield from list(self.events)
+
+    def recent_users(self, limit: int, scan: int = RECENT_SCAN) -> list[str]:
+        self._check()
+        newest = sorted(self.events.values(), key=lambda d: d["ts"], reverse=True)[:scan]
+        return distinct_in_order([str(d["user_id"]) for d in newest], limit)
+
+    def max_source_offsets(self) -> dict[tuple[str, int], int]:
+        self._check()
+        out: dict[tuple[str, int], int] = {}
+        for doc in self.events.values():
+            src = doc.get("src")
+            if src and src.get("offset") is not None:
+                tp = (str(src["topic"]), int(src["partition"]))
+                out[tp] = max(out.get(tp, -1), int(src["offset"]))
+        return out
+
+    def erase_user(self, user_id: str) -> int:
+        self._check()
+        doomed = [i for i, d in self.events.items() if d["user_id"] == user_id]
+        for i in doomed:
+            del self.events[i]
+        entry = self.erasures.setdefault(user_id, {"_id": user_id, "events_deleted": 0})
+        entry["erased_at"] = datetime.now(UTC)
+        entry["events_deleted"] += len(doomed)
+        return len(doomed)
+
+    def erased_users(self) -> set[str]:
+        self._check()
+        return set(self.erasures)
+
+    def ping(self) -> None:
+        self._check()
