@@ -15,6 +15,7 @@ from core.events import ItemUpdate
 from core.keys import Keys
 from core.settings import Settings
 from serving.app import create_app
+from serving.wiring import open_adapters
 from storage.model_registry import open_model_registry
 from storage.realtime_state import RedisRealtimeState
 from tests.integration.test_serving_api import AUTH, with_keys
@@ -40,7 +41,7 @@ def replicas(settings: Settings, n: int) -> Iterator[list[TestClient]]:
     with ExitStack() as stack:
         clients = []
         for _ in range(n):
-            app = create_app(settings, loader=tiny_loader)
+            app = create_app(settings, open_adapters(settings, loader=tiny_loader))
             client = stack.enter_context(TestClient(app, raise_server_exceptions=False))
             seconds_until(lambda app=app: app.state.holder.current is not None, 30)
             clients.append(client)
