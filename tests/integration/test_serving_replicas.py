@@ -174,6 +174,7 @@ def test_put_item_through_kafka_and_the_consumer_reaches_a_warm_cache(
     import threading
 
     from consumer.runner import ConsumerRunner
+    from consumer.wiring import open_kafka
     from storage.event_store import MongoEventStore
 
     settings = with_keys(settings, cache_ttl_s=60)
@@ -188,7 +189,7 @@ def test_put_item_through_kafka_and_the_consumer_reaches_a_warm_cache(
     )
     keys = Keys(settings.redis.key_prefix)
     store = MongoEventStore.from_settings(settings.mongo)
-    runner = ConsumerRunner(settings, store, state)
+    runner = ConsumerRunner(settings, store, state, open_kafka(settings))
     thread = threading.Thread(target=runner.run, name="consumer", daemon=True)
     thread.start()
     try:
