@@ -21,6 +21,7 @@ from storage.realtime_reader import RealtimeReader, RealtimeUnavailable
 
 log = logging.getLogger(__name__)
 READY_CHECK_TIMEOUT_S = 2.0
+MAX_VERSION = 2**63 - 1  # versions are stored as MongoDB 8-byte ints
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,9 @@ class AdminService:
         version brought back is first scrubbed of users erased since it was published. Serving
         replicas (this one included) load the new champion through their usual model polling."""
         registry: ModelRegistry = self.holder.registry
+        if version is not None and version > MAX_VERSION:
+            # MongoDB cannot even look it up (8-byte ints): no such version, not an outage.
+            raise NotFound("unknown_model", f"model v{version} does not exist (see `streamrec model list`)")
         try:
             before = registry.champion()
             erased = self.erasures.erased_users()
