@@ -29,6 +29,7 @@ def consume(
     from prometheus_client import start_http_server
 
     from consumer.runner import ConsumerRunner
+    from consumer.wiring import open_kafka
     from storage.event_store import MongoEventStore
     from storage.realtime_state import RedisRealtimeState
 
@@ -46,10 +47,11 @@ def consume(
                 f"cannot serve metrics on port {settings.consumer.metrics_port} ({exc}); "
                 "set STREAMREC_CONSUMER__METRICS_PORT to a free port or 0"
             ) from None
+    # The composition root: every client the consumer uses is built here and handed in.
     store = MongoEventStore.from_settings(settings.mongo)
     state = RedisRealtimeState.from_settings(settings.redis)
     try:
-        runner = ConsumerRunner(settings, store, state)
+        runner = ConsumerRunner(settings, store, state, open_kafka(settings))
     except KafkaException as exc:
         raise ConfigError(f"cannot create the Kafka clients, check STREAMREC_KAFKA__*: {exc}") from None
     runner.install_signal_handlers()

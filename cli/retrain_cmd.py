@@ -18,7 +18,7 @@ from core.errors import ConfigError, DependencyUnavailable, StreamrecError
 
 if TYPE_CHECKING:
     from core.settings import Settings
-    from retrain.pipeline import RetrainResult
+    from retrain.pipeline import RetrainConfig, RetrainResult
     from storage.model_registry import ModelRecord
 
 log = logging.getLogger(__name__)
@@ -85,13 +85,15 @@ def retrain(
     from retrain.loop import run_every
     from retrain.metrics import RetrainMetrics
     from retrain.model_adapter import trainer_from_settings
-    from retrain.pipeline import RetrainFailed, RetrainResult
+    from retrain.pipeline import RetrainConfig, RetrainFailed, RetrainResult
     from storage.event_store import MongoEventStore
     from storage.model_erasure import scrub_registry
     from storage.retrain_requests import MongoRetrainRequests
 
+    # The composition root: everything a run uses is built here from Settings and handed in.
     metrics = RetrainMetrics()
     metrics.serve(settings.retrain.metrics_port)
+    config = RetrainConfig.from_settings(settings.retrain)
     store = MongoEventStore.from_settings(settings.mongo)
     registry = _registry(settings)
     requests = MongoRetrainRequests.from_settings(settings.mongo)
@@ -101,7 +103,7 @@ def retrain(
         started = time.monotonic()
         try:
             with _mongo_guard(settings):
-                result = _run_with_progress(settings, store, registry, trainer)
+                result = _run_with_progress(store, registry, trainer, config)
         except (StreamrecError, ModelError) as exc:
             failed = RetrainResult(
                 outcome="failed", n_events=0, duration_s=time.monotonic() - started, error=str(exc)
@@ -138,12 +140,11 @@ def retrain(
         store.close()
 
 
-def _run_with_progress(settings: Settings, store: Any, registry: Any, trainer: Any) -> RetrainResult:
+def _run_with_progress(store: Any, registry: Any, trainer: Any, config: RetrainConfig) -> RetrainResult:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from retrain.pipeline import RetrainConfig, run_retrain
+    from retrain.pipeline import run_retrain
 
-    config = RetrainConfig.from_settings(settings.retrain)
     with Progress(
         TextColumn("[bold]retrain[/] {task.fields[stage]:<32}"),
         BarColumn(),

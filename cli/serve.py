@@ -8,9 +8,11 @@ from cli.app import app
 
 
 def app_factory():  # type: ignore[no-untyped-def]
-    """Build the ASGI app in each uvicorn worker (settings from the environment, clients in the lifespan)."""
+    """Serving's composition root, run in each uvicorn worker: Settings from the environment, the
+    clients from Settings (``serving.wiring``), the app over them (it closes them when it stops)."""
     from cli.context import configure_logging, load_settings
     from serving.app import create_app
+    from serving.wiring import open_adapters
 
     settings = load_settings()
     configure_logging(settings.log_level)
@@ -21,7 +23,7 @@ def app_factory():  # type: ignore[no-untyped-def]
         faiss.omp_set_num_threads(1)
     except ImportError:
         pass
-    return create_app(settings)
+    return create_app(settings, open_adapters(settings))
 
 
 @app.command("serve")

@@ -23,11 +23,12 @@ from consumer.batch import RawMessage
 from consumer.dead_letters import KafkaDeadLetterSink
 from consumer.processor import BatchOutcome, BatchProcessor, SinkUnavailable
 from consumer.store_ahead import StoreAhead
+from consumer.wiring import KafkaClients
 from core.errors import StreamrecError
 from core.realtime_ops import TopicPartition as TP
 from core.settings import Settings
 from storage.event_store import EventStore
-from storage.kafka import is_fatal, make_consumer, make_resilient_producer
+from storage.kafka import is_fatal
 from storage.realtime_state import RealtimeState
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,9 @@ def to_raw(msg: Message) -> RawMessage:
 
 
 class ConsumerRunner:
-    def __init__(self, settings: Settings, store: EventStore, state: RealtimeState) -> None:
+    def __init__(
+        self, settings: Settings, store: EventStore, state: RealtimeState, kafka: KafkaClients
+    ) -> None:
         self.settings = settings
         self.store = store
         self.state = state
@@ -59,15 +62,11 @@ class ConsumerRunner:
         self._uncommitted: dict[TP, int] = {}
         self._paused = False
         self._lag_at = 0.0
-        kafka = settings.kafka
-        self.consumer: Consumer = make_consumer(kafka, error_cb=self._on_error)
-        # Its own errors (fatal ones included) make it rebuild itself; they never stop the consumer.
-        self.producer = make_resilient_producer(
-            kafka, name="dead-letter", on_rebuild=lambda _reason: metrics.PRODUCER_REBUILDS.inc()
-        )
+        self.consumer: Consumer = kafka.consumer(self._on_error)
+        self.producer = kafka.dead_letters
         sink = KafkaDeadLetterSink(
             self.producer,
-            kafka.topics.dead_letter,
+            settings.kafka.topics.dead_letter,
             timeout_s=settings.consumer.dead_letter_timeout_s,
             should_stop=lambda: self.stopping,
         )

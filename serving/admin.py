@@ -10,10 +10,10 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from serving.errors import ApiError
 from serving.model_holder import ModelHolder
 from serving.popularity import RealtimeSnapshots
 from serving.ports import ErasurePort
+from serving.service_errors import Conflict, NotFound, Unavailable
 from storage.errors import (
     ArtifactUnavailable,
     ErasureIncomplete,
@@ -23,11 +23,13 @@ from storage.errors import (
 )
 from storage.kafka_producer import ProducerHealth
 from storage.model_erasure import promote_erased, rollback_erased
+from storage.model_registry import ModelRegistry
 from storage.realtime_reader import RealtimeReader
 from storage.retrain_requests import RetrainRequests
 
 log = logging.getLogger(__name__)
 READY_CHECK_TIMEOUT_S = 2.0
+MAX_VERSION = 2**63 - 1  # versions are stored as MongoDB 8-byte ints
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,7 @@ class AdminService:
             # MongoDB first: the erasures record is what keeps the user out of future training.
             events_deleted = await run_in_threadpool(self.erasures.erase_user, user_id)
         except Exception as exc:
-            raise ApiError(
-                503,
+            raise Unavailable(
                 "mongodb_unavailable",
                 f"cannot erase user: the event store is unavailable ({exc}); retry",
             ) from exc
@@ -72,8 +73,7 @@ class AdminService:
         try:
             state = await self.reader.erase_user(user_id)
         except RealtimeUnavailable as exc:
-            raise ApiError(
-                503,
+            raise Unavailable(
                 "redis_unavailable",
                 f"{events_deleted} stored events were erased but Redis state could not be ({exc}); "
                 "retry the DELETE (it is idempotent)",
@@ -99,7 +99,7 @@ class AdminService:
         loaded = self.holder.current
         if loaded is None:
             reason = self.holder.last_error or "no champion model has been published yet"
-            raise ApiError(503, "no_model", f"no model is loaded: {reason}")
+            raise Unavailable("no_model", f"no model is loaded: {reason}")
         return {
             "version": loaded.version,
             "metrics": loaded.metrics,
@@ -120,7 +120,10 @@ class AdminService:
         """What ``streamrec model promote|rollback`` do: the version must download intact, and a
         version brought back is first scrubbed of users erased since it was published. Serving
         replicas (this one included) load the new champion through their usual model polling."""
-        registry = self.holder.registry
+        registry: ModelRegistry = self.holder.registry
+        if version is not None and version > MAX_VERSION:
+            # MongoDB cannot even look it up (8-byte ints): no such version, not an outage.
+            raise NotFound("unknown_model", f"model v{version} does not exist (see `streamrec model list`)")
         try:
             before = registry.champion()
             erased = self.erasures.erased_users()
@@ -130,17 +133,17 @@ class AdminService:
                 registry.load_files(version)
                 record = promote_erased(registry, version, reason, erased)
         except ModelNotFound as exc:
-            raise ApiError(404, "unknown_model", str(exc)) from exc
+            raise NotFound("unknown_model", str(exc)) from exc
         except ArtifactUnavailable as exc:
-            raise ApiError(409, "artifact_unavailable", f"not promoted: {exc}") from exc
+            raise Conflict("artifact_unavailable", f"not promoted: {exc}") from exc
         except ErasureIncomplete as exc:
-            raise ApiError(409, "erasure_incomplete", f"{exc}; retry once the artifact is readable") from exc
+            raise Conflict("erasure_incomplete", f"{exc}; retry once the artifact is readable") from exc
         except RegistryError as exc:
             code = "nothing_to_roll_back" if version is None else "registry_conflict"
-            raise ApiError(409, code, str(exc)) from exc
+            raise Conflict(code, str(exc)) from exc
         except Exception as exc:  # DependencyUnavailable, or a pymongo error outside its guard
-            raise ApiError(
-                503, "mongodb_unavailable", f"cannot change the champion: MongoDB is unavailable ({exc})"
+            raise Unavailable(
+                "mongodb_unavailable", f"cannot change the champion: MongoDB is unavailable ({exc})"
             ) from exc
         log.info(
             "event=champion_changed_over_http version=%d previous=%s reason=%s",
@@ -160,8 +163,7 @@ class AdminService:
         try:
             made = await run_in_threadpool(self.retrain.request, reason)
         except Exception as exc:
-            raise ApiError(
-                503,
+            raise Unavailable(
                 "mongodb_unavailable",
                 f"cannot record the retrain request: MongoDB is unavailable ({exc})",
             ) from exc

@@ -1,7 +1,8 @@
-"""The serving app factory. Nothing is built at import time: clients start in the lifespan.
+"""The serving app factory: ``create_app(settings, adapters)`` builds no client.
 
-``create_app(settings, registry=..., realtime=..., events=..., producer=...)`` takes injected adapters
-(the in-memory twins in unit tests); any left out are built from settings when the app starts.
+The adapters come from the composition root (``serving.wiring.open_adapters`` in ``streamrec serve``,
+the in-memory twins in unit tests); the lifespan builds the services over them, starts the background
+pollers (model, popularity snapshots, replica sync) and closes the adapters when the app stops.
 """
 
 from __future__ import annotations
@@ -19,22 +20,18 @@ from prometheus_client import CollectorRegistry
 
 from core.settings import Settings
 from serving import demo_page, openapi
+from serving.adapters import ServingAdapters
 from serving.admin import AdminService
 from serving.auth import KeyRing
 from serving.errors import error_response, install_error_handlers
 from serving.ingest import IngestService
 from serving.metrics import ServingMetrics
-from serving.model_holder import Loader, ModelHolder
+from serving.model_holder import ModelHolder
 from serving.popularity import RealtimeSnapshots
-from serving.ports import ErasurePort, EventProducer
 from serving.replica_sync import DEFAULT_POLL_S, ReplicaSyncer
 from serving.request_id import RequestIdMiddleware
 from serving.routes import build_router
 from serving.service import ReadService
-from storage.kafka_producer import ResilientProducer
-from storage.model_registry import ModelRegistry
-from storage.realtime_reader import RealtimeReader
-from storage.retrain_requests import RetrainRequests
 
 log = logging.getLogger(__name__)
 Scope = MutableMapping[str, Any]
@@ -91,81 +88,33 @@ class BodyLimitMiddleware:
         await response(scope, receive, send)
 
 
-def _default_loader(settings: Settings) -> Loader:
-    from serving.model_loader import make_loader
-
-    return make_loader(settings)
-
-
 def create_app(
     settings: Settings,
+    adapters: ServingAdapters,
     *,
-    registry: ModelRegistry | None = None,
-    realtime: RealtimeReader | None = None,
-    events: ErasurePort | None = None,
-    producer: EventProducer | None = None,
-    retrain_requests: RetrainRequests | None = None,
-    loader: Loader | None = None,
     snapshot_ttl_s: float = 2.0,
     sync_poll_s: float = DEFAULT_POLL_S,
 ) -> FastAPI:
+    """The API over ``adapters`` (built by the caller; the app closes them when its lifespan ends)."""
     metrics_registry = CollectorRegistry()
     metrics = ServingMetrics(metrics_registry)
+    metrics.count_producer_rebuilds(lambda: adapters.producer.health().rebuilds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        closers: list[Callable[[], Any]] = []
-        reader = realtime
-        if reader is None:
-            from storage.realtime_reader import RedisRealtimeReader
-
-            built_reader = RedisRealtimeReader(settings.redis)
-            reader = built_reader
-            closers.append(built_reader.close)
-        store = events
-        if store is None:
-            from storage.event_store import MongoEventStore
-
-            mongo_store = MongoEventStore.from_settings(settings.mongo)
-            store = mongo_store
-            closers.append(mongo_store.close)
-        retrain = retrain_requests
-        if retrain is None:
-            from storage.retrain_requests import MongoRetrainRequests
-
-            mongo_requests = MongoRetrainRequests.from_settings(settings.mongo)
-            retrain = mongo_requests
-            closers.append(mongo_requests.close)
-        reg = registry
-        if reg is None:
-            from storage.model_registry_mongo import open_model_registry
-
-            mongo_registry = open_model_registry(settings)
-            reg = mongo_registry
-            closers.append(mongo_registry.close)
-        kafka: ResilientProducer
-        if producer is None:
-            from storage.kafka import make_resilient_producer
-
-            kafka = make_resilient_producer(
-                settings.kafka, name="api", on_rebuild=lambda _reason: metrics.producer_rebuilds.inc()
-            )
-            closers.append(lambda: kafka.close(5.0))
-        else:
-            injected = producer
-            kafka = ResilientProducer(lambda _error_cb: injected, name="api")
-
-        holder = ModelHolder(reg, loader or _default_loader(settings), metrics, store)
+        reader = adapters.realtime
+        store = adapters.events
+        kafka = adapters.producer
+        holder = ModelHolder(adapters.registry, adapters.loader, metrics, store)
         snapshots = RealtimeSnapshots(
             reader, ttl_s=snapshot_ttl_s, depth=max(1000, settings.serving.max_k * 2)
         )
-        app.state.settings = settings
         app.state.holder = holder
         app.state.snapshots = snapshots
         app.state.read = ReadService(settings, reader, holder, snapshots, metrics)
         app.state.ingest = IngestService(settings, kafka)
         app.state.admin = AdminService(
-            holder, reader, store, retrain, snapshots=snapshots, ingest_health=kafka.probe
+            holder, reader, store, adapters.retrain_requests, snapshots=snapshots, ingest_health=kafka.probe
         )
         syncer = ReplicaSyncer(reader, snapshots, holder)
         app.state.replica_sync = syncer
@@ -184,13 +133,7 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            for close in reversed(closers):
-                try:
-                    result = close()
-                    if asyncio.iscoroutine(result):
-                        await result
-                except Exception as exc:
-                    log.warning("event=close_failed error=%s", exc)
+            await adapters.aclose()
 
     app = FastAPI(
         title="streamrec",
@@ -201,6 +144,7 @@ def create_app(
     app.state.settings = settings
     app.state.keyring = KeyRing.from_settings(settings.serving)
     app.state.metrics = metrics
+    app.state.recent_users = adapters.recent_users
     install_error_handlers(app)
     app.include_router(build_router(settings.serving.public_read))
     app.include_router(demo_page.router)

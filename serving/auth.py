@@ -68,6 +68,14 @@ def authorize(ring: KeyRing, scope: Scope, key: str | None) -> None:
         )
 
 
+def keyring_of(request: Request) -> KeyRing:
+    """The app's keys (``create_app`` sets them when it builds the app)."""
+    ring = getattr(request.app.state, "keyring", None)
+    if not isinstance(ring, KeyRing):
+        raise RuntimeError("app.state.keyring is not set: build the app with serving.app.create_app")
+    return ring
+
+
 def key_from_headers(request: Request) -> str | None:
     """The key as ``require`` reads it: X-API-Key first, else an ``Authorization: Bearer`` token.
 
@@ -98,7 +106,7 @@ def require(scope: Scope):  # type: ignore[no-untyped-def]
         bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
     ) -> None:
         # The two dependencies document the schemes; the headers are read (and checked) here.
-        authorize(request.app.state.keyring, scope, key_from_headers(request))
+        authorize(keyring_of(request), scope, key_from_headers(request))
 
     return check
 
@@ -116,7 +124,7 @@ class AuthFirstRoute(APIRoute):
         scope = self.scope
 
         async def handler(request: Request) -> Response:
-            authorize(request.app.state.keyring, scope, key_from_headers(request))
+            authorize(keyring_of(request), scope, key_from_headers(request))
             return await inner(request)
 
         return handler

@@ -12,17 +12,20 @@ import asyncio
 import logging
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from prometheus_client import CollectorRegistry
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, Response
 
-from core.settings import MongoSettings
 from serving.auth import require
+from serving.deps import HolderDep, MetricsDep, ReadDep, RecentUsersDep, SnapshotsDep
 from serving.errors import ApiError
 from serving.responses import FastJSONResponse
+
+if TYPE_CHECKING:
+    pass
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -32,40 +35,9 @@ MAX_ITEMS = 100
 router = APIRouter(include_in_schema=False)
 
 
-class RecentUsers(Protocol):
-    def recent_users(self, limit: int) -> list[str]:
-        """Distinct user ids of the newest events, newest first."""
-        ...
-
-
-class MongoRecentUsers:
-    """The newest events' users, from the event store (``ts`` is indexed)."""
-
-    def __init__(self, settings: MongoSettings) -> None:
-        from storage.event_store import MongoEventStore
-
-        self._store = MongoEventStore.from_settings(settings)
-
-    def recent_users(self, limit: int) -> list[str]:
-        return self._store.recent_users(limit)
-
-    def close(self) -> None:
-        self._store.close()
-
-
 @lru_cache(maxsize=1)
 def page_html() -> str:
     return (STATIC_DIR / "demo.html").read_text(encoding="utf-8")
-
-
-def _recent_users(request: Request) -> RecentUsers:
-    state = request.app.state
-    source: RecentUsers | None = getattr(state, "demo_users", None)
-    if source is None:
-        # Built on first use: an API that never serves the demo page opens no extra connection.
-        source = MongoRecentUsers(state.settings.mongo)
-        state.demo_users = source
-    return source
 
 
 def counter_total(registry: CollectorRegistry, name: str) -> float:
@@ -83,8 +55,11 @@ async def demo_page() -> Response:
 
 
 @router.get("/demo/api/users", response_model=None, dependencies=[Depends(require("read"))])
-async def demo_users(request: Request, limit: Annotated[int, Query(ge=1, le=MAX_USERS)] = 8) -> Response:
-    source = _recent_users(request)
+async def demo_users(
+    source: RecentUsersDep, limit: Annotated[int, Query(ge=1, le=MAX_USERS)] = 8
+) -> Response:
+    if source is None:
+        raise ApiError(503, "mongodb_unavailable", "cannot list recent users: this app has no event store")
     try:
         users = await run_in_threadpool(source.recent_users, limit)
     except Exception as exc:
@@ -94,13 +69,13 @@ async def demo_users(request: Request, limit: Annotated[int, Query(ge=1, le=MAX_
 
 @router.get("/demo/api/items", response_model=None, dependencies=[Depends(require("read"))])
 async def demo_items(
-    request: Request,
+    read: ReadDep,
     ids: Annotated[str, Query(min_length=1, max_length=30_000, description="comma-separated item ids")],
 ) -> Response:
     wanted = [i for i in dict.fromkeys(ids.split(",")) if i]
     if len(wanted) > MAX_ITEMS:
         raise ApiError(422, "invalid_request", f"ids lists at most {MAX_ITEMS} items, got {len(wanted)}")
-    reader = request.app.state.read.reader
+    reader = read.reader
     try:
         found = await asyncio.gather(*(reader.item(i) for i in wanted))
     except Exception as exc:
@@ -109,13 +84,10 @@ async def demo_items(
 
 
 @router.get("/demo/api/stats", response_model=None, dependencies=[Depends(require("read"))])
-async def demo_stats(request: Request) -> Response:
-    state = request.app.state
-    metrics = state.metrics
-    loaded = state.holder.current if hasattr(state, "holder") else None
+async def demo_stats(metrics: MetricsDep, holder: HolderDep, snapshots: SnapshotsDep) -> Response:
+    loaded = holder.current
     hits = counter_total(metrics.registry, "streamrec_serving_cache_hits")
     misses = counter_total(metrics.registry, "streamrec_serving_cache_misses")
-    snapshots = getattr(state, "snapshots", None)
     body: dict[str, Any] = {
         "model_version": loaded.version if loaded is not None else None,
         "model_items": loaded.model.n_items if loaded is not None else None,
@@ -123,6 +95,6 @@ async def demo_stats(request: Request) -> Response:
         "recommendations": int(hits + misses),
         "cache_hit_rate": hits / (hits + misses) if hits + misses else None,
         "degraded_responses": int(counter_total(metrics.registry, "streamrec_serving_degraded_responses")),
-        "redis_ok": bool(snapshots.healthy) if snapshots is not None else None,
+        "redis_ok": bool(snapshots.healthy),
     }
     return FastJSONResponse(body)

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.log_context import current_request_id
 from serving.responses import FastJSONResponse
+from serving.service_errors import Conflict, NotFound, Rejected, ServiceError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,26 @@ _STATUS_CODES = {
 }
 
 
+# The one place a domain error becomes an HTTP status (the code and message pass through unchanged).
+STATUS_OF: dict[type[ServiceError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    Rejected: 422,
+    Unavailable: 503,
+}
+
+
+def status_of(exc: ServiceError) -> int:
+    for kind in type(exc).__mro__:
+        if kind in STATUS_OF:
+            return STATUS_OF[kind]
+    return 500  # a ServiceError subclass missing from the table is a bug: answered like any other
+
+
 class ApiError(Exception):
+    """An error of the HTTP layer itself (auth, parameter checks in the routes); services raise
+    ``serving.service_errors`` instead."""
+
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
@@ -59,6 +79,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> FastJSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_: Request, exc: ServiceError) -> FastJSONResponse:
+        status = status_of(exc)
+        if status == 500:
+            log.error("event=unmapped_service_error kind=%s code=%s", type(exc).__name__, exc.code)
+        return error_response(status, exc.code, exc.message)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> FastJSONResponse:

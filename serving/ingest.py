@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from core.events import ParseError, validate_interaction, validate_item_update
 from core.settings import Settings
-from serving.errors import ApiError
+from serving.service_errors import Rejected, Unavailable
 from storage.errors import SendFailed
 from storage.kafka_producer import OutMessage, ProducerHealth, ResilientProducer
 
@@ -42,8 +42,7 @@ class IngestService:
             # The producer retries, and rebuilds itself when it lost its state, within the timeout.
             await run_in_threadpool(self.producer.send, topic, messages, timeout_s=timeout_s)
         except SendFailed as exc:
-            raise ApiError(
-                503,
+            raise Unavailable(
                 "kafka_unavailable",
                 f"{exc}; retry the request (event ids make retries safe)",
             ) from exc
@@ -51,7 +50,7 @@ class IngestService:
     async def ingest_events(self, events: list[Any]) -> dict[str, Any]:
         limit = self.settings.serving.max_batch
         if len(events) > limit:
-            raise ApiError(422, "batch_too_large", f"a batch holds at most {limit} events, got {len(events)}")
+            raise Rejected("batch_too_large", f"a batch holds at most {limit} events, got {len(events)}")
         accepted: list[OutMessage] = []
         errors: list[dict[str, Any]] = []
         for index, raw in enumerate(events):
@@ -65,13 +64,12 @@ class IngestService:
 
     async def update_item(self, item_id: str, body: dict[str, Any]) -> dict[str, Any]:
         if "item_id" in body and body["item_id"] != item_id:
-            raise ApiError(
-                422,
+            raise Rejected(
                 "invalid_value",
                 f"body item_id {body['item_id']!r} differs from the path item id {item_id!r}",
             )
         parsed = validate_item_update({**body, "item_id": item_id})
         if isinstance(parsed, ParseError):
-            raise ApiError(422, parsed.code, parsed.reason)
+            raise Rejected(parsed.code, parsed.reason)
         await self._send(self.settings.kafka.topics.items, [(item_id.encode(), parsed.to_json(), None)])
         return {"accepted": 1, "errors": []}

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 
 class ServingMetrics:
@@ -40,8 +44,19 @@ class ServingMetrics:
         self.model_swaps = Counter(
             "streamrec_serving_model_swaps_total", "Models swapped in", registry=registry
         )
-        self.producer_rebuilds = Counter(
-            "streamrec_serving_producer_rebuilds_total",
+
+    def count_producer_rebuilds(self, rebuilds: Callable[[], int]) -> None:
+        """Export the ingest producer's own rebuild count (the producer is built before the app)."""
+        self.registry.register(_RebuildCounter(rebuilds))
+
+
+class _RebuildCounter(Collector):
+    def __init__(self, rebuilds: Callable[[], int]) -> None:
+        self.rebuilds = rebuilds
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "streamrec_serving_producer_rebuilds",
             "Ingest producers replaced after a fatal error or lost producer state",
-            registry=registry,
+            value=self.rebuilds(),
         )

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from serving.admin import AdminService
+from core.settings import Settings
 from serving.auth import auth_first, require
+from serving.deps import AdminDep, IngestDep, ReadDep, SettingsDep, get_read, get_settings
 from serving.errors import ApiError
 from serving.fast_params import LeanRoute, openapi_parameters, parse_params
-from serving.ingest import IngestService
 from serving.responses import FastJSONResponse
 from serving.schemas import (
     CONTROL_CLASS,
@@ -32,7 +32,7 @@ from serving.schemas import (
     SimilarOut,
     errors,
 )
-from serving.service import ReadService, RecsQuery
+from serving.service import RecsQuery
 
 UserId = Annotated[str, Path(min_length=1, max_length=256)]
 # Not blank and no control characters: what the item update validation accepts as an id. Documented
@@ -61,20 +61,8 @@ MAX_EXCLUDE = 1000
 MAX_EXCLUDE_CHARS = 4096
 
 
-def _read(request: Request) -> ReadService:
-    return request.app.state.read  # type: ignore[no-any-return]
-
-
-def _ingest(request: Request) -> IngestService:
-    return request.app.state.ingest  # type: ignore[no-any-return]
-
-
-def _admin(request: Request) -> AdminService:
-    return request.app.state.admin  # type: ignore[no-any-return]
-
-
-def _check_k(request: Request, k: int) -> None:
-    max_k = request.app.state.settings.serving.max_k
+def _check_k(settings: Settings, k: int) -> None:
+    max_k = settings.serving.max_k
     if k > max_k:
         raise ApiError(422, "invalid_request", f"k must be at most {max_k}, got {k}")
 
@@ -116,7 +104,7 @@ RECS_PATH_FIELDS = frozenset({"user_id"})
 
 async def recommendations(request: Request) -> Response:
     params = parse_params(RecsParams, request, RECS_PATH_FIELDS)
-    _check_k(request, params.k)
+    _check_k(get_settings(request), params.k)
     excluded = frozenset(x for x in (params.exclude or "").split(",") if x)
     if len(excluded) > MAX_EXCLUDE:
         raise ApiError(
@@ -130,79 +118,79 @@ async def recommendations(request: Request) -> Response:
         include_purchased=params.include_purchased,
         exclude_seen=params.exclude_seen,
     )
-    return FastJSONResponse(await _read(request).recommendations(query))
+    return FastJSONResponse(await get_read(request).recommendations(query))
 
 
 async def similar(
-    request: Request,
+    read: ReadDep,
+    settings: SettingsDep,
     item_id: ItemId,
     k: K = 10,
     user_id: ShopperId = None,
     include_purchased: IncludePurchased = None,
     exclude_seen: ExcludeSeen = None,
 ) -> Response:
-    _check_k(request, k)
-    return FastJSONResponse(
-        await _read(request).similar(item_id, k, user_id, include_purchased, exclude_seen)
-    )
+    _check_k(settings, k)
+    return FastJSONResponse(await read.similar(item_id, k, user_id, include_purchased, exclude_seen))
 
 
-async def recent(request: Request, user_id: UserId, limit: Limit = 10) -> Response:
-    max_k = request.app.state.settings.serving.max_k
+async def recent(read: ReadDep, settings: SettingsDep, user_id: UserId, limit: Limit = 10) -> Response:
+    max_k = settings.serving.max_k
     if limit > max_k:
         raise ApiError(422, "invalid_request", f"limit must be at most {max_k}, got {limit}")
-    return FastJSONResponse(await _read(request).recent(user_id, limit))
+    return FastJSONResponse(await read.recent(user_id, limit))
 
 
 async def popular(
-    request: Request,
+    read: ReadDep,
+    settings: SettingsDep,
     k: K = 10,
     category: Category = None,
     window: Literal["1h", "7d", "all"] = "7d",
 ) -> Response:
-    _check_k(request, k)
-    return FastJSONResponse(await _read(request).popular(k, window, category))
+    _check_k(settings, k)
+    return FastJSONResponse(await read.popular(k, window, category))
 
 
 async def post_events(
-    request: Request,
+    ingest: IngestDep,
     body: Annotated[
         list[Any] | EventBatchIn,
         Body(description='a JSON array of events, or {"events": [...]}; at most serving.max_batch'),
     ],
 ) -> Response:
     events = body.events if isinstance(body, EventBatchIn) else body
-    return FastJSONResponse(await _ingest(request).ingest_events(events), status_code=202)
+    return FastJSONResponse(await ingest.ingest_events(events), status_code=202)
 
 
-async def put_item(request: Request, item_id: ItemId, body: ItemUpdateIn) -> Response:
+async def put_item(ingest: IngestDep, item_id: ItemId, body: ItemUpdateIn) -> Response:
     data: dict[str, Any] = body.model_dump(exclude_unset=True)
-    return FastJSONResponse(await _ingest(request).update_item(item_id, data), status_code=202)
+    return FastJSONResponse(await ingest.update_item(item_id, data), status_code=202)
 
 
-async def erase_user(request: Request, user_id: UserId) -> Response:
-    result = await _admin(request).erase_user(user_id)
+async def erase_user(admin: AdminDep, user_id: UserId) -> Response:
+    result = await admin.erase_user(user_id)
     # Results cached before the erasure carry an old marker; the cache entries are deleted as well.
     return FastJSONResponse(result)
 
 
-async def model_info(request: Request) -> Response:
-    return FastJSONResponse(_admin(request).model_info())
+async def model_info(admin: AdminDep) -> Response:
+    return FastJSONResponse(admin.model_info())
 
 
-async def promote(request: Request, version: Version, body: ChampionIn | None = None) -> Response:
+async def promote(admin: AdminDep, version: Version, body: ChampionIn | None = None) -> Response:
     reason = body.reason if body is not None and body.reason else "promoted via API"
-    return FastJSONResponse(await _admin(request).promote(version, reason))
+    return FastJSONResponse(await admin.promote(version, reason))
 
 
-async def rollback(request: Request, body: ChampionIn | None = None) -> Response:
+async def rollback(admin: AdminDep, body: ChampionIn | None = None) -> Response:
     reason = body.reason if body is not None and body.reason else "rolled back via API"
-    return FastJSONResponse(await _admin(request).rollback(reason))
+    return FastJSONResponse(await admin.rollback(reason))
 
 
-async def retrain(request: Request, body: RetrainIn | None = None) -> Response:
+async def retrain(admin: AdminDep, body: RetrainIn | None = None) -> Response:
     reason = body.reason if body is not None else "requested via API"
-    return FastJSONResponse(await _admin(request).request_retrain(reason), status_code=202)
+    return FastJSONResponse(await admin.request_retrain(reason), status_code=202)
 
 
 async def healthz() -> Response:
@@ -210,8 +198,8 @@ async def healthz() -> Response:
     return FastJSONResponse({"status": "ok"})
 
 
-async def readyz(request: Request) -> Response:
-    state = await _admin(request).readiness()
+async def readyz(admin: AdminDep) -> Response:
+    state = await admin.readiness()
     body: dict[str, Any] = {"ready": state.ready, "mode": state.mode, "checks": state.checks}
     if state.ready:
         return FastJSONResponse(body)

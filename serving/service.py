@@ -26,13 +26,13 @@ from core.keys import ALL_TIME
 from core.log_context import current_request_id
 from core.recent import RecentEvent
 from core.settings import Settings
-from serving.errors import ApiError
 from serving.exclusion import excluded_items, needs_seen
 from serving.metrics import ServingMetrics
 from serving.model_holder import ModelHolder
 from serving.model_port import LoadedModel
 from serving.popularity import TOP_UP_WINDOWS, RealtimeSnapshots
 from serving.ranking import Filters, Ranked, popular_only, recommend
+from serving.service_errors import NotFound, Unavailable
 from storage.errors import RealtimeUnavailable
 from storage.realtime_reader import RealtimeReader, UserSnapshot, now_ms
 
@@ -225,9 +225,9 @@ class ReadService:
         exclusion policy's ``similar`` surface leaves out."""
         loaded = self.holder.current
         if loaded is None:
-            raise ApiError(503, "no_model", "no model is loaded yet; similar items need a trained model")
+            raise Unavailable("no_model", "no model is loaded yet; similar items need a trained model")
         if not loaded.model.knows_item(item_id):
-            raise ApiError(404, "unknown_item", f"item {item_id!r} is not known to model {loaded.version}")
+            raise NotFound("unknown_item", f"item {item_id!r} is not known to model {loaded.version}")
         unavailable = await self.snapshots.unavailable()
         blocked: frozenset[str] = frozenset()
         degraded = False

@@ -14,6 +14,7 @@ import orjson
 
 from consumer.rebuild import diff_snapshots, rebuild_cache
 from consumer.runner import ConsumerRunner
+from consumer.wiring import open_kafka
 from core.settings import Settings
 from storage.event_store import MongoEventStore
 from storage.kafka import flush_or_raise, make_consumer, make_producer, wait_for_assignment
@@ -33,7 +34,7 @@ def wait_until(pred: Callable[[], bool], timeout_s: float, what: str) -> None:
 def running_consumer(settings: Settings) -> Iterator[tuple[ConsumerRunner, threading.Thread, dict[str, Any]]]:
     store = MongoEventStore.from_settings(settings.mongo)
     state = RedisRealtimeState.from_settings(settings.redis)
-    runner = ConsumerRunner(settings, store, state)
+    runner = ConsumerRunner(settings, store, state, open_kafka(settings))
     result: dict[str, Any] = {}
 
     def target() -> None:

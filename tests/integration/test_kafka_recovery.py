@@ -25,6 +25,7 @@ from cli.devstack_probes import free_port, port_is_free
 from cli.devstack_servers import ServerProcess, start_server, stop_server
 from core.settings import Settings
 from serving.app import create_app
+from serving.wiring import open_adapters
 from storage.kafka import flush_or_raise, make_consumer, make_producer
 from tests.integration.test_consumer_e2e import read_topic, wait_until
 from tests.integration.test_consumer_resilience import consumer_env, streamrec_bin
@@ -92,7 +93,7 @@ def test_api_ingest_recovers_after_the_broker_restarts(settings: Settings, tmp_p
     with private_broker(tmp_path) as broker:
         live = with_keys(on_broker(settings, broker), ingest_timeout_s=5.0)
         # No model is published: a fresh install fed only over HTTP must be ready and accept events.
-        app = create_app(live, loader=tiny_loader)
+        app = create_app(live, open_adapters(live, loader=tiny_loader))
         with TestClient(app, raise_server_exceptions=False) as client:
             ready = client.get("/readyz")
             assert ready.status_code == 200 and ready.json()["mode"] == "popularity", ready.text

@@ -31,6 +31,9 @@ def test_promote_and_rollback_over_http(settings: Settings) -> None:
 
         resp = client.post("/v1/admin/models/999/promote", headers=AUTH)
         assert resp.status_code == 404 and resp.json()["error"]["code"] == "unknown_model", resp.text
+        # Too large for MongoDB to look up (8-byte ints): still "no such version", not an outage.
+        resp = client.post(f"/v1/admin/models/{2**63}/promote", headers=AUTH)
+        assert resp.status_code == 404 and resp.json()["error"]["code"] == "unknown_model", resp.text
         resp = client.post("/v1/admin/models/latest/promote", headers=AUTH)
         assert resp.status_code == 422, resp.text
 

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from core.keys import Keys
 from core.settings import ServingSettings, Settings
 from serving.app import create_app
+from serving.wiring import open_adapters
 from storage.event_store import MongoEventStore
 from storage.kafka import make_consumer, wait_for_assignment
 from storage.model_registry_mongo import open_model_registry
@@ -48,7 +49,7 @@ def live_app(settings: Settings) -> Iterator[TestClient]:
         registry.promote(version, "integration test")
     finally:
         registry.close()
-    app = create_app(settings, loader=tiny_loader)
+    app = create_app(settings, open_adapters(settings, loader=tiny_loader))
     with TestClient(app, raise_server_exceptions=False) as client:
         deadline = time.monotonic() + 30
         while app.state.holder.current is None:

@@ -15,6 +15,7 @@ from core.events import ItemUpdate
 from core.keys import Keys
 from core.settings import Settings
 from serving.app import create_app
+from serving.wiring import open_adapters
 from storage.model_registry_mongo import open_model_registry
 from storage.realtime_state import RedisRealtimeState
 from tests.integration.test_serving_api import AUTH, with_keys
@@ -40,7 +41,7 @@ def replicas(settings: Settings, n: int) -> Iterator[list[TestClient]]:
     with ExitStack() as stack:
         clients = []
         for _ in range(n):
-            app = create_app(settings, loader=tiny_loader)
+            app = create_app(settings, open_adapters(settings, loader=tiny_loader))
             client = stack.enter_context(TestClient(app, raise_server_exceptions=False))
             seconds_until(lambda app=app: app.state.holder.current is not None, 30)
             clients.append(client)
@@ -173,6 +174,7 @@ def test_put_item_through_kafka_and_the_consumer_reaches_a_warm_cache(
     import threading
 
     from consumer.runner import ConsumerRunner
+    from consumer.wiring import open_kafka
     from storage.event_store import MongoEventStore
 
     settings = with_keys(settings, cache_ttl_s=60)
@@ -187,7 +189,7 @@ def test_put_item_through_kafka_and_the_consumer_reaches_a_warm_cache(
     )
     keys = Keys(settings.redis.key_prefix)
     store = MongoEventStore.from_settings(settings.mongo)
-    runner = ConsumerRunner(settings, store, state)
+    runner = ConsumerRunner(settings, store, state, open_kafka(settings))
     thread = threading.Thread(target=runner.run, name="consumer", daemon=True)
     thread.start()
     try:

@@ -33,6 +33,7 @@ from hypothesis import settings as hsettings
 from cli.processes import free_port
 from core.settings import Settings
 from serving.app import create_app
+from serving.wiring import open_adapters
 from storage.model_registry_mongo import open_model_registry
 from tests.integration.test_serving_api import AUTH, with_keys
 from tests.unit.test_serving_helpers import ADMIN, model_files, tiny_loader
@@ -47,7 +48,7 @@ def test_no_server_errors_for_any_schema_valid_request(settings: Settings) -> No
     version = registry.publish(model_files(), {})
     registry.promote(version, "schema test")
     registry.close()
-    app = create_app(settings, loader=tiny_loader)
+    app = create_app(settings, open_adapters(settings, loader=tiny_loader))
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     failures: list[str] = []
     try:
@@ -102,7 +103,7 @@ def test_schemathesis_all_checks_pass(settings: Settings, tmp_path: Path) -> Non
     registry = open_model_registry(settings)
     registry.promote(registry.publish(model_files(), {}), "schema test")
     registry.close()
-    app = create_app(settings, loader=tiny_loader)
+    app = create_app(settings, open_adapters(settings, loader=tiny_loader))
     with live_server(app) as base:
         deadline = time.monotonic() + 30
         while app.state.holder.current is None:

@@ -41,13 +41,18 @@ def test_static_file_ships_inside_the_serving_package() -> None:
 
 
 def test_users_endpoint() -> None:
-    with harness() as h:
-        fake = FakeUsers(["u3", "u1", "u2"])
-        h.client.app.state.demo_users = fake  # type: ignore[attr-defined]
+    fake = FakeUsers(["u3", "u1", "u2"])
+    with harness(recent_users=fake) as h:
         assert h.get("/demo/api/users", limit=2).json() == {"users": ["u3", "u1"]}
         assert h.get("/demo/api/users", key=None).status_code == 401  # read scope, like every read endpoint
         assert h.get("/demo/api/users", limit=0).status_code == 422
         fake.fail = True
+        resp = h.get("/demo/api/users")
+        assert resp.status_code == 503 and resp.json()["error"]["code"] == "mongodb_unavailable"
+
+
+def test_users_endpoint_without_a_source_answers_503() -> None:
+    with harness() as h:
         resp = h.get("/demo/api/users")
         assert resp.status_code == 503 and resp.json()["error"]["code"] == "mongodb_unavailable"
 

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from cli.context import configure_logging
 from serving.app import create_app
-from tests.unit.test_serving_helpers import ADMIN, INGEST, READ, Harness, harness, tiny_loader
+from tests.unit.test_serving_helpers import ADMIN, INGEST, READ, Harness, harness
 
 R = {"X-API-Key": READ}
 
@@ -37,16 +37,7 @@ def wait_until(check: Callable[[], bool], timeout_s: float = 2.0) -> float:
 @contextmanager
 def replica(h: Harness, **kwargs: Any) -> Iterator[TestClient]:
     """A second serving app on the same twins (another replica behind the load balancer)."""
-    app = create_app(
-        h.settings,
-        registry=h.registry,
-        realtime=h.realtime,
-        events=h.events,
-        producer=h.producer,
-        retrain_requests=h.retrain,
-        loader=tiny_loader,
-        **kwargs,
-    )
+    app = create_app(h.settings, h.adapters(), **kwargs)
     with TestClient(app, raise_server_exceptions=False) as client:
         wait_until(lambda: app.state.holder.current is not None, 10)
         yield client

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from core.errors import ArtifactError
 from core.settings import ServingSettings, Settings
+from serving.adapters import RecentUsers, ServingAdapters, resilient
 from serving.app import create_app
 from serving.model_port import LoadedModel
 from serving.ports import InMemoryProducer
@@ -134,6 +135,19 @@ class Harness:
     producer: InMemoryProducer
     retrain: InMemoryRetrainRequests
     settings: Settings
+    recent_users: RecentUsers | None = None
+
+    def adapters(self) -> ServingAdapters:
+        """The twins as the app's adapters (a fresh set each call: each app closes its own)."""
+        return ServingAdapters(
+            registry=self.registry,
+            realtime=self.realtime,
+            events=self.events,
+            retrain_requests=self.retrain,
+            producer=resilient(self.producer),
+            loader=tiny_loader,
+            recent_users=self.recent_users,
+        )
 
     def get(self, path: str, key: str | None = READ, **params: Any) -> Any:
         headers = {"X-API-Key": key} if key else {}
@@ -174,7 +188,9 @@ def catalog(realtime: InMemoryRealtimeReader) -> None:
 
 
 @contextmanager
-def harness(with_model: bool = True, **serving: Any) -> Iterator[Harness]:
+def harness(
+    with_model: bool = True, recent_users: RecentUsers | None = None, **serving: Any
+) -> Iterator[Harness]:
     settings = make_settings(**serving)
     h = Harness(
         client=None,  # type: ignore[arg-type]
@@ -184,19 +200,11 @@ def harness(with_model: bool = True, **serving: Any) -> Iterator[Harness]:
         producer=InMemoryProducer(),
         retrain=InMemoryRetrainRequests(),
         settings=settings,
+        recent_users=recent_users,
     )
     catalog(h.realtime)
     version = h.publish() if with_model else None
-    app = create_app(
-        settings,
-        registry=h.registry,
-        realtime=h.realtime,
-        events=h.events,
-        producer=h.producer,
-        retrain_requests=h.retrain,
-        loader=tiny_loader,
-        snapshot_ttl_s=0.05,
-    )
+    app = create_app(settings, h.adapters(), snapshot_ttl_s=0.05)
     with TestClient(app, raise_server_exceptions=False) as client:
         h.client = client
         if version is not None:
@@ -211,7 +219,7 @@ def test_tiny_model_ranks_own_category_first() -> None:
 
 
 def test_cached_results_are_only_served_for_the_model_and_catalog_that_computed_them() -> None:
-    from core.cache_payload import cache_payload, cache_tag, cached_items_for
+    from serving.service import cache_payload, cache_tag, cached_items_for
 
     items = b'[{"item_id":"i1","score":0.5,"reason":{"kind":"personalized"}}]'
     tag = cache_tag("7", b"c1")

@@ -1,0 +1,61 @@
+"""What the serving app is handed: every client and port it uses, already built.
+
+``create_app(settings, adapters)`` builds no client itself: ``serving.wiring.open_adapters`` builds
+the production ones from settings (the ``serve`` entry point calls it), unit tests pass the in-memory
+twins. The app owns what it is given: its lifespan runs ``aclose`` when it stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from serving.model_holder import Loader
+from serving.ports import ErasurePort, EventProducer
+from storage.kafka_producer import ResilientProducer
+from storage.model_registry import ModelRegistry
+from storage.realtime_reader import RealtimeReader
+from storage.retrain_requests import RetrainRequests
+
+log = logging.getLogger(__name__)
+
+
+class RecentUsers(Protocol):
+    """For the demo page's user picker."""
+
+    def recent_users(self, limit: int) -> list[str]:
+        """Distinct user ids of the newest events, newest first."""
+        ...
+
+
+@dataclass
+class ServingAdapters:
+    registry: ModelRegistry
+    realtime: RealtimeReader
+    events: ErasurePort
+    retrain_requests: RetrainRequests
+    producer: ResilientProducer
+    # files + registry record -> a validated model (serving.model_loader.make_loader in production)
+    loader: Loader
+    # None: the demo page's user picker answers 503 (nothing to list recent users from).
+    recent_users: RecentUsers | None = None
+    # Called in reverse order by ``aclose``; each may return an awaitable.
+    closers: list[Callable[[], Any]] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        closers, self.closers = self.closers, []
+        for close in reversed(closers):
+            try:
+                result = close()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception as exc:
+                log.warning("event=close_failed error=%s", exc)
+
+
+def resilient(producer: EventProducer, name: str = "api") -> ResilientProducer:
+    """A ``ResilientProducer`` over an already built producer (an in-memory twin): it is never rebuilt."""
+    return ResilientProducer(lambda _error_cb: producer, name=name)

@@ -1,0 +1,60 @@
+"""Serving's composition root: the production adapters, built from settings.
+
+Only the entry point (``cli/serve.py``, once per uvicorn worker) and tests that run against real
+servers call this; the rest of ``serving`` receives a ``ServingAdapters`` and never builds a client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.settings import Settings
+from serving.adapters import ServingAdapters
+from serving.model_holder import Loader
+
+
+def open_adapters(settings: Settings, *, loader: Loader | None = None) -> ServingAdapters:
+    """Clients for Redis, MongoDB (events, retrain requests, model registry) and Kafka.
+
+    Nothing here waits for a server (the clients connect in the background or on first use), so a
+    server that is down does not stop the app from starting: it starts degraded and ``/readyz`` says
+    why. The returned adapters
+    are open; the app they are handed to closes them when it stops. ``loader`` replaces the artifact
+    loader (tests serve a tiny model).
+    """
+    from serving.model_loader import make_loader
+    from storage.event_store import MongoEventStore
+    from storage.kafka import make_resilient_producer
+    from storage.model_registry_mongo import open_model_registry
+    from storage.realtime_reader import RedisRealtimeReader
+    from storage.retrain_requests import MongoRetrainRequests
+
+    closers: list[Any] = []
+    try:
+        store = MongoEventStore.from_settings(settings.mongo)
+        closers.append(store.close)
+        registry = open_model_registry(settings)
+        closers.append(registry.close)
+        retrain_requests = MongoRetrainRequests.from_settings(settings.mongo)
+        closers.append(retrain_requests.close)
+        producer = make_resilient_producer(settings.kafka, name="api")
+        closers.append(lambda: producer.close(5.0))
+        # Last: its close is a coroutine, and it is the one client never closed by the cleanup below.
+        reader = RedisRealtimeReader(settings.redis)
+        closers.append(reader.close)
+    except BaseException:
+        # A later client failed to build (a bad Kafka setting): close the ones already opened.
+        for close in reversed(closers):
+            close()
+        raise
+    return ServingAdapters(
+        registry=registry,
+        realtime=reader,
+        events=store,
+        retrain_requests=retrain_requests,
+        producer=producer,
+        loader=loader or make_loader(settings),
+        # The event store answers the demo page's user list: the page opens no connection of its own.
+        recent_users=store,
+        closers=closers,
+    )
