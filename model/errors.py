@@ -5,9 +5,6 @@
 
 from __future__ import annotations
 
-# ArtifactError is re-exported only for the other issue-11 branches that still import it from here;
-# drop it once they are merged.
-from core.errors import ArtifactError as ArtifactError
 from core.errors import ModelError
 
 

@@ -19,8 +19,8 @@ import faiss
 import numpy as np
 import scipy.sparse as sp
 
+from core.errors import ArtifactError
 from model.artifact import ModelArtifact
-from model.errors import ArtifactError
 from model.index import (
     EXACT,
     AnnParams,
