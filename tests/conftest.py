@@ -10,7 +10,7 @@ Session-scoped
     servers         -> Servers(kafka_bootstrap, mongo_uri, redis_url), all three at once
     Each uses ``STREAMREC_KAFKA__BOOTSTRAP`` / ``STREAMREC_MONGO__URI`` / ``STREAMREC_REDIS__URL`` when
     set; otherwise it starts its own server (Tansu / secantusd-py / redis-server, via
-    ``cli.devstack_servers``) on a free port in a temp dir and stops it at the end of the session,
+    ``tooling.devstack.servers``) on a free port in a temp dir and stops it at the end of the session,
     also when tests fail or the run is interrupted.
 
 Function-scoped
@@ -80,8 +80,8 @@ def _server_url(name: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     if from_env:
         yield from_env
         return
-    from cli.devstack_probes import free_port
-    from cli.devstack_servers import start_server, stop_server
+    from tooling.devstack.probes import free_port
+    from tooling.devstack.servers import start_server, stop_server
 
     base = tmp_path_factory.mktemp(f"{name}-server")
     server = start_server(name, base, free_port())

@@ -23,7 +23,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from cli.app import app
-from cli.cli_docs import root_command
+from tooling.cli_docs import root_command
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ("README.md", "BENCHMARKS.md")

@@ -6,8 +6,8 @@ import socket
 
 from pydantic import SecretStr
 
-from cli.demo import _demo_settings
 from core.settings import ConsumerSettings, ModelSettings, ServingSettings, Settings
+from tooling.demo.command import _demo_settings
 
 
 def base(**serving: object) -> Settings:

@@ -126,11 +126,19 @@ def test_torch_is_pinned_from_the_cpu_index_like_pyproject() -> None:
     assert pinned == "2.13.0"
 
 
-def test_every_package_is_copied_into_the_build() -> None:
+# Left out of the production image: `pip install .` builds the wheel from what was copied (hatchling
+# skips a listed package that is absent), and cli.main registers tooling's commands only when it exists.
+TOOLING = "tooling"
+
+
+def test_every_product_package_is_copied_into_the_build_and_the_tooling_is_not() -> None:
     packages = pyproject()["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    assert TOOLING in packages
     copied = " ".join(c for s in stages()[1] for c in s.all("COPY"))
     for package in packages:
-        assert re.search(rf"(^|\s){package}\s", copied), f"Dockerfile does not COPY {package}/"
+        if package != TOOLING:
+            assert re.search(rf"(^|\s){package}\s", copied), f"Dockerfile does not COPY {package}/"
+    assert not re.search(rf"(^|\s|/){TOOLING}(/|\s)", copied), "the production image must not hold tooling/"
     for needed in ("pyproject.toml", "README.md"):
         assert needed in copied
 

@@ -13,8 +13,6 @@ from typing import Any
 
 import pytest
 
-from cli.cli_docs import DOC_PATH, render, root_command
-from cli.replay_sources import GENERIC_OPTIONAL, GENERIC_REQUIRED, load_source
 from core.settings import Settings
 from tests.unit.docs_checks import (
     DOCS,
@@ -29,6 +27,8 @@ from tests.unit.docs_checks import (
     setting_problems,
     spans,
 )
+from tooling.cli_docs import DOC_PATH, render, root_command
+from tooling.producers.replay_sources import GENERIC_OPTIONAL, GENERIC_REQUIRED, load_source
 
 # ------------------------------------------------------------------ the checks on the real docs
 
@@ -57,7 +57,8 @@ def test_the_cli_reference_is_generated_from_the_current_cli() -> None:
     diff = difflib.unified_diff(
         committed.splitlines(), current.splitlines(), "docs/cli.md", "the CLI", lineterm=""
     )
-    assert committed == current, "docs/cli.md is stale: python -m cli.cli_docs\n" + "\n".join(list(diff)[:40])
+    stale = "docs/cli.md is stale: python -m tooling.cli_docs\n"
+    assert committed == current, stale + "\n".join(list(diff)[:40])
 
 
 def test_the_cli_reference_documents_every_option_of_every_command() -> None:

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PRODUCT = ("core", "storage", "model", "consumer", "retrain", "serving")
 ROLES = ("consumer", "retrain", "serving")
-TOOLING = ("cli",)
+TOOLING = ("cli", "tooling")
 PROJECT = (*PRODUCT, *TOOLING, "tests")
 PURE = ("core", "model")
 NETWORK_CLIENTS = frozenset(
@@ -193,7 +193,7 @@ def test_each_rule_reports_the_offending_file_and_line(tmp_path: Path) -> None:
             **{f"{pkg}/__init__.py": "" for pkg in PROJECT},
             "core/keys.py": "import os\n\nfrom storage.x import y\n",
             "model/net.py": "def f():\n    import redis.asyncio\n",
-            "serving/app.py": "from consumer.plans import plan_events\nfrom cli.demo import page\n",
+            "serving/app.py": "from consumer.plans import plan_events\nfrom tooling.demo import page\n",
             "retrain/sub/__init__.py": "",
             "retrain/sub/m.py": "from ...serving import routes\nfrom . import sibling\n",
             "consumer/ok.py": "from core.keys import Keys\nfrom storage.kafka import k\n",
@@ -205,7 +205,7 @@ def test_each_rule_reports_the_offending_file_and_line(tmp_path: Path) -> None:
     ]
     assert [str(i) for i in pure_importing_network_clients(tmp_path)] == ["model/net.py:2: redis.asyncio"]
     assert [str(i) for i in core_importing_project(tmp_path)] == ["core/keys.py:3: storage.x"]
-    assert [str(i) for i in product_importing_tooling(tmp_path)] == ["serving/app.py:2: cli.demo"]
+    assert [str(i) for i in product_importing_tooling(tmp_path)] == ["serving/app.py:2: tooling.demo"]
     assert [str(i) for i in outside_the_table(tmp_path, "consumer")] == []
     assert [str(i) for i in outside_the_table(tmp_path, "retrain")] == ["retrain/sub/m.py:1: serving"]
     assert "  core/keys.py:3: storage.x" in report(core_importing_project(tmp_path), "rule")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from cli.app import bench_app
 from core.errors import StreamrecError
+from tooling.app import bench_app
 
 DATASETS = ("ml-latest-small", "ml-100k", "taobao", "csv")
 
@@ -21,8 +21,8 @@ def quality(
     plot: Path | None = typer.Option(None, help="PNG of Recall@K and NDCG@K for K = 1..50."),
 ) -> None:
     """Popularity, EASE, ItemKNN, iALS, BPR and streamrec on one split; tuned on validation only."""
-    from cli.bench_quality import run_quality
     from storage.datasets import DEFAULT_DATA_DIR
+    from tooling.bench.quality import run_quality
 
     if dataset not in DATASETS:
         raise StreamrecError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
@@ -43,6 +43,6 @@ def train(
     json_out: Path | None = typer.Option(None, "--json", help="Where to write the JSON report."),
 ) -> None:
     """Training time of streamrec's model vs implicit's iALS on the same synthetic data, same run."""
-    from cli.bench_train import run_train
+    from tooling.bench.train import run_train
 
     run_train(interactions, json_out, factors=factors)

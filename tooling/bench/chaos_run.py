@@ -2,7 +2,7 @@
 traffic threads (Kafka, `POST /v1/events`, recommendations) and the progress monitor.
 
 Everything observed is appended to a ``Recorder`` with times relative to the start of the traffic;
-cli/chaos_plan.py turns those observations into the report.
+tooling/bench/chaos_plan.py turns those observations into the report.
 """
 
 from __future__ import annotations
@@ -20,12 +20,18 @@ from typing import Any
 
 import orjson
 
-from cli.chaos_plan import HTTP_POISON_KINDS, POISON_KINDS, http_poison_body, poison_id, poison_record
-from cli.processes import ManagedProcess, free_port, with_stack_urls
-from cli.produce import Pacer, event_record
 from core.errors import ConfigError, StreamrecError
 from core.events import InteractionEvent
 from core.settings import Settings
+from tooling.bench.chaos_plan import (
+    HTTP_POISON_KINDS,
+    POISON_KINDS,
+    http_poison_body,
+    poison_id,
+    poison_record,
+)
+from tooling.devstack.processes import ManagedProcess, free_port, with_stack_urls
+from tooling.producers.produce import Pacer, event_record
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +50,7 @@ def private_stack() -> Iterator[tuple[Settings, Any]]:
     else using them.
     """
     from cli.context import configure_logging, load_settings
-    from cli.devstack_servers import start_stack, stop_stack
+    from tooling.devstack.servers import start_stack, stop_stack
 
     settings = load_settings()
     configure_logging("WARNING")
@@ -66,7 +72,7 @@ def private_stack() -> Iterator[tuple[Settings, Any]]:
 
 def restart_server(state: Any, name: str, down_s: float, timeout_s: float = 60.0) -> None:
     """Stop one server of the private stack, keep it down ``down_s``, start it again on its port."""
-    from cli.devstack_servers import start_server, stop_server
+    from tooling.devstack.servers import start_server, stop_server
 
     old = state.servers[name]
     if not stop_server(old):
@@ -195,7 +201,7 @@ def watchdog(children: Sequence[Supervised], stop: threading.Event) -> None:
 
 def progress_monitor(consumer: Supervised, port: int, rec: Recorder, stop: threading.Event) -> None:
     """Samples the events the consumer made durable (its metrics, summed over every process it ran as)."""
-    from cli.bench_common import consumer_outcomes
+    from tooling.bench.common import consumer_outcomes
 
     base, last, generation = 0.0, 0.0, consumer.generation
     while not stop.wait(WATCH_EVERY_S):

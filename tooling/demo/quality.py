@@ -137,7 +137,7 @@ def users_note(users: int) -> str | None:
 def _cheap_baselines() -> list[tuple[str, Callable[[dict[str, Any]], Baseline], list[dict[str, Any]]]]:
     # EASE and ItemKNN fit in seconds on the demo's data; `bench quality`'s iALS and BPR take minutes to
     # tune on 2 cores and need the optional `implicit` package.
-    from cli.bench_quality import EASE_GRID, KNN_GRID
+    from tooling.bench.quality import EASE_GRID, KNN_GRID
 
     return [
         ("EASE", lambda p: EASE(**p), EASE_GRID),
@@ -156,10 +156,10 @@ def compare(table: EventTable, config: TrainConfig) -> Comparison:
     """
     import torch
 
-    from cli.bench_quality import lae_scores, tune, validation_folds
     from model.input_weights import input_matrix
     from model.lae import spectrum
     from model.split import temporal_split
+    from tooling.bench.quality import lae_scores, tune, validation_folds
 
     split = temporal_split(table.user_id, table.item_id, table.ts_ms)
     if split.test.nnz == 0:
@@ -222,7 +222,7 @@ def _best_baseline(
 
 
 def write_plot(comparison: Comparison, title: str, path: Path) -> Path:
-    from cli.bench_quality import plot_curves
+    from tooling.bench.quality import plot_curves
 
     plot_curves(comparison.curves(), title, path)
     return path

@@ -9,10 +9,17 @@ import typer
 from rich.console import Console
 
 from cli.app import app
-from cli.produce import DeliveryStats, event_record, item_record, make_cli_producer, produce_all, progress_bar
-from cli.replay_sources import SOURCES, SourceData, iter_errors, load_source
 from core.errors import StreamrecError
 from core.settings import Settings
+from tooling.producers.produce import (
+    DeliveryStats,
+    event_record,
+    item_record,
+    make_cli_producer,
+    produce_all,
+    progress_bar,
+)
+from tooling.producers.replay_sources import SOURCES, SourceData, iter_errors, load_source
 
 
 def write_rejects(path: Path, rows: list[tuple[int, str]]) -> None:

@@ -3,9 +3,9 @@ fixed rate, while the consumer and the API are SIGKILLed, Redis and MongoDB rest
 records mixed in; afterwards: was anything lost, counted twice, or answered with a 5xx?
 
 Runs on a private dev stack (own Tansu, SecantusDB and redis-server on free ports): it restarts the
-servers, so it never touches the shared one. Every wait is bounded; the accounting (cli/chaos_plan.py)
-uses only what the benchmark itself sent and what MongoDB, Redis and the dead-letter topic hold, not
-the product's own counters.
+servers, so it never touches the shared one. Every wait is bounded; the accounting
+(tooling/bench/chaos_plan.py) uses only what the benchmark itself sent and what MongoDB, Redis and the
+dead-letter topic hold, not the product's own counters.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
-from cli.app import bench_app
-from cli.chaos_checks import drain, git_revision, locate_lost, read_topic, redis_check, stored_ids
-from cli.chaos_plan import (
+from core.settings import Settings
+from tooling.app import bench_app
+from tooling.bench.chaos_checks import drain, git_revision, locate_lost, read_topic, redis_check, stored_ids
+from tooling.bench.chaos_plan import (
     API_KILL,
     CONSUMER_KILL,
     MONGO_RESTART,
@@ -40,7 +41,7 @@ from cli.chaos_plan import (
     http_failures,
     passed,
 )
-from cli.chaos_run import (
+from tooling.bench.chaos_run import (
     PoisonCounter,
     Recorder,
     Supervised,
@@ -54,8 +55,14 @@ from cli.chaos_run import (
     split_streams,
     watchdog,
 )
-from cli.processes import REPO_ROOT, create_topics, free_port, scratch_settings, start_consumer, start_server
-from core.settings import Settings
+from tooling.devstack.processes import (
+    REPO_ROOT,
+    create_topics,
+    free_port,
+    scratch_settings,
+    start_consumer,
+    start_server,
+)
 
 
 def run_settings(base: Settings, api_port: int, ingest_key: str) -> Settings:
@@ -137,8 +144,8 @@ class ChaosOptions:
 
 
 def _publish_catalog(settings: Settings, shop: Any) -> None:
-    from cli.produce import DeliveryStats, finish, item_record, send
     from storage.kafka import make_producer
+    from tooling.producers.produce import DeliveryStats, finish, item_record, send
 
     producer = make_producer(settings.kafka)
     stats = DeliveryStats()
@@ -214,7 +221,7 @@ def _recoveries(faults: list[dict[str, Any]], rec: Recorder) -> list[tuple[float
 def _run(
     settings: Settings, state: Any, opts: ChaosOptions, console: Console, log_dir: Path
 ) -> dict[str, Any]:
-    from cli.bench_common import storefront
+    from tooling.bench.common import storefront
 
     create_topics(settings)
     duration_s = opts.minutes * 60.0
@@ -368,7 +375,7 @@ def bench_chaos(
     MongoDB restarted, with poison mixed in; then checks nothing was lost, doubled or answered 5xx."""
     import orjson
 
-    from cli.bench_common import machine_info
+    from tooling.bench.common import machine_info
 
     opts = ChaosOptions(
         minutes,

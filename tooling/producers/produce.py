@@ -178,7 +178,7 @@ def simulate_command(
 ) -> None:
     """Publish a synthetic storefront: the item catalog first, then shopper events in time order."""
     from cli.context import configure_logging, load_settings
-    from cli.simulator import Storefront, StorefrontConfig
+    from tooling.producers.simulator import Storefront, StorefrontConfig
 
     settings = load_settings()
     configure_logging(settings.log_level)

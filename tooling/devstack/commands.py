@@ -1,6 +1,7 @@
 """`streamrec devstack up|down|status`: local Kafka-API (Tansu), MongoDB-wire (SecantusDB) and Redis servers.
 
-The process logic lives in cli/devstack_servers.py and cli/devstack_probes.py, which the test harness shares.
+The process logic lives in tooling/devstack/servers.py and tooling/devstack/probes.py, which the test
+harness shares.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.app import devstack_app
 from cli.context import load_settings
-from cli.devstack_probes import probe_url
-from cli.devstack_servers import (
+from core.errors import ConfigError, DependencyUnavailable, StreamrecError
+from core.settings import DevstackSettings
+from tooling.app import devstack_app
+from tooling.devstack.probes import probe_url
+from tooling.devstack.servers import (
     SERVER_NAMES,
     StackState,
     check_tools,
@@ -32,8 +35,6 @@ from cli.devstack_servers import (
     wait_until_answers,
     wipe_data,
 )
-from core.errors import ConfigError, DependencyUnavailable, StreamrecError
-from core.settings import DevstackSettings
 
 _LABELS = {"kafka": "Kafka API (Tansu)", "mongo": "MongoDB wire (SecantusDB)", "redis": "Redis"}
 # What a server takes with it when it dies (Tansu and redis-server run without persistence here).

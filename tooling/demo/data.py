@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cli.replay_sources import SourceData, load_source, resolve_path
 from core.errors import StreamrecError
 from core.events import InteractionEvent, ItemUpdate, ParseError, validate_item_update
+from tooling.producers.replay_sources import SourceData, load_source, resolve_path
 
 DATASETS = ("movielens", "taobao", "simulate")
 # `--exit` (the `make demo DEMO_ARGS=--exit` check) streams at most this many real events: the whole of
@@ -92,7 +92,7 @@ def movielens_catalog(ratings_path: Path, item_ids: set[str]) -> list[ItemUpdate
 
 def simulated(n_events: int, *, seed: int = 42, end: datetime | None = None) -> DemoData:
     """A storefront sized to the event count (about 40 events per shopper, 8 per item)."""
-    from cli.simulator import Storefront, StorefrontConfig
+    from tooling.producers.simulator import Storefront, StorefrontConfig
 
     config = StorefrontConfig(
         users=max(50, n_events // 40),

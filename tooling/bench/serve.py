@@ -1,6 +1,6 @@
 """Command `streamrec bench serve` (and the helpers `streamrec bench freshness` shares).
 
-serve: a synthetic ``ModelArtifact`` (clustered embeddings, see ``cli.bench_serve_model``) is
+serve: a synthetic ``ModelArtifact`` (clustered embeddings, see ``tooling.bench.serve_model``) is
 published to a scratch registry, Redis gets popularity and recent events, and `streamrec serve`
 runs in a subprocess. ``wrk`` (closed loop, random user ids) measures the saturating rate of the
 recommendations endpoint and of /healthz (the framework ceiling); then an open-loop generator in a
@@ -25,10 +25,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.app import bench_app
-from cli.bench_common import scratch_stack
 from core.errors import MissingTool, StreamrecError
 from core.recent import recent_member
+from tooling.app import bench_app
+from tooling.bench.common import scratch_stack
 
 WRK_REQUEST = """
 math.randomseed(os.time())
@@ -219,7 +219,7 @@ def open_loop_main() -> None:
 
 
 def run_open_loop(host: str, port: int, rate: float, duration: float, users: int) -> dict[str, Any]:
-    code = "from cli.bench_serve import open_loop_main; open_loop_main()"
+    code = "from tooling.bench.serve import open_loop_main; open_loop_main()"
     args = [sys.executable, "-c", code, host, str(port), str(rate), str(duration), str(users)]
     out = subprocess.run(args, capture_output=True, text=True, timeout=duration + 120, check=False)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("OPENLOOP ")), None)
@@ -241,7 +241,7 @@ def serving_settings(settings: Any, port: int) -> Any:
 def start_api(settings: Any, log_dir: Path, workers: int) -> Any:
     import httpx
 
-    from cli.processes import start_streamrec
+    from tooling.devstack.processes import start_streamrec
 
     proc = start_streamrec(["serve", "--workers", str(workers)], settings, name="serve", log_dir=log_dir)
     url = f"http://127.0.0.1:{settings.serving.port}/readyz"
@@ -301,8 +301,8 @@ def bench_serve(
     ),
 ) -> None:
     """Requests/s and latency of GET recommendations vs /healthz, then p99 at half the saturating rate."""
-    from cli.bench_serve_model import publish_artifact, synthetic_artifact
-    from cli.processes import free_port
+    from tooling.bench.serve_model import publish_artifact, synthetic_artifact
+    from tooling.devstack.processes import free_port
 
     if index not in ("auto", "exact", "ivf", "hnsw"):
         raise StreamrecError(f"--index must be auto, exact, ivf or hnsw, got {index!r}")

@@ -32,9 +32,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli.app import app
-from cli.demo_data import DemoData, choose_dataset, event_cap, load_demo_data, simulated_period_end
-from cli.demo_pipeline import DemoError, judge, stream, train, wait_stored
-from cli.demo_report import (
+from core.errors import DependencyUnavailable, StreamrecError
+from tooling.demo.data import DemoData, choose_dataset, event_cap, load_demo_data, simulated_period_end
+from tooling.demo.pipeline import DemoError, judge, stream, train, wait_stored
+from tooling.demo.report import (
     changed,
     choose_clicks,
     click_events,
@@ -42,13 +43,12 @@ from cli.demo_report import (
     most_active_users,
     reason_text,
 )
-from core.errors import DependencyUnavailable, StreamrecError
 
 if TYPE_CHECKING:
     import httpx
 
-    from cli.processes import ManagedProcess
     from core.settings import Settings
+    from tooling.devstack.processes import ManagedProcess
 
 log = logging.getLogger(__name__)
 console = Console()
@@ -81,7 +81,7 @@ def _demo_settings(settings: Settings, exit_after: bool) -> Settings:
     The factors stay as configured: the closed-form fit costs about the same at any rank on the demo's
     data (the decomposition is of the users' Gram matrix), and the quality table should show the model
     as configured."""
-    from cli.processes import free_port
+    from tooling.devstack.processes import free_port
 
     serving = settings.serving.model_copy(update={"model_poll_s": 1.0})
     model = settings.model
@@ -231,7 +231,7 @@ def demo_command(
 ) -> None:
     """Run the whole product on the dev stack: stream, store, train, recommend, click, explore."""
     from cli.context import configure_logging, load_settings
-    from cli.processes import ensure_devstack
+    from tooling.devstack.processes import ensure_devstack
 
     settings = load_settings()
     configure_logging("WARNING" if settings.log_level.upper() == "INFO" else settings.log_level)
@@ -265,7 +265,7 @@ def demo_command(
 def _run(settings: Settings, name: str, path: Path | None, cap: int | None, exit_after: bool) -> None:
     import httpx
 
-    from cli.processes import REPO_ROOT, create_topics, start_consumer, start_server
+    from tooling.devstack.processes import REPO_ROOT, create_topics, start_consumer, start_server
 
     host, port = _client_host(settings.serving.host), settings.serving.port
     if _port_busy(host, port):

@@ -20,7 +20,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from cli.processes import (
+from core.errors import StreamrecError
+from core.settings import Settings
+from storage.kafka import make_producer
+from tooling.devstack.processes import (
     REPO_ROOT,
     ManagedProcess,
     create_topics,
@@ -29,11 +32,8 @@ from cli.processes import (
     scratch_settings,
     start_consumer,
 )
-from cli.produce import DeliveryStats, Pacer, event_record, finish, item_record, send
-from cli.simulator import Storefront, StorefrontConfig
-from core.errors import StreamrecError
-from core.settings import Settings
-from storage.kafka import make_producer
+from tooling.producers.produce import DeliveryStats, Pacer, event_record, finish, item_record, send
+from tooling.producers.simulator import Storefront, StorefrontConfig
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from typing import Any
 
 from rich.console import Console
 
-from cli.chaos_plan import compare_redis
-from cli.chaos_run import Recorder
-from cli.processes import REPO_ROOT
 from core.settings import Settings
+from tooling.bench.chaos_plan import compare_redis
+from tooling.bench.chaos_run import Recorder
+from tooling.devstack.processes import REPO_ROOT
 
 DRAIN_MAX_S = 300.0
 
@@ -144,8 +144,8 @@ def locate_lost(settings: Settings, lost: set[str], limit: int = 20) -> list[dic
     topic means Kafka (or the API) acknowledged a record that was never written."""
     from confluent_kafka import TopicPartition
 
-    from cli.chaos_plan import event_id_of
     from storage.kafka import make_consumer
+    from tooling.bench.chaos_plan import event_id_of
 
     wanted = set(sorted(lost)[:limit])
     topic = settings.kafka.topics.events

@@ -30,7 +30,7 @@ from core.settings import KafkaTopics, Settings
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 ENV_PREFIX = "STREAMREC_"
 
 
@@ -263,12 +263,12 @@ class DevStack:
 
     settings: Settings
     started: bool
-    state: Any = None  # cli.devstack_servers.StackState when started here
+    state: Any = None  # tooling.devstack.servers.StackState when started here
 
     def stop(self) -> None:
         if not self.started or self.state is None:
             return
-        from cli.devstack_servers import stop_stack
+        from tooling.devstack.servers import stop_stack
 
         gone = stop_stack(self.state)
         left = [name for name, ok in gone.items() if not ok]
@@ -278,7 +278,7 @@ class DevStack:
 
 
 def _servers_answer(settings: Settings) -> dict[str, bool]:
-    from cli.devstack_servers import probe_url
+    from tooling.devstack.servers import probe_url
 
     return {
         "kafka": probe_url("kafka", settings.kafka.bootstrap),
@@ -299,7 +299,7 @@ def with_stack_urls(settings: Settings, state: Any) -> Settings:
 
 def ensure_devstack(settings: Settings, timeout_s: float = 60.0) -> DevStack:
     """Use the configured servers if all three answer; otherwise start the dev stack (and own it)."""
-    from cli.devstack_servers import load_state, probe, remove_state, start_stack, stop_stack
+    from tooling.devstack.servers import load_state, probe, remove_state, start_stack, stop_stack
 
     answers = _servers_answer(settings)
     if all(answers.values()):

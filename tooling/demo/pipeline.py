@@ -1,6 +1,6 @@
 """The data half of `streamrec demo`: stream the events, wait until they are stored, train and compare.
 
-Split from ``cli.demo`` (the command and its HTTP half); it reports through the same rich console.
+Split from ``tooling.demo.command`` (the command and its HTTP half); it reports through the same rich console.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from cli.demo_data import DemoData
-from cli.demo_report import last_event_per_user
 from core.errors import StreamrecError
+from tooling.demo.data import DemoData
+from tooling.demo.report import last_event_per_user
 
 if TYPE_CHECKING:
-    from cli.processes import ManagedProcess
     from core.event_table import EventTable
     from core.settings import Settings
+    from tooling.devstack.processes import ManagedProcess
 
 
 class DemoError(StreamrecError):
@@ -27,8 +27,8 @@ class DemoError(StreamrecError):
 
 
 def stream(settings: Settings, data: DemoData, console: Console) -> None:
-    from cli.replay import publish
-    from cli.replay_sources import SourceData
+    from tooling.producers.replay import publish
+    from tooling.producers.replay_sources import SourceData
 
     source = SourceData(path=Path(data.name), events=data.events, items=data.items)
     stats = publish(settings, source, rate=None, console=console)
@@ -137,10 +137,10 @@ def train(settings: Settings, console: Console) -> tuple[int, EventTable]:
 
 
 def judge(settings: Settings, table: EventTable, console: Console, plot_path: Path, label: str) -> None:
-    """streamrec against popularity and the best cheap baseline (``cli.demo_quality``), table and plot."""
-    from cli.demo_quality import compare, print_comparison, write_plot
+    """streamrec against popularity and the best cheap baseline (``tooling.demo.quality``), table and plot."""
     from model.errors import EmptyDataError
     from retrain.model_adapter import train_config
+    from tooling.demo.quality import compare, print_comparison, write_plot
 
     start = time.monotonic()
     with console.status("fitting streamrec, popularity and the baselines on the training part"):

@@ -22,8 +22,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cli.devstack_probes import port_is_free, probe_url
 from core.errors import ConfigError, DependencyUnavailable, MissingTool
+from tooling.devstack.probes import port_is_free, probe_url
 
 log = logging.getLogger(__name__)
 

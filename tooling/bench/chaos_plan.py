@@ -1,6 +1,6 @@
 """Pure parts of `streamrec bench chaos`: the fault schedule, the poison records, and the accounting.
 
-No IO here (tests/unit/test_bench_chaos.py checks it without servers); cli/bench_chaos.py runs the
+No IO here (tests/unit/test_bench_chaos.py checks it without servers); tooling/bench/chaos.py runs the
 traffic and the faults and feeds what it observed into these functions.
 """
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from cli.app import bench_app
-from cli.bench_common import scratch_stack
-from cli.bench_serve import serving_settings, start_api, write_report
 from core.errors import StreamrecError
+from tooling.app import bench_app
+from tooling.bench.common import scratch_stack
+from tooling.bench.serve import serving_settings, start_api, write_report
 
 
 @bench_app.command("freshness")
@@ -27,10 +27,10 @@ def bench_freshness(
 
     import httpx
 
-    from cli.bench_serve_model import publish_artifact, synthetic_artifact
-    from cli.processes import create_topics, free_port, start_consumer
     from core.events import InteractionEvent
     from storage.kafka import flush_or_raise, make_producer
+    from tooling.bench.serve_model import publish_artifact, synthetic_artifact
+    from tooling.devstack.processes import create_topics, free_port, start_consumer
 
     console = Console()
     with scratch_stack("freshness", console) as base:

@@ -17,8 +17,11 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from cli.app import bench_app
-from cli.bench_common import (
+from core.errors import StreamrecError
+from core.events import EventType, InteractionEvent
+from storage.kafka import make_producer
+from tooling.app import bench_app
+from tooling.bench.common import (
     STALL_TIMEOUT_S,
     BenchRun,
     bench_run,
@@ -34,11 +37,8 @@ from cli.bench_common import (
     warm_up,
     write_report,
 )
-from cli.produce import DeliveryStats, Pacer, event_record, finish, send
-from cli.simulator import Storefront
-from core.errors import StreamrecError
-from core.events import EventType, InteractionEvent
-from storage.kafka import make_producer
+from tooling.producers.produce import DeliveryStats, Pacer, event_record, finish, send
+from tooling.producers.simulator import Storefront
 
 
 def sink_ceiling(run: BenchRun, events: list[InteractionEvent], batch_size: int, offset: int = 0) -> float:
