@@ -3,8 +3,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from storage.datasets import DEFAULT_DATA_DIR, load_dataset, parse_timestamp_ms, read_events_csv
-from storage.errors import DatasetError
+from tooling.offline.datasets import (
+    DEFAULT_DATA_DIR,
+    DatasetError,
+    load_dataset,
+    parse_timestamp_ms,
+    read_events_csv,
+)
 
 
 def test_csv_reader_epoch_and_iso(tmp_path: Path) -> None:

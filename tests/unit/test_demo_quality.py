@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from model.evaluation import UserEvaluation, evaluate, evaluate_users
 from model.lae import TrainConfig
 from model.metrics import paired_bootstrap, per_user_at_k, summarize
 from retrain.event_source import to_event_table
@@ -26,6 +25,7 @@ from tooling.demo.quality import (
     summary_line,
     users_note,
 )
+from tooling.offline.evaluation import UserEvaluation, evaluate, evaluate_users
 
 
 def test_interval_verdict_comes_from_the_interval_alone() -> None:

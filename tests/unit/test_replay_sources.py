@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.events import EventType
-from storage.datasets import DEFAULT_DATA_DIR
+from tooling.offline.datasets import DEFAULT_DATA_DIR
 from tooling.producers.replay_sources import (
     ReplaySourceError,
     iter_errors,

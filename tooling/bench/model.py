@@ -21,8 +21,8 @@ def quality(
     plot: Path | None = typer.Option(None, help="PNG of Recall@K and NDCG@K for K = 1..50."),
 ) -> None:
     """Popularity, EASE, ItemKNN, iALS, BPR and streamrec on one split; tuned on validation only."""
-    from storage.datasets import DEFAULT_DATA_DIR
     from tooling.bench.quality import run_quality
+    from tooling.offline.datasets import DEFAULT_DATA_DIR
 
     if dataset not in DATASETS:
         raise StreamrecError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")

@@ -2,7 +2,8 @@
 
 Every model is tuned on the mean of two validation splits made by the same protocol inside the training
 data (and inside that), then refit on all training data and evaluated once on the test split (see
-``model.split``). streamrec may choose to weight its input by event strength (``model.input_weights``).
+``tooling.offline.split``). streamrec may choose to weight its input by event strength
+(``tooling.offline.input_weights``).
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from model.baselines import EASE, Baseline, ImplicitFactors, ItemKNN, Popularity, implicit_available
 from model.errors import EmptyDataError
-from model.evaluation import evaluate
-from model.input_weights import INPUT_MODES, event_strengths, input_matrix, pair_strengths
 from model.lae import TrainConfig, spectrum, train_lae
-from model.split import Split, temporal_split
 from model.trained_model import TrainedModel
-from storage.datasets import load_dataset
+from tooling.offline.baselines import EASE, Baseline, ImplicitFactors, ItemKNN, Popularity, implicit_available
+from tooling.offline.datasets import load_dataset
+from tooling.offline.evaluation import evaluate
+from tooling.offline.input_weights import INPUT_MODES, event_strengths, input_matrix, pair_strengths
+from tooling.offline.split import Split, temporal_split
 
 logger = logging.getLogger(__name__)
 

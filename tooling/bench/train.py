@@ -20,8 +20,8 @@ from rich.console import Console
 from rich.table import Table
 from threadpoolctl import threadpool_limits
 
-from model.baselines import implicit_available
 from model.lae import TrainConfig, train_lae
+from tooling.offline.baselines import implicit_available
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """`streamrec demo`'s quality step: the stored events judged with `bench quality`'s protocol.
 
-Three models are fitted on the training part of ``model.split.temporal_split`` and ranked over every
-training item by ``model.evaluation`` (the code `bench quality` runs): streamrec with the configured
+Three models are fitted on the training part of ``tooling.offline.split.temporal_split`` and ranked over every
+training item by ``tooling.offline.evaluation`` (the code `bench quality` runs): streamrec with the configured
 hyper-parameters (not tuned here: the demo shows the product as configured), popularity, and the cheap
 `bench quality` baseline (EASE or ItemKNN) whose grid-tuned form scores best on `bench quality`'s
 validation folds, which lie inside the training data. The test part is looked at once, after every
@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from core.event_table import EventTable
-from model.baselines import EASE, Baseline, ItemKNN, Popularity
 from model.errors import EmptyDataError
-from model.evaluation import UserEvaluation, evaluate_users
 from model.lae import TrainConfig
 from model.metrics import paired_bootstrap
+from tooling.offline.baselines import EASE, Baseline, ItemKNN, Popularity
+from tooling.offline.evaluation import UserEvaluation, evaluate_users
 
 log = logging.getLogger(__name__)
 
@@ -156,10 +156,10 @@ def compare(table: EventTable, config: TrainConfig) -> Comparison:
     """
     import torch
 
-    from model.input_weights import input_matrix
     from model.lae import spectrum
-    from model.split import temporal_split
     from tooling.bench.quality import lae_scores, tune, validation_folds
+    from tooling.offline.input_weights import input_matrix
+    from tooling.offline.split import temporal_split
 
     split = temporal_split(table.user_id, table.item_id, table.ts_ms)
     if split.test.nnz == 0:

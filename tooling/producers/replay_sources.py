@@ -1,10 +1,10 @@
 """Replay sources: real data sets read row by row into validated events, in timestamp order.
 
-``storage.datasets`` loads whole data sets into numpy tables for offline evaluation; replay needs
+``tooling.offline.datasets`` loads whole data sets into numpy tables for offline evaluation; replay needs
 more than that: each bad row's line number and reason (nothing silently dropped), Taobao's
 category ids for the catalog, and the optional event_id/session_id columns of a generic CSV. So this
 module reads the files itself, sharing the data set layout and the Taobao mapping with
-``storage.datasets``.
+``tooling.offline.datasets``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,13 @@ from typing import Any
 from core.errors import StreamrecError
 from core.events import InteractionEvent, ItemUpdate, ParseError, validate_interaction, validate_item_update
 from core.ids import deterministic_event_id
-from storage.datasets import DATASETS, DEFAULT_DATA_DIR, TAOBAO_BEHAVIOR, parse_timestamp_ms
-from storage.errors import DatasetError
+from tooling.offline.datasets import (
+    DATASETS,
+    DEFAULT_DATA_DIR,
+    TAOBAO_BEHAVIOR,
+    DatasetError,
+    parse_timestamp_ms,
+)
 
 SOURCES = ("movielens", "taobao", "csv")
 GENERIC_REQUIRED = ("user_id", "item_id", "event_type", "timestamp")

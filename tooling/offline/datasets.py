@@ -15,9 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from core.event_table import EventTable, Row
-from storage.errors import DatasetError
 
 logger = logging.getLogger(__name__)
+
+
+class DatasetError(Exception):
+    """A data file is missing or malformed."""
+
 
 DATASETS: dict[str, str] = {
     "ml-latest-small": "movielens-latest-small/ratings.csv",
@@ -25,7 +29,8 @@ DATASETS: dict[str, str] = {
     "taobao": "taobao-userbehavior-head/UserBehavior_head.csv",
 }
 TAOBAO_BEHAVIOR = {"pv": "view", "cart": "add_to_cart", "fav": "favorite", "buy": "purchase"}
-DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+# ../shared/data next to the repository (tooling/offline/datasets.py is three levels below it).
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def _table(rows: list[Row]) -> EventTable:

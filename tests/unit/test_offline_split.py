@@ -1,6 +1,6 @@
 import numpy as np
 
-from model.split import temporal_split
+from tooling.offline.split import temporal_split
 
 
 def test_split_protocol_by_hand() -> None:

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from model.input_weights import event_strengths, input_matrix, pair_strengths
-from model.split import temporal_split
+from tooling.offline.input_weights import event_strengths, input_matrix, pair_strengths
+from tooling.offline.split import temporal_split
 
 
 def test_event_strengths_use_type_weights_and_rating_values() -> None:

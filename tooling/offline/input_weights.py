@@ -1,7 +1,7 @@
 """Model *input* weights for the offline protocol's binary training pairs.
 
-The protocol (``model.split``) makes every event a positive and keeps one binary pair per (user, item);
-the model's input matrix may still say how strongly the user engaged, as production's
+The protocol (``tooling.offline.split``) makes every event a positive and keeps one binary pair per
+(user, item); the model's input matrix may still say how strongly the user engaged, as production's
 ``model.interactions.build_interactions`` does: each event adds its type's weight (optionally ``rate``
 adds ``weight * value``) and repeats add up. Only events a user made up to their own training cutoff (the
 latest first-timestamp among their training pairs) count, so a later purchase of a training item, which
@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from model.interactions import DEFAULT_EVENT_WEIGHTS
-from model.split import Split
+from tooling.offline.split import Split
 
 INPUT_MODES = ("binary", "strength", "log")
 
