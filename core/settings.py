@@ -168,13 +168,6 @@ class ServingSettings(BaseModel):
     exclusion: ExclusionSettings = Field(default_factory=ExclusionSettings)
 
 
-class DevstackSettings(BaseModel):
-    dir: Path = Path(".devstack")
-    kafka_port: int = 19092
-    mongo_port: int = 27018
-    redis_port: int = 6380
-
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="STREAMREC_",
@@ -183,6 +176,8 @@ class Settings(BaseSettings):
         # real environment variables always win over both files.
         env_file=(".devstack/stack.env", ".env"),
         env_file_encoding="utf-8",
+        # Ignored, not refused: variables of other programs sharing the prefix, and the tooling's own
+        # (STREAMREC_DEVSTACK__*, tooling.settings), which a production process may find in .env.
         extra="ignore",
     )
 
@@ -193,5 +188,4 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
-    devstack: DevstackSettings = Field(default_factory=DevstackSettings)
     log_level: str = "INFO"

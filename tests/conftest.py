@@ -44,7 +44,6 @@ import pytest
 from pydantic import SecretStr
 
 from core.settings import (
-    DevstackSettings,
     KafkaSettings,
     KafkaTopics,
     ModelSettings,
@@ -52,6 +51,7 @@ from core.settings import (
     RedisSettings,
     Settings,
 )
+from tooling.settings import DevstackSettings, ToolingSettings
 
 _ENV_VARS = {
     "kafka": "STREAMREC_KAFKA__BOOTSTRAP",
@@ -136,7 +136,8 @@ def _redis_admin(redis_url: str) -> Iterator[Any]:
 @pytest.fixture
 def settings(servers: Servers, tmp_path: Path, _mongo_admin: Any, _redis_admin: Any) -> Iterator[Settings]:
     uid = uuid.uuid4().hex[:8]
-    built = Settings(
+    # The tooling's subclass: the demo and benchmark tests also need a private devstack dir.
+    built = ToolingSettings(
         _env_file=None,  # type: ignore[call-arg]
         kafka=KafkaSettings(
             bootstrap=servers.kafka_bootstrap,

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from core.settings import Settings
 from tests.unit.docs_checks import (
     DOCS,
     ROOT,
@@ -29,6 +28,7 @@ from tests.unit.docs_checks import (
 )
 from tooling.cli_docs import DOC_PATH, render, root_command
 from tooling.producers.replay_sources import GENERIC_OPTIONAL, GENERIC_REQUIRED, load_source
+from tooling.settings import ToolingSettings
 
 # ------------------------------------------------------------------ the checks on the real docs
 
@@ -113,7 +113,7 @@ def test_the_replay_csv_example_reads_as_the_readme_says() -> None:
 
 def test_the_ports_in_troubleshooting_are_the_defaults() -> None:
     section = _section("README.md", "### A port is in use")
-    s = Settings.model_construct()
+    s = ToolingSettings.model_construct()
     d = s.devstack
     for port in (d.kafka_port, d.mongo_port, d.redis_port, s.serving.port):
         assert f"on {port}" in section, port

@@ -51,8 +51,9 @@ def private_stack() -> Iterator[tuple[Settings, Any]]:
     """
     from cli.context import configure_logging, load_settings
     from tooling.devstack.servers import start_stack, stop_stack
+    from tooling.settings import ToolingSettings
 
-    settings = load_settings()
+    settings = load_settings(ToolingSettings)
     configure_logging("WARNING")
     ports: list[int] = []
     while len(ports) < 3:

@@ -169,8 +169,9 @@ def scratch_stack(label: str, console: Console) -> Iterator[Settings]:
     Afterwards the scratch data is dropped and the dev stack is stopped if this run started it.
     """
     from cli.context import configure_logging, load_settings
+    from tooling.settings import ToolingSettings
 
-    settings = load_settings()
+    settings = load_settings(ToolingSettings)
     configure_logging("WARNING")
     with console.status("checking the dev stack"):
         stack = ensure_devstack(settings)

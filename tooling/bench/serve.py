@@ -25,10 +25,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from core.errors import MissingTool, StreamrecError
+from core.errors import StreamrecError
 from core.recent import recent_member
 from tooling.app import bench_app
 from tooling.bench.common import scratch_stack
+from tooling.settings import MissingTool
 
 WRK_REQUEST = """
 math.randomseed(os.time())

@@ -47,8 +47,8 @@ from tooling.demo.report import (
 if TYPE_CHECKING:
     import httpx
 
-    from core.settings import Settings
     from tooling.devstack.processes import ManagedProcess
+    from tooling.settings import ToolingSettings
 
 log = logging.getLogger(__name__)
 console = Console()
@@ -75,7 +75,7 @@ def _port_busy(host: str, port: int) -> bool:
     return False
 
 
-def _demo_settings(settings: Settings, exit_after: bool) -> Settings:
+def _demo_settings(settings: ToolingSettings, exit_after: bool) -> ToolingSettings:
     """Children pick a new model up within a second; --exit caps the fine-tuning epochs to stay fast in CI.
 
     The factors stay as configured: the closed-form fit costs about the same at any rank on the demo's
@@ -232,8 +232,9 @@ def demo_command(
     """Run the whole product on the dev stack: stream, store, train, recommend, click, explore."""
     from cli.context import configure_logging, load_settings
     from tooling.devstack.processes import ensure_devstack
+    from tooling.settings import ToolingSettings
 
-    settings = load_settings()
+    settings = load_settings(ToolingSettings)
     configure_logging("WARNING" if settings.log_level.upper() == "INFO" else settings.log_level)
     name = choose_dataset(dataset, path)
     cap = event_cap(events, exit_after, name)
@@ -262,7 +263,7 @@ def demo_command(
             console.print("stopped the dev stack the demo started")
 
 
-def _run(settings: Settings, name: str, path: Path | None, cap: int | None, exit_after: bool) -> None:
+def _run(settings: ToolingSettings, name: str, path: Path | None, cap: int | None, exit_after: bool) -> None:
     import httpx
 
     from tooling.devstack.processes import REPO_ROOT, create_topics, start_consumer, start_server

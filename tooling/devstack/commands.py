@@ -15,7 +15,6 @@ from rich.table import Table
 
 from cli.context import load_settings
 from core.errors import ConfigError, DependencyUnavailable, StreamrecError
-from core.settings import DevstackSettings
 from tooling.app import devstack_app
 from tooling.devstack.probes import probe_url
 from tooling.devstack.servers import (
@@ -35,6 +34,7 @@ from tooling.devstack.servers import (
     wait_until_answers,
     wipe_data,
 )
+from tooling.settings import DevstackSettings, ToolingSettings
 
 _LABELS = {"kafka": "Kafka API (Tansu)", "mongo": "MongoDB wire (SecantusDB)", "redis": "Redis"}
 # What a server takes with it when it dies (Tansu and redis-server run without persistence here).
@@ -74,7 +74,7 @@ def up(
 ) -> None:
     """Start the three servers (idempotent): only a server that died is started again, and what it lost
     is said. Writes .devstack/stack.env for every other command."""
-    settings = load_settings()
+    settings = load_settings(ToolingSettings)
     base = settings.devstack.dir.resolve()
     wanted = _ports(settings.devstack)
     console = Console(soft_wrap=True)
@@ -136,7 +136,7 @@ def down(
     wipe: bool = typer.Option(False, "--wipe", help="Also delete the servers' data and logs."),
 ) -> None:
     """Stop the servers `devstack up` started (only those); keep their data unless --wipe."""
-    settings = load_settings()
+    settings = load_settings(ToolingSettings)
     base = settings.devstack.dir.resolve()
     console = Console(soft_wrap=True)
     state = load_state(base)
@@ -156,7 +156,7 @@ def down(
 @devstack_app.command("status")
 def status() -> None:
     """Show each server, its URL, pid and whether it answers. Exit code 0 if all answer, 1 otherwise."""
-    settings = load_settings()
+    settings = load_settings(ToolingSettings)
     base = settings.devstack.dir.resolve()
     state = load_state(base)
     if state is None:

@@ -20,17 +20,20 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, SecretStr
 
 from core.errors import DependencyUnavailable, StreamrecError
 from core.settings import KafkaTopics, Settings
+from tooling.settings import ToolingSettings
 
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Helpers that return a changed copy keep the caller's class (the product's Settings or ToolingSettings).
+S = TypeVar("S", bound=Settings)
 ENV_PREFIX = "STREAMREC_"
 
 
@@ -261,7 +264,7 @@ def running(proc: ManagedProcess) -> Iterator[ManagedProcess]:
 class DevStack:
     """The servers a command talks to; ``stop`` stops them only if ``ensure_devstack`` started them."""
 
-    settings: Settings
+    settings: ToolingSettings
     started: bool
     state: Any = None  # tooling.devstack.servers.StackState when started here
 
@@ -287,7 +290,7 @@ def _servers_answer(settings: Settings) -> dict[str, bool]:
     }
 
 
-def with_stack_urls(settings: Settings, state: Any) -> Settings:
+def with_stack_urls(settings: S, state: Any) -> S:
     return settings.model_copy(
         update={
             "kafka": settings.kafka.model_copy(update={"bootstrap": state.kafka_bootstrap}),
@@ -297,7 +300,7 @@ def with_stack_urls(settings: Settings, state: Any) -> Settings:
     )
 
 
-def ensure_devstack(settings: Settings, timeout_s: float = 60.0) -> DevStack:
+def ensure_devstack(settings: ToolingSettings, timeout_s: float = 60.0) -> DevStack:
     """Use the configured servers if all three answer; otherwise start the dev stack (and own it)."""
     from tooling.devstack.servers import load_state, probe, remove_state, start_stack, stop_stack
 
@@ -322,7 +325,7 @@ def ensure_devstack(settings: Settings, timeout_s: float = 60.0) -> DevStack:
 # ---------------------------------------------------------------- scratch namespaces for benchmarks
 
 
-def scratch_settings(settings: Settings, label: str) -> Settings:
+def scratch_settings(settings: S, label: str) -> S:
     """Settings with topics, group id, database, key prefix and metrics port unique to one run."""
     run = f"{label}-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
     kafka = settings.kafka.model_copy(

@@ -22,8 +22,9 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from core.errors import ConfigError, DependencyUnavailable, MissingTool
+from core.errors import ConfigError, DependencyUnavailable
 from tooling.devstack.probes import port_is_free, probe_url
+from tooling.settings import MissingTool
 
 log = logging.getLogger(__name__)
 
