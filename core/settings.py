@@ -166,6 +166,8 @@ class ServingSettings(BaseModel):
     session_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     recent_events_for_session: int = Field(default=20, ge=1)
     exclusion: ExclusionSettings = Field(default_factory=ExclusionSettings)
+    # The demo storefront at /demo (serving/demo_page.py): off in production, on for `streamrec demo`.
+    demo_page: bool = False
 
 
 class Settings(BaseSettings):

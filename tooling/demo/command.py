@@ -83,7 +83,8 @@ def _demo_settings(settings: ToolingSettings, exit_after: bool) -> ToolingSettin
     as configured."""
     from tooling.devstack.processes import free_port
 
-    serving = settings.serving.model_copy(update={"model_poll_s": 1.0})
+    # The API this demo starts serves the demo page (off by default in every other deployment).
+    serving = settings.serving.model_copy(update={"model_poll_s": 1.0, "demo_page": True})
     model = settings.model
     if exit_after:
         model = model.model_copy(update={"epochs": min(model.epochs, 5)})
