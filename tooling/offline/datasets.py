@@ -1,16 +1,22 @@
-"""Readers for the offline evaluation data sets (never copied into the repo; read from ``--data-dir``).
+"""The data-set readers: the offline evaluation data sets and a generic events CSV (never copied into
+the repo; read from ``--data-dir`` or a path).
 
-Each reader returns a ``core.event_table.EventTable``: parallel numpy arrays of user id, item id, event
-type, value (NaN when absent) and epoch milliseconds, i.e. rows of (user_id, item_id, event_type, value,
-ts_ms).
+One parser per file format yields, row by row, either a ``RawRow`` or a ``RowError`` (the row's line
+number and why it cannot be read). Both users of the files build on them: ``load_dataset`` (the
+quality benchmark, the demo's comparison) turns the rows into a ``core.event_table.EventTable`` and
+refuses a file with an unreadable row; ``tooling.producers.replay_sources`` validates each row as an
+event and reports every rejected row.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -31,9 +37,171 @@ DATASETS: dict[str, str] = {
 TAOBAO_BEHAVIOR = {"pv": "view", "cart": "add_to_cart", "fav": "favorite", "buy": "purchase"}
 # ../shared/data next to the repository (tooling/offline/datasets.py is three levels below it).
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data"
+GENERIC_REQUIRED = ("user_id", "item_id", "event_type", "timestamp")
+GENERIC_OPTIONAL = ("event_id", "session_id", "value")
+MOVIELENS_HEADER = ["userId", "movieId", "rating", "timestamp"]
 
 
-def _table(rows: list[Row]) -> EventTable:
+@dataclass(frozen=True, slots=True)
+class RawRow:
+    """One readable row, not yet validated as an event."""
+
+    line: int  # line number in the file, header = line 1
+    user_id: str
+    item_id: str
+    event_type: str
+    value: float | None
+    ts_ms: int | None  # None: the generic CSV's timestamp cell is empty
+    event_id: str = ""
+    session_id: str = ""
+    category: str = ""  # Taobao's category id
+
+
+@dataclass(frozen=True)
+class RowError:
+    row: int  # line number in the file, header = line 1
+    reason: str
+
+
+Parsed = RawRow | RowError
+
+
+def parse_timestamp_ms(text: str) -> int:
+    """Epoch milliseconds (digits) or ISO-8601 (naive means UTC)."""
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise DatasetError(f"timestamp {text!r} is neither epoch milliseconds nor ISO-8601") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def _open(path: Path, encoding: str = "utf-8") -> IO[str]:
+    if not Path(path).is_file():
+        raise DatasetError(f"{path} not found")
+    return open(path, newline="", encoding=encoding)
+
+
+def _rating_row(line: int, user: str, item: str, rating: str, ts: str) -> Parsed:
+    try:
+        value = float(rating)
+    except ValueError:
+        return RowError(line, f"rating {rating!r} is not a number")
+    try:
+        ts_ms = int(ts.strip()) * 1000
+    except ValueError:
+        return RowError(line, f"timestamp {ts!r} is not epoch seconds")
+    return RawRow(line, user.strip(), item.strip(), "rate", value, ts_ms)
+
+
+def movielens_csv_rows(path: Path) -> Iterator[Parsed]:
+    """ml-latest-small ``ratings.csv``: userId,movieId,rating,timestamp (epoch seconds)."""
+    with _open(path) as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header[:4]] != MOVIELENS_HEADER:
+            raise DatasetError(f"{path}: expected the header {','.join(MOVIELENS_HEADER)}")
+        for line, rec in enumerate(reader, start=2):
+            if len(rec) != 4:
+                yield RowError(line, f"expected 4 columns, got {len(rec)}")
+            else:
+                yield _rating_row(line, *rec)
+
+
+def movielens_udata_rows(path: Path) -> Iterator[Parsed]:
+    """ML-100K ``u.data``: user, item, rating, epoch seconds, tab separated, no header."""
+    with _open(path, encoding="latin-1") as fh:
+        for line, text in enumerate(fh, start=1):
+            if not text.strip():
+                continue
+            parts = text.rstrip("\r\n").split("\t")
+            if len(parts) != 4:
+                yield RowError(line, f"expected 4 tab-separated columns, got {len(parts)}")
+            else:
+                yield _rating_row(line, *parts)
+
+
+def taobao_rows(path: Path) -> Iterator[Parsed]:
+    """UserBehavior: user_id,item_id,category_id,behavior_type,timestamp (epoch seconds)."""
+    with _open(path) as fh:
+        reader = csv.DictReader(fh)
+        needed = {"user_id", "item_id", "category_id", "behavior_type", "timestamp"}
+        missing = needed - set(reader.fieldnames or [])
+        if missing:
+            raise DatasetError(f"{path}: header lacks {', '.join(sorted(missing))}")
+        for line, rec in enumerate(reader, start=2):
+            behavior = (rec["behavior_type"] or "").strip()
+            kind = TAOBAO_BEHAVIOR.get(behavior)
+            if kind is None:
+                yield RowError(line, f"behavior_type {behavior!r} is not one of {', '.join(TAOBAO_BEHAVIOR)}")
+                continue
+            try:
+                ts_ms = int((rec["timestamp"] or "").strip()) * 1000
+            except ValueError:
+                yield RowError(line, f"timestamp {rec['timestamp']!r} is not epoch seconds")
+                continue
+            user, item = (rec["user_id"] or "").strip(), (rec["item_id"] or "").strip()
+            category = (rec["category_id"] or "").strip()
+            yield RawRow(line, user, item, kind, None, ts_ms, category=category)
+
+
+def generic_csv_rows(path: Path) -> Iterator[Parsed]:
+    """Header user_id,item_id,event_type,timestamp (epoch ms or ISO); optional event_id,session_id,value."""
+    with _open(path) as fh:
+        reader = csv.DictReader(fh)
+        fields = [f.strip() for f in reader.fieldnames or []]
+        reader.fieldnames = fields
+        missing = [f for f in GENERIC_REQUIRED if f not in fields]
+        if missing:
+            raise DatasetError(
+                f"{path}: header lacks {', '.join(missing)} (needs {','.join(GENERIC_REQUIRED)}, "
+                f"optional {','.join(GENERIC_OPTIONAL)})"
+            )
+        for line, rec in enumerate(reader, start=2):
+            if None in rec:
+                yield RowError(line, f"more columns than the header's {len(fields)}")
+                continue
+            text = {k: (v or "").strip() for k, v in rec.items() if k in GENERIC_REQUIRED + GENERIC_OPTIONAL}
+            try:
+                ts_ms = parse_timestamp_ms(text["timestamp"]) if text["timestamp"] else None
+            except DatasetError as exc:
+                yield RowError(line, str(exc))
+                continue
+            value = None
+            if text.get("value"):
+                try:
+                    value = float(text["value"])
+                except ValueError:
+                    yield RowError(line, f"value {text['value']!r} is not a number")
+                    continue
+            yield RawRow(
+                line,
+                text["user_id"],
+                text["item_id"],
+                text["event_type"],
+                value,
+                ts_ms,
+                event_id=text.get("event_id", ""),
+                session_id=text.get("session_id", ""),
+            )
+
+
+# ---------------------------------------------------------------- whole tables for offline evaluation
+
+
+def table_of(path: Path, parsed: Iterator[Parsed]) -> EventTable:
+    """The rows as one table; the first unreadable row (or a row without a timestamp) refuses the file."""
+    rows: list[Row] = []
+    for item in parsed:
+        if isinstance(item, RowError):
+            raise DatasetError(f"{path}:{item.row}: {item.reason}")
+        if item.ts_ms is None:
+            raise DatasetError(f"{path}:{item.line}: the timestamp is empty")
+        rows.append((item.user_id, item.item_id, item.event_type, item.value, item.ts_ms))
     if not rows:
         raise DatasetError("the data file holds no events")
     users, items, types, values, ts = zip(*rows, strict=True)
@@ -56,72 +224,22 @@ def dataset_path(name: str, data_dir: Path) -> Path:
 
 
 def read_movielens_latest(path: Path) -> EventTable:
-    rows: list[Row] = []
-    with open(path, newline="", encoding="utf-8") as fh:
-        for rec in csv.DictReader(fh):
-            rows.append(
-                (rec["userId"], rec["movieId"], "rate", float(rec["rating"]), int(rec["timestamp"]) * 1000)
-            )
-    return _table(rows)
+    return table_of(path, movielens_csv_rows(path))
 
 
 def read_movielens_100k(path: Path) -> EventTable:
-    rows: list[Row] = []
-    with open(path, encoding="latin-1") as fh:
-        for line in fh:
-            parts = line.split("\t")
-            if len(parts) != 4:
-                continue
-            rows.append((parts[0], parts[1], "rate", float(parts[2]), int(parts[3]) * 1000))
-    return _table(rows)
+    return table_of(path, movielens_udata_rows(path))
 
 
 def read_taobao(path: Path) -> EventTable:
-    rows: list[Row] = []
-    with open(path, newline="", encoding="utf-8") as fh:
-        for rec in csv.DictReader(fh):
-            kind = TAOBAO_BEHAVIOR.get(rec["behavior_type"])
-            if kind is None:
-                raise DatasetError(f"{path}: unknown behavior_type {rec['behavior_type']!r}")
-            rows.append((rec["user_id"], rec["item_id"], kind, None, int(rec["timestamp"]) * 1000))
-    return _table(rows)
-
-
-def parse_timestamp_ms(text: str) -> int:
-    """Epoch milliseconds (digits) or ISO-8601 (naive means UTC)."""
-    text = text.strip()
-    if text.lstrip("-").isdigit():
-        return int(text)
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise DatasetError(f"timestamp {text!r} is neither epoch milliseconds nor ISO-8601") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
+    return table_of(path, taobao_rows(path))
 
 
 def read_events_csv(path: Path) -> EventTable:
     """Header ``user_id,item_id,event_type,timestamp`` plus optional ``event_id,session_id,value``."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path} not found")
-    rows: list[Row] = []
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"user_id", "item_id", "event_type", "timestamp"} - set(reader.fieldnames or [])
-        if missing:
-            raise DatasetError(f"{path}: header lacks {', '.join(sorted(missing))}")
-        for line_no, rec in enumerate(reader, start=2):
-            raw_value = (rec.get("value") or "").strip()
-            try:
-                value = float(raw_value) if raw_value else None
-            except ValueError as exc:
-                raise DatasetError(f"{path}:{line_no}: value {raw_value!r} is not a number") from exc
-            ts = parse_timestamp_ms(rec["timestamp"])
-            rows.append((rec["user_id"], rec["item_id"], rec["event_type"].strip(), value, ts))
-    logger.info("dataset_read path=%s events=%d", path, len(rows))
-    return _table(rows)
+    table = table_of(path, generic_csv_rows(Path(path)))
+    logger.info("dataset_read path=%s events=%d", path, len(table))
+    return table
 
 
 def load_dataset(name: str, data_dir: Path | None = None, path: Path | None = None) -> EventTable:

@@ -1,10 +1,9 @@
 """Replay sources: real data sets read row by row into validated events, in timestamp order.
 
-``tooling.offline.datasets`` loads whole data sets into numpy tables for offline evaluation; replay needs
-more than that: each bad row's line number and reason (nothing silently dropped), Taobao's
-category ids for the catalog, and the optional event_id/session_id columns of a generic CSV. So this
-module reads the files itself, sharing the data set layout and the Taobao mapping with
-``tooling.offline.datasets``.
+The files are parsed by the same readers the offline evaluation uses (``tooling.offline.datasets``);
+replay adds what a stream needs: each row validated as an event with a stable id, each rejected row
+kept with its line number and reason (nothing silently dropped), and Taobao's category ids as catalog
+updates.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from __future__ import annotations
 import csv
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,24 +23,24 @@ from core.ids import deterministic_event_id
 from tooling.offline.datasets import (
     DATASETS,
     DEFAULT_DATA_DIR,
-    TAOBAO_BEHAVIOR,
+    GENERIC_OPTIONAL,
+    GENERIC_REQUIRED,
     DatasetError,
-    parse_timestamp_ms,
+    Parsed,
+    RawRow,
+    RowError,
+    generic_csv_rows,
+    movielens_csv_rows,
+    movielens_udata_rows,
+    taobao_rows,
 )
 
 SOURCES = ("movielens", "taobao", "csv")
-GENERIC_REQUIRED = ("user_id", "item_id", "event_type", "timestamp")
-GENERIC_OPTIONAL = ("event_id", "session_id", "value")
+__all__ = ["GENERIC_OPTIONAL", "GENERIC_REQUIRED", "SOURCES", "RowError", "SourceData", "load_source"]
 
 
 class ReplaySourceError(StreamrecError):
     """The source file is missing or unreadable as a whole."""
-
-
-@dataclass(frozen=True)
-class RowError:
-    row: int  # line number in the file, header = line 1
-    reason: str
 
 
 @dataclass
@@ -95,110 +95,66 @@ class _Collector:
         return SourceData(path=path, events=events, items=items or [], errors=self.errors, rows=self.rows)
 
 
-def _open_text(path: Path, encoding: str = "utf-8") -> Any:
-    if not path.is_file():
-        raise ReplaySourceError(f"{path} not found; pass --path FILE or --data-dir DIR (see ../shared/data)")
-    return open(path, newline="", encoding=encoding)
-
-
-def _seconds_to_ms(text: str) -> int:
-    return int(text.strip()) * 1000
-
-
-def _rating_event(col: _Collector, line: int, user: str, item: str, rating: str, ts: str) -> None:
+@contextmanager
+def _source_errors() -> Iterator[None]:
+    # The shared readers raise DatasetError for a file that cannot be read as a whole.
     try:
-        value = float(rating)
-    except ValueError:
-        col.reject(line, f"rating {rating!r} is not a number")
-        return
-    try:
-        ts_ms = _seconds_to_ms(ts)
-    except ValueError:
-        col.reject(line, f"timestamp {ts!r} is not epoch seconds")
-        return
-    user, item = user.strip(), item.strip()
-    col.add(
-        line,
-        {
-            "event_id": col.stable_id(user, item, "rate", str(ts_ms)),
-            "event_type": "rate",
-            "user_id": user,
-            "item_id": item,
-            "timestamp": ts_ms,
-            "value": value,
-        },
-    )
+        yield
+    except DatasetError as exc:
+        raise ReplaySourceError(str(exc)) from None
+
+
+def _add_rows(col: _Collector, parsed: Iterable[Parsed]) -> list[tuple[RawRow, InteractionEvent]]:
+    """Validates every readable row as an event with a stable id; records each rejected row."""
+    accepted: list[tuple[RawRow, InteractionEvent]] = []
+    with _source_errors():
+        for row in parsed:
+            col.rows += 1
+            if isinstance(row, RowError):
+                col.errors.append(row)
+                continue
+            data: dict[str, Any] = {
+                "user_id": row.user_id,
+                "item_id": row.item_id,
+                "event_type": row.event_type,
+            }
+            if row.ts_ms is not None:
+                data["timestamp"] = row.ts_ms
+            if row.value is not None:
+                data["value"] = row.value
+            if row.session_id:
+                data["session_id"] = row.session_id
+            data["event_id"] = row.event_id or col.stable_id(
+                row.user_id, row.item_id, row.event_type, str(row.ts_ms)
+            )
+            event = col.add(row.line, data)
+            if event is not None:
+                accepted.append((row, event))
+    return accepted
 
 
 def read_movielens_csv(path: Path, *, now: datetime | None = None) -> SourceData:
     """ml-latest-small ``ratings.csv``: userId,movieId,rating,timestamp (epoch seconds)."""
     col = _Collector("movielens", now)
-    with _open_text(path) as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:4]] != ["userId", "movieId", "rating", "timestamp"]:
-            raise ReplaySourceError(f"{path}: expected the header userId,movieId,rating,timestamp")
-        for line, rec in enumerate(reader, start=2):
-            col.rows += 1
-            if len(rec) != 4:
-                col.reject(line, f"expected 4 columns, got {len(rec)}")
-                continue
-            _rating_event(col, line, *rec)
+    _add_rows(col, movielens_csv_rows(path))
     return col.finish(path)
 
 
 def read_movielens_udata(path: Path, *, now: datetime | None = None) -> SourceData:
     """ML-100K ``u.data``: user, item, rating, epoch seconds, tab separated, no header."""
     col = _Collector("ml100k", now)
-    with _open_text(path, encoding="latin-1") as fh:
-        for line, text in enumerate(fh, start=1):
-            if not text.strip():
-                continue
-            col.rows += 1
-            parts = text.rstrip("\r\n").split("\t")
-            if len(parts) != 4:
-                col.reject(line, f"expected 4 tab-separated columns, got {len(parts)}")
-                continue
-            _rating_event(col, line, *parts)
+    _add_rows(col, movielens_udata_rows(path))
     return col.finish(path)
 
 
 def read_taobao(path: Path, *, now: datetime | None = None) -> SourceData:
-    """UserBehavior: user_id,item_id,category_id,behavior_type,timestamp (epoch seconds)."""
+    """UserBehavior: user_id,item_id,category_id,behavior_type,timestamp (epoch seconds); each item's
+    first category becomes one catalog update."""
     col = _Collector("taobao", now)
     categories: dict[str, str] = {}
-    with _open_text(path) as fh:
-        reader = csv.DictReader(fh)
-        needed = {"user_id", "item_id", "category_id", "behavior_type", "timestamp"}
-        missing = needed - set(reader.fieldnames or [])
-        if missing:
-            raise ReplaySourceError(f"{path}: header lacks {', '.join(sorted(missing))}")
-        for line, rec in enumerate(reader, start=2):
-            col.rows += 1
-            behavior = (rec["behavior_type"] or "").strip()
-            kind = TAOBAO_BEHAVIOR.get(behavior)
-            if kind is None:
-                col.reject(line, f"behavior_type {behavior!r} is not one of {', '.join(TAOBAO_BEHAVIOR)}")
-                continue
-            try:
-                ts_ms = _seconds_to_ms(rec["timestamp"] or "")
-            except ValueError:
-                col.reject(line, f"timestamp {rec['timestamp']!r} is not epoch seconds")
-                continue
-            user, item = (rec["user_id"] or "").strip(), (rec["item_id"] or "").strip()
-            event = col.add(
-                line,
-                {
-                    "event_id": col.stable_id(user, item, kind, str(ts_ms)),
-                    "event_type": kind,
-                    "user_id": user,
-                    "item_id": item,
-                    "timestamp": ts_ms,
-                },
-            )
-            category = (rec["category_id"] or "").strip()
-            if event is not None and category and item not in categories:
-                categories[item] = category
+    for row, _event in _add_rows(col, taobao_rows(path)):
+        if row.category and row.item_id not in categories:
+            categories[row.item_id] = row.category
     items = _item_updates(col, categories.items())
     return col.finish(path, items)
 
@@ -217,46 +173,7 @@ def _item_updates(col: _Collector, pairs: Iterable[tuple[str, str]]) -> list[Ite
 def read_generic_csv(path: Path, *, now: datetime | None = None) -> SourceData:
     """Header user_id,item_id,event_type,timestamp (epoch ms or ISO); optional event_id,session_id,value."""
     col = _Collector("csv", now)
-    with _open_text(path) as fh:
-        reader = csv.DictReader(fh)
-        fields = [f.strip() for f in reader.fieldnames or []]
-        reader.fieldnames = fields
-        missing = [f for f in GENERIC_REQUIRED if f not in fields]
-        if missing:
-            raise ReplaySourceError(
-                f"{path}: header lacks {', '.join(missing)} (needs {','.join(GENERIC_REQUIRED)}, "
-                f"optional {','.join(GENERIC_OPTIONAL)})"
-            )
-        for line, rec in enumerate(reader, start=2):
-            col.rows += 1
-            if None in rec:
-                col.reject(line, f"more columns than the header's {len(fields)}")
-                continue
-            text = {k: (v or "").strip() for k, v in rec.items() if k in GENERIC_REQUIRED + GENERIC_OPTIONAL}
-            try:
-                ts_ms = parse_timestamp_ms(text["timestamp"]) if text["timestamp"] else None
-            except DatasetError as exc:
-                col.reject(line, str(exc))
-                continue
-            data: dict[str, Any] = {
-                "user_id": text["user_id"],
-                "item_id": text["item_id"],
-                "event_type": text["event_type"],
-            }
-            if ts_ms is not None:
-                data["timestamp"] = ts_ms
-            if text.get("value"):
-                try:
-                    data["value"] = float(text["value"])
-                except ValueError:
-                    col.reject(line, f"value {text['value']!r} is not a number")
-                    continue
-            if text.get("session_id"):
-                data["session_id"] = text["session_id"]
-            data["event_id"] = text.get("event_id") or col.stable_id(
-                text["user_id"], text["item_id"], text["event_type"], str(ts_ms)
-            )
-            col.add(line, data)
+    _add_rows(col, generic_csv_rows(path))
     return col.finish(path)
 
 
