@@ -156,3 +156,14 @@ def test_dockerignore_keeps_what_the_build_needs_and_drops_the_venv() -> None:
         assert not hits, f".dockerignore drops {needed} ({hits})"
     for heavy in (".venv", ".git", ".devstack"):
         assert heavy in ignored
+
+
+def test_the_image_installs_no_extra_and_the_bench_libraries_are_only_extras() -> None:
+    installs = [r for s in stages()[1] for r in s.all("RUN") if "pip install ." in r]
+    assert installs
+    assert all(re.search(r"pip install \.(\s|$)", r) for r in installs), installs
+    meta = pyproject()["project"]
+    names = {re.split(r"[<>=\[ ;]", d, maxsplit=1)[0].lower() for d in meta["dependencies"]}
+    for bench_only in ("implicit", "matplotlib"):
+        assert bench_only not in names, f"{bench_only} belongs in the bench/dev extras, not the product"
+        assert any(d.startswith(bench_only) for d in meta["optional-dependencies"]["bench"])
