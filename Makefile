@@ -31,7 +31,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy core storage consumer model serving retrain cli
+	$(BIN)/mypy core storage consumer model serving retrain cli tooling
 
 unit: install
 	$(BIN)/pytest -q tests/unit

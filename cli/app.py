@@ -1,4 +1,4 @@
-"""The typer applications every command module registers on.
+"""The typer applications every command module registers on (tooling adds its own groups: tooling.app).
 
 Command modules import heavy libraries (torch, faiss, FastAPI) inside their functions so that
 `streamrec --help` and `streamrec devstack status` start instantly.
@@ -15,13 +15,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-bench_app = typer.Typer(help="Benchmarks that write the JSON BENCHMARKS.md quotes.", no_args_is_help=True)
-devstack_app = typer.Typer(help="Local Kafka-API, MongoDB-wire and Redis servers for development.")
 model_app = typer.Typer(help="Inspect and manage published model versions.", no_args_is_help=True)
 dead_letter_app = typer.Typer(
     help="Inspect the dead-letter topic and replay records after a fix.", no_args_is_help=True
 )
-app.add_typer(bench_app, name="bench")
-app.add_typer(devstack_app, name="devstack")
 app.add_typer(model_app, name="model")
 app.add_typer(dead_letter_app, name="dead-letter")

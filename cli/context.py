@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TypeVar, overload
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
@@ -11,11 +12,22 @@ from pydantic_settings import SettingsError
 from core.errors import ConfigError
 from core.settings import Settings
 
+S = TypeVar("S", bound=Settings)
 
-def load_settings() -> Settings:
-    """Build Settings from the environment; a bad variable becomes one actionable line."""
+
+@overload
+def load_settings() -> Settings: ...
+
+
+@overload
+def load_settings(cls: type[S]) -> S: ...
+
+
+def load_settings(cls: type[Settings] = Settings) -> Settings:
+    """Build Settings (or the tooling's subclass) from the environment; a bad variable becomes one
+    actionable line."""
     try:
-        return Settings()
+        return cls()
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         path = "__".join(str(p) for p in err["loc"]).upper()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 
 from rich.console import Console
@@ -10,27 +11,36 @@ from rich.console import Console
 from cli.app import app
 from core.errors import StreamrecError
 
-# Each module registers its commands on cli.app when imported.
+# The product's commands. Each module registers its commands on cli.app when imported.
 COMMAND_MODULES = (
-    "cli.bench_chaos",
-    "cli.bench_freshness",
-    "cli.bench_ingest",
-    "cli.bench_model",
-    "cli.bench_serve",
     "cli.consume",
     "cli.dead_letter",
-    "cli.demo",
-    "cli.devstack",
-    "cli.produce",
-    "cli.replay",
     "cli.retrain_cmd",
     "cli.serve",
 )
+# The tooling (benchmarks, dev stack, demo, producers) is a separate package that the production image
+# leaves out; its commands are registered only where it is installed.
+TOOLING_PACKAGE = "tooling"
+
+
+def command_modules() -> tuple[str, ...]:
+    """Every command module to register: the product's, plus the tooling's when it is installed.
+
+    find_spec asks only whether the package exists; an ImportError raised inside an installed tooling
+    package is a bug and propagates."""
+    if importlib.util.find_spec(TOOLING_PACKAGE) is None:
+        return COMMAND_MODULES
+    tooling = importlib.import_module(TOOLING_PACKAGE)
+    return (*COMMAND_MODULES, *tooling.COMMAND_MODULES)
+
+
+def register_commands() -> None:
+    for name in command_modules():
+        importlib.import_module(name)
 
 
 def main() -> None:
-    for name in COMMAND_MODULES:
-        importlib.import_module(name)
+    register_commands()
     try:
         app()
     except StreamrecError as exc:

@@ -15,10 +15,6 @@ class DependencyUnavailable(StreamrecError):
     """A server (Kafka, MongoDB, Redis) cannot be reached; retriable."""
 
 
-class MissingTool(StreamrecError):
-    """An executable the dev stack needs is not installed."""
-
-
 # The model family is not a StreamrecError: the retrain command reports these as a failed run, not as
 # a setting or server to fix. It lives here, not in model/, because storage raises ArtifactError too (a
 # registry file that is missing or corrupt) and storage must not import model/.

@@ -1,7 +1,7 @@
 """``EventTable``: a batch of interaction events as parallel numpy arrays.
 
 What retraining reads from the event store (``retrain.event_source``) and what the offline data-set
-readers (``storage.datasets``) return: one row per event of (user_id, item_id, event_type, value,
+readers (``tooling.offline.datasets``) return: one row per event of (user_id, item_id, event_type, value,
 ts_ms), value NaN where the event carries none.
 """
 

@@ -166,13 +166,8 @@ class ServingSettings(BaseModel):
     session_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     recent_events_for_session: int = Field(default=20, ge=1)
     exclusion: ExclusionSettings = Field(default_factory=ExclusionSettings)
-
-
-class DevstackSettings(BaseModel):
-    dir: Path = Path(".devstack")
-    kafka_port: int = 19092
-    mongo_port: int = 27018
-    redis_port: int = 6380
+    # The demo storefront at /demo (serving/demo_page.py): off in production, on for `streamrec demo`.
+    demo_page: bool = False
 
 
 class Settings(BaseSettings):
@@ -183,6 +178,8 @@ class Settings(BaseSettings):
         # real environment variables always win over both files.
         env_file=(".devstack/stack.env", ".env"),
         env_file_encoding="utf-8",
+        # Ignored, not refused: variables of other programs sharing the prefix, and the tooling's own
+        # (STREAMREC_DEVSTACK__*, tooling.settings), which a production process may find in .env.
         extra="ignore",
     )
 
@@ -193,5 +190,4 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
-    devstack: DevstackSettings = Field(default_factory=DevstackSettings)
     log_level: str = "INFO"

@@ -147,7 +147,8 @@ def create_app(
     app.state.recent_users = adapters.recent_users
     install_error_handlers(app)
     app.include_router(build_router(settings.serving.public_read))
-    app.include_router(demo_page.router)
+    if settings.serving.demo_page:
+        app.include_router(demo_page.router)
     openapi.install(app, settings.serving)
     from prometheus_fastapi_instrumentator import Instrumentator
 

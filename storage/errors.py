@@ -12,10 +12,6 @@ from bson.errors import InvalidDocument
 from core.errors import ArtifactError, DependencyUnavailable, StreamrecError
 
 
-class DatasetError(Exception):
-    """A data file is missing or malformed."""
-
-
 class Unstorable(InvalidDocument):
     """The server refused a document for what it holds (not for an outage); retrying cannot help.
 

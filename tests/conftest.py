@@ -10,7 +10,7 @@ Session-scoped
     servers         -> Servers(kafka_bootstrap, mongo_uri, redis_url), all three at once
     Each uses ``STREAMREC_KAFKA__BOOTSTRAP`` / ``STREAMREC_MONGO__URI`` / ``STREAMREC_REDIS__URL`` when
     set; otherwise it starts its own server (Tansu / secantusd-py / redis-server, via
-    ``cli.devstack_servers``) on a free port in a temp dir and stops it at the end of the session,
+    ``tooling.devstack.servers``) on a free port in a temp dir and stops it at the end of the session,
     also when tests fail or the run is interrupted.
 
 Function-scoped
@@ -44,7 +44,6 @@ import pytest
 from pydantic import SecretStr
 
 from core.settings import (
-    DevstackSettings,
     KafkaSettings,
     KafkaTopics,
     ModelSettings,
@@ -52,6 +51,7 @@ from core.settings import (
     RedisSettings,
     Settings,
 )
+from tooling.settings import DevstackSettings, ToolingSettings
 
 _ENV_VARS = {
     "kafka": "STREAMREC_KAFKA__BOOTSTRAP",
@@ -80,8 +80,8 @@ def _server_url(name: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     if from_env:
         yield from_env
         return
-    from cli.devstack_probes import free_port
-    from cli.devstack_servers import start_server, stop_server
+    from tooling.devstack.probes import free_port
+    from tooling.devstack.servers import start_server, stop_server
 
     base = tmp_path_factory.mktemp(f"{name}-server")
     server = start_server(name, base, free_port())
@@ -136,7 +136,8 @@ def _redis_admin(redis_url: str) -> Iterator[Any]:
 @pytest.fixture
 def settings(servers: Servers, tmp_path: Path, _mongo_admin: Any, _redis_admin: Any) -> Iterator[Settings]:
     uid = uuid.uuid4().hex[:8]
-    built = Settings(
+    # The tooling's subclass: the demo and benchmark tests also need a private devstack dir.
+    built = ToolingSettings(
         _env_file=None,  # type: ignore[call-arg]
         kafka=KafkaSettings(
             bootstrap=servers.kafka_bootstrap,

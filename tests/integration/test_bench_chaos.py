@@ -13,8 +13,8 @@ from pathlib import Path
 
 import orjson
 
-from cli.chaos_plan import FAULT_KINDS, passed
-from cli.processes import REPO_ROOT
+from tooling.bench.chaos_plan import FAULT_KINDS, passed
+from tooling.devstack.processes import REPO_ROOT
 
 KEYS = {
     "events_sent", "stored", "dead_lettered", "lost", "duplicates", "poison_sent", "poison_dead_lettered",

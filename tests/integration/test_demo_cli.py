@@ -9,8 +9,8 @@ import signal
 import subprocess
 import sys
 
-from cli.processes import REPO_ROOT, child_env, free_port
 from core.settings import Settings
+from tooling.devstack.processes import REPO_ROOT, child_env, free_port
 
 DEMO_TIMEOUT_S = 240
 

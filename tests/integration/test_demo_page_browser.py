@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from cli.processes import REPO_ROOT, child_env, free_port
 from core.settings import Settings
+from tooling.devstack.processes import REPO_ROOT, child_env, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

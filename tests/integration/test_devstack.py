@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from cli.devstack_probes import free_port
-from cli.devstack_servers import load_state, stop_stack
+from tooling.devstack.probes import free_port
+from tooling.devstack.servers import load_state, stop_stack
 
 STREAMREC = Path(sys.executable).parent / "streamrec"
 COMMAND = [str(STREAMREC)] if STREAMREC.exists() else [sys.executable, "-m", "cli.main"]

@@ -21,8 +21,6 @@ from confluent_kafka import TopicPartition
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from cli.devstack_probes import free_port, port_is_free
-from cli.devstack_servers import ServerProcess, start_server, stop_server
 from core.settings import Settings
 from serving.app import create_app
 from serving.wiring import open_adapters
@@ -31,6 +29,8 @@ from tests.integration.test_consumer_e2e import read_topic, wait_until
 from tests.integration.test_consumer_resilience import consumer_env, streamrec_bin
 from tests.integration.test_serving_api import with_keys
 from tests.unit.test_serving_helpers import INGEST, tiny_loader
+from tooling.devstack.probes import free_port, port_is_free
+from tooling.devstack.servers import ServerProcess, start_server, stop_server
 
 
 class Broker:
@@ -242,7 +242,7 @@ def test_mongodb_outage_pauses_everything_with_bounded_memory_and_loses_nothing(
 ) -> None:
     import pymongo
 
-    from cli.devstack_servers import start_server as start
+    from tooling.devstack.servers import start_server as start
 
     topics = settings.kafka.topics
     kafka_topics.create(topics.events, partitions=4)

@@ -143,7 +143,7 @@ def test_user_snapshot_reads_the_consumer_layout_in_one_script_call(
 def test_reads_fail_fast_with_realtime_unavailable_when_redis_is_gone() -> None:
     from pydantic import SecretStr
 
-    from cli.processes import free_port
+    from tooling.devstack.processes import free_port
 
     dead = RedisSettings(url=SecretStr(f"redis://127.0.0.1:{free_port()}/0"), timeout_s=0.5)
 

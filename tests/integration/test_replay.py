@@ -11,10 +11,10 @@ from confluent_kafka import Message
 from typer.testing import CliRunner
 
 from cli.app import app
-from cli.processes import settings_env
 from core.events import InteractionEvent, parse_interaction
 from core.settings import Settings
 from storage.kafka import make_consumer, wait_for_assignment
+from tooling.devstack.processes import settings_env
 
 ROWS = 40
 BAD_ROWS = 2
@@ -56,7 +56,7 @@ def test_replaying_a_csv_twice_gives_identical_ids(settings: Settings, tmp_path:
     source = tmp_path / "events.csv"
     _write_csv(source)
     runner = CliRunner()
-    import cli.replay  # noqa: F401  (registers the command)
+    import tooling.producers.replay  # noqa: F401  (registers the command)
 
     env = settings_env(settings)
     outputs = []

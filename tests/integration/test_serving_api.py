@@ -143,7 +143,7 @@ def test_posted_events_land_in_kafka(settings: Settings, kafka_topics: Any) -> N
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[Any]:
-    from cli.devstack_servers import start_server, stop_server
+    from tooling.devstack.servers import start_server, stop_server
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -156,7 +156,7 @@ def own_redis(tmp_path: Path) -> Iterator[Any]:
 
 
 def test_redis_stopped_mid_test_never_5xx(settings: Settings, own_redis: Any) -> None:
-    from cli.devstack_servers import stop_server
+    from tooling.devstack.servers import stop_server
 
     settings = with_keys(settings)
     redis = settings.redis.model_copy(update={"url": SecretStr(own_redis.url), "timeout_s": 0.5})

@@ -30,13 +30,13 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 
-from cli.processes import free_port
 from core.settings import Settings
 from serving.app import create_app
 from serving.wiring import open_adapters
 from storage.model_registry_mongo import open_model_registry
 from tests.integration.test_serving_api import AUTH, with_keys
 from tests.unit.test_serving_helpers import ADMIN, model_files, tiny_loader
+from tooling.devstack.processes import free_port
 
 
 def test_no_server_errors_for_any_schema_valid_request(settings: Settings) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from cli.app import app
-from cli.cli_docs import root_command
+from tooling.cli_docs import root_command
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ("README.md", "BENCHMARKS.md")
@@ -334,11 +334,12 @@ def command_problems(found: list[Span]) -> list[str]:
 
 
 def setting_problems(span_text: str, where: str) -> list[str]:
-    """Every nested `STREAMREC_SECTION__FIELD` variable named must be a field of core.settings.Settings
-    (`KEYS_A|B` offers alternatives for the last word). Names without `__` are compose or test knobs."""
+    """Every nested `STREAMREC_SECTION__FIELD` variable named must be a field of core.settings.Settings or
+    of the tooling's superset (STREAMREC_DEVSTACK__*) (`KEYS_A|B` offers alternatives for the last word).
+    Names without `__` are compose or test knobs."""
     from pydantic import BaseModel
 
-    from core.settings import Settings
+    from tooling.settings import ToolingSettings as Settings
 
     problems = []
     for name in re.findall(r"STREAMREC_[A-Z0-9_]+__[A-Z0-9_|]+", span_text):
@@ -360,7 +361,7 @@ def setting_problems(span_text: str, where: str) -> list[str]:
 
 def setting_default(name: str) -> Any:
     """The default of a `STREAMREC_SECTION__FIELD` setting, from the code (not the environment)."""
-    from core.settings import Settings
+    from tooling.settings import ToolingSettings as Settings
 
     value: Any = Settings.model_construct()
     for part in name.removeprefix("STREAMREC_").lower().split("__"):

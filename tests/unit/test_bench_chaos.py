@@ -8,7 +8,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cli.chaos_plan import (
+from core.events import ParseError, parse_interaction
+from tooling.bench.chaos_plan import (
     API_KILL,
     FAULT_KINDS,
     HTTP_POISON_KINDS,
@@ -26,7 +27,6 @@ from cli.chaos_plan import (
     poison_of,
     poison_record,
 )
-from core.events import ParseError, parse_interaction
 
 NOW_MS = 1_790_000_000_000
 
@@ -223,8 +223,8 @@ def test_passed_needs_every_target(key: str, bad: object) -> None:
 def test_split_streams_deals_events_by_rate_and_keeps_order() -> None:
     from datetime import UTC, datetime
 
-    from cli.chaos_run import split_streams
     from core.events import EventType, InteractionEvent
+    from tooling.bench.chaos_run import split_streams
 
     events = [
         InteractionEvent(
@@ -246,8 +246,8 @@ def test_supervised_child_that_dies_is_recorded_and_restarted(tmp_path: Path) ->
     import subprocess
     import sys
 
-    from cli.chaos_run import Recorder, Supervised
-    from cli.processes import ManagedProcess
+    from tooling.bench.chaos_run import Recorder, Supervised
+    from tooling.devstack.processes import ManagedProcess
 
     def start() -> ManagedProcess:
         log = tmp_path / f"child-{len(list(tmp_path.iterdir()))}.log"

@@ -3,8 +3,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from storage.datasets import DEFAULT_DATA_DIR, load_dataset, parse_timestamp_ms, read_events_csv
-from storage.errors import DatasetError
+from tooling.offline.datasets import (
+    DEFAULT_DATA_DIR,
+    DatasetError,
+    load_dataset,
+    parse_timestamp_ms,
+    read_events_csv,
+)
 
 
 def test_csv_reader_epoch_and_iso(tmp_path: Path) -> None:
@@ -56,3 +61,28 @@ def test_real_datasets(name: str, n_events: int, event_types: set[str]) -> None:
         assert np.nanmin(table.value) >= 0.5
     else:
         assert np.isnan(table.value).all()
+
+
+def test_an_unreadable_row_refuses_the_table_naming_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "user_id,item_id,event_type,timestamp,value\nu1,i1,view,1700000000000,\nu1,i2,rate,1,abc\n"
+    )
+    with pytest.raises(DatasetError, match=r"events\.csv:3: value 'abc' is not a number"):
+        read_events_csv(path)
+    path.write_text("user_id,item_id,event_type,timestamp\nu1,i1,view,\n")
+    with pytest.raises(DatasetError, match=r":2: the timestamp is empty"):
+        read_events_csv(path)
+
+
+def test_replay_and_the_offline_table_read_a_file_alike(tmp_path: Path) -> None:
+    # One parser per format serves both (tooling.offline.datasets); replay adds validation on top.
+    from tooling.offline.datasets import read_movielens_latest
+    from tooling.producers.replay_sources import load_source
+
+    path = tmp_path / "ratings.csv"
+    path.write_text("userId,movieId,rating,timestamp\n1,10,4.0,1700000000\n2,10,3.5,1600000000\n")
+    rows = sorted(read_movielens_latest(path).rows(), key=lambda r: r[4])
+    events = load_source("movielens", path=path).events
+    assert [(e.user_id, e.item_id, e.event_type, e.value) for e in events] == [r[:4] for r in rows]
+    assert [int(e.timestamp.timestamp() * 1000) for e in events] == [r[4] for r in rows]

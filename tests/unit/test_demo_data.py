@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.demo_data import (
+from tooling.demo.data import (
     EXIT_EVENT_CAP,
     SIMULATE_DEFAULT_EVENTS,
     DemoDataError,
@@ -86,7 +86,7 @@ def test_simulated_is_deterministic_and_sized() -> None:
 def test_simulated_period_end_is_remembered_beside_the_stack(tmp_path: Path) -> None:
     from datetime import timedelta
 
-    from cli.demo_data import simulated_period_end
+    from tooling.demo.data import simulated_period_end
 
     now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
     first = simulated_period_end(tmp_path, now)

@@ -22,8 +22,15 @@ class FakeUsers:
         return self.users[:limit]
 
 
+def test_the_demo_page_is_mounted_only_when_the_setting_says_so() -> None:
+    with harness() as h:  # STREAMREC_SERVING__DEMO_PAGE defaults to false, as in production
+        assert h.client.get("/demo").status_code == 404
+        assert h.get("/demo/api/users").status_code == 404
+        assert h.client.get("/healthz").status_code == 200
+
+
 def test_page_is_served_without_key_and_uses_no_external_resources() -> None:
-    with harness() as h:
+    with harness(demo_page=True) as h:
         resp = h.client.get("/demo")
         assert resp.status_code == 200
         assert resp.headers["content-type"].startswith("text/html")
@@ -42,7 +49,7 @@ def test_static_file_ships_inside_the_serving_package() -> None:
 
 def test_users_endpoint() -> None:
     fake = FakeUsers(["u3", "u1", "u2"])
-    with harness(recent_users=fake) as h:
+    with harness(recent_users=fake, demo_page=True) as h:
         assert h.get("/demo/api/users", limit=2).json() == {"users": ["u3", "u1"]}
         assert h.get("/demo/api/users", key=None).status_code == 401  # read scope, like every read endpoint
         assert h.get("/demo/api/users", limit=0).status_code == 422
@@ -52,13 +59,13 @@ def test_users_endpoint() -> None:
 
 
 def test_users_endpoint_without_a_source_answers_503() -> None:
-    with harness() as h:
+    with harness(demo_page=True) as h:
         resp = h.get("/demo/api/users")
         assert resp.status_code == 503 and resp.json()["error"]["code"] == "mongodb_unavailable"
 
 
 def test_items_endpoint_returns_catalog_entries() -> None:
-    with harness() as h:
+    with harness(demo_page=True) as h:
         h.realtime.set_item("books-1", category="books", title="A Book")
         body = h.get("/demo/api/items", ids="books-1,unknown,books-1").json()
         assert body == {"items": {"books-1": {"title": "A Book", "available": "1", "category": "books"}}}
@@ -69,7 +76,7 @@ def test_items_endpoint_returns_catalog_entries() -> None:
 
 
 def test_stats_count_requests_and_show_the_model() -> None:
-    with harness() as h:
+    with harness(demo_page=True) as h:
         h.recs("alice")
         h.recs("alice")
         stats = h.get("/demo/api/stats").json()

@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from cli.demo_data import simulated
-from cli.demo_quality import (
+from model.lae import TrainConfig
+from model.metrics import paired_bootstrap, per_user_at_k, summarize
+from retrain.event_source import to_event_table
+from tooling.demo.data import simulated
+from tooling.demo.quality import (
     MIN_USERS,
     Comparison,
     Difference,
@@ -22,10 +25,7 @@ from cli.demo_quality import (
     summary_line,
     users_note,
 )
-from model.evaluation import UserEvaluation, evaluate, evaluate_users
-from model.lae import TrainConfig
-from model.metrics import paired_bootstrap, per_user_at_k, summarize
-from retrain.event_source import to_event_table
+from tooling.offline.evaluation import UserEvaluation, evaluate, evaluate_users
 
 
 def test_interval_verdict_comes_from_the_interval_alone() -> None:

@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from cli.demo_report import (
+from core.event_table import EventTable
+from core.events import InteractionEvent, validate_interaction
+from tooling.demo.report import (
     changed,
     choose_clicks,
     click_events,
@@ -15,8 +17,6 @@ from cli.demo_report import (
     most_active_users,
     reason_text,
 )
-from core.event_table import EventTable
-from core.events import InteractionEvent, validate_interaction
 
 
 def table(rows: list[tuple[str, str]]) -> EventTable:

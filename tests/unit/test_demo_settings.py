@@ -6,12 +6,13 @@ import socket
 
 from pydantic import SecretStr
 
-from cli.demo import _demo_settings
-from core.settings import ConsumerSettings, ModelSettings, ServingSettings, Settings
+from core.settings import ConsumerSettings, ModelSettings, ServingSettings
+from tooling.demo.command import _demo_settings
+from tooling.settings import ToolingSettings
 
 
-def base(**serving: object) -> Settings:
-    return Settings(  # type: ignore[call-arg]
+def base(**serving: object) -> ToolingSettings:
+    return ToolingSettings(  # type: ignore[call-arg]
         _env_file=None,
         serving=ServingSettings(**serving),  # type: ignore[arg-type]
         model=ModelSettings(epochs=20, factors=128),
@@ -25,6 +26,11 @@ def test_exit_caps_the_epochs_keeps_the_factors_and_the_api_polls_fast() -> None
     assert fast.serving.model_poll_s == 1.0
     full = _demo_settings(base(), exit_after=False)
     assert (full.model.epochs, full.model.factors) == (20, 128)
+
+
+def test_the_demo_api_serves_the_demo_page_which_is_off_by_default() -> None:
+    assert base().serving.demo_page is False
+    assert _demo_settings(base(), exit_after=True).serving.demo_page is True
 
 
 def test_a_one_off_ingest_key_only_when_none_is_configured() -> None:

@@ -289,8 +289,7 @@ def test_role_environment_builds_settings(role: str, monkeypatch: pytest.MonkeyP
 def streamrec_app() -> Any:
     from cli import main as cli_main
 
-    for module in cli_main.COMMAND_MODULES:
-        importlib.import_module(module)
+    cli_main.register_commands()
     return cli_main.app
 
 

@@ -126,11 +126,19 @@ def test_torch_is_pinned_from_the_cpu_index_like_pyproject() -> None:
     assert pinned == "2.13.0"
 
 
-def test_every_package_is_copied_into_the_build() -> None:
+# Left out of the production image: `pip install .` builds the wheel from what was copied (hatchling
+# skips a listed package that is absent), and cli.main registers tooling's commands only when it exists.
+TOOLING = "tooling"
+
+
+def test_every_product_package_is_copied_into_the_build_and_the_tooling_is_not() -> None:
     packages = pyproject()["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    assert TOOLING in packages
     copied = " ".join(c for s in stages()[1] for c in s.all("COPY"))
     for package in packages:
-        assert re.search(rf"(^|\s){package}\s", copied), f"Dockerfile does not COPY {package}/"
+        if package != TOOLING:
+            assert re.search(rf"(^|\s){package}\s", copied), f"Dockerfile does not COPY {package}/"
+    assert not re.search(rf"(^|\s|/){TOOLING}(/|\s)", copied), "the production image must not hold tooling/"
     for needed in ("pyproject.toml", "README.md"):
         assert needed in copied
 
@@ -148,3 +156,14 @@ def test_dockerignore_keeps_what_the_build_needs_and_drops_the_venv() -> None:
         assert not hits, f".dockerignore drops {needed} ({hits})"
     for heavy in (".venv", ".git", ".devstack"):
         assert heavy in ignored
+
+
+def test_the_image_installs_no_extra_and_the_bench_libraries_are_only_extras() -> None:
+    installs = [r for s in stages()[1] for r in s.all("RUN") if "pip install ." in r]
+    assert installs
+    assert all(re.search(r"pip install \.(\s|$)", r) for r in installs), installs
+    meta = pyproject()["project"]
+    names = {re.split(r"[<>=\[ ;]", d, maxsplit=1)[0].lower() for d in meta["dependencies"]}
+    for bench_only in ("implicit", "matplotlib"):
+        assert bench_only not in names, f"{bench_only} belongs in the bench/dev extras, not the product"
+        assert any(d.startswith(bench_only) for d in meta["optional-dependencies"]["bench"])

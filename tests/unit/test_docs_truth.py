@@ -13,9 +13,6 @@ from typing import Any
 
 import pytest
 
-from cli.cli_docs import DOC_PATH, render, root_command
-from cli.replay_sources import GENERIC_OPTIONAL, GENERIC_REQUIRED, load_source
-from core.settings import Settings
 from tests.unit.docs_checks import (
     DOCS,
     ROOT,
@@ -29,6 +26,9 @@ from tests.unit.docs_checks import (
     setting_problems,
     spans,
 )
+from tooling.cli_docs import DOC_PATH, render, root_command
+from tooling.producers.replay_sources import GENERIC_OPTIONAL, GENERIC_REQUIRED, load_source
+from tooling.settings import ToolingSettings
 
 # ------------------------------------------------------------------ the checks on the real docs
 
@@ -57,7 +57,8 @@ def test_the_cli_reference_is_generated_from_the_current_cli() -> None:
     diff = difflib.unified_diff(
         committed.splitlines(), current.splitlines(), "docs/cli.md", "the CLI", lineterm=""
     )
-    assert committed == current, "docs/cli.md is stale: python -m cli.cli_docs\n" + "\n".join(list(diff)[:40])
+    stale = "docs/cli.md is stale: python -m tooling.cli_docs\n"
+    assert committed == current, stale + "\n".join(list(diff)[:40])
 
 
 def test_the_cli_reference_documents_every_option_of_every_command() -> None:
@@ -112,7 +113,7 @@ def test_the_replay_csv_example_reads_as_the_readme_says() -> None:
 
 def test_the_ports_in_troubleshooting_are_the_defaults() -> None:
     section = _section("README.md", "### A port is in use")
-    s = Settings.model_construct()
+    s = ToolingSettings.model_construct()
     d = s.devstack
     for port in (d.kafka_port, d.mongo_port, d.redis_port, s.serving.port):
         assert f"on {port}" in section, port

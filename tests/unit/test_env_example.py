@@ -14,6 +14,7 @@ import pytest
 from pydantic import BaseModel, SecretStr
 
 from core.settings import Settings
+from tooling.settings import ToolingSettings
 
 ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
 REGENERATE = ".venv/bin/python tests/unit/test_env_example.py > .env.example"
@@ -23,7 +24,7 @@ HEADER = f"""\
 # Nested fields use __ (STREAMREC_<SECTION>__<FIELD>); lists are JSON. Real environment variables win
 # over .env and over .devstack/stack.env (written by `streamrec devstack up`).
 # Settings that are unset by default are commented out.
-# Generated from core/settings.py: {REGENERATE}
+# Generated from core/settings.py and tooling/settings.py: {REGENERATE}
 """
 
 
@@ -51,7 +52,8 @@ def _variables(model: type[BaseModel], prefix: str) -> list[tuple[str, Any]]:
 
 
 def setting_variables() -> list[tuple[str, Any]]:
-    return _variables(Settings, "STREAMREC_")
+    # The tooling's superset: the product's settings plus STREAMREC_DEVSTACK__* (the product ignores those).
+    return _variables(ToolingSettings, "STREAMREC_")
 
 
 def render() -> str:
@@ -75,16 +77,19 @@ def test_env_example_lists_every_setting_with_its_default() -> None:
     text = ENV_EXAMPLE.read_text()
     for variable, _ in setting_variables():
         assert f"{variable}=" in text, f"{variable} is missing from .env.example: {REGENERATE}"
-    assert text == render(), f".env.example is out of date with core/settings.py: {REGENERATE}"
+    assert text == render(), (
+        f".env.example is out of date with core/settings.py or tooling/settings.py: {REGENERATE}"
+    )
 
 
 def test_env_example_loads_to_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.upper().startswith("STREAMREC_"):
             monkeypatch.delenv(name)
-    from_file = Settings(_env_file=ENV_EXAMPLE)  # type: ignore[call-arg]
-    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert from_file.model_dump(mode="json") == defaults.model_dump(mode="json")
+    for cls in (ToolingSettings, Settings):  # the product's Settings ignores the devstack section
+        from_file = cls(_env_file=ENV_EXAMPLE)  # type: ignore[call-arg]
+        defaults = cls(_env_file=None)  # type: ignore[call-arg]
+        assert from_file.model_dump(mode="json") == defaults.model_dump(mode="json")
 
 
 def test_every_variable_is_a_real_setting(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -98,8 +103,9 @@ def test_every_variable_is_a_real_setting(monkeypatch: pytest.MonkeyPatch) -> No
             monkeypatch.delenv(name)
     monkeypatch.setenv("STREAMREC_KAFKA__TOPICS__DEAD_LETTER", "dl-x")
     monkeypatch.setenv("STREAMREC_LOG_LEVEL", "DEBUG")
-    s = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert (s.kafka.topics.dead_letter, s.log_level) == ("dl-x", "DEBUG")
+    monkeypatch.setenv("STREAMREC_DEVSTACK__MONGO_PORT", "27099")
+    s = ToolingSettings(_env_file=None)  # type: ignore[call-arg]
+    assert (s.kafka.topics.dead_letter, s.log_level, s.devstack.mongo_port) == ("dl-x", "DEBUG", 27099)
 
 
 if __name__ == "__main__":

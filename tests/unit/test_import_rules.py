@@ -24,8 +24,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PRODUCT = ("core", "storage", "model", "consumer", "retrain", "serving")
 ROLES = ("consumer", "retrain", "serving")
-TOOLING = ("cli",)
-PROJECT = (*PRODUCT, *TOOLING, "tests")
+# cli/ is the composition root (the `streamrec` command); tooling/ is everything a production deployment
+# does not run. The product imports neither; cli/ reaches the tooling only from cli/main.py, which
+# registers its commands when the package is installed (the production image leaves it out).
+ROOT_PACKAGE = "cli"
+TOOLING = ("tooling",)
+CLI_ENTRY = "cli/main.py"
+PROJECT = (*PRODUCT, ROOT_PACKAGE, *TOOLING, "tests")
 PURE = ("core", "model")
 NETWORK_CLIENTS = frozenset(
     {
@@ -53,6 +58,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "consumer": frozenset({"core", "storage", "model"}),
     "retrain": frozenset({"core", "storage", "model"}),
     "serving": frozenset({"core", "storage", "model"}),
+    "cli": frozenset({*PRODUCT, *TOOLING}),  # tooling from cli/main.py only: cli_importing_tooling
+    "tooling": frozenset({*PRODUCT, ROOT_PACKAGE}),
 }
 
 
@@ -120,7 +127,11 @@ def core_importing_project(root: Path) -> list[Import]:
 
 
 def product_importing_tooling(root: Path) -> list[Import]:
-    return violations(root, PRODUCT, TOOLING)
+    return violations(root, PRODUCT, (*TOOLING, ROOT_PACKAGE))
+
+
+def cli_importing_tooling(root: Path) -> list[Import]:
+    return [imp for imp in imports_in(root, ROOT_PACKAGE) if imp.top in TOOLING and imp.path != CLI_ENTRY]
 
 
 def outside_the_table(root: Path, package: str) -> list[Import]:
@@ -145,7 +156,12 @@ def test_core_imports_no_other_project_package() -> None:
 
 def test_product_never_imports_the_tooling() -> None:
     found = product_importing_tooling(ROOT)
-    assert not found, report(found, f"a product package imports the tooling ({', '.join(TOOLING)})")
+    assert not found, report(found, f"a product package imports the tooling ({', '.join(TOOLING)}) or cli")
+
+
+def test_cli_reaches_the_tooling_only_from_its_entry_point() -> None:
+    found = cli_importing_tooling(ROOT)
+    assert not found, report(found, f"only {CLI_ENTRY} may import the tooling (so cli works without it)")
 
 
 # storage/ still reaches into model/ (model.errors.ArtifactError in the registry, the artifact in
@@ -162,18 +178,19 @@ def test_product_never_imports_the_tooling() -> None:
         )
         if pkg == "storage"
         else pkg
-        for pkg in PRODUCT
+        for pkg in MAY_IMPORT
     ],
 )
-def test_each_product_package_imports_only_what_the_readme_table_allows(package: str) -> None:
+def test_each_package_imports_only_what_the_readme_table_allows(package: str) -> None:
     found = outside_the_table(ROOT, package)
     allowed = ", ".join(sorted(MAY_IMPORT[package])) or "no other project package"
     assert not found, report(found, f"{package}/ may import {allowed}")
 
 
-def test_every_product_package_is_checked() -> None:
-    on_disk = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {*TOOLING, "tests"}
-    assert on_disk == set(PRODUCT), "a new top-level package needs its place in the rules above"
+def test_every_top_level_package_is_checked() -> None:
+    on_disk = {p.parent.name for p in ROOT.glob("*/__init__.py")}
+    assert on_disk == {*PRODUCT, "cli", "tooling", "tests"}, "a new top-level package needs its place above"
+    assert set(MAY_IMPORT) == {*PRODUCT, ROOT_PACKAGE, *TOOLING}
 
 
 # ---------------------------------------------------------------- each rule can fail
@@ -193,10 +210,13 @@ def test_each_rule_reports_the_offending_file_and_line(tmp_path: Path) -> None:
             **{f"{pkg}/__init__.py": "" for pkg in PROJECT},
             "core/keys.py": "import os\n\nfrom storage.x import y\n",
             "model/net.py": "def f():\n    import redis.asyncio\n",
-            "serving/app.py": "from consumer.plans import plan_events\nfrom cli.demo import page\n",
+            "serving/app.py": "from consumer.plans import plan_events\nfrom tooling.demo import page\n",
             "retrain/sub/__init__.py": "",
             "retrain/sub/m.py": "from ...serving import routes\nfrom . import sibling\n",
             "consumer/ok.py": "from core.keys import Keys\nfrom storage.kafka import k\n",
+            "storage/x.py": "def f():\n    from cli.context import load_settings\n",
+            "cli/main.py": "import importlib\n\nfrom tooling.app import bench_app\n",
+            "cli/serve.py": "from serving.app import create_app\nfrom tooling.devstack import processes\n",
         },
     )
     assert [str(i) for i in roles_importing_each_other(tmp_path)] == [
@@ -205,7 +225,11 @@ def test_each_rule_reports_the_offending_file_and_line(tmp_path: Path) -> None:
     ]
     assert [str(i) for i in pure_importing_network_clients(tmp_path)] == ["model/net.py:2: redis.asyncio"]
     assert [str(i) for i in core_importing_project(tmp_path)] == ["core/keys.py:3: storage.x"]
-    assert [str(i) for i in product_importing_tooling(tmp_path)] == ["serving/app.py:2: cli.demo"]
+    assert [str(i) for i in product_importing_tooling(tmp_path)] == [
+        "storage/x.py:2: cli.context",
+        "serving/app.py:2: tooling.demo",
+    ]
+    assert [str(i) for i in cli_importing_tooling(tmp_path)] == ["cli/serve.py:2: tooling.devstack"]
     assert [str(i) for i in outside_the_table(tmp_path, "consumer")] == []
     assert [str(i) for i in outside_the_table(tmp_path, "retrain")] == ["retrain/sub/m.py:1: serving"]
     assert "  core/keys.py:3: storage.x" in report(core_importing_project(tmp_path), "rule")

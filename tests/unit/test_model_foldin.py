@@ -3,15 +3,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.evaluation import top_k
 from model.interactions import build_interactions
 from model.lae import TrainConfig
 from model.metrics import summarize
 from model.pipeline import train_artifact
-from model.split import temporal_split
 from model.trained_model import TrainedModel
-from storage.datasets import DEFAULT_DATA_DIR, load_dataset
-from storage.errors import DatasetError
+from tooling.offline.datasets import DEFAULT_DATA_DIR, DatasetError, load_dataset
+from tooling.offline.evaluation import top_k
+from tooling.offline.split import temporal_split
 
 
 def _load() -> object:

@@ -63,7 +63,7 @@ def test_empty_matrix_raises() -> None:
 
 
 def test_full_rank_diag_correction_equals_ease_on_unseen_items() -> None:
-    from model.baselines import EASE
+    from tooling.offline.baselines import EASE
 
     x = _synthetic(n_users=40, n_items=90)
     ease = EASE(lam=20.0)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from cli.processes import child_env, process_cpu_seconds, settings_env, start_streamrec
 from core.settings import KafkaSettings, KafkaTopics, RedisSettings, ServingSettings, Settings
+from tooling.devstack.processes import child_env, process_cpu_seconds, settings_env, start_streamrec
 
 
 def test_settings_survive_the_trip_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cli.replay_sources import (
+from core.events import EventType
+from tooling.offline.datasets import DEFAULT_DATA_DIR
+from tooling.producers.replay_sources import (
     ReplaySourceError,
     iter_errors,
     load_source,
@@ -17,8 +19,6 @@ from cli.replay_sources import (
     read_taobao,
     resolve_path,
 )
-from core.events import EventType
-from storage.datasets import DEFAULT_DATA_DIR
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 

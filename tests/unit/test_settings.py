@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from cli.context import load_settings
 from core.errors import ConfigError
 from core.settings import Settings
+from tooling.settings import ToolingSettings
 
 
 @pytest.fixture(autouse=True)
@@ -31,10 +32,27 @@ def test_defaults_point_at_the_dev_stack() -> None:
     assert s.mongo.uri.get_secret_value() == "mongodb://127.0.0.1:27018"
     # 6379 belongs to a system Redis; the dev stack never uses it.
     assert s.redis.url.get_secret_value() == "redis://127.0.0.1:6380/0"
-    assert (s.devstack.kafka_port, s.devstack.mongo_port, s.devstack.redis_port) == (19092, 27018, 6380)
-    assert s.devstack.dir == Path(".devstack")
     assert s.consumer.batch_size == 500
     assert s.serving.api_keys_read == []
+
+
+def test_the_tooling_settings_add_the_dev_stack_section() -> None:
+    s = load_settings(ToolingSettings)
+    assert (s.devstack.kafka_port, s.devstack.mongo_port, s.devstack.redis_port) == (19092, 27018, 6380)
+    assert s.devstack.dir == Path(".devstack")
+    assert not hasattr(load_settings(), "devstack")
+
+
+def test_the_product_settings_ignore_the_dev_stack_variables(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A production .env or environment may still carry them (copied from .env.example).
+    monkeypatch.setenv("STREAMREC_DEVSTACK__REDIS_PORT", "six")
+    (clean_env / ".env").write_text("STREAMREC_DEVSTACK__KAFKA_PORT=29092\nSTREAMREC_KAFKA__GROUP_ID=g\n")
+    assert load_settings().kafka.group_id == "g"
+    monkeypatch.setenv("STREAMREC_DEVSTACK__REDIS_PORT", "6390")
+    tooling = load_settings(ToolingSettings)
+    assert (tooling.devstack.kafka_port, tooling.devstack.redis_port) == (29092, 6390)
 
 
 def test_nested_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,7 +120,7 @@ def test_explicit_settings_ignore_env_files(clean_env: Path) -> None:
 def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigError) as info:
-        load_settings()
+        load_settings(ToolingSettings)
     message = str(info.value)
     assert variable in message
     assert "\n" not in message

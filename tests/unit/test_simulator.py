@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from cli.simulator import Storefront, StorefrontConfig
 from core.events import EventType, parse_interaction
+from tooling.producers.simulator import Storefront, StorefrontConfig
 
 END = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 CONFIG = StorefrontConfig(users=300, items=2000, events=30_000, seed=7, categories=12, end=END)

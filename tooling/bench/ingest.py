@@ -1,0 +1,342 @@
+"""`streamrec bench ingest` and `streamrec bench crash`: ingestion throughput, freshness and crash safety.
+
+Both run against the dev stack's servers (started here when not running, stopped only if started
+here) in a scratch namespace (topics, group, database, key prefix) that is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from core.errors import StreamrecError
+from core.events import EventType, InteractionEvent
+from storage.kafka import make_producer
+from tooling.app import bench_app
+from tooling.bench.common import (
+    STALL_TIMEOUT_S,
+    BenchRun,
+    bench_run,
+    consumer_batches,
+    integrity,
+    machine_info,
+    percentile,
+    produce_records,
+    redis_vs_rebuild,
+    since,
+    storefront,
+    wait_for,
+    warm_up,
+    write_report,
+)
+from tooling.producers.produce import DeliveryStats, Pacer, event_record, finish, send
+from tooling.producers.simulator import Storefront
+
+
+def sink_ceiling(run: BenchRun, events: list[InteractionEvent], batch_size: int, offset: int = 0) -> float:
+    """The same documents and Redis ops the consumer writes, by a bare loop with no Kafka; seconds taken.
+
+    Called twice per run (half the events before the full path, half after) so that drifting load
+    on the machine affects the ceiling and the full path alike.
+    """
+    from consumer.batch import RawMessage, event_document
+    from consumer.plans import PlannedEvent, plan_events
+    from storage.event_store import MongoEventStore
+    from storage.realtime_state import RedisRealtimeState
+
+    database = run.settings.mongo.database + "_ceiling"
+    prefix = run.settings.redis.key_prefix + "ceiling:"
+    if database not in run.extra_databases:
+        run.extra_databases.append(database)
+        run.extra_prefixes.append(prefix)
+    store = MongoEventStore(run.mongo[database])
+    store.ensure_indexes()
+    state = RedisRealtimeState(run.redis, prefix)
+    topic = run.settings.kafka.topics.events
+    records = [event_record(e) for e in events]
+    started = time.monotonic()
+    for start in range(0, len(events), batch_size):
+        now_s = time.time()
+        now = datetime.fromtimestamp(now_s, tz=UTC)
+        chunk = events[start : start + batch_size]
+        docs = [
+            event_document(RawMessage(topic, 0, offset + start + n, *records[start + n]), e, now)
+            for n, e in enumerate(chunk)
+        ]
+        store.insert_events(docs)
+        ops = plan_events(
+            state.keys,
+            [PlannedEvent.from_event(e) for e in chunk],
+            weights=run.settings.model.weights,
+            recent_max=run.settings.consumer.recent_max,
+            now_s=now_s,
+        )
+        state.apply(ops, {(topic, 0): offset + start + len(chunk) - 1})
+    return time.monotonic() - started
+
+
+def freshness(
+    run: BenchRun, shop: Storefront, *, rate: float, probes: int, timeout_s: float = 10.0
+) -> dict[str, Any]:
+    """Produce→visible-in-Redis latency of probe events while a background load of ``rate`` ev/s streams."""
+    from storage.realtime_state import RedisRealtimeState
+
+    keys = RedisRealtimeState(run.redis, run.settings.redis.key_prefix).keys
+    topic = run.settings.kafka.topics.events
+    probe_gap_s = 0.05
+    duration_s = probes * probe_gap_s + 3.0
+    background = [
+        event_record(e) for e in storefront(int(rate * duration_s) + 1, seed=shop.config.seed + 2000).events()
+    ]
+    stop = threading.Event()
+    bg_stats: list[DeliveryStats] = []
+    bg_error: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            bg_stats.append(produce_records(run, topic, background, rate=rate, stop=stop))
+        except BaseException as exc:
+            bg_error.append(exc)
+
+    thread = threading.Thread(target=load, name="bench-background-load", daemon=True)
+    thread.start()
+    time.sleep(1.0)  # let the load reach its rate before probing
+    producer = make_producer(run.settings.kafka, **{"linger.ms": 0})
+    stats = DeliveryStats()
+    rng = random.Random(shop.config.seed)
+    pending: dict[int, tuple[str, float]] = {}
+    latencies: list[float] = []
+    missing = 0
+    next_probe, sent = time.monotonic(), 0
+    tag = run.settings.kafka.group_id
+    while sent < probes or pending:
+        now = time.monotonic()
+        if sent < probes and now >= next_probe:
+            user = f"probe-{sent}"
+            event = InteractionEvent(
+                event_id=f"{tag}-probe-{sent}",
+                event_type=EventType.VIEW,
+                user_id=user,
+                item_id=rng.choice(shop.item_ids),
+                timestamp=datetime.now(UTC),
+            )
+            key, value = event_record(event)
+            pending[sent] = (keys.recent(user), time.monotonic())
+            send(producer, topic, key, value, stats)
+            run.acked_ids.append(event.event_id)
+            sent += 1
+            next_probe += probe_gap_s
+        producer.poll(0)
+        if pending:
+            pipe = run.redis.pipeline(transaction=False)
+            order = list(pending)
+            for n in order:
+                pipe.exists(pending[n][0])
+            seen_at = time.monotonic()
+            for n, found in zip(order, pipe.execute(), strict=True):
+                if found:
+                    latencies.append(seen_at - pending.pop(n)[1])
+                elif seen_at - pending[n][1] > timeout_s:
+                    pending.pop(n)
+                    missing += 1
+        time.sleep(0.005)
+    finish(producer, stats, "probe events")
+    stop.set()
+    thread.join(60)
+    if bg_error:
+        raise bg_error[0]
+    bg_sent = bg_stats[0].acked if bg_stats else 0
+    bg_rate = bg_stats[0].acked / bg_stats[0].elapsed_s if bg_stats else 0.0
+    run.acked_ids += [_event_id(v) for _k, v in background[:bg_sent]]
+    measured = latencies + [timeout_s] * missing
+    return {
+        "freshness_p50_s": percentile(measured, 0.5),
+        "freshness_p95_s": percentile(measured, 0.95),
+        "freshness_max_s": max(measured) if measured else None,
+        "freshness_probes": len(latencies),
+        "freshness_missing": missing,
+        "freshness_background_events_per_s": round(bg_rate, 1),
+    }
+
+
+def _event_id(value: bytes) -> str:
+    return str(json.loads(value)["event_id"])
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    events: int = typer.Option(20_000, "--events", min=1000, help="Events in the timed full-path run."),
+    json_path: Path = typer.Option(..., "--json", help="Where to write the JSON report."),
+    freshness_rate: float = typer.Option(1000.0, "--freshness-rate", min=1.0, help="Background ev/s."),
+    probes: int = typer.Option(200, "--probes", min=10, help="Freshness probe events."),
+    seed: int = typer.Option(7, "--seed"),
+) -> None:
+    """Sink ceiling vs producer → Kafka → consumer → MongoDB + Redis; loss, duplicates, CPU, freshness."""
+    console = Console()
+    with bench_run("ingest", console) as run:
+        batch_size = run.settings.consumer.batch_size
+        with console.status("generating events"):
+            shop = storefront(events, seed)
+            main_events = list(shop.events())
+            records = [event_record(e) for e in main_events]
+        half = events // 2
+        with console.status(f"sink ceiling (first half): {half:,} events, bare insert_many + Redis"):
+            ceiling_first_s = sink_ceiling(run, main_events[:half], batch_size)
+        with console.status("starting the consumer and warming up"):
+            consumer = run.start_consumer()
+            warm_up(run, shop)
+        with console.status(f"full path: {events:,} events"):
+            cpu_before = consumer.cpu_seconds() or 0.0
+            batches_before = consumer_batches(run.settings.consumer.metrics_port)
+            started = time.monotonic()
+            produced = produce_records(run, run.settings.kafka.topics.events, records)
+            produce_s = time.monotonic() - started
+            run.acked_ids += [e.event_id for e in main_events]
+            done = run.wait_stored(len(run.acked_ids))
+            cpu_after = consumer.cpu_seconds() or 0.0
+            batches_after = consumer_batches(run.settings.consumer.metrics_port)
+        batches = batches_after[0] - batches_before[0]
+        sink_s = batches_after[1] - batches_before[1]
+        full = events / (done - started)
+        console.print(f"full path: {full:,.0f} events/s (produced in {produce_s:.1f}s)")
+        with console.status(f"sink ceiling (second half): {events - half:,} events"):
+            ceiling_second_s = sink_ceiling(run, main_events[half:], batch_size, offset=half)
+        ceiling = events / (ceiling_first_s + ceiling_second_s)
+        console.print(f"sink ceiling: {ceiling:,.0f} events/s")
+        with console.status(f"freshness: {probes} probes under ~{freshness_rate:,.0f} ev/s"):
+            fresh = freshness(run, shop, rate=freshness_rate, probes=probes)
+            run.wait_stored(len(set(run.acked_ids)))
+        consumer.stop()
+        with console.status("checking stored ids and Redis against a rebuild"):
+            checks = integrity(run, run.acked_ids)
+            consistent, diffs = redis_vs_rebuild(run)
+        report: dict[str, Any] = {
+            "events": events,
+            "events_per_s": round(full, 1),
+            "ceiling_events_per_s": round(ceiling, 1),
+            "ceiling_halves_events_per_s": [
+                round(half / ceiling_first_s, 1),
+                round((events - half) / ceiling_second_s, 1),
+            ],
+            "ratio": round(full / ceiling, 3),
+            **checks,
+            "cpu_us_per_event": round((cpu_after - cpu_before) * 1e6 / events, 1),
+            **fresh,
+            "redis_consistent": consistent,
+            "redis_differences": diffs,
+            "produced_acked": produced.acked,
+            "produce_s": round(produce_s, 3),
+            "consumer_batch_size": batch_size,
+            "consumer_batches": batches,
+            "consumer_mean_batch_events": round(events / batches, 1) if batches else None,
+            "consumer_sink_s": round(sink_s, 2),
+            "full_path_s": round(done - started, 2),
+            "consumer_batch_wait_s": run.settings.consumer.batch_wait_s,
+            "machine": machine_info(),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        write_report(json_path, report, console, "bench ingest")
+
+
+# ---------------------------------------------------------------- bench crash
+
+
+@bench_app.command("crash")
+def bench_crash(
+    events: int = typer.Option(20_000, "--events", min=1000),
+    kills: int = typer.Option(3, "--kills", min=1),
+    json_path: Path = typer.Option(..., "--json", help="Where to write the JSON report."),
+    seed: int = typer.Option(11, "--seed", help="Seeds the events and the kill moments."),
+    rate: float | None = typer.Option(None, "--rate", help="Stream rate (default: spread over the kills)."),
+) -> None:
+    """SIGKILL the consumer K times while events stream; check loss, duplicates, Redis and recovery."""
+    console = Console()
+    rng = random.Random(seed)
+    stream_rate = rate or events / max(30.0, 14.0 * kills + 10.0)
+    with bench_run("crash", console) as run:
+        with console.status("generating events"):
+            shop = storefront(events, seed)
+            main_events = list(shop.events())
+            records = [event_record(e) for e in main_events]
+        with console.status("starting the consumer and warming up"):
+            consumer = run.start_consumer()
+            warm_up(run, shop)
+        base = len(run.acked_ids)
+        topic = run.settings.kafka.topics.events
+        progress = {"sent": 0}
+        producer_result: list[DeliveryStats | BaseException] = []
+
+        def stream() -> None:
+            try:
+                producer = make_producer(run.settings.kafka)
+                stats = DeliveryStats()
+                pacer = Pacer(stream_rate)
+                for key, value in records:
+                    pacer.wait()
+                    send(producer, topic, key, value, stats)
+                    progress["sent"] = stats.sent
+                producer_result.append(finish(producer, stats, "streamed events"))
+            except BaseException as exc:
+                producer_result.append(exc)
+
+        thread = threading.Thread(target=stream, name="bench-crash-stream", daemon=True)
+        thread.start()
+        details: list[dict[str, Any]] = []
+        for k in range(kills):
+            time.sleep(rng.uniform(0.5, 3.0))
+            sent_at_kill = progress["sent"]
+            consumer.kill()
+            console.print(f"kill {k + 1}/{kills}: SIGKILL pid {consumer.pid} after {sent_at_kill:,} sent")
+            stored_at_kill = run.stored()
+            streaming = thread.is_alive()
+            restarted = time.monotonic()
+            # Caught up = everything sent by the time the replacement starts is stored.
+            target = base + progress["sent"]
+            consumer = run.start_consumer(stored_base=stored_at_kill)
+            consuming_at = wait_for(lambda: sum(run.consumer_counts().values()) > 0, STALL_TIMEOUT_S)
+            caught_up_at = wait_for(lambda t=target: run.stored_now() >= t, STALL_TIMEOUT_S)  # type: ignore[misc]
+            details.append(
+                {
+                    "kill": k + 1,
+                    "sent_at_kill": sent_at_kill,
+                    "sent_at_restart": target - base,
+                    "stored_at_kill": stored_at_kill,
+                    "stream_active": streaming,
+                    "consuming_again_s": since(restarted, consuming_at),
+                    "caught_up_s": since(restarted, caught_up_at),
+                }
+            )
+        thread.join()
+        outcome = producer_result[0] if producer_result else StreamrecError("the producer thread vanished")
+        if isinstance(outcome, BaseException):
+            raise outcome
+        run.acked_ids += [e.event_id for e in main_events]
+        with console.status("waiting for the consumer to catch up"):
+            run.wait_stored(len(run.acked_ids))
+        consumer.stop()
+        with console.status("checking stored ids and Redis against a rebuild"):
+            checks = integrity(run, run.acked_ids)
+            consistent, diffs = redis_vs_rebuild(run)
+        report: dict[str, Any] = {
+            "events": events,
+            "kills": kills,
+            **checks,
+            "redis_consistent": consistent,
+            "redis_differences": diffs,
+            "recovery_s": [d["consuming_again_s"] for d in details],
+            "caught_up_s": [d["caught_up_s"] for d in details],
+            "kill_details": details,
+            "stream_events_per_s": round(stream_rate, 1),
+            "seed": seed,
+            "machine": machine_info(),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        write_report(json_path, report, console, "bench crash")
