@@ -20,13 +20,13 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
 from core.errors import DependencyUnavailable
 from core.settings import KafkaSettings
 from storage.kafka import flush_or_raise, make_consumer, make_producer
+from storage.kafka_publish import DeliveryCounts, publish
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def read_dead_letters(
         consumer.close()
 
 
-def replay_headers(dead_letter_topic: str, record: DeadLetterRecord) -> list[tuple[str, str | bytes | None]]:
+def replay_headers(dead_letter_topic: str, record: DeadLetterRecord) -> list[tuple[str, bytes]]:
     return [
         (REPLAYED_FROM, f"{dead_letter_topic}:{record.partition}:{record.offset}".encode()),
         (REPLAYED_CODE, record.code.encode("utf-8")),
@@ -181,33 +181,19 @@ def replay(settings: KafkaSettings, records: Iterable[DeadLetterRecord]) -> dict
     allowed = replayable_topics(settings)
     producer = make_producer(settings)
     sent: dict[str, int] = {}
-    errors: list[str] = []
-
-    def delivered(err: Any, _msg: Any) -> None:
-        if err is not None:
-            errors.append(str(err))
-
+    counts = DeliveryCounts()
     for record in records:
         topic = record.source_topic
         if topic is None or topic not in allowed:
             raise ValueError(f"dead letter {record.address} has no replayable source topic")
-        while True:
-            try:
-                producer.produce(
-                    topic,
-                    key=record.key,
-                    value=record.value,
-                    headers=replay_headers(settings.topics.dead_letter, record),
-                    on_delivery=delivered,
-                )
-                break
-            except BufferError:
-                producer.poll(0.5)  # the local queue is full: let deliveries drain, then retry
-            except KafkaException as exc:
-                raise DependencyUnavailable(f"cannot send to {topic!r}: {exc}") from exc
+        message = (record.key, record.value, replay_headers(settings.topics.dead_letter, record))
+        # A full local queue is waited out half a second at a time while deliveries drain.
+        publish(producer, topic, [message], counts=counts, room_wait_s=0.5)
         sent[topic] = sent.get(topic, 0) + 1
     flush_or_raise(producer)
-    if errors:
-        raise DependencyUnavailable(f"Kafka refused {len(errors)} replayed records, first: {errors[0]}")
+    if counts.failed:
+        raise DependencyUnavailable(
+            f"Kafka refused {counts.failed} replayed records, first: {counts.first_error}"
+        )
     log.info("dead_letters_replayed counts=%s", sent)
     return sent

@@ -12,6 +12,7 @@ safe because every event carries its id and the consumer stores an id once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -34,6 +35,7 @@ from storage.kafka_delivery import (
     is_permanent,
     needs_new_producer,
 )
+from storage.kafka_publish import produce_one
 
 __all__ = [
     "LOST_STATE",
@@ -233,37 +235,31 @@ class ResilientProducer:
         started = time.monotonic()
         end = min(deadline, started + self.stall_timeout_s)
         for index in batch.unsent():
-            key, value, headers = batch.messages[index]
             with batch.lock:
                 batch.inflight[index] = generation
-            while True:
-                try:
-                    kwargs: dict[str, Any] = {"value": value, "key": key}
-                    if headers:
-                        kwargs["headers"] = headers
-                    producer.produce(topic, on_delivery=batch.callback(index, generation), **kwargs)
-                    break
-                except BufferError:
+            wait = functools.partial(
+                self._wait_for_room, batch, index, producer, generation, end, should_stop
+            )
+            try:
+                produce_one(
+                    producer,
+                    topic,
+                    batch.messages[index],
+                    on_delivery=batch.callback(index, generation),
+                    wait_for_room=wait,
+                )
+            except KafkaException as exc:
+                with batch.lock:
+                    batch.inflight.pop(index, None)
+                err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                if is_permanent(err):
+                    # e.g. larger than message.max.bytes: checked locally, refused before sending.
                     with batch.lock:
-                        batch.inflight.pop(index, None)
-                    if time.monotonic() >= end or should_stop():
-                        raise _Incomplete("the local producer queue stayed full") from None
-                    # Local queue full: serve delivery reports to make room, then try again.
-                    self._poll(producer, generation)
-                    with batch.lock:
-                        batch.inflight[index] = generation
-                except KafkaException as exc:
-                    with batch.lock:
-                        batch.inflight.pop(index, None)
-                    err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-                    if is_permanent(err):
-                        # e.g. larger than message.max.bytes: checked locally, refused before sending.
-                        with batch.lock:
-                            batch.rejected[index] = error_text(err)
-                        break
-                    if needs_new_producer(err):
-                        self._rebuild(generation, error_text(err))
-                    raise _Incomplete(f"produce failed: {exc}") from None
+                        batch.rejected[index] = error_text(err)
+                    continue
+                if needs_new_producer(err):
+                    self._rebuild(generation, error_text(err))
+                raise _Incomplete(f"produce failed: {exc}") from None
         if batch.rejected:
             self._raise_rejected(batch)
         while not batch.complete and time.monotonic() < end and not should_stop():
@@ -283,6 +279,28 @@ class ResilientProducer:
             batch.last_error = f"no acknowledgement within {self.stall_timeout_s:.1f}s"
             self._judge_stall(batch, producer, generation)
         raise _Incomplete(batch.last_error or "no acknowledgement before the deadline")
+
+    def _wait_for_room(
+        self,
+        batch: Delivery,
+        index: int,
+        producer: ProducerLike,
+        generation: int,
+        end: float,
+        should_stop: Callable[[], bool],
+    ) -> None:
+        """The local queue is full: serve delivery reports to make room, or give up at the attempt's end.
+
+        The message is not in flight while it waits (a give-up leaves no stale entry), and is marked
+        in flight again before the next ``produce`` so that a report served at once is not ignored.
+        """
+        with batch.lock:
+            batch.inflight.pop(index, None)
+        if time.monotonic() >= end or should_stop():
+            raise _Incomplete("the local producer queue stayed full")
+        self._poll(producer, generation)
+        with batch.lock:
+            batch.inflight[index] = generation
 
     def _poll(self, producer: ProducerLike, generation: int) -> None:
         """Serve delivery reports; a fatal error raised from poll itself rebuilds the producer."""

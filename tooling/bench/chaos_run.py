@@ -240,6 +240,10 @@ class PoisonCounter:
             return self._n
 
 
+class _Stopped(Exception):
+    """The run stopped while a producer waited for room in its local queue."""
+
+
 def kafka_traffic(
     settings: Settings,
     events: Sequence[InteractionEvent],
@@ -250,6 +254,7 @@ def kafka_traffic(
     stop: threading.Event,
 ) -> None:
     from storage.kafka import make_producer
+    from storage.kafka_publish import produce_one
 
     topic = settings.kafka.topics.events
     producer = make_producer(settings.kafka, **{"linger.ms": 5})
@@ -263,14 +268,17 @@ def kafka_traffic(
 
         return callback
 
+    def room() -> None:
+        producer.poll(0.05)
+        if stop.is_set():
+            raise _Stopped  # a full queue is not waited out once the run is over
+
     def produce(key: bytes, value: bytes, on_delivery: Callable[[Any, Any], None]) -> None:
-        while not stop.is_set():
-            try:
-                producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
-                producer.poll(0)
-                return
-            except BufferError:
-                producer.poll(0.05)
+        if stop.is_set():
+            return
+        with contextlib.suppress(_Stopped):
+            produce_one(producer, topic, (key, value, None), on_delivery=on_delivery, wait_for_room=room)
+            producer.poll(0)
 
     pacer, owed, sent = Pacer(rate), 0.0, 0
     for event in events:

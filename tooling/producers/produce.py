@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import typer
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Producer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -26,6 +26,8 @@ from core.errors import DependencyUnavailable, StreamrecError
 from core.events import InteractionEvent, ItemUpdate
 from core.settings import Settings
 from storage.kafka import make_producer
+from storage.kafka_delivery import OutMessage
+from storage.kafka_publish import DeliveryCounts, publish
 
 log = logging.getLogger(__name__)
 
@@ -53,24 +55,15 @@ class Pacer:
 
 
 @dataclass
-class DeliveryStats:
-    sent: int = 0
-    acked: int = 0
-    failed: int = 0
-    first_error: str | None = None
+class DeliveryStats(DeliveryCounts):
+    """The publisher's delivery counts plus the wall-clock time the whole send took."""
+
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
 
     @property
     def elapsed_s(self) -> float:
         return (self.finished or time.monotonic()) - self.started
-
-    def on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
-        if err is None:
-            self.acked += 1
-        else:
-            self.failed += 1
-            self.first_error = self.first_error or str(err)
 
 
 def event_record(event: InteractionEvent) -> Record:
@@ -83,16 +76,7 @@ def item_record(update: ItemUpdate) -> Record:
 
 def send(producer: Producer, topic: str, key: bytes, value: bytes, stats: DeliveryStats) -> None:
     """Queue one record, waiting for room when the local queue is full instead of failing."""
-    while True:
-        try:
-            producer.produce(topic, value=value, key=key, on_delivery=stats.on_delivery)
-            stats.sent += 1
-            producer.poll(0)
-            return
-        except BufferError:
-            producer.poll(0.05)
-        except KafkaException as exc:
-            raise DependencyUnavailable(f"cannot produce to Kafka topic {topic}: {exc}") from exc
+    publish(producer, topic, [(key, value, None)], counts=stats)
 
 
 def finish(producer: Producer, stats: DeliveryStats, what: str, timeout_s: float = 60.0) -> DeliveryStats:
@@ -141,16 +125,23 @@ def produce_all(
     pacer = Pacer(rate)
     task = progress.add_task(description, total=total, rate="") if progress else None
     last_update = 0.0
-    for key, value in records:
-        pacer.wait()
-        send(producer, topic, key, value, stats)
+
+    def paced() -> Iterator[OutMessage]:
+        for key, value in records:
+            pacer.wait()
+            yield key, value, None
+
+    def sent(count: int) -> None:
+        nonlocal last_update
         if on_sent is not None:
-            on_sent(stats.sent)
+            on_sent(count)
         if progress is not None and task is not None:
             now = time.monotonic()
             if now - last_update > 0.1:
-                progress.update(task, completed=stats.sent, rate=f"{stats.sent / stats.elapsed_s:,.0f} ev/s")
+                progress.update(task, completed=count, rate=f"{count / stats.elapsed_s:,.0f} ev/s")
                 last_update = now
+
+    publish(producer, topic, paced(), counts=stats, on_sent=sent)
     finish(producer, stats, description)
     if progress is not None and task is not None:
         progress.update(
