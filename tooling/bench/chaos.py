@@ -27,7 +27,7 @@ from rich.table import Table
 
 from core.settings import Settings
 from tooling.app import bench_app
-from tooling.bench.chaos_checks import drain, git_revision, locate_lost, read_topic, redis_check, stored_ids
+from tooling.bench.chaos_checks import drain, locate_lost, read_topic, redis_check, stored_ids
 from tooling.bench.chaos_plan import (
     API_KILL,
     CONSUMER_KILL,
@@ -55,6 +55,7 @@ from tooling.bench.chaos_run import (
     split_streams,
     watchdog,
 )
+from tooling.bench.common import git_revision
 from tooling.devstack.processes import (
     REPO_ROOT,
     create_topics,

@@ -5,7 +5,6 @@ own counters."""
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import time
 import uuid
 from typing import Any
@@ -15,22 +14,8 @@ from rich.console import Console
 from core.settings import Settings
 from tooling.bench.chaos_plan import compare_redis
 from tooling.bench.chaos_run import Recorder
-from tooling.devstack.processes import REPO_ROOT
 
 DRAIN_MAX_S = 300.0
-
-
-def git_revision() -> str:
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{rev}{'-dirty' if dirty else ''}" if rev else "unknown"
 
 
 def drain(

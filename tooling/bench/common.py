@@ -9,6 +9,8 @@ import json
 import logging
 import os
 import platform
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -264,7 +266,27 @@ def redis_vs_rebuild(run: BenchRun) -> tuple[bool, list[str]]:
     return not diffs, diffs
 
 
+def git_revision() -> str:
+    """The commit measured, with ``-dirty`` when the tree has uncommitted changes."""
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{rev}{'-dirty' if dirty else ''}" if rev else "unknown"
+
+
 def write_report(path: Path, report: dict[str, Any], console: Console, title: str) -> None:
+    """Write the JSON a bench's issue names; every report says which command and commit it measured."""
+    report = {
+        "command": " ".join(["streamrec", *sys.argv[1:]]),
+        "git_revision": git_revision(),
+        **report,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
     table = Table(title=title)
