@@ -192,9 +192,6 @@ class TrainedModel:
     def knows_item(self, item_id: str) -> bool:
         return item_id in self._item_pos
 
-    def knows_user(self, user_id: str) -> bool:
-        return user_id in self._user_pos
-
     def user_vector(self, user_id: str) -> np.ndarray | None:
         pos = self._user_pos.get(user_id)
         return None if pos is None else self.artifact.user_embeddings[pos].copy()

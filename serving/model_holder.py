@@ -13,7 +13,6 @@ import gc
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from core.errors import DependencyUnavailable, ModelError
@@ -132,7 +131,3 @@ class ModelHolder:
             except Exception:
                 log.exception("event=model_poll_failed")
             await asyncio.sleep(interval_s)
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)

@@ -5,7 +5,7 @@ Retrain requests have their own port in storage/retrain_requests.py (serving wri
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Protocol
 
 DeliveryCallback = Callable[[Any, Any], None]
@@ -55,7 +55,3 @@ class InMemoryProducer:
             if callback is not None:
                 callback(self.fail, msg)
         return 0
-
-
-def as_set(values: Iterable[str]) -> set[str]:
-    return {str(v) for v in values}
