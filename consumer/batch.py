@@ -115,6 +115,8 @@ def event_document(msg: RawMessage, event: InteractionEvent, ingested_at: dateti
         "value": event.value,
         "session_id": event.session_id,
         "properties": event.properties,
+        "recommendation_id": event.recommendation_id,
+        "position": event.position,
         "src": msg.src,
         "ingested_at": ingested_at,
     }
@@ -122,7 +124,17 @@ def event_document(msg: RawMessage, event: InteractionEvent, ingested_at: dateti
 
 # The stored fields that make an event what it is; two records with one event id and different
 # values here are a conflict, not a duplicate (``ingested_at`` and ``src`` say nothing about it).
-CONTENT_FIELDS = ("user_id", "item_id", "event_type", "ts_ms", "value", "session_id", "properties")
+CONTENT_FIELDS = (
+    "user_id",
+    "item_id",
+    "event_type",
+    "ts_ms",
+    "value",
+    "session_id",
+    "properties",
+    "recommendation_id",
+    "position",
+)
 
 
 def content_key(doc: Mapping[str, Any]) -> bytes:

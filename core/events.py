@@ -23,6 +23,8 @@ MAX_PROPERTIES = 32
 MAX_PROPERTY_KEY = 64
 MAX_PROPERTY_STR = 1024
 MAX_FUTURE = timedelta(days=1)
+# No served list is longer than this (serving.max_k and rerank stay far below it).
+MAX_POSITION = 10_000
 
 Scalar = str | int | float | bool | None
 
@@ -149,8 +151,12 @@ class InteractionEvent(BaseModel):
     session_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     value: float | None = None
     properties: dict[str, Scalar] | None = None
+    # Attribution (core.attribution): the ``request_id`` of the served list the shopper acted on, and the
+    # item's 0-based position in it. Both optional, so schema v1 stays compatible.
+    recommendation_id: Id128 | None = None
+    position: Annotated[int, Field(ge=0, le=MAX_POSITION)] | None = None
 
-    @field_validator("event_id", "user_id", "item_id", "session_id", mode="before")
+    @field_validator("event_id", "user_id", "item_id", "session_id", "recommendation_id", mode="before")
     @classmethod
     def _strict_str(cls, v: Any) -> Any:
         return _check_id(v)
@@ -159,6 +165,13 @@ class InteractionEvent(BaseModel):
     @classmethod
     def _parse_ts(cls, v: Any) -> datetime:
         return _to_utc(v)
+
+    @field_validator("position", mode="before")
+    @classmethod
+    def _int_position(cls, v: Any) -> Any:
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+            raise ValueError("position must be an integer")
+        return v
 
     @field_validator("value", mode="before")
     @classmethod
@@ -279,7 +292,7 @@ def _from_validation(exc: ValidationError) -> ParseError:
         return ParseError(code="bad_timestamp", reason=f"timestamp: {msg}", field=loc)
     if kind.endswith("_type") or kind in {"string_type", "dict_type", "float_parsing", "bool_parsing"}:
         return ParseError(code="wrong_type", reason=f"field '{loc}': {msg}", field=loc)
-    if msg == "must be a string" or msg == "value must be a number":
+    if msg in ("must be a string", "value must be a number", "position must be an integer"):
         return ParseError(code="wrong_type", reason=f"field '{loc}': {msg}", field=loc)
     return ParseError(code="invalid_value", reason=f"field '{loc}': {msg}" if loc else msg, field=loc)
 

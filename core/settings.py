@@ -17,6 +17,8 @@ class KafkaTopics(BaseModel):
     events: str = "streamrec.events"
     items: str = "streamrec.items"
     dead_letter: str = "streamrec.dead-letter"
+    # What serving showed (core.impressions); the consumer stores it and attributes events to it.
+    impressions: str = "streamrec.impressions"
 
 
 class KafkaSettings(BaseModel):
@@ -47,7 +49,31 @@ class RedisSettings(BaseModel):
     timeout_s: float = 2.0
 
 
+class ImpressionSettings(BaseModel):
+    """Impression logging (serving) and storage (consumer); see core.impressions."""
+
+    enabled: bool = True
+    # Serving queues impressions in memory and a background thread produces them in batches: the
+    # request never waits for Kafka. When the queue is full (Kafka down for long), new impressions
+    # are dropped and counted (streamrec_serving_impressions_dropped_total); the answer is served.
+    queue_max: int = Field(default=10_000, ge=1, le=10_000_000)
+    batch_max: int = Field(default=500, ge=1, le=100_000)
+    linger_s: float = Field(default=0.05, ge=0.0, le=10.0)
+    # MongoDB keeps impressions this long (a TTL index on ``ts``).
+    retention_days: float = Field(default=30.0, gt=0.0, le=3650.0)
+
+
+class AttributionSettings(BaseModel):
+    """How the consumer links clicks, add-to-carts and purchases to what was shown (core.attribution)."""
+
+    # Without an explicit recommendation_id, an event is credited to the most recent impression that
+    # showed its item to its shopper at most this long before it.
+    window_s: float = Field(default=1800.0, gt=0.0, le=30 * 86400.0)
+    event_types: list[str] = Field(default_factory=lambda: ["click", "add_to_cart", "purchase"])
+
+
 class ConsumerSettings(BaseModel):
+    attribution: AttributionSettings = Field(default_factory=AttributionSettings)
     batch_size: int = Field(default=500, ge=1, le=100_000)
     batch_wait_s: float = Field(default=0.05, ge=0.0, le=60.0)
     recent_max: int = Field(default=100, ge=1, le=10_000)
@@ -121,6 +147,19 @@ class RetrainSettings(BaseModel):
     metrics_port: int = Field(default=9102, ge=0, le=65535)
 
 
+class ExperimentSettings(BaseModel):
+    """A/B tests and shadow evaluation in serving (core.experiments)."""
+
+    # How often serving re-reads the experiments from MongoDB (a change applies within this).
+    poll_s: float = Field(default=2.0, gt=0.0, le=3600.0)
+    # A registered model version to run in shadow beside the champion; None = no shadow.
+    shadow_version: str | None = None
+    # The fraction of live requests for which the shadow model's list is computed (off the request path).
+    shadow_fraction: float = Field(default=0.1, ge=0.0, le=1.0)
+    # Shadow lists waiting to be computed; more are skipped (counted), never waited for.
+    shadow_queue_max: int = Field(default=1000, ge=1)
+
+
 class SurfaceExclusion(BaseModel):
     """What one read surface leaves out for a known shopper (request options may override it)."""
 
@@ -168,6 +207,8 @@ class ServingSettings(BaseModel):
     exclusion: ExclusionSettings = Field(default_factory=ExclusionSettings)
     # The demo storefront at /demo (serving/demo_page.py): off in production, on for `streamrec demo`.
     demo_page: bool = False
+    impressions: ImpressionSettings = Field(default_factory=ImpressionSettings)
+    experiments: ExperimentSettings = Field(default_factory=ExperimentSettings)
 
 
 class Settings(BaseSettings):
