@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 from serving.model_holder import Loader
 from serving.ports import ErasurePort, EventProducer
+from storage.experiments import ExperimentStore, InMemoryExperimentStore
+from storage.impressions import ImpressionStore, InMemoryImpressionStore
 from storage.kafka_producer import ResilientProducer
 from storage.model_registry import ModelRegistry
 from storage.realtime_reader import RealtimeReader
@@ -42,6 +44,10 @@ class ServingAdapters:
     loader: Loader
     # None: the demo page's user picker answers 503 (nothing to list recent users from).
     recent_users: RecentUsers | None = None
+    # A/B experiments (admin writes them, every request reads the running one) and the stored
+    # impressions the online report reads.
+    experiments: ExperimentStore = field(default_factory=InMemoryExperimentStore)
+    impressions: ImpressionStore = field(default_factory=InMemoryImpressionStore)
     # Called in reverse order by ``aclose``; each may return an awaitable.
     closers: list[Callable[[], Any]] = field(default_factory=list)
 

@@ -24,6 +24,8 @@ def open_adapters(settings: Settings, *, loader: Loader | None = None) -> Servin
     """
     from serving.model_loader import make_loader
     from storage.event_store import MongoEventStore
+    from storage.experiments_mongo import MongoExperimentStore
+    from storage.impressions_mongo import MongoImpressionStore
     from storage.kafka import make_resilient_producer
     from storage.model_registry_mongo import open_model_registry
     from storage.realtime_reader import RedisRealtimeReader
@@ -37,6 +39,10 @@ def open_adapters(settings: Settings, *, loader: Loader | None = None) -> Servin
         closers.append(registry.close)
         retrain_requests = MongoRetrainRequests.from_settings(settings.mongo)
         closers.append(retrain_requests.close)
+        experiments = MongoExperimentStore.from_settings(settings.mongo)
+        closers.append(experiments.close)
+        impressions = MongoImpressionStore.from_settings(settings.mongo)
+        closers.append(impressions.close)
         producer = make_resilient_producer(settings.kafka, name="api")
         closers.append(lambda: producer.close(5.0))
         # Last: its close is a coroutine, and it is the one client never closed by the cleanup below.
@@ -56,5 +62,7 @@ def open_adapters(settings: Settings, *, loader: Loader | None = None) -> Servin
         loader=loader or make_loader(settings),
         # The event store answers the demo page's user list: the page opens no connection of its own.
         recent_users=store,
+        experiments=experiments,
+        impressions=impressions,
         closers=closers,
     )
