@@ -25,6 +25,22 @@ _BUCKETS = 1 << 64
 ExperimentSurface = Literal["recommendations", "similar"]
 
 
+# Serving settings a variant may override, with their allowed range (serving applies them per request).
+ALLOWED_OVERRIDES: dict[str, tuple[float, float]] = {"session_weight": (0.0, 1.0)}
+
+
+def override_problem(overrides: dict[str, Any]) -> str | None:
+    """Why these overrides cannot be served, or None."""
+    for name, value in overrides.items():
+        if name not in ALLOWED_OVERRIDES:
+            allowed = ", ".join(sorted(ALLOWED_OVERRIDES))
+            return f"override {name!r} is not supported (supported: {allowed})"
+        low, high = ALLOWED_OVERRIDES[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            return f"override {name!r} must be a number in [{low:g}, {high:g}], got {value!r}"
+    return None
+
+
 def _default_surfaces() -> list[ExperimentSurface]:
     return ["recommendations"]
 
@@ -38,6 +54,12 @@ class Variant(BaseModel):
     share: Annotated[float, Field(gt=0.0, le=1.0)]
     # Named serving setting overrides for this arm, e.g. {"session_weight": 0.8} (flat scalars).
     overrides: dict[str, float | int | bool | str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_overrides(self) -> Variant:
+        if (problem := override_problem(self.overrides)) is not None:
+            raise ValueError(problem)
+        return self
 
 
 class Experiment(BaseModel):
