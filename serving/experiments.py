@@ -162,14 +162,15 @@ class ExperimentHolder:
             record = self.registry.get(int(version))
             files = self.registry.load_files(record.version)
             loaded = self.loader(files, record)
+        except (ModelError, ValueError, KeyError) as exc:
+            # A corrupt or invalid artifact (ArtifactUnavailable included, as ModelHolder treats it).
+            self._refuse(version, str(exc))
+            return
         except (RegistryError, DependencyUnavailable) as exc:
             # Not published (yet), or MongoDB unreachable: tried again at the next poll.
             if self.problems.get(version) != str(exc):
                 log.warning("event=variant_model_unavailable version=%s error=%s", version, exc)
             self.problems[version] = str(exc)
-            return
-        except (ModelError, ValueError, KeyError) as exc:
-            self._refuse(version, str(exc))
             return
         except Exception as exc:  # unknown: refuse too, so a crash-on-load artifact is not retried
             self._refuse(version, f"{type(exc).__name__}: {exc}")

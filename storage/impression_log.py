@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from core.impressions import Impression
 from core.settings import ImpressionSettings, KafkaSettings
@@ -171,9 +171,9 @@ class KafkaImpressionLog:
 
         # librdkafka gives up on a message after the send timeout too: an impression never lingers
         # in the client (to arrive minutes late) after it was counted as dropped.
-        timeout_ms = int(SEND_TIMEOUT_S * 1000)
+        overrides: dict[str, Any] = {"message.timeout.ms": int(SEND_TIMEOUT_S * 1000)}
         return cls(
-            make_resilient_producer(kafka, name="impressions", **{"message.timeout.ms": timeout_ms}),
+            make_resilient_producer(kafka, name="impressions", **overrides),
             kafka.topics.impressions,
             queue_max=impressions.queue_max,
             batch_max=impressions.batch_max,

@@ -19,9 +19,9 @@ from core.impressions import Impression
 from core.settings import ServingSettings, Settings
 from serving.adapters import RecentUsers, ServingAdapters, resilient
 from serving.app import create_app
+from serving.model_holder import Loader
 from serving.model_port import LoadedModel
 from serving.ports import InMemoryProducer
-from serving.model_holder import Loader
 from storage.event_store_memory import InMemoryEventStore
 from storage.experiments import InMemoryExperimentStore
 from storage.impression_log import InMemoryImpressionLog
@@ -207,12 +207,13 @@ def harness(
     recent_users: RecentUsers | None = None,
     loader: Loader = tiny_loader,
     impression_log: InMemoryImpressionLog | None = None,
+    impressions: bool = True,
     **serving: Any,
 ) -> Iterator[Harness]:
     settings = make_settings(**serving)
     h = Harness(
         loader=loader,
-        impression_log=impression_log if impression_log is not None else InMemoryImpressionLog(),
+        impression_log=(impression_log or InMemoryImpressionLog()) if impressions else None,
         client=None,  # type: ignore[arg-type]
         registry=InMemoryModelRegistry(),
         realtime=InMemoryRealtimeReader(),
