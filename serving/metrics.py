@@ -46,6 +46,11 @@ class ServingMetrics:
         self.model_swaps = Counter(
             "streamrec_serving_model_swaps_total", "Models swapped in", registry=registry
         )
+        self.shadow_lists = Counter(
+            "streamrec_serving_shadow_lists_total",
+            "Shadow lists computed by the shadow model and offered to the impression log",
+            registry=registry,
+        )
         self.shadow_skipped = Counter(
             "streamrec_serving_shadow_skipped_total",
             "Sampled requests whose shadow list was not computed (queue_full: the shadow worker is "

@@ -80,7 +80,6 @@ class ShadowRunner:
         self.metrics = metrics
         self._queue: queue.Queue[object] = queue.Queue(maxsize=settings.serving.experiments.shadow_queue_max)
         self._thread = threading.Thread(target=self._run, name="shadow-worker", daemon=True)
-        self.computed = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -150,7 +149,7 @@ class ShadowRunner:
             shadow=True,
         )
         offer(self.impression_log, shown)
-        self.computed += 1
+        self.metrics.shadow_lists.inc()
         return True
 
     def _filters(self, job: ShadowJob) -> Filters:

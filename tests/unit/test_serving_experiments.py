@@ -213,6 +213,7 @@ def test_shadow_lists_are_sampled_computed_off_path_and_logged() -> None:
             assert {category_of(s.item_id) for s in imp.items} == {"music"} and len(imp.items) == 3
         live = [i for i in h.impressions if not i.shadow]
         assert len(live) == len(ids) and all(i.model_version == "1" for i in live)
+        assert f"streamrec_serving_shadow_lists_total {float(len(chosen))}" in h.get("/metrics").text
 
 
 def test_shadow_queue_full_is_skipped_and_counted() -> None:
