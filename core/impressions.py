@@ -29,6 +29,8 @@ MAX_IMPRESSION_ITEMS = 500
 SHADOW_SUFFIX = ":shadow"
 
 Id128 = Annotated[str, Field(min_length=1, max_length=128)]
+# A request id is at most 128 characters (core.log_context); its shadow impression adds the suffix.
+ImpressionId = Annotated[str, Field(min_length=1, max_length=128 + len(SHADOW_SUFFIX))]
 Id256 = Annotated[str, Field(min_length=1, max_length=256)]
 
 
@@ -51,7 +53,7 @@ class Impression(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     v: int = IMPRESSION_SCHEMA_VERSION
-    impression_id: Id128
+    impression_id: ImpressionId
     request_id: Id128
     # None for an anonymous list (e.g. /popular without a shopper).
     user_id: Id256 | None = None

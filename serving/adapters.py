@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from serving.model_holder import Loader
 from serving.ports import ErasurePort, EventProducer
 from storage.experiments import ExperimentStore, InMemoryExperimentStore
+from storage.impression_log import ImpressionLog
 from storage.impressions import ImpressionStore, InMemoryImpressionStore
 from storage.kafka_producer import ResilientProducer
 from storage.model_registry import ModelRegistry
@@ -48,6 +49,9 @@ class ServingAdapters:
     # impressions the online report reads.
     experiments: ExperimentStore = field(default_factory=InMemoryExperimentStore)
     impressions: ImpressionStore = field(default_factory=InMemoryImpressionStore)
+    # Where every served list is logged (serving.impressions); None when
+    # serving.impressions.enabled is false. Production: storage.impression_log.KafkaImpressionLog.
+    impression_log: ImpressionLog | None = None
     # Called in reverse order by ``aclose``; each may return an awaitable.
     closers: list[Callable[[], Any]] = field(default_factory=list)
 

@@ -2,7 +2,8 @@
 
 The adapters come from the composition root (``serving.wiring.open_adapters`` in ``streamrec serve``,
 the in-memory twins in unit tests); the lifespan builds the services over them, starts the background
-pollers (model, popularity snapshots, replica sync) and closes the adapters when the app stops.
+pollers (model, popularity snapshots, replica sync, experiments) and the shadow worker, and closes the
+adapters (the impression log among them) when the app stops.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from serving.adapters import ServingAdapters
 from serving.admin import AdminService
 from serving.auth import KeyRing
 from serving.errors import error_response, install_error_handlers
+from serving.experiments import ExperimentHolder
 from serving.ingest import IngestService
 from serving.metrics import ServingMetrics
 from serving.model_holder import ModelHolder
@@ -32,6 +34,7 @@ from serving.replica_sync import DEFAULT_POLL_S, ReplicaSyncer
 from serving.request_id import RequestIdMiddleware
 from serving.routes import build_router
 from serving.service import ReadService
+from serving.shadow import ShadowRunner
 
 log = logging.getLogger(__name__)
 Scope = MutableMapping[str, Any]
@@ -99,6 +102,8 @@ def create_app(
     metrics_registry = CollectorRegistry()
     metrics = ServingMetrics(metrics_registry)
     metrics.count_producer_rebuilds(lambda: adapters.producer.health().rebuilds)
+    impression_log = adapters.impression_log
+    metrics.count_impressions(impression_log.counts if impression_log is not None else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -109,9 +114,35 @@ def create_app(
         snapshots = RealtimeSnapshots(
             reader, ttl_s=snapshot_ttl_s, depth=max(1000, settings.serving.max_k * 2)
         )
+        exp_settings = settings.serving.experiments
+        experiments = ExperimentHolder(
+            adapters.experiments,
+            adapters.registry,
+            adapters.loader,
+            metrics,
+            champion=lambda: holder.current,
+            shadow_version=exp_settings.shadow_version,
+        )
+        shadow = None
+        if exp_settings.shadow_version is not None:
+            shadow = ShadowRunner(
+                settings, exp_settings.shadow_version, experiments.model, snapshots, impression_log, metrics
+            )
+            shadow.start()
         app.state.holder = holder
         app.state.snapshots = snapshots
-        app.state.read = ReadService(settings, reader, holder, snapshots, metrics)
+        app.state.experiments = experiments
+        app.state.shadow = shadow
+        app.state.read = ReadService(
+            settings,
+            reader,
+            holder,
+            snapshots,
+            metrics,
+            experiments=experiments,
+            impression_log=impression_log,
+            shadow=shadow,
+        )
         app.state.ingest = IngestService(settings, kafka)
         app.state.admin = AdminService(
             holder, reader, store, adapters.retrain_requests, snapshots=snapshots, ingest_health=kafka.probe
@@ -122,6 +153,7 @@ def create_app(
             asyncio.create_task(holder.run(settings.serving.model_poll_s), name="model-poll"),
             asyncio.create_task(snapshots.run(), name="snapshot-refresh"),
             asyncio.create_task(syncer.run(sync_poll_s), name="replica-sync"),
+            asyncio.create_task(experiments.run(exp_settings.poll_s), name="experiments-poll"),
         ]
         gc.freeze()  # see ModelHolder.swap: the app's own objects live as long as the process
         log.info("event=serving_started host=%s port=%s", settings.serving.host, settings.serving.port)
@@ -133,6 +165,9 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            if shadow is not None:
+                # Before the impression log closes: its last shadow impression can still be offered.
+                await asyncio.to_thread(shadow.stop, 2.0)
             await adapters.aclose()
 
     app = FastAPI(

@@ -8,6 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from storage.impression_log import DROP_REASONS, ImpressionCounts
+
 
 class ServingMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -44,10 +46,53 @@ class ServingMetrics:
         self.model_swaps = Counter(
             "streamrec_serving_model_swaps_total", "Models swapped in", registry=registry
         )
+        self.shadow_lists = Counter(
+            "streamrec_serving_shadow_lists_total",
+            "Shadow lists computed by the shadow model and offered to the impression log",
+            registry=registry,
+        )
+        self.shadow_skipped = Counter(
+            "streamrec_serving_shadow_skipped_total",
+            "Sampled requests whose shadow list was not computed (queue_full: the shadow worker is "
+            "behind; no_model: the shadow version is not loaded)",
+            ["reason"],
+            registry=registry,
+        )
 
     def count_producer_rebuilds(self, rebuilds: Callable[[], int]) -> None:
         """Export the ingest producer's own rebuild count (the producer is built before the app)."""
         self.registry.register(_RebuildCounter(rebuilds))
+
+    def count_impressions(self, counts: Callable[[], ImpressionCounts] | None) -> None:
+        """Export the impression log's own counts (the log is built before the app; None: disabled)."""
+        self.registry.register(_ImpressionCounter(counts or ImpressionCounts))
+
+
+class _ImpressionCounter(Collector):
+    def __init__(self, counts: Callable[[], ImpressionCounts]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        counts = self.counts()
+        yield CounterMetricFamily(
+            "streamrec_serving_impressions_queued",
+            "Impressions queued for the impressions topic",
+            value=counts.queued,
+        )
+        yield CounterMetricFamily(
+            "streamrec_serving_impressions_sent",
+            "Impressions acknowledged by Kafka",
+            value=counts.sent,
+        )
+        dropped = CounterMetricFamily(
+            "streamrec_serving_impressions_dropped",
+            "Impressions not logged, by reason (queue_full, delivery_failed, closed, invalid); "
+            "the answers were served",
+            labels=["reason"],
+        )
+        for reason in DROP_REASONS:
+            dropped.add_metric([reason], counts.dropped.get(reason, 0))
+        yield dropped
 
 
 class _RebuildCounter(Collector):

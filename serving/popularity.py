@@ -133,6 +133,15 @@ class RealtimeSnapshots:
         snap = self._popular.get((window, category))
         return snap.value if snap is not None else None
 
+    def peek_unavailable(self) -> frozenset[str]:
+        """The unavailable set held now, without fetching (for work done outside the event loop)."""
+        snap = self._unavailable
+        return snap.value if snap is not None else frozenset()
+
+    def peek_category(self, category: str) -> frozenset[str] | None:
+        snap = self._categories.get(category)
+        return snap.value if snap is not None else None
+
     async def refresh(self) -> bool:
         """Refresh the snapshots every request uses; False when Redis is down (snapshots kept)."""
         try:

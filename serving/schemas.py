@@ -32,21 +32,39 @@ class ScoredItem(BaseModel):
     reason: Reason
 
 
-class RecommendationsOut(BaseModel):
+class ExperimentFields(BaseModel):
+    """Which A/B experiment and variant answered (core.experiments; serving.experiments)."""
+
+    experiment_id: str | None = Field(
+        description="the running experiment that splits this endpoint; null when none does (or, for "
+        "similar items, when no user_id was given: shoppers are assigned by their id)"
+    )
+    variant: str | None = Field(
+        description="the variant that answered: the shopper's own, or the control variant on a "
+        "fallback (see variant_fallback); null when no experiment applies"
+    )
+    variant_fallback: str | None = Field(
+        default=None,
+        description="present only when the shopper's variant could not be served (its model version "
+        "is not loaded): why, and which variant answered instead",
+    )
+
+
+class RecommendationsOut(ExperimentFields):
     user_id: str
     items: list[ScoredItem]
-    model_version: str | None
+    model_version: str | None = Field(description="the model that ranked this list (the variant's, if any)")
     degraded: bool = Field(description="true when Redis was unreachable and a fallback answered")
-    request_id: str
+    request_id: str = Field(description="also the impression_id of the impression this list is logged as")
 
 
-class SimilarOut(BaseModel):
+class SimilarOut(ExperimentFields):
     item_id: str
     user_id: str | None = Field(description="the shopper whose exclusions applied, when one was given")
     items: list[ScoredItem]
-    model_version: str
+    model_version: str = Field(description="the model that found these items (the variant's, if any)")
     degraded: bool = Field(description="true when the shopper's state could not be read (Redis down)")
-    request_id: str
+    request_id: str = Field(description="also the impression_id of the impression this list is logged as")
 
 
 class RecentItem(BaseModel):

@@ -27,13 +27,17 @@ from core.log_context import current_request_id
 from core.recent import RecentEvent
 from core.settings import Settings
 from serving.exclusion import excluded_items, needs_seen
+from serving.experiments import Arm, ExperimentHolder
+from serving.impressions import Shown, offer
 from serving.metrics import ServingMetrics
 from serving.model_holder import ModelHolder
 from serving.model_port import LoadedModel
 from serving.popularity import TOP_UP_WINDOWS, RealtimeSnapshots
 from serving.ranking import Filters, Ranked, popular_only, recommend
 from serving.service_errors import NotFound, Unavailable
+from serving.shadow import ShadowJob, ShadowRunner
 from storage.errors import RealtimeUnavailable
+from storage.impression_log import ImpressionLog
 from storage.realtime_reader import RealtimeReader, UserSnapshot, now_ms
 
 log = logging.getLogger(__name__)
@@ -49,14 +53,16 @@ class RecsQuery:
     include_purchased: bool | None = None
     exclude_seen: bool | None = None
 
-    def cache_params(self) -> str:
-        """Stable, short key part: every parameter that changes the answer."""
+    def cache_params(self, variant: str | None = None) -> str:
+        """Stable, short key part: every parameter that changes the answer, and the experiment
+        variant that computed it (``Arm.cache_key``), so one variant's list never reaches another."""
         excl = ",".join(sorted(self.exclude))
         digest = hashlib.blake2b(excl.encode(), digest_size=8).hexdigest() if excl else "-"
-        return (
+        params = (
             f"k{self.k}:p{_flag(self.include_purchased)}:s{_flag(self.exclude_seen)}"
             f":x{digest}:c{self.category or ''}"
         )
+        return params if variant is None else f"{params}:v{variant}"
 
 
 def _flag(value: bool | None) -> str:
@@ -88,12 +94,47 @@ class ReadService:
         holder: ModelHolder,
         snapshots: RealtimeSnapshots,
         metrics: ServingMetrics,
+        *,
+        experiments: ExperimentHolder | None = None,
+        impression_log: ImpressionLog | None = None,
+        shadow: ShadowRunner | None = None,
     ) -> None:
         self.settings = settings
         self.reader = reader
         self.holder = holder
         self.snapshots = snapshots
         self.metrics = metrics
+        self.experiments = experiments
+        self.impression_log = impression_log
+        self.shadow = shadow
+
+    def _arm(self, surface: str, user_id: str | None) -> Arm:
+        """The model (and experiment variant) that answers; grabbed once per request, so a concurrent
+        swap does not affect it."""
+        if self.experiments is None:
+            return Arm(self.holder.current)
+        return self.experiments.choose(surface, user_id)
+
+    def _shadow(
+        self, request_id: str, q: RecsQuery, snap: UserSnapshot | None, filters: Filters | None
+    ) -> None:
+        """Hand the inputs already read to the shadow worker (sampled requests only; never waits)."""
+        if self.shadow is None or not self.shadow.sampled(request_id):
+            return
+        job = ShadowJob(
+            request_id,
+            q.user_id,
+            q.k,
+            q.category,
+            q.exclude,
+            q.include_purchased,
+            q.exclude_seen,
+            snap,
+            filters,
+            now_ms(),
+            self.holder.is_erased(q.user_id),
+        )
+        self.shadow.submit(job)
 
     async def _store(self, user_id: str, params: str, marker: int, payload: bytes) -> None:
         with contextlib.suppress(RealtimeUnavailable):
@@ -116,14 +157,15 @@ class ReadService:
         return sources()
 
     async def recommendations(self, q: RecsQuery) -> dict[str, Any]:
-        loaded = self.holder.current  # grabbed once: a concurrent swap does not affect this request
+        arm = self._arm("recommendations", q.user_id)
+        loaded = arm.loaded
         version = loaded.version if loaded is not None else None
         # Taken before the unavailable set is read below: a result stored under this tag was
         # filtered with this catalog state or a newer one.
         tag = cache_tag(version, self.snapshots.catalog_tag)
         request_id = current_request_id()
         serving = self.settings.serving
-        params = q.cache_params() if serving.cache_ttl_s > 0 else None
+        params = q.cache_params(arm.cache_key) if serving.cache_ttl_s > 0 else None
         # One read serves both the session vector and the recent exclusion.
         recent_n = max(serving.recent_events_for_session, serving.exclusion.recent_events)
         snap: UserSnapshot | None
@@ -140,12 +182,15 @@ class ReadService:
             cached_items = cached_items_for(snap.cached, tag)
             if cached_items is not None and not self.holder.is_erased(q.user_id):
                 self.metrics.cache_hits.inc()
+                self._shown(request_id, q.user_id, arm, cached_items)
+                self._shadow(request_id, q, snap, None)
                 return {
                     "user_id": q.user_id,
                     "items": orjson.Fragment(cached_items),
                     "model_version": version,
                     "degraded": False,
                     "request_id": request_id,
+                    **arm.fields(),
                 }
         self.metrics.cache_misses.inc()
 
@@ -185,7 +230,7 @@ class ReadService:
             recent=snap.recent[: serving.recent_events_for_session] if snap is not None else (),
             filters=filters,
             popular=popular,
-            session_weight=serving.session_weight,
+            session_weight=serving.session_weight if arm.session_weight is None else arm.session_weight,
             weights=self.settings.model.weights,
             erased=self.holder.is_erased(q.user_id),
         )
@@ -194,13 +239,24 @@ class ReadService:
         items_json = orjson.dumps([r.to_json() for r in ranked])
         if params is not None and snap is not None and not degraded:
             await self._store(q.user_id, params, snap.marker, cache_payload(tag, items_json))
+        self._shown(request_id, q.user_id, arm, ranked)
+        self._shadow(request_id, q, snap, filters)
         return {
             "user_id": q.user_id,
             "items": orjson.Fragment(items_json),
             "model_version": version,
             "degraded": degraded,
             "request_id": request_id,
+            **arm.fields(),
         }
+
+    def _shown(self, request_id: str, user_id: str, arm: Arm, items: Sequence[Ranked] | bytes) -> None:
+        """Log the recommendations list answered (built into an impression off the request path)."""
+        version = arm.loaded.version if arm.loaded is not None else None
+        shown = Shown(
+            request_id, "recommendations", user_id, version, items, now_ms(), arm.experiment_id, arm.variant
+        )
+        offer(self.impression_log, shown)
 
     def _count(self, loaded: LoadedModel | None, ranked: list[Ranked], degraded: bool) -> None:
         if degraded:
@@ -223,7 +279,8 @@ class ReadService:
     ) -> dict[str, Any]:
         """Items like ``item_id``, never the item itself; for a given shopper, without what the
         exclusion policy's ``similar`` surface leaves out."""
-        loaded = self.holder.current
+        arm = self._arm("similar", user_id)
+        loaded = arm.loaded
         if loaded is None:
             raise Unavailable("no_model", "no model is loaded yet; similar items need a trained model")
         if not loaded.model.knows_item(item_id):
@@ -255,18 +312,32 @@ class ReadService:
                 )
         fetch = k + min(len(unavailable), 500) + min(len(blocked), 2000) + 1
         found = loaded.model.similar(item_id, min(loaded.model.n_items, fetch))
-        items = [
-            Ranked(iid, score, "similar_to", item_id).to_json()
+        ranked = [
+            Ranked(iid, score, "similar_to", item_id)
             for iid, score in found
             if iid != item_id and iid not in unavailable and iid not in blocked
         ][:k]
+        request_id = current_request_id()
+        shown = Shown(
+            request_id,
+            "similar",
+            user_id,
+            loaded.version,
+            ranked,
+            now_ms(),
+            arm.experiment_id,
+            arm.variant,
+            anchor_item_id=item_id,
+        )
+        offer(self.impression_log, shown)
         return {
             "item_id": item_id,
             "user_id": user_id,
-            "items": items,
+            "items": [r.to_json() for r in ranked],
             "model_version": loaded.version,
             "degraded": degraded,
-            "request_id": current_request_id(),
+            "request_id": request_id,
+            **arm.fields(),
         }
 
     async def recent(self, user_id: str, limit: int) -> dict[str, Any]:
@@ -301,13 +372,16 @@ class ReadService:
             self.metrics.fallbacks.labels(kind="redis_unavailable").inc()
         unavailable = await self.snapshots.unavailable()
         ranked = popular_only(k, Filters(unavailable=unavailable), sources)
+        request_id = current_request_id()
+        version = loaded.version if loaded is not None else None
+        offer(self.impression_log, Shown(request_id, "popular", None, version, ranked, now_ms()))
         return {
             "items": [r.to_json() for r in ranked],
             "window": window,
             "category": category,
-            "model_version": loaded.version if loaded is not None else None,
+            "model_version": version,
             "degraded": degraded,
-            "request_id": current_request_id(),
+            "request_id": request_id,
         }
 
 

@@ -14,7 +14,8 @@ from serving.model_holder import Loader
 
 
 def open_adapters(settings: Settings, *, loader: Loader | None = None) -> ServingAdapters:
-    """Clients for Redis, MongoDB (events, retrain requests, model registry) and Kafka.
+    """Clients for Redis, MongoDB (events, retrain requests, model registry, experiments,
+    impressions) and Kafka (ingest, and the impression log when ``serving.impressions.enabled``).
 
     Nothing here waits for a server (the clients connect in the background or on first use), so a
     server that is down does not stop the app from starting: it starts degraded and ``/readyz`` says
@@ -25,6 +26,7 @@ def open_adapters(settings: Settings, *, loader: Loader | None = None) -> Servin
     from serving.model_loader import make_loader
     from storage.event_store import MongoEventStore
     from storage.experiments_mongo import MongoExperimentStore
+    from storage.impression_log import KafkaImpressionLog
     from storage.impressions_mongo import MongoImpressionStore
     from storage.kafka import make_resilient_producer
     from storage.model_registry_mongo import open_model_registry
@@ -45,6 +47,11 @@ def open_adapters(settings: Settings, *, loader: Loader | None = None) -> Servin
         closers.append(impressions.close)
         producer = make_resilient_producer(settings.kafka, name="api")
         closers.append(lambda: producer.close(5.0))
+        impression_log = None
+        if settings.serving.impressions.enabled:
+            # Its own producer and sender thread: impressions never queue behind (or slow) ingest.
+            impression_log = KafkaImpressionLog.from_settings(settings.kafka, settings.serving.impressions)
+            closers.append(lambda: impression_log.close(5.0))
         # Last: its close is a coroutine, and it is the one client never closed by the cleanup below.
         reader = RedisRealtimeReader(settings.redis)
         closers.append(reader.close)
@@ -64,5 +71,6 @@ def open_adapters(settings: Settings, *, loader: Loader | None = None) -> Servin
         recent_users=store,
         experiments=experiments,
         impressions=impressions,
+        impression_log=impression_log,
         closers=closers,
     )

@@ -8,10 +8,13 @@ BOOTSTRAP="${STREAMREC_KAFKA__BOOTSTRAP:?STREAMREC_KAFKA__BOOTSTRAP is required}
 EVENTS="${STREAMREC_KAFKA__TOPICS__EVENTS:?STREAMREC_KAFKA__TOPICS__EVENTS is required}"
 ITEMS="${STREAMREC_KAFKA__TOPICS__ITEMS:?STREAMREC_KAFKA__TOPICS__ITEMS is required}"
 DEAD_LETTER="${STREAMREC_KAFKA__TOPICS__DEAD_LETTER:?STREAMREC_KAFKA__TOPICS__DEAD_LETTER is required}"
+IMPRESSIONS="${STREAMREC_KAFKA__TOPICS__IMPRESSIONS:?STREAMREC_KAFKA__TOPICS__IMPRESSIONS is required}"
 # Events are keyed by user id; 6 partitions let up to 6 consumer replicas share the load.
 EVENTS_PARTITIONS="${EVENTS_PARTITIONS:-6}"
 ITEMS_PARTITIONS="${ITEMS_PARTITIONS:-3}"
 DEAD_LETTER_PARTITIONS="${DEAD_LETTER_PARTITIONS:-1}"
+# Impressions (what serving showed) are keyed by user id like events, and consumed beside them.
+IMPRESSIONS_PARTITIONS="${IMPRESSIONS_PARTITIONS:-6}"
 # Single-node stack: replication factor 1.
 REPLICATION="${REPLICATION_FACTOR:-1}"
 # Dead letters are kept 30 days so rejected input can be inspected and replayed.
@@ -29,5 +32,6 @@ create() {
 create "$EVENTS" "$EVENTS_PARTITIONS"
 create "$ITEMS" "$ITEMS_PARTITIONS"
 create "$DEAD_LETTER" "$DEAD_LETTER_PARTITIONS" --config "retention.ms=$DEAD_LETTER_RETENTION_MS"
+create "$IMPRESSIONS" "$IMPRESSIONS_PARTITIONS"
 
 "$TOPICS" --bootstrap-server "$BOOTSTRAP" --describe --topic "$EVENTS"

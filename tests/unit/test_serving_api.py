@@ -33,7 +33,16 @@ def assert_error(resp, status: int, code: str | None = None) -> None:  # type: i
 def test_recommendations_shape_and_reasons() -> None:
     with harness() as h:
         body = h.recs("alice", k=4)
-        assert set(body) == {"user_id", "items", "model_version", "degraded", "request_id"}
+        assert set(body) == {
+            "user_id",
+            "items",
+            "model_version",
+            "degraded",
+            "request_id",
+            "experiment_id",
+            "variant",
+        }
+        assert body["experiment_id"] is None and body["variant"] is None  # no experiment runs
         assert body["model_version"] == "1" and body["degraded"] is False
         assert len(body["items"]) == 4
         assert all(category_of(i["item_id"]) == "books" for i in body["items"])

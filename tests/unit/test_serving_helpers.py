@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,12 +15,16 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from core.errors import ArtifactError
+from core.impressions import Impression
 from core.settings import ServingSettings, Settings
 from serving.adapters import RecentUsers, ServingAdapters, resilient
 from serving.app import create_app
+from serving.model_holder import Loader
 from serving.model_port import LoadedModel
 from serving.ports import InMemoryProducer
 from storage.event_store_memory import InMemoryEventStore
+from storage.experiments import InMemoryExperimentStore
+from storage.impression_log import InMemoryImpressionLog
 from storage.model_registry_memory import InMemoryModelRegistry
 from storage.realtime_reader_twin import InMemoryRealtimeReader
 from storage.retrain_requests import InMemoryRetrainRequests
@@ -136,6 +140,9 @@ class Harness:
     retrain: InMemoryRetrainRequests
     settings: Settings
     recent_users: RecentUsers | None = None
+    impression_log: InMemoryImpressionLog | None = field(default_factory=InMemoryImpressionLog)
+    experiments: InMemoryExperimentStore = field(default_factory=InMemoryExperimentStore)
+    loader: Loader = tiny_loader
 
     def adapters(self) -> ServingAdapters:
         """The twins as the app's adapters (a fresh set each call: each app closes its own)."""
@@ -145,9 +152,16 @@ class Harness:
             events=self.events,
             retrain_requests=self.retrain,
             producer=resilient(self.producer),
-            loader=tiny_loader,
+            loader=self.loader,
             recent_users=self.recent_users,
+            experiments=self.experiments,
+            impression_log=self.impression_log,
         )
+
+    @property
+    def impressions(self) -> list[Impression]:
+        assert self.impression_log is not None
+        return self.impression_log.records
 
     def get(self, path: str, key: str | None = READ, **params: Any) -> Any:
         headers = {"X-API-Key": key} if key else {}
@@ -189,10 +203,17 @@ def catalog(realtime: InMemoryRealtimeReader) -> None:
 
 @contextmanager
 def harness(
-    with_model: bool = True, recent_users: RecentUsers | None = None, **serving: Any
+    with_model: bool = True,
+    recent_users: RecentUsers | None = None,
+    loader: Loader = tiny_loader,
+    impression_log: InMemoryImpressionLog | None = None,
+    impressions: bool = True,
+    **serving: Any,
 ) -> Iterator[Harness]:
     settings = make_settings(**serving)
     h = Harness(
+        loader=loader,
+        impression_log=(impression_log or InMemoryImpressionLog()) if impressions else None,
         client=None,  # type: ignore[arg-type]
         registry=InMemoryModelRegistry(),
         realtime=InMemoryRealtimeReader(),
