@@ -24,6 +24,7 @@ the real store decide alike. Impression documents are ``core.impressions.impress
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -44,6 +45,12 @@ def to_ms(ts: datetime) -> int:
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
     return (ts - _EPOCH) // _MS
+
+
+def window_start(ts: datetime, window_s: float) -> datetime:
+    """The earliest impression time the window rule can reach from an event at ``ts`` (whole ms,
+    rounded down, so a store query with ``ts >= window_start`` misses no impression the rule takes)."""
+    return _EPOCH + timedelta(milliseconds=math.floor(to_ms(ts) - window_s * 1000.0))
 
 
 def shown_position(impression: Doc, item_id: str) -> int | None:
@@ -69,7 +76,9 @@ class RecentIndex:
     by_pair: dict[tuple[str, str], list[_Shown]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, impressions: Iterable[Doc], pairs: Collection[tuple[str, str]] | None = None) -> RecentIndex:
+    def build(
+        cls, impressions: Iterable[Doc], pairs: Collection[tuple[str, str]] | None = None
+    ) -> RecentIndex:
         """Index ``impressions``; with ``pairs`` only the (user, item) pairs the batch asks about."""
         out = cls()
         for imp in impressions:

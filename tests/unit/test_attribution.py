@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.attribution import BY_ID, BY_WINDOW, RecentIndex, attribute, to_ms
+from core.attribution import BY_ID, BY_WINDOW, RecentIndex, attribute, to_ms, window_start
 from core.events import EventType, InteractionEvent
 from core.impressions import Impression, ShownItem, impression_document
 
@@ -209,3 +209,10 @@ def test_window_matches_a_brute_force_reading_of_the_rule(shown: list[Any], even
         best = max(eligible, key=lambda d: (d["ts"], d["_id"]))
         assert got is not None and (got["impression_id"], got["by"]) == (best["_id"], BY_WINDOW)
         assert got["position"] == best["item_ids"].index("i2")
+
+
+def test_window_start_reaches_an_impression_exactly_one_window_earlier() -> None:
+    event_ts = T0 + timedelta(seconds=WINDOW_S, microseconds=456)
+    start = window_start(event_ts, WINDOW_S)
+    assert start <= T0 and to_ms(start) == to_ms(T0)
+    assert run(ev(at=timedelta(seconds=WINDOW_S, microseconds=456)), [imp("r1")]) is not None
