@@ -94,6 +94,7 @@ def test_erasure_end_to_end(settings: Settings, redis_client: Any, mongo_db: Any
         assert resp.status_code == 200, resp.text
         assert resp.json()["deleted"] == {
             "events": 4,
+            "impressions": 0,
             "realtime_keys": 4,
             "cached_results": 1,
             "embeddings_suppressed": 0,

@@ -216,7 +216,7 @@ def test_attribution_reads_the_store_twice_per_batch_at_most() -> None:
         click(f"e{n}", n, user=f"u{n % 3}", **({"recommendation_id": f"r{n}"} if n % 2 else {}))
         for n in range(40)
     ]
-    rig.proc.process(events + [click("v", 40, etype="view")])
+    rig.proc.process([*events, click("v", 40, etype="view")])
     assert calls == ["by_id", "recent"]
     assert sum(1 for d in rig.store.events.values() if d.get("attribution")) == 40
     calls.clear()
