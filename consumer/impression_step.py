@@ -36,7 +36,7 @@ def label(value: Any) -> str:
 @dataclass
 class StoredImpressions:
     inserted: set[str] = field(default_factory=set)  # impression ids new in MongoDB now
-    # (surface, model_version, variant) → impressions stored now (redeliveries are not counted again).
+    # (surface, model_version, variant) → live impressions stored now (redeliveries not counted again).
     counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
@@ -67,6 +67,9 @@ def store_impressions(store: ImpressionStore, batch: Classified, now: datetime) 
             )
     counted: set[str] = set()
     for _, imp in batch.impressions:
+        # A shadow list was never shown: counting it would dilute every CTR computed from this.
+        if imp.shadow:
+            continue
         if imp.impression_id in out.inserted and imp.impression_id not in counted:
             counted.add(imp.impression_id)
             out.counts[(imp.surface, label(imp.model_version), label(imp.variant))] += 1

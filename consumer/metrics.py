@@ -21,7 +21,8 @@ SINK_RETRIES = Counter(
 # Online quality (issue 14): CTR = attributed clicks / impressions, per model version and variant.
 IMPRESSIONS = Counter(
     "streamrec_consumer_impressions_total",
-    "Served lists stored now (redeliveries not counted again), by surface, model version and variant",
+    "Served lists stored now (shadow lists and redeliveries not counted), by surface, model version "
+    "and variant",
     ["surface", "model_version", "variant"],
 )
 ATTRIBUTED = Counter(

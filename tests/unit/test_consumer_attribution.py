@@ -121,7 +121,8 @@ def test_outside_the_window_or_not_an_attributed_type_stays_unattributed() -> No
 
 def test_shadow_lists_are_stored_but_never_credited() -> None:
     rig = Rig()
-    rig.proc.process([shown("r1:shadow", 0, shadow=True)])
+    out = rig.proc.process([shown("r1:shadow", 0, shadow=True)])
+    assert out.impressions == {} and out.counts[("impression", "stored")] == 1  # not a shown list
     rig.proc.process([click("e1", 0, recommendation_id="r1:shadow")])
     assert rig.impressions.docs["r1:shadow"]["shadow"] is True
     assert attribution(rig, "e1") is None
