@@ -20,9 +20,10 @@ def consume(
 ) -> None:
     """Join the consumer group and turn events and item updates into MongoDB documents and Redis state.
 
-    Impressions (what serving showed) are stored too, with a TTL of
-    STREAMREC_SERVING__IMPRESSIONS__RETENTION_DAYS, and clicks, add-to-carts and purchases are
-    credited to them (STREAMREC_CONSUMER__ATTRIBUTION__*).
+    Impressions (what serving showed) are stored too, kept STREAMREC_SERVING__IMPRESSIONS__RETENTION_DAYS
+    days, and clicks, add-to-carts and purchases (STREAMREC_CONSUMER__ATTRIBUTION__EVENT_TYPES) are
+    credited to one: the one their recommendation_id names, else the latest that showed the item to
+    the shopper at most STREAMREC_CONSUMER__ATTRIBUTION__WINDOW_S seconds earlier.
 
     Scale out by starting more processes with the same group. SIGTERM/SIGINT finish the current
     batch, commit what was stored and exit 0 within STREAMREC_CONSUMER__SHUTDOWN_GRACE_S seconds
