@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+from bson.errors import InvalidDocument
 from pymongo.errors import AutoReconnect
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -230,3 +231,20 @@ def test_impressions_without_a_model_or_experiment_count_under_none() -> None:
     out = rig.proc.process([shown("r1", 0, variant=None, user=None)])
     assert out.impressions == {("recommendations", "3", "none"): 1}
     assert rig.impressions.docs["r1"]["ts"] == datetime.fromtimestamp(NOW_S, tz=UTC) - timedelta(minutes=10)
+
+
+def test_an_impression_mongodb_refuses_is_isolated_and_dead_lettered() -> None:
+    class Refusing(InMemoryImpressionStore):
+        def insert_impressions(self, docs: Sequence[dict[str, Any]]) -> set[str]:
+            if any(d["_id"] == "poison" for d in docs):
+                raise InvalidDocument("cannot encode object")
+            return super().insert_impressions(docs)
+
+    rig = Rig()
+    rig.proc.impressions = store = Refusing()
+    out = rig.proc.process([shown("r1", 0), shown("poison", 1), shown("r2", 2)])
+    assert set(store.docs) == {"r1", "r2"}
+    assert out.counts[("impression", "dead_lettered")] == 1 and out.counts[("impression", "stored")] == 2
+    headers = dict(rig.dlq.records[0][2])
+    assert headers["error_code"] == b"unstorable" and b"cannot encode" in headers["reason"]
+    assert headers["source_offset"] == b"1"
