@@ -20,6 +20,11 @@ def consume(
 ) -> None:
     """Join the consumer group and turn events and item updates into MongoDB documents and Redis state.
 
+    Impressions (what serving showed) are stored too, kept STREAMREC_SERVING__IMPRESSIONS__RETENTION_DAYS
+    days, and clicks, add-to-carts and purchases (STREAMREC_CONSUMER__ATTRIBUTION__EVENT_TYPES) are
+    credited to one: the one their recommendation_id names, else the latest that showed the item to
+    the shopper at most STREAMREC_CONSUMER__ATTRIBUTION__WINDOW_S seconds earlier.
+
     Scale out by starting more processes with the same group. SIGTERM/SIGINT finish the current
     batch, commit what was stored and exit 0 within STREAMREC_CONSUMER__SHUTDOWN_GRACE_S seconds
     (a batch still waiting for a sink is left uncommitted and comes again). Outages of MongoDB,
@@ -31,6 +36,7 @@ def consume(
     from consumer.runner import ConsumerRunner
     from consumer.wiring import open_kafka
     from storage.event_store import MongoEventStore
+    from storage.impressions_mongo import MongoImpressionStore
     from storage.realtime_state import RedisRealtimeState
 
     settings = load_settings()
@@ -49,15 +55,17 @@ def consume(
             ) from None
     # The composition root: every client the consumer uses is built here and handed in.
     store = MongoEventStore.from_settings(settings.mongo)
+    impressions = MongoImpressionStore.from_settings(settings.mongo)
     state = RedisRealtimeState.from_settings(settings.redis)
     try:
-        runner = ConsumerRunner(settings, store, state, open_kafka(settings))
+        runner = ConsumerRunner(settings, store, state, open_kafka(settings), impressions=impressions)
     except KafkaException as exc:
         raise ConfigError(f"cannot create the Kafka clients, check STREAMREC_KAFKA__*: {exc}") from None
     runner.install_signal_handlers()
     try:
         code = runner.run()
     finally:
+        impressions.close()
         store.close()
     raise typer.Exit(code)
 

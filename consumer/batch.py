@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from core.events import InteractionEvent, ItemUpdate, ParseError, parse_interaction, parse_item_update
+from core.impressions import Impression, parse_impression
 from core.realtime_ops import TopicPartition
 from core.settings import KafkaTopics
 
@@ -66,6 +67,8 @@ class Classified:
     events: list[tuple[RawMessage, InteractionEvent]] = field(default_factory=list)
     batch_duplicates: list[tuple[RawMessage, InteractionEvent]] = field(default_factory=list)
     items: list[tuple[RawMessage, ItemUpdate]] = field(default_factory=list)
+    # What serving showed (core.impressions): stored, never turned into Redis effects.
+    impressions: list[tuple[RawMessage, Impression]] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
@@ -76,8 +79,9 @@ def _reject(msg: RawMessage, error: ParseError) -> DeadLetter:
 def classify(messages: Iterable[RawMessage], topics: KafkaTopics, now: datetime) -> Classified:
     out = Classified()
     seen_ids: set[str] = set()
+    consumed = (topics.events, topics.items, topics.impressions)
     for msg in messages:
-        if msg.topic not in (topics.events, topics.items):
+        if msg.topic not in consumed:
             out.dead_letters.append(DeadLetter(msg, "unknown_topic", f"topic {msg.topic!r} is not consumed"))
             continue
         if not msg.key:
@@ -95,6 +99,12 @@ def classify(messages: Iterable[RawMessage], topics: KafkaTopics, now: datetime)
             else:
                 seen_ids.add(parsed.event_id)
                 out.events.append((msg, parsed))
+        elif msg.topic == topics.impressions:
+            shown = parse_impression(msg.value)
+            if isinstance(shown, ParseError):
+                out.dead_letters.append(_reject(msg, shown))
+            else:
+                out.impressions.append((msg, shown))
         else:
             item = parse_item_update(msg.value)
             if isinstance(item, ParseError):
@@ -124,6 +134,9 @@ def event_document(msg: RawMessage, event: InteractionEvent, ingested_at: dateti
 
 # The stored fields that make an event what it is; two records with one event id and different
 # values here are a conflict, not a duplicate (``ingested_at`` and ``src`` say nothing about it).
+# ``attribution`` is not one either: it is what the consumer concluded from the impressions it had
+# stored at the time, so a redelivery that concludes otherwise (its impression arrived meanwhile) is
+# still a redelivery; the stored document, attribution included, is kept as it is.
 CONTENT_FIELDS = (
     "user_id",
     "item_id",

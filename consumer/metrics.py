@@ -18,6 +18,19 @@ COMMITS = Counter("streamrec_consumer_commits_total", "Synchronous offset commit
 SINK_RETRIES = Counter(
     "streamrec_consumer_sink_retries_total", "Batch retries because a sink was unavailable", ["sink"]
 )
+# Online quality (issue 14): CTR = attributed clicks / impressions, per model version and variant.
+IMPRESSIONS = Counter(
+    "streamrec_consumer_impressions_total",
+    "Served lists stored now (shadow lists and redeliveries not counted), by surface, model version "
+    "and variant",
+    ["surface", "model_version", "variant"],
+)
+ATTRIBUTED = Counter(
+    "streamrec_consumer_attributed_events_total",
+    "Stored events credited to an impression, by event type, the impression's model version and "
+    "variant, and how (by id or by window)",
+    ["event_type", "model_version", "variant", "by"],
+)
 LAG = Gauge(
     "streamrec_consumer_lag_messages", "Messages behind the high watermark on this member's partitions"
 )

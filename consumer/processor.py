@@ -1,6 +1,7 @@
 """One batch through the sinks, in the order that makes a crash at any point safe.
 
-MongoDB inserts (idempotent by ``_id``) → item upserts (idempotent, ordered) → dead letters
+Impression inserts, then the events' attribution read from them (``consumer.impression_step``) →
+MongoDB event inserts (idempotent by ``_id``) → item upserts (idempotent, ordered) → dead letters
 (flushed) → one guarded Redis step holding every effect plus the new ``applied`` offsets
 (``consumer.effects``). Only after all of that returns may the caller commit the Kafka offsets.
 MongoDB, the system of record, never waits for Redis: nothing is read from Redis before the inserts.
@@ -34,11 +35,13 @@ from consumer.batch import (
     settle_events,
 )
 from consumer.effects import RedisEffects
+from consumer.impression_step import attribute_events, label, store_impressions
 from consumer.isolate import bisect_apply, insert_isolating
 from core.errors import DependencyUnavailable
 from core.realtime_ops import TopicPartition
 from core.settings import Settings
 from storage.event_store import EventStore
+from storage.impressions import ImpressionStore
 from storage.realtime_state import RealtimeState
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,10 @@ class InMemoryDeadLetterSink:
 @dataclass
 class BatchOutcome:
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, outcome) → n
+    # (surface, model_version, variant) → impressions new in MongoDB.
+    impressions: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    # (event_type, model_version, variant, by) → attributed events new in MongoDB.
+    attributed: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
     commit: dict[TopicPartition, int] = field(default_factory=dict)
     redis_ops: int = 0
     # Stored in MongoDB without its Redis effects (consumer.store_ahead): read again, never committed.
@@ -100,13 +107,18 @@ class BatchProcessor:
         state: RealtimeState,
         dead_letters: DeadLetterSink,
         clock: Callable[[], float] = time.time,
+        *,
+        impressions: ImpressionStore,
     ) -> None:
         self.settings = settings
         self.store = store
+        self.impressions = impressions
         self.state = state
         self.dead_letters = dead_letters
         self.clock = clock
         self.effects = RedisEffects(settings, store, state)
+        # Counts of MongoDB writes not yet handed to the caller (see ``_report``).
+        self._unreported = BatchOutcome()
 
     def process(self, messages: list[RawMessage], *, effects: bool = True) -> BatchOutcome:
         """Make the batch's effects durable; raises ``SinkUnavailable`` (safe to retry) on outages.
@@ -122,7 +134,15 @@ class BatchProcessor:
         batch = classify(messages, self.settings.kafka.topics, now)
 
         with _sink("mongo"):
+            # Impressions first: a click in this batch may name one that arrived with it.
+            shown = store_impressions(self.impressions, batch, now)
+            self._unreported.impressions.update(shown.counts)
             docs = {e.event_id: event_document(m, e, now) for m, e in batch.events}
+            credited = attribute_events(
+                self.impressions, self.settings.consumer.attribution, [e for _, e in batch.events]
+            )
+            for eid, attribution in credited.items():
+                docs[eid]["attribution"] = attribution
             stored_now = insert_isolating(self.store, list(docs.values()))
             inserted = stored_now.inserted
             dup_ids = [i for i in docs if i not in inserted and i not in stored_now.rejected]
@@ -145,9 +165,16 @@ class BatchProcessor:
         decisions = settled.decisions
         for _msg, event, outcome, _ in decisions:
             result.counts[(event.event_type.value, outcome.value)] += 1
+            if outcome is Outcome.STORED and (att := docs[event.event_id].get("attribution")):
+                key = (event.event_type.value, label(att["model_version"]), label(att["variant"]), att["by"])
+                self._unreported.attributed[key] += 1
+        if stored_shown := len(shown.inserted):
+            result.counts[("impression", Outcome.STORED.value)] += stored_shown
+        if repeated := len(batch.impressions) - stored_shown:
+            result.counts[("impression", Outcome.DUPLICATE.value)] += repeated
         for _msg, event in settled.duplicates:
             result.counts[(event.event_type.value, Outcome.DUPLICATE.value)] += 1
-        batch.dead_letters += settled.dead_letters + unstorable_items
+        batch.dead_letters += settled.dead_letters + unstorable_items + shown.dead_letters
 
         fresh_dead = self.effects.due_dead_letters(batch.dead_letters, guard)
         if fresh_dead:
@@ -164,20 +191,30 @@ class BatchProcessor:
                     )
                 self.dead_letters.flush()
             self.effects.dead_lettered(fresh_dead)
+        topics = self.settings.kafka.topics
         for dl in batch.dead_letters:
-            kind = "item" if dl.message.topic == self.settings.kafka.topics.items else "event"
+            kind = {topics.items: "item", topics.impressions: "impression"}.get(dl.message.topic, "event")
             result.counts[(kind, Outcome.DEAD_LETTERED.value)] += 1
 
         for _ in batch.items:
             result.counts[("item", Outcome.STORED.value)] += 1
         if not effects:
             result.deferred = True
-            return result
+            return self._report(result)
         with _sink("redis"):
             # Which records are fresh depends on the applied offsets, which the guard may re-read.
             result.redis_ops = self.effects.apply(
                 messages, batch, lambda applied: settle(applied).decisions, guard, now_s
             )
+        return self._report(result)
+
+    def _report(self, result: BatchOutcome) -> BatchOutcome:
+        """Hand over the impression and attribution counts of every MongoDB step since the last
+        report: an attempt that stored them and then failed (Redis, the dead-letter topic) is
+        retried, and its records then read as already stored, so they are counted here, once."""
+        result.impressions.update(self._unreported.impressions)
+        result.attributed.update(self._unreported.attributed)
+        self._unreported = BatchOutcome()
         return result
 
     def _upsert_items(self, batch: Classified) -> list[DeadLetter]:

@@ -28,6 +28,7 @@ from core.errors import StreamrecError
 from core.realtime_ops import TopicPartition as TP
 from core.settings import Settings
 from storage.event_store import EventStore
+from storage.impressions import ImpressionStore
 from storage.kafka import is_fatal
 from storage.realtime_state import RealtimeState
 
@@ -50,10 +51,17 @@ def to_raw(msg: Message) -> RawMessage:
 
 class ConsumerRunner:
     def __init__(
-        self, settings: Settings, store: EventStore, state: RealtimeState, kafka: KafkaClients
+        self,
+        settings: Settings,
+        store: EventStore,
+        state: RealtimeState,
+        kafka: KafkaClients,
+        *,
+        impressions: ImpressionStore,
     ) -> None:
         self.settings = settings
         self.store = store
+        self.impressions = impressions
         self.state = state
         self.stopping = False
         self._fatal: str | None = None
@@ -70,7 +78,7 @@ class ConsumerRunner:
             timeout_s=settings.consumer.dead_letter_timeout_s,
             should_stop=lambda: self.stopping,
         )
-        self.processor = BatchProcessor(settings, store, state, sink)
+        self.processor = BatchProcessor(settings, store, state, sink, impressions=impressions)
         self._watchdog: threading.Timer | None = None
         self._hard_exit = False
         self.processor.effects.should_stop = lambda: self.stopping
@@ -107,7 +115,8 @@ class ConsumerRunner:
         self._watchdog.start()
 
     def run(self) -> int:
-        topics = [self.settings.kafka.topics.events, self.settings.kafka.topics.items]
+        names = self.settings.kafka.topics
+        topics = [names.events, names.items, names.impressions]
         try:
             if self._with_backoff(self._ensure_indexes) is None:
                 return 0
@@ -136,6 +145,8 @@ class ConsumerRunner:
 
     def _ensure_indexes(self) -> bool:
         self.store.ensure_indexes()
+        # The TTL index is what enforces the configured retention of impressions.
+        self.impressions.ensure_indexes(self.settings.serving.impressions.retention_days * 86400.0)
         return True
 
     def _close(self) -> None:
@@ -174,6 +185,10 @@ class ConsumerRunner:
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
         for (kind, result), n in outcome.counts.items():
             metrics.EVENTS.labels(type=kind, outcome=result).inc(n)
+        for (surface, version, variant), n in outcome.impressions.items():
+            metrics.IMPRESSIONS.labels(surface=surface, model_version=version, variant=variant).inc(n)
+        for (etype, version, variant, by), n in outcome.attributed.items():
+            metrics.ATTRIBUTED.labels(event_type=etype, model_version=version, variant=variant, by=by).inc(n)
         if outcome.deferred:
             self._ahead.note(self._pending)
             metrics.STORE_AHEAD_PARTITIONS.set(len(self._ahead.replay_from))

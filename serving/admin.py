@@ -21,6 +21,7 @@ from storage.errors import (
     RealtimeUnavailable,
     RegistryError,
 )
+from storage.impressions import ImpressionStore
 from storage.kafka_producer import ProducerHealth
 from storage.model_erasure import promote_erased, rollback_erased
 from storage.model_registry import ModelRegistry
@@ -50,10 +51,13 @@ class AdminService:
         *,
         snapshots: RealtimeSnapshots | None = None,
         ingest_health: Callable[[], ProducerHealth] | None = None,
+        impressions: ImpressionStore | None = None,
     ) -> None:
         self.holder = holder
         self.reader = reader
         self.erasures = erasures
+        # What the shopper was shown is personal data too: erased with their events.
+        self.impressions = impressions
         self.retrain = retrain
         self.snapshots = snapshots
         self.ingest_health = ingest_health
@@ -62,6 +66,9 @@ class AdminService:
         try:
             # MongoDB first: the erasures record is what keeps the user out of future training.
             events_deleted = await run_in_threadpool(self.erasures.erase_user, user_id)
+            impressions_deleted = (
+                await run_in_threadpool(self.impressions.erase_user, user_id) if self.impressions else 0
+            )
         except Exception as exc:
             raise Unavailable(
                 "mongodb_unavailable",
@@ -79,9 +86,10 @@ class AdminService:
                 "retry the DELETE (it is idempotent)",
             ) from exc
         log.info(
-            "event=user_erased user_id=%s events=%d redis_keys=%d cached=%d",
+            "event=user_erased user_id=%s events=%d impressions=%d redis_keys=%d cached=%d",
             user_id,
             events_deleted,
+            impressions_deleted,
             state.state_keys,
             state.cached_results,
         )
@@ -89,6 +97,7 @@ class AdminService:
             "user_id": user_id,
             "deleted": {
                 "events": events_deleted,
+                "impressions": impressions_deleted,
                 "realtime_keys": state.state_keys,
                 "cached_results": state.cached_results,
                 "embeddings_suppressed": int(had_embedding),

@@ -145,7 +145,13 @@ def create_app(
         )
         app.state.ingest = IngestService(settings, kafka)
         app.state.admin = AdminService(
-            holder, reader, store, adapters.retrain_requests, snapshots=snapshots, ingest_health=kafka.probe
+            holder,
+            reader,
+            store,
+            adapters.retrain_requests,
+            snapshots=snapshots,
+            ingest_health=kafka.probe,
+            impressions=adapters.impressions,
         )
         syncer = ReplicaSyncer(reader, snapshots, holder)
         app.state.replica_sync = syncer

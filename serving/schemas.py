@@ -152,6 +152,7 @@ class ItemUpdateIn(BaseModel):
 
 class ErasureCounts(BaseModel):
     events: int
+    impressions: int
     realtime_keys: int
     cached_results: int
     embeddings_suppressed: int

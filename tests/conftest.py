@@ -15,7 +15,8 @@ Session-scoped
 
 Function-scoped
     settings     -> core.settings.Settings(_env_file=None) pointing at ``servers`` with names unique
-                    to the test: topics ``events-<id>``, ``items-<id>``, ``dead-letter-<id>``, group id
+                    to the test: topics ``events-<id>``, ``items-<id>``, ``dead-letter-<id>``,
+                    ``impressions-<id>``, group id
                     ``g-<id>``, Mongo database ``t_<id>`` (dropped afterwards), Redis key prefix
                     ``t<id>:`` (keys deleted afterwards), session_timeout_ms=6000,
                     ``model.artifact_cache_dir`` and ``devstack.dir`` inside tmp_path.
@@ -142,7 +143,10 @@ def settings(servers: Servers, tmp_path: Path, _mongo_admin: Any, _redis_admin: 
         kafka=KafkaSettings(
             bootstrap=servers.kafka_bootstrap,
             topics=KafkaTopics(
-                events=f"events-{uid}", items=f"items-{uid}", dead_letter=f"dead-letter-{uid}"
+                events=f"events-{uid}",
+                items=f"items-{uid}",
+                dead_letter=f"dead-letter-{uid}",
+                impressions=f"impressions-{uid}",
             ),
             group_id=f"g-{uid}",
             session_timeout_ms=6000,

@@ -12,6 +12,8 @@ IMPRESSIONS="${STREAMREC_KAFKA__TOPICS__IMPRESSIONS:?STREAMREC_KAFKA__TOPICS__IM
 # Events are keyed by user id; 6 partitions let up to 6 consumer replicas share the load.
 EVENTS_PARTITIONS="${EVENTS_PARTITIONS:-6}"
 ITEMS_PARTITIONS="${ITEMS_PARTITIONS:-3}"
+# Impressions (what serving showed) are keyed by user id too, so they scale like events.
+IMPRESSIONS_PARTITIONS="${IMPRESSIONS_PARTITIONS:-$EVENTS_PARTITIONS}"
 DEAD_LETTER_PARTITIONS="${DEAD_LETTER_PARTITIONS:-1}"
 # Impressions (what serving showed) are keyed by user id like events, and consumed beside them.
 IMPRESSIONS_PARTITIONS="${IMPRESSIONS_PARTITIONS:-6}"
@@ -31,6 +33,7 @@ create() {
 
 create "$EVENTS" "$EVENTS_PARTITIONS"
 create "$ITEMS" "$ITEMS_PARTITIONS"
+create "$IMPRESSIONS" "$IMPRESSIONS_PARTITIONS"
 create "$DEAD_LETTER" "$DEAD_LETTER_PARTITIONS" --config "retention.ms=$DEAD_LETTER_RETENTION_MS"
 create "$IMPRESSIONS" "$IMPRESSIONS_PARTITIONS"
 

@@ -17,6 +17,7 @@ from consumer.runner import ConsumerRunner
 from consumer.wiring import open_kafka
 from core.settings import Settings
 from storage.event_store import MongoEventStore
+from storage.impressions_mongo import MongoImpressionStore
 from storage.kafka import flush_or_raise, make_consumer, make_producer, wait_for_assignment
 from storage.realtime_state import RedisRealtimeState
 
@@ -33,8 +34,9 @@ def wait_until(pred: Callable[[], bool], timeout_s: float, what: str) -> None:
 @contextmanager
 def running_consumer(settings: Settings) -> Iterator[tuple[ConsumerRunner, threading.Thread, dict[str, Any]]]:
     store = MongoEventStore.from_settings(settings.mongo)
+    impressions = MongoImpressionStore.from_settings(settings.mongo)
     state = RedisRealtimeState.from_settings(settings.redis)
-    runner = ConsumerRunner(settings, store, state, open_kafka(settings))
+    runner = ConsumerRunner(settings, store, state, open_kafka(settings), impressions=impressions)
     result: dict[str, Any] = {}
 
     def target() -> None:
@@ -50,6 +52,7 @@ def running_consumer(settings: Settings) -> Iterator[tuple[ConsumerRunner, threa
     finally:
         runner.request_stop()
         thread.join(30)
+        impressions.close()
         store.close()
 
 

@@ -55,6 +55,7 @@ def consumer_env(settings: Settings) -> dict[str, str]:
             "STREAMREC_KAFKA__TOPICS__EVENTS": topics.events,
             "STREAMREC_KAFKA__TOPICS__ITEMS": topics.items,
             "STREAMREC_KAFKA__TOPICS__DEAD_LETTER": topics.dead_letter,
+            "STREAMREC_KAFKA__TOPICS__IMPRESSIONS": topics.impressions,
             "STREAMREC_KAFKA__GROUP_ID": settings.kafka.group_id,
             "STREAMREC_MONGO__URI": settings.mongo.uri.get_secret_value(),
             "STREAMREC_MONGO__DATABASE": settings.mongo.database,

@@ -20,6 +20,7 @@ from consumer.runner import KafkaDeadLetterSink
 from core.realtime_ops import ApplyStatus, Guard, Op
 from core.settings import Settings
 from storage.event_store import MongoEventStore
+from storage.impressions import InMemoryImpressionStore
 from storage.kafka import flush_or_raise, make_producer
 from storage.realtime_state import InMemoryRealtimeState, RealtimeState, RedisRealtimeState
 from tests.integration.test_consumer_e2e import read_topic, running_consumer, wait_until
@@ -138,9 +139,16 @@ def test_zombie_member_and_its_successor_apply_a_batch_once(settings: Settings, 
         _event(f"e{i}", i, f"u{i % 3}", f"i{i % 4}", "purchase" if i == 5 else "view") for i in range(12)
     ]
     dlq = KafkaDeadLetterSink(make_producer(settings.kafka), settings.kafka.topics.dead_letter)
-    successor = BatchProcessor(settings, store, RedisRealtimeState.from_settings(settings.redis), dlq)
+    shown = InMemoryImpressionStore()
+    successor = BatchProcessor(
+        settings, store, RedisRealtimeState.from_settings(settings.redis), dlq, impressions=shown
+    )
     zombie = BatchProcessor(
-        settings, store, _HookedRedisState(settings, lambda: successor.process(batch)), dlq
+        settings,
+        store,
+        _HookedRedisState(settings, lambda: successor.process(batch)),
+        dlq,
+        impressions=shown,
     )
     try:
         zombie.process(batch)

@@ -80,6 +80,10 @@ def test_erasure_end_to_end(settings: Settings, redis_client: Any, mongo_db: Any
         ]
         + [{"_id": "other", "event_id": "other", "user_id": "zed", "item_id": "x", "event_type": "click"}]
     )
+    # What eve was shown is hers too (what the consumer stores from the impressions topic).
+    mongo_db["impressions"].insert_many(
+        [{"_id": "r-eve", "user_id": "eve", "items": []}, {"_id": "r-zed", "user_id": "zed", "items": []}]
+    )
     with live_app(settings) as client:
         recs = client.get("/v1/users/eve/recommendations", params={"k": 5}, headers=AUTH).json()
         assert recs["degraded"] is False
@@ -94,6 +98,7 @@ def test_erasure_end_to_end(settings: Settings, redis_client: Any, mongo_db: Any
         assert resp.status_code == 200, resp.text
         assert resp.json()["deleted"] == {
             "events": 4,
+            "impressions": 1,
             "realtime_keys": 4,
             "cached_results": 1,
             "embeddings_suppressed": 0,
@@ -101,6 +106,7 @@ def test_erasure_end_to_end(settings: Settings, redis_client: Any, mongo_db: Any
         assert list(redis_client.scan_iter(match=f"{settings.redis.key_prefix}*eve*")) == []
         assert mongo_db["events"].count_documents({"user_id": "eve"}) == 0
         assert mongo_db["events"].count_documents({"user_id": "zed"}) == 1
+        assert [d["_id"] for d in mongo_db["impressions"].find()] == ["r-zed"]
         assert "eve" in store.erased_users()
         after = client.get("/v1/users/eve/recommendations", params={"k": 3}, headers=AUTH).json()
         assert all(i["reason"]["kind"] == "popular" for i in after["items"])

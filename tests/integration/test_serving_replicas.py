@@ -16,6 +16,7 @@ from core.keys import Keys
 from core.settings import Settings
 from serving.app import create_app
 from serving.wiring import open_adapters
+from storage.impressions import InMemoryImpressionStore
 from storage.model_registry_mongo import open_model_registry
 from storage.realtime_state import RedisRealtimeState
 from tests.integration.test_serving_api import AUTH, with_keys
@@ -189,7 +190,9 @@ def test_put_item_through_kafka_and_the_consumer_reaches_a_warm_cache(
     )
     keys = Keys(settings.redis.key_prefix)
     store = MongoEventStore.from_settings(settings.mongo)
-    runner = ConsumerRunner(settings, store, state, open_kafka(settings))
+    runner = ConsumerRunner(
+        settings, store, state, open_kafka(settings), impressions=InMemoryImpressionStore()
+    )
     thread = threading.Thread(target=runner.run, name="consumer", daemon=True)
     thread.start()
     try:

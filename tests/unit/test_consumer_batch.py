@@ -224,3 +224,31 @@ def test_offsets_to_commit_and_applied_only_move_forward():
     batch = [msg(b"", 4), msg(b"", 9), msg(b"", 2, partition=1)]
     assert next_offsets(batch) == {("ev", 0): 10, ("ev", 1): 3}
     assert advanced_applied(batch, {("ev", 0): 20, ("ev", 1): -1}) == {("ev", 1): 2}
+
+
+def test_impressions_are_parsed_and_bad_ones_dead_lettered_with_their_code():
+    topics = KafkaTopics(events="ev", items="it", dead_letter="dl", impressions="im")
+    good = orjson.dumps(
+        {
+            "impression_id": "r1",
+            "request_id": "r1",
+            "user_id": "u1",
+            "surface": "similar",
+            "items": [{"item_id": "i1", "position": 0}],
+            "ts": "2024-05-01T11:59:00Z",
+        }
+    )
+    batch = classify(
+        [
+            msg(good, 0, topic="im"),
+            msg(b'{"impression_id": "r2"}', 1, topic="im"),
+            msg(b"[1]", 2, topic="im"),
+            msg(good, 3, topic="im", key=None),
+            msg(good, 4, topic="elsewhere"),
+        ],
+        topics,
+        NOW,
+    )
+    assert [(m.offset, i.impression_id, i.surface) for m, i in batch.impressions] == [(0, "r1", "similar")]
+    assert codes(batch) == ["invalid_value", "not_object", "missing_key", "unknown_topic"]
+    assert batch.events == [] and batch.items == []

@@ -16,6 +16,7 @@ from consumer.rebuild import diff_snapshots, rebuild_cache
 from core.events import parse_interaction
 from core.settings import ConsumerSettings, KafkaSettings, KafkaTopics, Settings
 from storage.event_store_memory import InMemoryEventStore
+from storage.impressions import InMemoryImpressionStore
 from storage.realtime_state import InMemoryRealtimeState
 
 NOW_S = 1_714_564_800.0  # 2024-05-01T12:00Z
@@ -25,7 +26,7 @@ NOW = datetime.fromtimestamp(NOW_S, tz=UTC)
 def make_settings(recent_max: int = 5) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
-        kafka=KafkaSettings(topics=KafkaTopics(events="ev", items="it", dead_letter="dl")),
+        kafka=KafkaSettings(topics=KafkaTopics(events="ev", items="it", dead_letter="dl", impressions="im")),
         consumer=ConsumerSettings(recent_max=recent_max),
     )
 
@@ -37,7 +38,10 @@ class Rig:
         self.state = InMemoryRealtimeState("sr:")
         self.state.finish_rebuild("g0", {})  # an established Redis (the empty one has its own tests)
         self.dlq = InMemoryDeadLetterSink()
-        self.proc = BatchProcessor(self.settings, self.store, self.state, self.dlq, clock=lambda: NOW_S)
+        self.impressions = InMemoryImpressionStore()
+        self.proc = BatchProcessor(
+            self.settings, self.store, self.state, self.dlq, clock=lambda: NOW_S, impressions=self.impressions
+        )
 
 
 def ev(

@@ -10,6 +10,7 @@ from consumer.runner import ConsumerRunner
 from consumer.wiring import open_kafka
 from core.settings import KafkaSettings, Settings
 from storage.event_store_memory import InMemoryEventStore
+from storage.impressions import InMemoryImpressionStore
 from storage.realtime_state import InMemoryRealtimeState
 
 
@@ -35,7 +36,13 @@ class RecordingConsumer:
 def runner() -> tuple[ConsumerRunner, RecordingConsumer]:
     # The real clients are built but never connect: nothing here polls them.
     settings = Settings(_env_file=None, kafka=KafkaSettings(bootstrap="127.0.0.1:1"))  # type: ignore[call-arg]
-    built = ConsumerRunner(settings, InMemoryEventStore(), InMemoryRealtimeState("sr:"), open_kafka(settings))
+    built = ConsumerRunner(
+        settings,
+        InMemoryEventStore(),
+        InMemoryRealtimeState("sr:"),
+        open_kafka(settings),
+        impressions=InMemoryImpressionStore(),
+    )
     built.consumer.close()
     fake = RecordingConsumer()
     built.consumer = fake  # type: ignore[assignment]

@@ -37,6 +37,8 @@ REQUIRED_QUERIES = {
     "cache hits": "streamrec_serving_cache_hits_total",
     "cache misses": "streamrec_serving_cache_misses_total",
     "degraded responses": "streamrec_serving_degraded_responses_total",
+    "impressions (CTR denominator)": "streamrec_consumer_impressions_total",
+    "attributed clicks and purchases": "streamrec_consumer_attributed_events_total",
 }
 
 _METRIC_CLASSES = {"Counter", "Gauge", "Histogram", "Summary", "Info", "Enum"}
@@ -216,3 +218,22 @@ def test_grafana_provisioning_matches_the_compose_mounts() -> None:
     assert datasource["type"] == "prometheus"
     assert datasource["url"] == "http://prometheus:9090"
     assert "prometheus" in services
+
+
+def test_online_quality_panels_split_ctr_and_conversion_by_model_version_and_variant() -> None:
+    """Issue 14: CTR (attributed clicks / impressions) and conversion (attributed purchases /
+    impressions), each by model version and by experiment variant."""
+    ratios = [
+        expr
+        for _, expr in exprs()
+        if "streamrec_consumer_attributed_events_total" in expr
+        and "streamrec_consumer_impressions_total" in expr
+    ]
+    wanted = {(t, by) for t in ("click", "purchase") for by in ("model_version", "variant")}
+    found = {
+        (t, by)
+        for t, by in wanted
+        for expr in ratios
+        if f'event_type="{t}"' in expr and expr.count(f"sum by ({by})") == 2 and " / " in expr
+    }
+    assert found == wanted

@@ -17,6 +17,7 @@ from consumer.processor import BatchProcessor, InMemoryDeadLetterSink, SinkUnava
 from consumer.rebuild import diff_snapshots, rebuild_cache
 from core.realtime_ops import ApplyStatus, Guard, Op
 from storage.event_store_memory import InMemoryEventStore
+from storage.impressions import InMemoryImpressionStore
 from storage.realtime_state import InMemoryRealtimeState
 from tests.unit.test_consumer_processor import NOW_S, ev, item, make_settings
 
@@ -24,7 +25,14 @@ from tests.unit.test_consumer_processor import NOW_S, ev, item, make_settings
 def processor(
     store: InMemoryEventStore, state: InMemoryRealtimeState, dlq: InMemoryDeadLetterSink | None = None
 ) -> BatchProcessor:
-    proc = BatchProcessor(make_settings(), store, state, dlq or InMemoryDeadLetterSink(), clock=lambda: NOW_S)
+    proc = BatchProcessor(
+        make_settings(),
+        store,
+        state,
+        dlq or InMemoryDeadLetterSink(),
+        clock=lambda: NOW_S,
+        impressions=InMemoryImpressionStore(),
+    )
     proc.effects.rebuild_settle_s = 0.0  # no other member inserts here
     return proc
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -221,6 +222,12 @@ def test_erasure_removes_state_cache_events_and_embedding_use() -> None:
                 }
             ]
         )
+        h.impression_store.insert_impressions(
+            [
+                {"_id": "r1", "user_id": "alice", "ts": datetime.now(UTC), "items": []},
+                {"_id": "r2", "user_id": "bob", "ts": datetime.now(UTC), "items": []},
+            ]
+        )
         h.realtime.record("alice", "books-3")
         h.recs("alice", k=3)
         time.sleep(0.1)
@@ -228,7 +235,14 @@ def test_erasure_removes_state_cache_events_and_embedding_use() -> None:
         assert resp.status_code == 200, resp.text
         deleted = resp.json()["deleted"]
         # recent, seen and marker (as Redis counts the user's keys)
-        assert deleted == {"events": 1, "realtime_keys": 3, "cached_results": 1, "embeddings_suppressed": 1}
+        assert deleted == {
+            "events": 1,
+            "impressions": 1,
+            "realtime_keys": 3,
+            "cached_results": 1,
+            "embeddings_suppressed": 1,
+        }
+        assert set(h.impression_store.docs) == {"r2"}  # what alice was shown is gone, nobody else's
         assert "alice" in h.events.erased_users()
         assert "alice" not in h.realtime.recent and not any(k[0] == "alice" for k in h.realtime.cache)
         after = h.recs("alice", k=3)

@@ -25,6 +25,7 @@ from serving.ports import InMemoryProducer
 from storage.event_store_memory import InMemoryEventStore
 from storage.experiments import InMemoryExperimentStore
 from storage.impression_log import InMemoryImpressionLog
+from storage.impressions import InMemoryImpressionStore
 from storage.model_registry_memory import InMemoryModelRegistry
 from storage.realtime_reader_twin import InMemoryRealtimeReader
 from storage.retrain_requests import InMemoryRetrainRequests
@@ -143,6 +144,8 @@ class Harness:
     impression_log: InMemoryImpressionLog | None = field(default_factory=InMemoryImpressionLog)
     experiments: InMemoryExperimentStore = field(default_factory=InMemoryExperimentStore)
     loader: Loader = tiny_loader
+    # Stored impressions (what the consumer wrote): erasure and the online report read them.
+    impression_store: InMemoryImpressionStore = field(default_factory=InMemoryImpressionStore)
 
     def adapters(self) -> ServingAdapters:
         """The twins as the app's adapters (a fresh set each call: each app closes its own)."""
@@ -156,6 +159,7 @@ class Harness:
             recent_users=self.recent_users,
             experiments=self.experiments,
             impression_log=self.impression_log,
+            impressions=self.impression_store,
         )
 
     @property

@@ -54,6 +54,7 @@ def sink_ceiling(run: BenchRun, events: list[InteractionEvent], batch_size: int,
     from consumer.processor import BatchProcessor, InMemoryDeadLetterSink
     from consumer.rebuild import rebuild_cache
     from storage.event_store import MongoEventStore
+    from storage.impressions_mongo import MongoImpressionStore
     from storage.realtime_state import RedisRealtimeState
 
     database = run.settings.mongo.database + "_ceiling"
@@ -63,13 +64,16 @@ def sink_ceiling(run: BenchRun, events: list[InteractionEvent], batch_size: int,
         run.extra_prefixes.append(prefix)
     store = MongoEventStore(run.mongo[database])
     store.ensure_indexes()
+    # The consumer's impression store too: attribution reads it for every batch with clicks.
+    impressions = MongoImpressionStore(run.mongo[database])
+    impressions.ensure_indexes(run.settings.serving.impressions.retention_days * 86400.0)
     state = RedisRealtimeState(run.redis, prefix)
     topic = run.settings.kafka.topics.events
     # A prefix with no generation is rebuilt from MongoDB on the first batch (after a settle wait);
     # the consumer went through that during warm-up, so the ceiling does it before the clock starts.
     if state.guard([(topic, 0)]).generation is None:
         rebuild_cache(run.settings, store, state)
-    processor = BatchProcessor(run.settings, store, state, InMemoryDeadLetterSink())
+    processor = BatchProcessor(run.settings, store, state, InMemoryDeadLetterSink(), impressions=impressions)
     messages = [RawMessage(topic, 0, offset + n, *event_record(e)) for n, e in enumerate(events)]
     started = time.monotonic()
     for start in range(0, len(messages), batch_size):
