@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,8 @@ from serving.app import create_app
 from serving.model_port import LoadedModel
 from serving.ports import InMemoryProducer
 from storage.event_store_memory import InMemoryEventStore
+from storage.experiments import InMemoryExperimentStore
+from storage.impressions import InMemoryImpressionStore
 from storage.model_registry_memory import InMemoryModelRegistry
 from storage.realtime_reader_twin import InMemoryRealtimeReader
 from storage.retrain_requests import InMemoryRetrainRequests
@@ -136,6 +138,8 @@ class Harness:
     retrain: InMemoryRetrainRequests
     settings: Settings
     recent_users: RecentUsers | None = None
+    experiments: InMemoryExperimentStore = field(default_factory=InMemoryExperimentStore)
+    impressions: InMemoryImpressionStore = field(default_factory=InMemoryImpressionStore)
 
     def adapters(self) -> ServingAdapters:
         """The twins as the app's adapters (a fresh set each call: each app closes its own)."""
@@ -147,6 +151,8 @@ class Harness:
             producer=resilient(self.producer),
             loader=tiny_loader,
             recent_users=self.recent_users,
+            experiments=self.experiments,
+            impressions=self.impressions,
         )
 
     def get(self, path: str, key: str | None = READ, **params: Any) -> Any:
