@@ -10,6 +10,11 @@ from core.impressions import Impression, ShownItem, impression_document, shadow_
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
+def recent(minutes_ago: float) -> float:
+    """The ``minutes`` (from T0) of a moment ``minutes_ago`` before now: reports read back from now."""
+    return (datetime.now(UTC) - T0).total_seconds() / 60 - minutes_ago
+
+
 def impression(
     request_id: str,
     user: str | None = "u1",

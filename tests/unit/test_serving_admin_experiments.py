@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.experiments import assign
-from tests.unit.online_fixtures import event, impression
+from tests.unit.online_fixtures import event, impression, recent
 from tests.unit.test_serving_api import assert_error
 from tests.unit.test_serving_helpers import ADMIN, READ, Harness, harness, model_files
 
@@ -26,13 +26,6 @@ def post(h: Harness, path: str, body: Any = None, key: str | None = ADMIN) -> An
 
 def get(h: Harness, path: str, key: str | None = ADMIN, **params: Any) -> Any:
     return h.client.get(path, params=params, headers={"X-API-Key": key} if key else {})
-
-
-def recent(minutes_ago: float) -> float:
-    """Fixture minutes (from T0) that fall ``minutes_ago`` before now."""
-    from tests.unit.online_fixtures import T0
-
-    return (datetime.now(UTC) - T0).total_seconds() / 60 - minutes_ago
 
 
 def traffic(h: Harness, users: int, ctr: dict[str, float], experiment: str = "exp") -> None:
