@@ -30,6 +30,16 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+def parse_window(text: str) -> float:
+    """Seconds in a ``since`` query parameter: exactly the strings ``DURATION_PATTERN`` admits as a
+    JSON-schema validator reads it (Python's ``re.search``, so a trailing newline passes too), zero
+    included (an empty window), so the server accepts what its OpenAPI document promises."""
+    match = _PATTERN.match(text) if re.search(DURATION_PATTERN, text) else None
+    if match is None:
+        raise ConfigError(f"duration {text!r} is not understood; use a number and a unit, e.g. 30m, 24h, 7d")
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
 def parse_since(text: str | None, now: datetime | None = None) -> datetime | None:
     """An ISO-8601 time (UTC when it has no offset) or a duration before ``now``; raises ConfigError."""
     if text is None:

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from core.duration import DURATION_PATTERN, parse_duration, since_ago
+from core.duration import DURATION_PATTERN, parse_window, since_ago
 from core.errors import ConfigError
 from core.experiments import NAME_PATTERN, Experiment
 from core.log_context import current_request_id
@@ -75,7 +75,7 @@ By = Literal["model_version", "variant", "surface", "position"]
 
 def _since(settings: Any, text: str) -> tuple[datetime, datetime]:
     try:
-        seconds = parse_duration(text)
+        seconds = parse_window(text)
     except ConfigError as exc:
         raise ApiError(422, "invalid_request", f"since: {exc}") from None
     now = datetime.now(UTC)

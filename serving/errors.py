@@ -75,6 +75,17 @@ def _describe_validation(errors: list[Any]) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method the path answers: Starlette's 405 names only the first route that matched the
+    path, which is wrong for a path served by several routes (GET and POST /v1/admin/experiments)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.url.path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> FastJSONResponse:
@@ -88,10 +99,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(status, exc.code, exc.message)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> FastJSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> FastJSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         message = str(exc.detail) if exc.detail else code.replace("_", " ")
-        return error_response(exc.status_code, code, message, dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
+        return error_response(exc.status_code, code, message, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> FastJSONResponse:

@@ -176,3 +176,11 @@ def test_shadow_report_over_http() -> None:
         assert body["window_s"] == h.settings.consumer.attribution.window_s
         assert body["difference"]["test"] == "mcnemar"
         assert_error(get(h, "/v1/admin/shadow", since="-1h"), 422, "invalid_request")
+
+
+def test_a_wrong_method_lists_every_method_of_the_path() -> None:
+    with harness() as h:
+        resp = h.client.request("OPTIONS", "/v1/admin/experiments", headers=AUTH)
+        assert_error(resp, 405, "method_not_allowed")
+        assert resp.headers["allow"] == "GET, POST"
+        assert h.client.delete("/v1/admin/online", headers=AUTH).headers["allow"] == "GET"
