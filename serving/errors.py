@@ -4,6 +4,7 @@ errors included; ``request_id`` is the request's id (also in the ``X-Request-ID`
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,6 +16,7 @@ from serving.responses import FastJSONResponse
 from serving.service_errors import Conflict, NotFound, Rejected, ServiceError, Unavailable
 
 log = logging.getLogger(__name__)
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 _STATUS_CODES = {
     400: "bad_request",
@@ -75,15 +77,16 @@ def _describe_validation(errors: list[Any]) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def allowed_methods(request: Request) -> str:
-    """Every method the path answers: Starlette's 405 names only the first route that matched the
-    path, which is wrong for a path served by several routes (GET and POST /v1/admin/experiments)."""
+def allowed_methods(request: Request, fallback: str) -> str:
+    """Every method the path answers, from the app's OpenAPI document: Starlette's 405 names only the
+    first route that matched the path, which is wrong for a path served by several routes (GET and
+    POST /v1/admin/experiments). Paths outside the document keep Starlette's answer (``fallback``)."""
     methods: set[str] = set()
-    for route in request.app.routes:
-        regex = getattr(route, "path_regex", None)
-        if regex is not None and regex.match(request.url.path):
-            methods |= set(getattr(route, "methods", None) or ())
-    return ", ".join(sorted(methods))
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {m.upper() for m in operations if m in _HTTP_METHODS}
+    return ", ".join(sorted(methods)) if methods else fallback
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -104,7 +107,7 @@ def install_error_handlers(app: FastAPI) -> None:
         message = str(exc.detail) if exc.detail else code.replace("_", " ")
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
-            headers["Allow"] = allowed_methods(request)
+            headers["Allow"] = allowed_methods(request, headers.get("Allow", ""))
         return error_response(exc.status_code, code, message, headers)
 
     @app.exception_handler(RequestValidationError)
