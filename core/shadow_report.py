@@ -110,6 +110,8 @@ def shadow_report(
     pairs = missing = shadow_hits = live_hits = only_shadow = only_live = 0
     shadow_versions: set[str] = set()
     live_versions: set[str] = set()
+    for imps in by_user.values():
+        shadow_versions |= {str(i["model_version"]) for i in imps if i.get("model_version") is not None}
     for user_id, imps in by_user.items():
         times = [t for t, _ in events.get(user_id, [])]
         for imp in imps:
@@ -129,8 +131,6 @@ def shadow_report(
             live_hits += in_live
             only_shadow += in_shadow and not in_live
             only_live += in_live and not in_shadow
-            if imp.get("model_version") is not None:
-                shadow_versions.add(str(imp["model_version"]))
             if live.get("model_version") is not None:
                 live_versions.add(str(live["model_version"]))
             break  # one pair per shopper

@@ -160,14 +160,15 @@ class ExperimentAdmin:
         metric: str = "ctr",
         decided_by: str = "admin",
     ) -> Promotion:
-        experiment, report = self.report(experiment_id, metric)
-        shown = report.to_dict()
-        if experiment.status == "promoted":
+        current = self.get(experiment_id)
+        if current.status == "promoted":
             raise ExperimentConflict(
                 "already_promoted",
                 f"experiment {experiment_id!r} was promoted already "
-                f"(variant {experiment.winner}, model v{experiment.promoted_version})",
+                f"(variant {current.winner}, model v{current.promoted_version})",
             )
+        experiment, report = self.report(experiment_id, metric)
+        shown = report.to_dict()
         name = variant or report.winner
         if name is None:
             raise ExperimentConflict(
