@@ -16,12 +16,14 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import ValidationError
+from pymongo.errors import PyMongoError
 from starlette.responses import Response
 
 from core.duration import DURATION_PATTERN, parse_window, since_ago
-from core.errors import ConfigError
+from core.errors import ConfigError, StreamrecError
 from core.experiments import NAME_PATTERN, Experiment
 from core.log_context import current_request_id
+from core.settings import Settings
 from serving.auth import auth_first, require
 from serving.deps import ExperimentAdminDep as AdminOps
 from serving.deps import SettingsDep
@@ -73,7 +75,7 @@ Since = Annotated[
 By = Literal["model_version", "variant", "surface", "position"]
 
 
-def _since(settings: Any, text: str) -> tuple[datetime, datetime]:
+def _since(settings: Settings, text: str) -> tuple[datetime, datetime]:
     try:
         seconds = parse_window(text)
     except ConfigError as exc:
@@ -84,7 +86,8 @@ def _since(settings: Any, text: str) -> tuple[datetime, datetime]:
 
 
 async def _run(action: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``call`` in a worker thread; experiment refusals become API errors, anything else a 503."""
+    """``call`` in a worker thread; experiment refusals become API errors, MongoDB failures a 503
+    (anything else is a bug: the app's handler answers 500 and logs it)."""
     try:
         return await asyncio.to_thread(call, *args, **kwargs)
     except ExperimentInvalid as exc:
@@ -95,7 +98,12 @@ async def _run(action: str, call: Callable[..., T], *args: Any, **kwargs: Any) -
         raise Conflict(exc.code, exc.message) from exc
     except ExperimentError as exc:  # a kind added later: refused as a conflict, never a 500
         raise Conflict(exc.code, exc.message) from exc
-    except Exception as exc:  # pymongo errors, DependencyUnavailable: MongoDB is the only dependency here
+    except (
+        PyMongoError,
+        StreamrecError,
+        ConnectionError,
+        TimeoutError,
+    ) as exc:  # MongoDB (or a twin's outage)
         log.warning("event=experiment_admin_failed action=%s error=%s", action, exc)
         raise Unavailable("mongodb_unavailable", f"cannot {action}: MongoDB is unavailable ({exc})") from exc
 
