@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TypeVar, overload
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from core.errors import ConfigError
+from core.errors import ConfigError, DependencyUnavailable, StreamrecError
 from core.settings import Settings
 
 S = TypeVar("S", bound=Settings)
@@ -71,3 +73,19 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
     for noisy in ("httpx", "uvicorn.access", "pymongo", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@contextmanager
+def mongo_guard(settings: Settings) -> Iterator[None]:
+    """MongoDB's errors as one actionable line (``cli.main`` prints a ``StreamrecError``, no traceback)."""
+    from pymongo.errors import ConnectionFailure, PyMongoError
+
+    try:
+        yield
+    except ConnectionFailure as exc:
+        raise DependencyUnavailable(
+            f"MongoDB (database {settings.mongo.database!r}) is unreachable ({exc.__class__.__name__}); "
+            "is it running (`streamrec devstack up`) and is STREAMREC_MONGO__URI right?"
+        ) from exc
+    except PyMongoError as exc:
+        raise StreamrecError(f"MongoDB refused the operation: {exc}") from exc

@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import re
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
@@ -25,6 +25,7 @@ from rich.table import Table
 
 from cli.app import dead_letter_app
 from cli.context import load_settings
+from core.duration import parse_since  # re-exported: tests and callers use cli.dead_letter.parse_since
 from core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -45,26 +46,6 @@ def _usage_error(message: str) -> NoReturn:
     """One line on stderr and exit status 2, like any other usage error."""
     Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(2)
-
-
-def parse_since(text: str | None, now: datetime | None = None) -> datetime | None:
-    """An ISO-8601 time (UTC when it has no offset) or a duration before ``now``; raises ConfigError."""
-    if text is None:
-        return None
-    from retrain.duration import parse_duration
-
-    try:
-        parsed = datetime.fromisoformat(text.strip())
-    except ValueError:
-        try:
-            seconds = parse_duration(text)
-        except ConfigError:
-            raise ConfigError(
-                f"--since {text!r} is neither an ISO-8601 time (2026-01-31T12:00:00Z) "
-                "nor a duration (30m, 2h, 1d)"
-            ) from None
-        return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _options(code: str | None, since: str | None, limit: int | None, wait: float) -> datetime | None:

@@ -15,6 +15,8 @@ from core.errors import StreamrecError
 COMMAND_MODULES = (
     "cli.consume",
     "cli.dead_letter",
+    "cli.experiment",
+    "cli.report",
     "cli.retrain_cmd",
     "cli.serve",
 )

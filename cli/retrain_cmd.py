@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.app import app, model_app
-from cli.context import configure_logging, load_settings
-from core.errors import ConfigError, DependencyUnavailable, StreamrecError
+from cli.context import configure_logging, load_settings, mongo_guard
+from core.errors import ConfigError, StreamrecError
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -25,21 +25,6 @@ log = logging.getLogger(__name__)
 console = Console()
 # How often `--every ... --after-events N` counts the stored events.
 EVENT_COUNT_POLL_S = 10.0
-
-
-@contextmanager
-def _mongo_guard(settings: Settings) -> Iterator[None]:
-    from pymongo.errors import ConnectionFailure, PyMongoError
-
-    try:
-        yield
-    except ConnectionFailure as exc:
-        raise DependencyUnavailable(
-            f"MongoDB (database {settings.mongo.database!r}) is unreachable ({exc.__class__.__name__}); "
-            "is it running (`streamrec devstack up`) and is STREAMREC_MONGO__URI right?"
-        ) from exc
-    except PyMongoError as exc:
-        raise StreamrecError(f"MongoDB refused the operation: {exc}") from exc
 
 
 def _registry(settings: Settings) -> Any:
@@ -102,7 +87,7 @@ def retrain(
     def one_run() -> RetrainResult:
         started = time.monotonic()
         try:
-            with _mongo_guard(settings):
+            with mongo_guard(settings):
                 result = _run_with_progress(store, registry, trainer, config)
         except (StreamrecError, ModelError) as exc:
             failed = RetrainResult(
@@ -197,7 +182,7 @@ def model_list() -> None:
     settings = load_settings()
     registry = _registry(settings)
     try:
-        with _mongo_guard(settings):
+        with mongo_guard(settings):
             records = registry.list()
     finally:
         registry.close()
@@ -240,7 +225,7 @@ def model_show(version: int = typer.Argument(..., help="Model version.")) -> Non
     settings = load_settings()
     registry = _registry(settings)
     try:
-        with _mongo_guard(settings):
+        with mongo_guard(settings):
             record = registry.get(version)
     finally:
         registry.close()
@@ -260,7 +245,7 @@ def model_promote(
     settings = load_settings()
     registry = _registry(settings)
     try:
-        with _mongo_guard(settings), _erased_users(settings) as erased:
+        with mongo_guard(settings), _erased_users(settings) as erased:
             # Refuse to promote an artifact that serving could not download intact.
             registry.load_files(version)
             # An old version may predate erasures: it is scrubbed before it can serve again.
@@ -280,7 +265,7 @@ def model_rollback(
     settings = load_settings()
     registry = _registry(settings)
     try:
-        with _mongo_guard(settings), _erased_users(settings) as erased:
+        with mongo_guard(settings), _erased_users(settings) as erased:
             record = rollback_erased(registry, reason, erased)
     finally:
         registry.close()

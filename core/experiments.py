@@ -18,7 +18,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ExperimentStatus = Literal["running", "stopped", "promoted"]
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}")
+# Anchored: pydantic's ``pattern`` searches, so an unanchored one let "a/b c" through (ids go in URLs).
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"
+_NAME = re.compile(NAME_PATTERN)
 # 2**64 buckets: shares are honoured to far better than any experiment can measure.
 _BUCKETS = 1 << 64
 # Surfaces an experiment may split (the ones whose list comes from a model).

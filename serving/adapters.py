@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from serving.model_holder import Loader
-from serving.ports import ErasurePort, EventProducer
+from serving.ports import EventProducer, EventStorePort
 from storage.experiments import ExperimentStore, InMemoryExperimentStore
 from storage.impression_log import ImpressionLog
 from storage.impressions import ImpressionStore, InMemoryImpressionStore
@@ -38,7 +38,7 @@ class RecentUsers(Protocol):
 class ServingAdapters:
     registry: ModelRegistry
     realtime: RealtimeReader
-    events: ErasurePort
+    events: EventStorePort
     retrain_requests: RetrainRequests
     producer: ResilientProducer
     # files + registry record -> a validated model (serving.model_loader.make_loader in production)

@@ -23,6 +23,7 @@ from core.settings import Settings
 from serving import demo_page, openapi
 from serving.adapters import ServingAdapters
 from serving.admin import AdminService
+from serving.admin_experiments import build_experiment_router
 from serving.auth import KeyRing
 from serving.errors import error_response, install_error_handlers
 from serving.experiments import ExperimentHolder
@@ -35,6 +36,7 @@ from serving.request_id import RequestIdMiddleware
 from serving.routes import build_router
 from serving.service import ReadService
 from serving.shadow import ShadowRunner
+from storage.experiment_admin import ExperimentAdmin
 
 log = logging.getLogger(__name__)
 Scope = MutableMapping[str, Any]
@@ -153,6 +155,14 @@ def create_app(
             ingest_health=kafka.probe,
             impressions=adapters.impressions,
         )
+        app.state.experiment_admin = ExperimentAdmin(
+            experiments=adapters.experiments,
+            registry=adapters.registry,
+            impressions=adapters.impressions,
+            events=store,
+            erased_users=store.erased_users,
+            retention_s=settings.serving.impressions.retention_days * 86400.0,
+        )
         syncer = ReplicaSyncer(reader, snapshots, holder)
         app.state.replica_sync = syncer
         tasks = [
@@ -188,6 +198,7 @@ def create_app(
     app.state.recent_users = adapters.recent_users
     install_error_handlers(app)
     app.include_router(build_router(settings.serving.public_read))
+    app.include_router(build_experiment_router())
     if settings.serving.demo_page:
         app.include_router(demo_page.router)
     openapi.install(app, settings.serving)

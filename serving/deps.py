@@ -20,6 +20,7 @@ from serving.metrics import ServingMetrics
 from serving.model_holder import ModelHolder
 from serving.popularity import RealtimeSnapshots
 from serving.service import ReadService
+from storage.experiment_admin import ExperimentAdmin
 
 T = TypeVar("T")
 
@@ -52,6 +53,10 @@ def get_admin(request: Request) -> AdminService:
     return _state(request, "admin", AdminService)
 
 
+def get_experiment_admin(request: Request) -> ExperimentAdmin:
+    return _state(request, "experiment_admin", ExperimentAdmin)
+
+
 def get_holder(request: Request) -> ModelHolder:
     return _state(request, "holder", ModelHolder)
 
@@ -70,6 +75,7 @@ MetricsDep = Annotated[ServingMetrics, Depends(get_metrics)]
 ReadDep = Annotated[ReadService, Depends(get_read)]
 IngestDep = Annotated[IngestService, Depends(get_ingest)]
 AdminDep = Annotated[AdminService, Depends(get_admin)]
+ExperimentAdminDep = Annotated[ExperimentAdmin, Depends(get_experiment_admin)]
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 SnapshotsDep = Annotated[RealtimeSnapshots, Depends(get_snapshots)]
 RecentUsersDep = Annotated[RecentUsers | None, Depends(get_recent_users)]

@@ -4,6 +4,7 @@ errors included; ``request_id`` is the request's id (also in the ``X-Request-ID`
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,6 +16,7 @@ from serving.responses import FastJSONResponse
 from serving.service_errors import Conflict, NotFound, Rejected, ServiceError, Unavailable
 
 log = logging.getLogger(__name__)
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 _STATUS_CODES = {
     400: "bad_request",
@@ -75,6 +77,18 @@ def _describe_validation(errors: list[Any]) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def allowed_methods(request: Request, fallback: str) -> str:
+    """Every method the path answers, from the app's OpenAPI document: Starlette's 405 names only the
+    first route that matched the path, which is wrong for a path served by several routes (GET and
+    POST /v1/admin/experiments). Paths outside the document keep Starlette's answer (``fallback``)."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {m.upper() for m in operations if m in _HTTP_METHODS}
+    return ", ".join(sorted(methods)) if methods else fallback
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> FastJSONResponse:
@@ -88,10 +102,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(status, exc.code, exc.message)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> FastJSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> FastJSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         message = str(exc.detail) if exc.detail else code.replace("_", " ")
-        return error_response(exc.status_code, code, message, dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request, headers.get("Allow", ""))
+        return error_response(exc.status_code, code, message, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> FastJSONResponse:

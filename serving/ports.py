@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from storage.online_reads import OnlineEventReads
+
 DeliveryCallback = Callable[[Any, Any], None]
 
 
@@ -19,6 +21,10 @@ class ErasurePort(Protocol):
     def erased_users(self) -> set[str]: ...
 
     def ping(self) -> None: ...
+
+
+class EventStorePort(ErasurePort, OnlineEventReads, Protocol):
+    """What serving uses of the event store: erasure, and the reads of the online reports."""
 
 
 class EventProducer(Protocol):

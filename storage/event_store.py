@@ -34,6 +34,10 @@ TRANSIENT_WRITE_CODES = frozenset(
 ITEM_FIELDS = ("title", "category", "price", "available", "properties")
 # How many of the newest events ``recent_users`` scans by default: cheap on the ts index.
 RECENT_SCAN = 2000
+# Shoppers per query of ``events_of_users_since``: keeps each ``$in`` list (and query document) small.
+USERS_PER_QUERY = 1000
+# What the online reports read of an event (``attribution`` is written by the consumer).
+REPORT_FIELDS = ("user_id", "item_id", "event_type", "ts", "attribution")
 Doc = dict[str, Any]
 
 
@@ -98,6 +102,39 @@ class EventStore(Protocol):
     def erased_users(self) -> set[str]: ...
 
     def ping(self) -> None: ...
+
+    def attributed_events(self, since: datetime, until: datetime | None = None) -> Iterator[Doc]:
+        """Events with since <= ts (< until) that carry an ``attribution``, in no particular order;
+        only ``REPORT_FIELDS`` (and ``_id``)."""
+
+    def events_of_users_since(
+        self,
+        user_ids: Iterable[str],
+        since: datetime,
+        until: datetime | None = None,
+        event_types: Iterable[str] | None = None,
+    ) -> Iterator[Doc]:
+        """These shoppers' events with since <= ts (< until), of ``event_types`` when given; only
+        ``REPORT_FIELDS`` (and ``_id``), in no particular order."""
+
+
+def ts_range(since: datetime | None, until: datetime | None) -> Doc:
+    """The MongoDB condition on ``ts`` for since <= ts < until (either end may be open)."""
+    condition: Doc = {}
+    if since is not None:
+        condition["$gte"] = since
+    if until is not None:
+        condition["$lt"] = until
+    return condition
+
+
+def report_doc(doc: Doc) -> Doc:
+    """An event as the reports read it: the report fields, ``ts`` timezone-aware."""
+    out = {k: doc[k] for k in ("_id", *REPORT_FIELDS) if k in doc}
+    ts = out.get("ts")
+    if isinstance(ts, datetime) and ts.tzinfo is None:
+        out["ts"] = ts.replace(tzinfo=UTC)
+    return out
 
 
 def as_event(doc: Doc) -> Doc:
@@ -280,6 +317,30 @@ class MongoEventStore:
 
     def erased_users(self) -> set[str]:
         return {str(d["_id"]) for d in self.erasures.find({}, {"_id": 1})}
+
+    def attributed_events(self, since: datetime, until: datetime | None = None) -> Iterator[Doc]:
+        # Served by the ts index; the attribution filter runs on the documents in that range.
+        query: Doc = {"ts": ts_range(since, until), "attribution": {"$exists": True}}
+        for doc in self.events.find(query, dict.fromkeys(REPORT_FIELDS, 1), batch_size=5000):
+            yield report_doc(doc)
+
+    def events_of_users_since(
+        self,
+        user_ids: Iterable[str],
+        since: datetime,
+        until: datetime | None = None,
+        event_types: Iterable[str] | None = None,
+    ) -> Iterator[Doc]:
+        users = sorted(set(user_ids))
+        types = None if event_types is None else sorted(set(event_types))
+        for start in range(0, len(users), USERS_PER_QUERY):
+            # Served by the (user_id, ts) index.
+            chunk = users[start : start + USERS_PER_QUERY]
+            query: Doc = {"user_id": {"$in": chunk}, "ts": ts_range(since, until)}
+            if types is not None:
+                query["event_type"] = {"$in": types}
+            for doc in self.events.find(query, dict.fromkeys(REPORT_FIELDS, 1), batch_size=5000):
+                yield report_doc(doc)
 
     def ping(self) -> None:
         self.db.command("ping")

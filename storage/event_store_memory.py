@@ -18,6 +18,7 @@ from storage.event_store import (
     as_item,
     distinct_in_order,
     merge_item_updates,
+    report_doc,
 )
 
 
@@ -149,3 +150,31 @@ class InMemoryEventStore:
 
     def ping(self) -> None:
         self._check()
+
+    def attributed_events(self, since: datetime, until: datetime | None = None) -> Iterator[Doc]:
+        self._check()
+        for doc in list(self.events.values()):
+            if "attribution" in doc and _within(doc["ts"], since, until):
+                yield report_doc(doc)
+
+    def events_of_users_since(
+        self,
+        user_ids: Iterable[str],
+        since: datetime,
+        until: datetime | None = None,
+        event_types: Iterable[str] | None = None,
+    ) -> Iterator[Doc]:
+        self._check()
+        users = set(user_ids)
+        types = None if event_types is None else set(event_types)
+        for doc in list(self.events.values()):
+            if (
+                doc["user_id"] in users
+                and _within(doc["ts"], since, until)
+                and (types is None or doc.get("event_type") in types)
+            ):
+                yield report_doc(doc)
+
+
+def _within(ts: datetime, since: datetime, until: datetime | None) -> bool:
+    return ts >= since and (until is None or ts < until)

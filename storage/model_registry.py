@@ -66,6 +66,8 @@ class ModelRecord:
     status_changed_at: datetime | None = None
     # Which erasures the stored files reflect: {digest, users, removed, at} (storage/model_erasure.py).
     erasure: dict[str, Any] = field(default_factory=dict)
+    # The online evidence it was promoted on: the experiment, the variant and its report (JSON values).
+    online: dict[str, Any] = field(default_factory=dict)
 
     def to_json_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -111,6 +113,10 @@ class ModelRegistry(Protocol):
         """Record ``erasure`` on the version; with ``files``, first replace its whole file set (stored
         copies and local cache) by them. Only if the version's erasure digest is still
         ``expected_digest`` (what ``files`` were derived from); otherwise ``RegistryError``."""
+
+    def record_online_evidence(self, version: int, evidence: dict[str, Any]) -> ModelRecord:
+        """Store ``evidence`` (JSON values: an experiment's report) as the version's ``online``,
+        replacing any earlier one; raises ``ModelNotFound``."""
 
 
 def sha256_hex(data: bytes) -> str:
@@ -159,6 +165,7 @@ def record_from_doc(doc: dict[str, Any]) -> ModelRecord:
         reason=doc.get("reason"),
         status_changed_at=_aware(doc.get("status_changed_at")),
         erasure=dict(doc.get("erasure") or {}),
+        online=dict(doc.get("online") or {}),
     )
 
 

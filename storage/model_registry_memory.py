@@ -116,6 +116,11 @@ class InMemoryModelRegistry:
         self._records[version] = rec
         return rec
 
+    def record_online_evidence(self, version: int, evidence: dict[str, Any]) -> ModelRecord:
+        rec = replace(self.get(version), online=dict(evidence))
+        self._records[version] = rec
+        return rec
+
     def rollback(self, reason: str = "rollback") -> ModelRecord:
         if self._champion is None or not self._previous:
             raise RegistryError("there is no previous champion to roll back to")

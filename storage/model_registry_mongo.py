@@ -282,6 +282,14 @@ class MongoModelRegistry:
             log.info("model_artifact_rewritten version=%d files=%d", version, len(files))
         return self.get(version)
 
+    def record_online_evidence(self, version: int, evidence: dict[str, Any]) -> ModelRecord:
+        with _mongo_errors(f"recording online evidence on model v{version}"):
+            matched = self._models.update_one({"_id": version}, {"$set": {"online": evidence}}).matched_count
+        if matched == 0:
+            raise ModelNotFound(f"model v{version} does not exist (see `streamrec model list`)")
+        log.info("model_online_evidence version=%d keys=%s", version, ",".join(sorted(evidence)))
+        return self.get(version)
+
     def sweep_cache(self) -> int:
         """Delete cached files that no record names any more (rewritten or unknown versions); returns
         how many. Serving replicas with their own cache directory call this to drop scrubbed bytes."""

@@ -88,3 +88,27 @@ def test_promote_reject_and_rollback(registry: MongoModelRegistry) -> None:
     assert registry.champion().version == v1  # type: ignore[union-attr]
     with pytest.raises(RegistryError, match="no previous champion"):
         registry.rollback()
+
+
+@pytest.mark.parametrize("kind", ["mongo", "twin"])
+def test_online_evidence_is_recorded_on_the_version(kind: str, registry: MongoModelRegistry) -> None:
+    """``record_online_evidence``: the same on MongoDB and the twin (replaced whole, read back as stored)."""
+    from storage.errors import ModelNotFound
+    from storage.model_registry_memory import InMemoryModelRegistry
+
+    reg: Any = registry if kind == "mongo" else InMemoryModelRegistry()
+    v = reg.publish(FILES, {})
+    assert reg.get(v).online == {}
+    first = {
+        "experiment_id": "e1",
+        "report": {"variants": [{"name": "b", "ctr": 0.12, "ctr_ci95": [0.1, 0.14]}]},
+    }
+    assert reg.record_online_evidence(v, first).online == first
+    reg.promote(v, "won e1")
+    second = {"experiment_id": "e2", "forced": True}
+    reg.record_online_evidence(v, second)
+    record = reg.get(v)
+    assert record.online == second and record.status == "champion" and record.reason == "won e1"
+    assert [r.online for r in reg.list()] == [second]
+    with pytest.raises(ModelNotFound):
+        reg.record_online_evidence(v + 100, {})

@@ -95,3 +95,15 @@ def test_record_serialises_to_json_types() -> None:
     rec = reg.get(_publish(reg))
     data = orjson.loads(orjson.dumps(rec.to_json_dict()))
     assert data["version"] == 1 and data["status"] == "candidate" and len(data["files"]) == 2
+
+
+def test_online_evidence_is_kept_on_the_record_and_replaced_whole() -> None:
+    reg = InMemoryModelRegistry()
+    v = _publish(reg)
+    assert reg.get(v).online == {}
+    reg.record_online_evidence(v, {"experiment_id": "e1", "report": {"winner": "b"}})
+    reg.record_online_evidence(v, {"experiment_id": "e2"})
+    assert reg.get(v).online == {"experiment_id": "e2"}
+    assert reg.get(v).to_json_dict()["online"] == {"experiment_id": "e2"}
+    with pytest.raises(ModelNotFound):
+        reg.record_online_evidence(99, {})

@@ -26,3 +26,13 @@ def test_parses_units(text: str, seconds: float) -> None:
 def test_refuses_bad_durations_with_a_clear_message(text: str) -> None:
     with pytest.raises(ConfigError, match="duration"):
         parse_duration(text)
+
+
+def test_the_since_query_parameter_accepts_exactly_its_documented_pattern() -> None:
+    from core.duration import parse_window
+
+    assert parse_window("24h") == 86400.0 and parse_window("0") == 0.0 and parse_window("1.5m") == 90.0
+    assert parse_window("5m\n") == 300.0  # what a JSON-schema validator's re.search admits
+    for bad in (" 5m", "5 m", "-1h", "1e3", "", "1h30m"):
+        with pytest.raises(ConfigError, match="duration"):
+            parse_window(bad)
