@@ -23,7 +23,8 @@ def consume(
     Impressions (what serving showed) are stored too, kept STREAMREC_SERVING__IMPRESSIONS__RETENTION_DAYS
     days, and clicks, add-to-carts and purchases (STREAMREC_CONSUMER__ATTRIBUTION__EVENT_TYPES) are
     credited to one: the one their recommendation_id names, else the latest that showed the item to
-    the shopper at most STREAMREC_CONSUMER__ATTRIBUTION__WINDOW_S seconds earlier.
+    the shopper at most STREAMREC_CONSUMER__ATTRIBUTION__WINDOW_S seconds earlier. An impression
+    stored after the event (the two topics have no order between them) credits it then.
 
     Scale out by starting more processes with the same group. SIGTERM/SIGINT finish the current
     batch, commit what was stored and exit 0 within STREAMREC_CONSUMER__SHUTDOWN_GRACE_S seconds

@@ -136,7 +136,8 @@ def event_document(msg: RawMessage, event: InteractionEvent, ingested_at: dateti
 # values here are a conflict, not a duplicate (``ingested_at`` and ``src`` say nothing about it).
 # ``attribution`` is not one either: it is what the consumer concluded from the impressions it had
 # stored at the time, so a redelivery that concludes otherwise (its impression arrived meanwhile) is
-# still a redelivery; the stored document, attribution included, is kept as it is.
+# still a redelivery; the stored document is kept as it is, and only an impression stored later fills
+# in or improves its attribution (consumer.late_step).
 CONTENT_FIELDS = (
     "user_id",
     "item_id",

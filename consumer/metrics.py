@@ -27,9 +27,17 @@ IMPRESSIONS = Counter(
 )
 ATTRIBUTED = Counter(
     "streamrec_consumer_attributed_events_total",
-    "Stored events credited to an impression, by event type, the impression's model version and "
-    "variant, and how (by id or by window)",
+    "Stored events credited to an impression (when stored, or later when the impression arrived after "
+    "them), by event type, the impression's model version and variant, and how (by id or by window)",
     ["event_type", "model_version", "variant", "by"],
+)
+# Credits given after the event was stored (core.late_attribution): ``new`` ones are in ATTRIBUTED too;
+# ``upgraded`` (window → id) and ``moved`` (to a newer impression) ones stay counted where first credited.
+LATE_ATTRIBUTIONS = Counter(
+    "streamrec_consumer_late_attributions_total",
+    "Stored events credited or re-credited by an impression that arrived after them, by event type, the "
+    "impression's model version and variant, how (by id or by window) and the change (new, upgraded, moved)",
+    ["event_type", "model_version", "variant", "by", "change"],
 )
 LAG = Gauge(
     "streamrec_consumer_lag_messages", "Messages behind the high watermark on this member's partitions"

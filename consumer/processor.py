@@ -1,10 +1,11 @@
 """One batch through the sinks, in the order that makes a crash at any point safe.
 
-Impression inserts, then the events' attribution read from them (``consumer.impression_step``) →
-MongoDB event inserts (idempotent by ``_id``) → item upserts (idempotent, ordered) → dead letters
-(flushed) → one guarded Redis step holding every effect plus the new ``applied`` offsets
-(``consumer.effects``). Only after all of that returns may the caller commit the Kafka offsets.
-MongoDB, the system of record, never waits for Redis: nothing is read from Redis before the inserts.
+Impression inserts, then the stored events they credit late (``consumer.late_step``), then the
+batch's events' attribution read from them (``consumer.impression_step``) → MongoDB event inserts
+(idempotent by ``_id``) → item upserts (idempotent, ordered) → dead letters (flushed) → one guarded
+Redis step holding every effect plus the new ``applied`` offsets (``consumer.effects``). Only after
+all of that returns may the caller commit the Kafka offsets. MongoDB, the system of record, never
+waits for Redis: nothing is read from Redis before the inserts.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from consumer.batch import (
 from consumer.effects import RedisEffects
 from consumer.impression_step import attribute_events, label, store_impressions
 from consumer.isolate import bisect_apply, insert_isolating
+from consumer.late_step import LateCounts, attribute_late
 from core.errors import DependencyUnavailable
 from core.realtime_ops import TopicPartition
 from core.settings import Settings
@@ -81,6 +83,8 @@ class BatchOutcome:
     impressions: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     # (event_type, model_version, variant, by) → attributed events new in MongoDB.
     attributed: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
+    # (event_type, model_version, variant, by, change) → stored events credited late (consumer.late_step).
+    late: LateCounts = field(default_factory=Counter)
     commit: dict[TopicPartition, int] = field(default_factory=dict)
     redis_ops: int = 0
     # Stored in MongoDB without its Redis effects (consumer.store_ahead): read again, never committed.
@@ -137,6 +141,18 @@ class BatchProcessor:
             # Impressions first: a click in this batch may name one that arrived with it.
             shown = store_impressions(self.impressions, batch, now)
             self._unreported.impressions.update(shown.counts)
+            # Every impression of the batch, the redelivered ones too: a crash may have come between
+            # their insert and this pass (which is idempotent).
+            late = attribute_late(
+                self.store,
+                self.impressions,
+                self.settings.consumer.attribution,
+                [imp for _, imp in batch.impressions],
+            )
+            self._unreported.late.update(late)
+            for (etype, version, variant, by, change), n in late.items():
+                if change == "new":  # an upgraded or moved event was counted when first credited
+                    self._unreported.attributed[(etype, version, variant, by)] += n
             docs = {e.event_id: event_document(m, e, now) for m, e in batch.events}
             credited = attribute_events(
                 self.impressions, self.settings.consumer.attribution, [e for _, e in batch.events]
@@ -214,6 +230,7 @@ class BatchProcessor:
         retried, and its records then read as already stored, so they are counted here, once."""
         result.impressions.update(self._unreported.impressions)
         result.attributed.update(self._unreported.attributed)
+        result.late.update(self._unreported.late)
         self._unreported = BatchOutcome()
         return result
 

@@ -189,6 +189,10 @@ class ConsumerRunner:
             metrics.IMPRESSIONS.labels(surface=surface, model_version=version, variant=variant).inc(n)
         for (etype, version, variant, by), n in outcome.attributed.items():
             metrics.ATTRIBUTED.labels(event_type=etype, model_version=version, variant=variant, by=by).inc(n)
+        for (etype, version, variant, by, change), n in outcome.late.items():
+            metrics.LATE_ATTRIBUTIONS.labels(
+                event_type=etype, model_version=version, variant=variant, by=by, change=change
+            ).inc(n)
         if outcome.deferred:
             self._ahead.note(self._pending)
             metrics.STORE_AHEAD_PARTITIONS.set(len(self._ahead.replay_from))

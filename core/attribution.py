@@ -20,6 +20,8 @@ The rules, in order (issue 14):
 
 Times are compared in whole milliseconds, the precision MongoDB keeps, so the in-memory twin and
 the real store decide alike. Impression documents are ``core.impressions.impression_document``s.
+The rules read an event through ``Acted``: the parsed event when it is stored, or its stored document
+when an impression that arrived later may credit it (``core.late_attribution``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 Doc = Mapping[str, Any]
+
+
+def from_ms(ms: int) -> datetime:
+    """The UTC time of whole milliseconds since the epoch (exactly, like ``to_ms``)."""
+    return _EPOCH + ms * _MS
 
 
 def to_ms(ts: datetime) -> int:
@@ -59,6 +66,42 @@ def shown_position(impression: Doc, item_id: str) -> int | None:
         if shown.get("item_id") == item_id:
             return int(shown["position"])
     return None
+
+
+@dataclass(frozen=True)
+class Acted:
+    """What the rules read from an event: its parsed form, or the document the consumer stored."""
+
+    user_id: str
+    item_id: str
+    event_type: str
+    ts: datetime
+    recommendation_id: str | None = None
+    position: int | None = None
+
+    @classmethod
+    def of(cls, event: InteractionEvent) -> Acted:
+        return cls(
+            event.user_id,
+            event.item_id,
+            event.event_type.value,
+            event.timestamp,
+            event.recommendation_id,
+            event.position,
+        )
+
+    @classmethod
+    def of_document(cls, doc: Doc) -> Acted:
+        """From a stored event document (``consumer.batch.event_document``)."""
+        position = doc.get("position")
+        return cls(
+            str(doc["user_id"]),
+            str(doc["item_id"]),
+            str(doc["event_type"]),
+            doc["ts"],
+            doc.get("recommendation_id"),
+            None if position is None else int(position),
+        )
 
 
 @dataclass(frozen=True)
@@ -119,7 +162,7 @@ def attribution_document(impression: Doc, by: str, position: int | None) -> dict
     }
 
 
-def _by_id(event: InteractionEvent, impression: Doc | None) -> dict[str, Any] | None:
+def _by_id(event: Acted, impression: Doc | None) -> dict[str, Any] | None:
     if impression is None or impression.get("shadow"):
         return None
     owner = impression.get("user_id")
@@ -133,7 +176,7 @@ def _by_id(event: InteractionEvent, impression: Doc | None) -> dict[str, Any] | 
 
 
 def attribute(
-    event: InteractionEvent,
+    event: InteractionEvent | Acted,
     *,
     by_id: Mapping[str, Doc],
     recent: RecentIndex,
@@ -145,13 +188,15 @@ def attribute(
     ``by_id``: the stored impressions among the batch's ``recommendation_id``s; ``recent``: the
     shoppers' live impressions since the earliest event time of the batch minus the window.
     """
-    if event.event_type.value not in event_types:
+    if isinstance(event, InteractionEvent):
+        event = Acted.of(event)
+    if event.event_type not in event_types:
         return None
     if event.recommendation_id is not None:
         found = _by_id(event, by_id.get(event.recommendation_id))
         if found is not None:
             return found
-    shown = recent.latest(event.user_id, event.item_id, to_ms(event.timestamp), window_s * 1000.0)
+    shown = recent.latest(event.user_id, event.item_id, to_ms(event.ts), window_s * 1000.0)
     if shown is None:
         return None
     return attribution_document(shown.impression, BY_WINDOW, shown.position)

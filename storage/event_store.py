@@ -9,7 +9,7 @@ user may come back, and a later erasure deletes them too.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -18,6 +18,7 @@ from pymongo import ASCENDING, MongoClient, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
+from core.late_attribution import AttributionUpdate
 from core.settings import MongoSettings
 from storage.errors import Unstorable
 
@@ -38,6 +39,8 @@ RECENT_SCAN = 2000
 USERS_PER_QUERY = 1000
 # What the online reports read of an event (``attribution`` is written by the consumer).
 REPORT_FIELDS = ("user_id", "item_id", "event_type", "ts", "attribution")
+# What late attribution reads of an event (core.late_attribution): the rules' inputs and the current state.
+LATE_FIELDS = ("user_id", "item_id", "event_type", "ts", "recommendation_id", "position", "attribution")
 Doc = dict[str, Any]
 
 
@@ -117,6 +120,23 @@ class EventStore(Protocol):
         """These shoppers' events with since <= ts (< until), of ``event_types`` when given; only
         ``REPORT_FIELDS`` (and ``_id``), in no particular order."""
 
+    def late_attribution_candidates(
+        self,
+        user_ids: Collection[str],
+        item_ids: Collection[str],
+        since: datetime,
+        until: datetime,
+        event_types: Collection[str],
+    ) -> list[Doc]:
+        """Stored events of these shoppers on these items and of these types with since <= ts < until
+        that are not attributed by id (none, or by window): what impressions stored later may credit.
+        One query on the (user_id, ts) index; documents hold ``_id`` and ``LATE_FIELDS``."""
+
+    def set_attribution(self, updates: Sequence[AttributionUpdate]) -> int:
+        """Set each update's ``attribution`` where the stored one is still what it replaces (none, or
+        the window attribution to ``expected``; a by-id update replaces any that is not by id), in
+        one unordered write. Idempotent and race-free by those conditions; returns how many changed."""
+
 
 def ts_range(since: datetime | None, until: datetime | None) -> Doc:
     """The MongoDB condition on ``ts`` for since <= ts < until (either end may be open)."""
@@ -135,6 +155,29 @@ def report_doc(doc: Doc) -> Doc:
     if isinstance(ts, datetime) and ts.tzinfo is None:
         out["ts"] = ts.replace(tzinfo=UTC)
     return out
+
+
+def attribution_filter(update: AttributionUpdate) -> Doc:
+    """The condition under which ``update`` may be written (see ``EventStore.set_attribution``)."""
+    if update.attribution["by"] == "id":
+        return {"_id": update.event_id, "attribution.by": {"$ne": "id"}}
+    if update.expected is None:
+        return {"_id": update.event_id, "attribution": {"$exists": False}}
+    return {"_id": update.event_id, "attribution.by": "window", "attribution.impression_id": update.expected}
+
+
+def attribution_applies(stored: Doc, update: AttributionUpdate) -> bool:
+    """``attribution_filter`` in Python, for the in-memory twin."""
+    current = stored.get("attribution")
+    if update.attribution["by"] == "id":
+        return current is None or current.get("by") != "id"
+    if update.expected is None:
+        return "attribution" not in stored
+    return (
+        current is not None
+        and current.get("by") == "window"
+        and current.get("impression_id") == update.expected
+    )
 
 
 def as_event(doc: Doc) -> Doc:
@@ -344,3 +387,28 @@ class MongoEventStore:
 
     def ping(self) -> None:
         self.db.command("ping")
+
+    def late_attribution_candidates(
+        self,
+        user_ids: Collection[str],
+        item_ids: Collection[str],
+        since: datetime,
+        until: datetime,
+        event_types: Collection[str],
+    ) -> list[Doc]:
+        if not user_ids or not item_ids or not event_types:
+            return []
+        query: Doc = {
+            "user_id": {"$in": sorted(user_ids)},
+            "ts": {"$gte": since, "$lt": until},
+            "item_id": {"$in": sorted(item_ids)},
+            "event_type": {"$in": sorted(event_types)},
+            "attribution.by": {"$ne": "id"},  # also true where there is no attribution
+        }
+        return list(self.events.find(query, dict.fromkeys(LATE_FIELDS, 1)))
+
+    def set_attribution(self, updates: Sequence[AttributionUpdate]) -> int:
+        if not updates:
+            return 0
+        ops = [UpdateOne(attribution_filter(u), {"$set": {"attribution": u.attribution}}) for u in updates]
+        return int(self.events.bulk_write(ops, ordered=False).modified_count)

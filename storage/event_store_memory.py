@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 
 import bson
 from bson.errors import InvalidDocument
 from pymongo.errors import DocumentTooLarge
 
+from core.late_attribution import AttributionUpdate
 from storage.event_store import (
+    LATE_FIELDS,
     MAX_BSON_SIZE,
     RECENT_SCAN,
     Doc,
     InsertResult,
     as_event,
     as_item,
+    attribution_applies,
     distinct_in_order,
     merge_item_updates,
     report_doc,
@@ -174,6 +177,36 @@ class InMemoryEventStore:
                 and (types is None or doc.get("event_type") in types)
             ):
                 yield report_doc(doc)
+
+    def late_attribution_candidates(
+        self,
+        user_ids: Collection[str],
+        item_ids: Collection[str],
+        since: datetime,
+        until: datetime,
+        event_types: Collection[str],
+    ) -> list[Doc]:
+        self._check()
+        return [
+            {"_id": d["_id"], **{f: d[f] for f in LATE_FIELDS if f in d}}
+            for d in self.events.values()
+            if d["user_id"] in user_ids
+            and d["item_id"] in item_ids
+            and d["event_type"] in event_types
+            and since <= d["ts"] < until
+            and (d.get("attribution") or {}).get("by") != "id"
+        ]
+
+    def set_attribution(self, updates: Sequence[AttributionUpdate]) -> int:
+        self._check()
+        changed = 0
+        for update in updates:
+            stored = self.events.get(update.event_id)
+            if stored is not None and attribution_applies(stored, update):
+                if stored.get("attribution") != update.attribution:
+                    changed += 1
+                stored["attribution"] = dict(update.attribution)
+        return changed
 
 
 def _within(ts: datetime, since: datetime, until: datetime | None) -> bool:

@@ -175,14 +175,16 @@ def test_sigkill_mid_stream_stores_every_impression_exactly_once(
 
     def produce_slowly() -> None:
         producer = make_producer(settings.kafka)
-        for start in range(0, total, 60):
-            chunk = shown[start : start + 60]
+
+        def impressions(chunk: list[Impression]) -> None:
             for imp in chunk:
                 producer.produce(topics.impressions, key=imp.key, value=imp.to_json())
             for imp in chunk[::7]:  # serving's producer retried some: delivered twice
                 producer.produce(topics.impressions, key=imp.key, value=imp.to_json())
             producer.flush(10)
-            # The shopper clicks what the list showed, a moment later (naming it in every third click).
+
+        def clicks(chunk: list[Impression]) -> None:
+            # The shopper clicks what the list showed, a moment later (naming it when its number is odd).
             for imp in chunk[::3]:
                 user, item = imp.user_id or "", imp.items[1].item_id
                 extra = {"recommendation_id": imp.impression_id} if int(imp.impression_id[1:]) % 2 else {}
@@ -190,7 +192,16 @@ def test_sigkill_mid_stream_stores_every_impression_exactly_once(
                 value = event(f"c-{imp.impression_id}", "click", user, item, ts, **extra)
                 producer.produce(topics.events, key=user.encode(), value=value)
             producer.flush(10)
-            time.sleep(0.2)
+
+        for n, start in enumerate(range(0, total, 60)):
+            chunk = shown[start : start + 60]
+            # Every other chunk's clicks reach Kafka before their impressions (serving lingers before
+            # producing; a fast shopper clicks sooner) and, read by a live consumer, are stored first.
+            # Slow enough that the feed outlasts the consumer's start and the kills.
+            steps = (clicks, impressions) if n % 2 else (impressions, clicks)
+            for step in steps:
+                step(chunk)
+                time.sleep(0.5)
         flush_or_raise(producer)
 
     feeder = threading.Thread(target=produce_slowly, daemon=True)
@@ -227,10 +238,139 @@ def test_sigkill_mid_stream_stores_every_impression_exactly_once(
     )
     assert mongo_db["events"].count_documents({}) == clicks
     # A click can outrun its impression (two topics, no order between them: after a restart the
-    # backlog of one topic may come first) and then stays unattributed; every attribution made
-    # must be right, and can only name the click's own impression (its items are its own).
-    attributed = list(mongo_db["events"].find({"attribution": {"$exists": True}}))
-    for doc in attributed:
+    # backlog of one topic may come first); the impression credits it when it is stored, even when
+    # a kill came between its insert and that pass. So every click ends up credited, to its own
+    # impression (its items are its own), by id when it named it.
+    assert_every_click_credited_to_its_own_impression(mongo_db, clicks)
+
+
+def assert_every_click_credited_to_its_own_impression(mongo_db: Any, clicks: int) -> None:
+    def credited() -> int:
+        return int(mongo_db["events"].count_documents({"attribution": {"$exists": True}}))
+
+    try:
+        wait_until(lambda: credited() >= clicks, 30, "every click credited")
+    finally:
+        missing = [d["_id"] for d in mongo_db["events"].find({"attribution": {"$exists": False}})]
+        assert missing == [], f"{len(missing)}/{clicks} clicks not credited: {sorted(missing)[:10]}"
+    for doc in mongo_db["events"].find({}):
         assert doc["attribution"]["impression_id"] == doc["_id"].removeprefix("c-"), doc
         assert doc["attribution"]["by"] == ("id" if doc.get("recommendation_id") else "window"), doc
         assert doc["attribution"]["position"] == 1
+
+
+def shown_and_clicked(first: int, count: int, now: datetime) -> list[tuple[Impression, bytes]]:
+    """Impression r{n} of shopper u{n % 10} with items of its own, and the click on its second item a
+    second later (naming it when n is odd)."""
+    out = []
+    for n in range(first, first + count):
+        imp = impression(f"r{n}", f"u{n % 10}", [f"i{n}-a", f"i{n}-b"], now + timedelta(seconds=n))
+        extra = {"recommendation_id": imp.impression_id} if n % 2 else {}
+        value = event(
+            f"c-r{n}", "click", imp.user_id or "", f"i{n}-b", imp.ts + timedelta(seconds=1), **extra
+        )
+        out.append((imp, value))
+    return out
+
+
+def clicks_credited(**labels: str) -> float:
+    return sum(
+        sample("streamrec_consumer_attributed_events_total", event_type="click", by=by, **labels)
+        for by in ("id", "window")
+    )
+
+
+def test_every_click_is_credited_whichever_topic_the_consumer_reads_first(
+    settings: Settings, kafka_topics, mongo_db
+) -> None:
+    topics = settings.kafka.topics
+    for name in (topics.events, topics.items, topics.impressions):
+        kafka_topics.create(name, partitions=1)
+    # Small batches, so the backlog of the two topics is read in many interleaved batches.
+    settings = settings.model_copy(
+        update={"consumer": settings.consumer.model_copy(update={"batch_size": 10})}
+    )
+    now = datetime.now(UTC) - timedelta(minutes=10)
+    labels = {"model_version": "5", "variant": "treatment"}
+    before = clicks_credited(**labels)
+    late_before = {
+        (by, change): sample(
+            "streamrec_consumer_late_attributions_total", event_type="click", by=by, change=change, **labels
+        )
+        for by in ("id", "window")
+        for change in ("new", "upgraded")
+    }
+    producer = make_producer(settings.kafka)
+    # A backlog where every click was produced before its impression, then the consumer starts.
+    backlog = shown_and_clicked(0, 60, now)
+    for imp, click in backlog:
+        producer.produce(topics.events, key=imp.key, value=click)
+    flush_or_raise(producer)
+    for imp, _ in backlog:
+        producer.produce(topics.impressions, key=imp.key, value=imp.to_json())
+    flush_or_raise(producer)
+    with running_consumer(settings) as (_runner, thread, result):
+        wait_until(lambda: mongo_db["impressions"].count_documents({}) >= 60, 60, "the backlog's impressions")
+        assert_every_click_credited_to_its_own_impression(mongo_db, 60)
+
+        # Live: the clicks are stored first, then their impressions come.
+        live = shown_and_clicked(60, 20, now)
+        for imp, click in live:
+            producer.produce(topics.events, key=imp.key, value=click)
+        flush_or_raise(producer)
+        wait_until(lambda: mongo_db["events"].count_documents({}) >= 80, 60, "the live clicks stored")
+        assert mongo_db["events"].count_documents({"attribution": {"$exists": True}}) == 60
+        for imp, _ in live:
+            producer.produce(topics.impressions, key=imp.key, value=imp.to_json())
+        flush_or_raise(producer)
+        assert_every_click_credited_to_its_own_impression(mongo_db, 80)
+        assert thread.is_alive(), result
+    assert result == {"code": 0}
+
+    def late(by: str, change: str) -> float:
+        now_n = sample(
+            "streamrec_consumer_late_attributions_total", event_type="click", by=by, change=change, **labels
+        )
+        return now_n - late_before[(by, change)]
+
+    # Each click counts once in the CTR numerator, whether credited at its insert or later.
+    assert clicks_credited(**labels) - before == 80
+    # The live ones were all credited late: half named their impression.
+    assert late("id", "new") >= 10 and late("window", "new") >= 10
+    assert late("id", "upgraded") == late("window", "upgraded") == 0
+
+
+def test_a_window_credit_is_upgraded_when_the_named_impression_arrives_late(
+    settings: Settings, kafka_topics, mongo_db
+) -> None:
+    topics = settings.kafka.topics
+    for name in (topics.events, topics.items, topics.impressions):
+        kafka_topics.create(name, partitions=1)
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    older = impression("older", "u1", ["i1", "i2"], now)
+    named = impression("named", "u1", ["i2"], now + timedelta(seconds=30), variant="control")
+    producer = make_producer(settings.kafka)
+    labels = {"event_type": "click", "model_version": "5", "variant": "control"}
+    upgraded_before = sample(
+        "streamrec_consumer_late_attributions_total", by="id", change="upgraded", **labels
+    )
+    with running_consumer(settings) as (_runner, thread, result):
+        producer.produce(topics.impressions, key=older.key, value=older.to_json())
+        flush_or_raise(producer)
+        wait_until(lambda: mongo_db["impressions"].count_documents({}) >= 1, 60, "the older impression")
+        click = event("c1", "click", "u1", "i2", now + timedelta(minutes=1), recommendation_id="named")
+        producer.produce(topics.events, key=b"u1", value=click)
+        flush_or_raise(producer)
+        wait_until(lambda: mongo_db["events"].count_documents({}) >= 1, 60, "the click")
+        first = mongo_db["events"].find_one({"_id": "c1"})["attribution"]
+        assert (first["impression_id"], first["by"]) == ("older", "window")
+        producer.produce(topics.impressions, key=named.key, value=named.to_json())
+        flush_or_raise(producer)
+        wait_until(
+            lambda: mongo_db["events"].find_one({"_id": "c1"})["attribution"]["by"] == "id", 60, "upgrade"
+        )
+        assert thread.is_alive(), result
+    got = mongo_db["events"].find_one({"_id": "c1"})["attribution"]
+    assert (got["impression_id"], got["by"], got["position"], got["variant"]) == ("named", "id", 0, "control")
+    upgraded = sample("streamrec_consumer_late_attributions_total", by="id", change="upgraded", **labels)
+    assert upgraded - upgraded_before == 1

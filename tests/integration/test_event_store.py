@@ -8,6 +8,7 @@ import pytest
 
 from consumer.batch import content_key
 from consumer.isolate import bisect_apply, insert_isolating
+from core.late_attribution import AttributionUpdate
 from core.settings import Settings
 from storage.event_store import MongoEventStore
 from storage.event_store_memory import InMemoryEventStore
@@ -158,3 +159,85 @@ def test_recent_users_are_distinct_newest_first(any_store) -> None:
     assert any_store.recent_users(3) == ["u4", "u3", "u1"]
     assert any_store.recent_users(10, scan=3) == ["u4", "u3", "u1"]  # only the 3 newest events
     assert any_store.recent_users(10) == ["u4", "u3", "u1", "u2"]
+
+
+def click_doc(eid: str, user: str = "u1", item: str = "i1", minutes: int = 0, **over: object) -> dict:
+    return {
+        **doc(eid, user, minutes),
+        "item_id": item,
+        "event_type": "click",
+        "recommendation_id": None,
+        **over,
+    }
+
+
+def credit(impression_id: str, by: str) -> dict:
+    return {"impression_id": impression_id, "by": by, "position": 0, "impression_ts": T0}
+
+
+def test_late_attribution_candidates_are_the_events_not_credited_by_id_in_scope(any_store) -> None:
+    any_store.insert_events(
+        [
+            click_doc("plain", minutes=5, position=3, recommendation_id="r1"),
+            click_doc("window", minutes=6, attribution=credit("w", "window")),
+            click_doc("by-id", minutes=7, attribution=credit("r1", "id")),
+            click_doc("other-user", "u2", minutes=5),
+            click_doc("other-item", item="i9", minutes=5),
+            {**click_doc("a-view", minutes=5), "event_type": "view"},
+            click_doc("at-since", minutes=0),
+            click_doc("at-until", minutes=30),
+            click_doc("before", minutes=-1),
+        ]
+    )
+    found = any_store.late_attribution_candidates(
+        {"u1", "u3"}, {"i1", "i2"}, T0, T0 + timedelta(minutes=30), ["click", "purchase"]
+    )
+    by_id = {d["_id"]: d for d in found}
+    assert set(by_id) == {"plain", "window", "at-since"}  # since inclusive, until exclusive
+    plain = by_id["plain"]
+    assert (plain["user_id"], plain["item_id"], plain["event_type"]) == ("u1", "i1", "click")
+    assert (plain["recommendation_id"], plain["position"], plain["ts"]) == (
+        "r1",
+        3,
+        T0 + timedelta(minutes=5),
+    )
+    assert "attribution" not in plain and by_id["window"]["attribution"]["impression_id"] == "w"
+    assert any_store.late_attribution_candidates(set(), {"i1"}, T0, T0 + timedelta(hours=1), ["click"]) == []
+
+
+def test_set_attribution_writes_only_over_the_state_it_replaces(any_store) -> None:
+    any_store.insert_events(
+        [
+            click_doc("none"),
+            click_doc("window", attribution=credit("w", "window")),
+            click_doc("by-id", attribution=credit("r0", "id")),
+            click_doc("moved-meanwhile", attribution=credit("w2", "window")),
+        ]
+    )
+    updates = [
+        AttributionUpdate("none", "click", credit("r1", "window"), None),
+        AttributionUpdate("window", "click", credit("r1", "id"), "w"),  # by id replaces any window
+        AttributionUpdate("by-id", "click", credit("r9", "id"), None),  # a credit by id is final
+        AttributionUpdate("moved-meanwhile", "click", credit("r3", "window"), "w"),  # expects w, finds w2
+        AttributionUpdate("gone", "click", credit("r1", "window"), None),  # erased meanwhile
+    ]
+    assert any_store.set_attribution(updates) == 2
+    stored = any_store.stored_events(["none", "window", "by-id", "moved-meanwhile", "gone"])
+    assert stored["none"]["attribution"] == credit("r1", "window")
+    assert stored["window"]["attribution"] == credit("r1", "id")
+    assert stored["by-id"]["attribution"] == credit("r0", "id")
+    assert stored["moved-meanwhile"]["attribution"] == credit("w2", "window")
+    assert stored["gone"] is None
+    assert any_store.set_attribution(updates) == 0  # idempotent: nothing changes the second time
+    # A window credit moves where it still names the impression expected; none gets a window credit
+    # over an existing one.
+    again = [
+        AttributionUpdate("moved-meanwhile", "click", credit("r3", "window"), "w2"),
+        AttributionUpdate("none", "click", credit("r4", "window"), None),
+    ]
+    assert any_store.set_attribution(again) == 1
+    assert (
+        any_store.stored_events(["moved-meanwhile"])["moved-meanwhile"]["attribution"]["impression_id"]
+        == "r3"
+    )
+    assert any_store.set_attribution([]) == 0
