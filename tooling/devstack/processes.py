@@ -334,6 +334,7 @@ def scratch_settings(settings: S, label: str) -> S:
                 events=f"bench.{run}.events",
                 items=f"bench.{run}.items",
                 dead_letter=f"bench.{run}.dead-letter",
+                impressions=f"bench.{run}.impressions",
             ),
             "group_id": f"bench-{run}",
         }
@@ -385,7 +386,9 @@ def drop_scratch(
         log.warning("event=scratch_drop_failed what=redis error=%s", exc)
     topics = settings.kafka.topics
     admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap, "log_level": 4})
-    for name, future in admin.delete_topics([topics.events, topics.items, topics.dead_letter]).items():
+    for name, future in admin.delete_topics(
+        [topics.events, topics.items, topics.dead_letter, topics.impressions]
+    ).items():
         try:
             future.result(timeout=10)
         except Exception as exc:  # a leftover uniquely named topic harms nothing
@@ -404,7 +407,8 @@ def create_topics(settings: Settings, partitions: int = 4, timeout_s: float = 30
     topics = settings.kafka.topics
     admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap, "log_level": 4})
     wanted = [
-        NewTopic(t, num_partitions=partitions, replication_factor=1) for t in (topics.events, topics.items)
+        NewTopic(t, num_partitions=partitions, replication_factor=1)
+        for t in (topics.events, topics.items, topics.impressions)
     ]
     wanted.append(NewTopic(topics.dead_letter, num_partitions=1, replication_factor=1))
     for name, future in admin.create_topics(wanted, operation_timeout=timeout_s).items():
