@@ -212,8 +212,10 @@ def bench_online(
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Shoppers asking at once."),
     settle_s: float = typer.Option(30.0, "--settle-s", min=1.0, help="Give up waiting after this idle time."),
     latency: bool = typer.Option(True, "--latency/--no-latency", help="Measure p99 off/on (needs wrk)."),
-    latency_duration: int = typer.Option(20, "--latency-duration", min=2, help="Seconds per API per phase."),
-    latency_rounds: int = typer.Option(2, "--latency-rounds", min=1),
+    latency_duration: int = typer.Option(
+        20, "--latency-duration", min=2, help="Seconds per API in each phase (saturating, half rate)."
+    ),
+    latency_rounds: int = typer.Option(4, "--latency-rounds", min=1, help="Rounds each phase is split in."),
     connections: int = typer.Option(32, "--connections", min=1),
     workers: int = typer.Option(1, "--workers", min=1),
 ) -> None:
@@ -237,55 +239,66 @@ def bench_online(
         return now
 
     report: dict[str, Any] = {}
-    with bench_run("online", console) as run:
-        t = time.monotonic()
-        shop = online_storefront(shoppers, items, history, seed)
-        with console.status(f"{history:,} history events → Kafka → consumer → MongoDB"):
-            stored = store_history(run, shop)
-        t = lap("history_s", t)
-        with console.status("training the good and the degraded model"):
-            pair = train_pair(run.settings, shop, permutation_seed=seed + 1)
-        t = lap("train_s", t)
-        admin_key = secrets.token_urlsafe(24)
-        settings = api_settings(run.settings, free_port(), admin_key)
-        log_dir = Path(tempfile.mkdtemp(prefix="streamrec-bench-online-"))
-        with console.status("starting the API"):
-            api = start_api(settings, log_dir, workers)
-        try:
-            base_url = f"http://127.0.0.1:{settings.serving.port}"
-            create_experiment(base_url, admin_key, pair.good_version, pair.degraded_version)
-            poll_s = settings.serving.experiments.poll_s
-            probes = wait_for_experiment(base_url, EXPERIMENT_ID, k, timeout_s=10 * poll_s + 30)
-            t = lap("api_and_experiment_s", t)
-            clicks = ClickModel(shop, ClickModelConfig(eta=eta), seed=click_seed)
-            with console.status(f"{shoppers:,} shoppers asking and clicking"):
-                shopping = run_shoppers(base_url, shop.user_ids, clicks, k=k, concurrency=concurrency)
-            t = lap("shoppers_s", t)
-            report.update(_read_back(run, shopping, probes, settle_s, console))
-            t = lap("read_back_s", t)
-            if latency:
-                if run.consumer is not None:
-                    run.consumer.stop()
-                off = impressions_off(settings, free_port())
-                with console.status("serving p99 with impression logging off and on"):
-                    report.update(
-                        latency_off_on(
-                            settings.serving.port,
-                            off,
-                            log_dir=log_dir,
-                            users=shoppers,
-                            duration_s=latency_duration,
-                            rounds=latency_rounds,
-                            connections=connections,
-                            workers=workers,
-                            ready=lambda url: wait_for_experiment(url, EXPERIMENT_ID, k, 10 * poll_s + 30),
+    log_dir = Path(tempfile.mkdtemp(prefix="streamrec-bench-online-"))
+    # The run's models get a cache folder of their own: version 1 of this scratch registry is not
+    # version 1 of the last run's, and a shared cache would re-download (and warn) for each file.
+    cache = log_dir / "artifacts"
+    try:
+        with bench_run("online", console) as run:
+            run.settings = run.settings.model_copy(
+                update={"model": run.settings.model.model_copy(update={"artifact_cache_dir": cache})}
+            )
+            t = time.monotonic()
+            shop = online_storefront(shoppers, items, history, seed)
+            with console.status(f"{history:,} history events → Kafka → consumer → MongoDB"):
+                stored = store_history(run, shop)
+            t = lap("history_s", t)
+            with console.status("training the good and the degraded model"):
+                pair = train_pair(run.settings, shop, permutation_seed=seed + 1)
+            t = lap("train_s", t)
+            admin_key = secrets.token_urlsafe(24)
+            settings = api_settings(run.settings, free_port(), admin_key)
+            with console.status("starting the API"):
+                api = start_api(settings, log_dir, workers)
+            try:
+                base_url = f"http://127.0.0.1:{settings.serving.port}"
+                create_experiment(base_url, admin_key, pair.good_version, pair.degraded_version)
+                poll_s = settings.serving.experiments.poll_s
+                probes = wait_for_experiment(base_url, EXPERIMENT_ID, k, timeout_s=10 * poll_s + 30)
+                t = lap("api_and_experiment_s", t)
+                clicks = ClickModel(shop, ClickModelConfig(eta=eta), seed=click_seed)
+                with console.status(f"{shoppers:,} shoppers asking and clicking"):
+                    shopping = run_shoppers(base_url, shop.user_ids, clicks, k=k, concurrency=concurrency)
+                t = lap("shoppers_s", t)
+                report.update(_read_back(run, shopping, probes, settle_s, console))
+                t = lap("read_back_s", t)
+                if latency:
+                    if run.consumer is not None:
+                        run.consumer.stop()
+                    off = impressions_off(settings, free_port())
+                    with console.status("serving p99 with impression logging off and on"):
+                        report.update(
+                            latency_off_on(
+                                settings.serving.port,
+                                off,
+                                log_dir=log_dir,
+                                users=shoppers,
+                                duration_s=latency_duration,
+                                rounds=latency_rounds,
+                                connections=connections,
+                                workers=workers,
+                                ready=lambda url: wait_for_experiment(
+                                    url, EXPERIMENT_ID, k, 10 * poll_s + 30
+                                ),
+                            )
                         )
-                    )
-                t = lap("latency_s", t)
-            else:
-                report.update(_nulls(LATENCY_KEYS))
-        finally:
-            api.stop()
+                    t = lap("latency_s", t)
+                else:
+                    report.update(_nulls(LATENCY_KEYS))
+            finally:
+                api.stop()
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
     durations["total_s"] = round(time.monotonic() - started, 3)
     report = {
         **report,

@@ -133,6 +133,9 @@ def train_pair(settings: Settings, shop: Storefront, permutation_seed: int) -> T
                 "outcome": result.outcome,
                 "reason": result.decision.reason if result.decision else None,
                 "holdout_ndcg@10": result.metrics.get("holdout_ndcg@10"),
+                # The previous champion on this run's hold-out: for the good model, the degraded one
+                # scored on the real events.
+                "champion_ndcg@10": result.decision.champion_ndcg if result.decision else None,
                 "events": result.n_events,
                 "duration_s": round(result.duration_s, 3),
             }
