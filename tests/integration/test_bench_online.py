@@ -96,8 +96,11 @@ def test_tiny_bench_online_reports_every_key_and_detects_the_better_model(
     assert report["attributed_by"] == {"id": report["attributed_events"]}
     assert report["attribution_variant_mismatches"] == 0
     versions = report["model_versions"]
-    for variant, models in report["answers_by_variant_and_model"].items():
-        assert set(models) <= {str(versions[variant]), "None"}, report["answers_by_variant_and_model"]
+    served = report["answers_by_variant_and_model"]
+    assert set(served) == set(versions), served  # every shopper's answer named its variant
+    for variant, models in served.items():
+        # The variant's own model answered (None: a shopper it cannot rank, served popular items).
+        assert set(models) <= {str(versions[variant]), "None"}, served
     assert report["ctr"]["control"] > report["ctr"]["degraded"]
     assert report["detected"] is True and report["p_value"] < 0.05
     assert report["srm_p_value"] is not None
