@@ -11,6 +11,7 @@ COMMAND_MODULES = (
     "tooling.bench.freshness",
     "tooling.bench.ingest",
     "tooling.bench.model",
+    "tooling.bench.online",
     "tooling.bench.serve",
     "tooling.demo.command",
     "tooling.devstack.commands",

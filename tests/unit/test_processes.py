@@ -10,7 +10,13 @@ import pytest
 from pydantic import SecretStr
 
 from core.settings import KafkaSettings, KafkaTopics, RedisSettings, ServingSettings, Settings
-from tooling.devstack.processes import child_env, process_cpu_seconds, settings_env, start_streamrec
+from tooling.devstack.processes import (
+    child_env,
+    process_cpu_seconds,
+    scratch_settings,
+    settings_env,
+    start_streamrec,
+)
 
 
 def test_settings_survive_the_trip_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,3 +60,19 @@ def test_managed_child_reports_its_failure(tmp_path: Path) -> None:
     assert proc.popen.wait(60) != 0
     assert "no-such-command" in proc.log_tail() or "No such command" in proc.log_tail()
     assert proc.stop() != 0
+
+
+def test_scratch_settings_give_every_topic_a_name_of_its_own() -> None:
+    """A benchmark's consumer and API must not read or write another run's (or production's) topics,
+    the impressions topic included."""
+    base = Settings(_env_file=None)  # type: ignore[call-arg]
+    first, second = scratch_settings(base, "x"), scratch_settings(base, "x")
+    names = ("events", "items", "dead_letter", "impressions")
+    for run in (first, second):
+        topics = [getattr(run.kafka.topics, name) for name in names]
+        assert len(set(topics)) == len(names)
+        assert not set(topics) & {getattr(base.kafka.topics, name) for name in names}
+    assert not {getattr(first.kafka.topics, n) for n in names} & {
+        getattr(second.kafka.topics, n) for n in names
+    }
+    assert first.mongo.database != second.mongo.database

@@ -1,0 +1,370 @@
+"""Command `streamrec bench online`: the closed loop, measured. Simulated shoppers with known tastes
+get recommendations from an A/B test between a well-trained model and a deliberately degraded one,
+click what the click model says, and the bench reads back, from what the product stored, whether
+the test finds the better model; then it measures what impression logging costs serving's p99.
+
+The path is the production one: history → Kafka → `streamrec consume` → MongoDB + Redis; both models
+trained by retraining's own run (``tooling.bench.online_setup``); `streamrec serve` answering and logging
+impressions to Kafka; the experiment created through the admin API; the shoppers' clicks, add-to-carts
+and purchases (with ``recommendation_id`` and ``position``) produced to Kafka and attributed by the
+consumer; the figures computed from the stored impressions and attributed events.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from tooling.app import bench_app
+from tooling.bench.common import BenchRun, bench_run, machine_info, produce_records, write_report
+from tooling.bench.online_shoppers import (
+    CONTROL,
+    DEGRADED,
+    EXPERIMENT_ID,
+    Shopping,
+    api_settings,
+    create_experiment,
+    wait_count,
+)
+from tooling.settings import MissingTool
+
+log = logging.getLogger(__name__)
+
+ALPHA = 0.05
+
+
+# ---------------------------------------------------------------- the figures
+
+
+def _wilson(successes: int, trials: int) -> list[float] | None:
+    from scipy import stats
+
+    if trials == 0:
+        return None
+    ci = stats.binomtest(successes, trials).proportion_ci(confidence_level=0.95, method="wilson")
+    return [float(ci.low), float(ci.high)]
+
+
+def ab_figures(
+    impression_docs: Iterable[dict[str, Any]],
+    attributed_event_docs: Iterable[dict[str, Any]],
+    shares: dict[str, float],
+    *,
+    control: str | None = None,
+    better: str | None = None,
+) -> dict[str, Any]:
+    """CTR per variant and the test between the two variants, from stored documents.
+
+    ``impression_docs``: the experiment's impressions as stored (``core.impressions.impression_document``);
+    ``attributed_event_docs``: stored events with an ``attribution``; ``shares``: variant -> planned share
+    (two variants); ``control`` (default: the first) is compared with the other; ``better``
+    (default: the control) is the variant that should win, for ``detected``.
+
+    CTR is a proportion of impressions: an impression counts as clicked when at least one click is
+    attributed to it (``click_events`` counts every attributed click). ``p_value``: two-sided
+    two-proportion z test (pooled); ``lift``: treatment CTR / control CTR - 1; ``srm_p_value``:
+    chi-square of the users seen per variant against the planned shares.
+    """
+    # replaced by core.online_report after the merge
+    from scipy import stats
+
+    names = list(shares)
+    if len(names) != 2:
+        raise ValueError(f"ab_figures compares two variants, got {names}")
+    control = control or names[0]
+    better = better or control
+    if control not in shares or better not in shares:
+        raise ValueError(f"control {control!r} and better {better!r} must be among {names}")
+    treatment = next(n for n in names if n != control)
+
+    shown: dict[str, str] = {}  # impression id -> variant
+    users: dict[str, set[str]] = {n: set() for n in names}
+    impressions = dict.fromkeys(names, 0)
+    unknown_variant = 0
+    for doc in impression_docs:
+        variant = doc.get("variant")
+        if doc.get("shadow"):
+            continue  # computed off the request path, never shown: nothing to attribute to it
+        if variant not in impressions:
+            unknown_variant += 1
+            continue
+        impressions[variant] += 1
+        users[variant].add(str(doc.get("user_id")))
+        shown[str(doc["_id"])] = variant
+
+    clicked: dict[str, set[str]] = {n: set() for n in names}
+    counts: dict[str, Counter[str]] = {n: Counter() for n in names}
+    by: Counter[str] = Counter()
+    outside = variant_mismatch = 0
+    for doc in attributed_event_docs:
+        attribution = doc.get("attribution") or {}
+        impression_id = str(attribution.get("impression_id"))
+        variant = shown.get(impression_id)
+        if variant is None:
+            outside += 1
+            continue
+        by[str(attribution.get("by"))] += 1
+        variant_mismatch += attribution.get("variant") not in (None, variant)
+        kind = str(doc.get("event_type"))
+        counts[variant][kind] += 1
+        if kind == "click":
+            clicked[variant].add(impression_id)
+
+    per: dict[str, dict[str, Any]] = {}
+    for name in names:
+        n, x = impressions[name], len(clicked[name])
+        per[name] = {
+            "share": shares[name],
+            "impressions": n,
+            "users": len(users[name]),
+            "clicks": x,
+            "click_events": counts[name]["click"],
+            "add_to_carts": counts[name]["add_to_cart"],
+            "purchases": counts[name]["purchase"],
+            "ctr": x / n if n else None,
+            "ctr_ci95": _wilson(x, n),
+        }
+
+    n_c, n_t = impressions[control], impressions[treatment]
+    x_c, x_t = len(clicked[control]), len(clicked[treatment])
+    p_value = lift = diff = diff_ci = None
+    if n_c and n_t:
+        p_c, p_t = x_c / n_c, x_t / n_t
+        diff = p_t - p_c
+        pooled = (x_c + x_t) / (n_c + n_t)
+        se = (pooled * (1 - pooled) * (1 / n_c + 1 / n_t)) ** 0.5
+        p_value = float(2 * stats.norm.sf(abs(diff) / se)) if se > 0 else 1.0
+        se_diff = (p_c * (1 - p_c) / n_c + p_t * (1 - p_t) / n_t) ** 0.5
+        z = float(stats.norm.ppf(0.975))
+        diff_ci = [diff - z * se_diff, diff + z * se_diff]
+        lift = p_t / p_c - 1 if p_c > 0 else None
+    winner = None
+    if p_value is not None and diff is not None and p_value < ALPHA and diff != 0:
+        winner = treatment if diff > 0 else control
+
+    seen = [len(users[n]) for n in names]
+    total_share = sum(shares.values())
+    srm_p = None
+    if sum(seen) > 0:
+        expected = [sum(seen) * shares[n] / total_share for n in names]
+        srm_p = float(stats.chisquare(seen, f_exp=expected).pvalue)
+    return {
+        "variants": per,
+        "impressions": impressions,
+        "clicks": {n: len(clicked[n]) for n in names},
+        "ctr": {n: per[n]["ctr"] for n in names},
+        "control": control,
+        "treatment": treatment,
+        "better": better,
+        "lift": lift,
+        "ctr_diff": diff,
+        "ctr_diff_ci95": diff_ci,
+        "p_value": p_value,
+        "alpha": ALPHA,
+        "winner": winner,
+        "detected": winner is not None and winner == better,
+        "srm_p_value": srm_p,
+        "attributed_by": dict(by),
+        "attributed_outside_experiment": outside,
+        "attribution_variant_mismatches": variant_mismatch,
+        "impressions_without_variant": unknown_variant,
+        "ctr_definition": "impressions with at least one attributed click / impressions",
+    }
+
+
+def _nulls(keys: Iterable[str]) -> dict[str, None]:
+    return dict.fromkeys(keys)
+
+
+LATENCY_KEYS = (
+    "saturating_rps_off",
+    "saturating_rps_on",
+    "half_rate_rps",
+    "p99_off_ms",
+    "p99_on_ms",
+    "p99_ratio",
+)
+
+
+# ---------------------------------------------------------------- the command
+
+
+@bench_app.command("online")
+def bench_online(
+    json_path: Path = typer.Option(..., "--json", help="Where to write the JSON report."),
+    shoppers: int = typer.Option(3000, "--shoppers", min=20, help="Simulated shoppers; each asks once."),
+    items: int = typer.Option(2000, "--items", min=50, help="Catalog size of the simulated shop."),
+    history: int = typer.Option(45_000, "--history-events", min=1000, help="Events both models train on."),
+    k: int = typer.Option(10, "--k", min=1, help="Items per recommendations list."),
+    seed: int = typer.Option(42, "--seed", min=0, help="The shop's seed (the permutation uses seed + 1)."),
+    click_seed: int = typer.Option(7, "--click-seed", min=0, help="The click model's seed."),
+    eta: float = typer.Option(1.0, "--eta", min=0.0, help="Position bias: examine(p) = 1/(1+p)^eta."),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, help="Shoppers asking at once."),
+    settle_s: float = typer.Option(30.0, "--settle-s", min=1.0, help="Give up waiting after this idle time."),
+    latency: bool = typer.Option(True, "--latency/--no-latency", help="Measure p99 off/on (needs wrk)."),
+    latency_duration: int = typer.Option(
+        20, "--latency-duration", min=2, help="Seconds per API in each phase (saturating, half rate)."
+    ),
+    latency_rounds: int = typer.Option(4, "--latency-rounds", min=1, help="Rounds each phase is split in."),
+    connections: int = typer.Option(32, "--connections", min=1),
+    workers: int = typer.Option(1, "--workers", min=1),
+) -> None:
+    """A/B test of a good vs a degraded model with simulated shoppers; serving p99 with impressions off/on."""
+    from tooling.bench.online_latency import impressions_off, latency_off_on
+    from tooling.bench.online_setup import online_storefront, store_history, train_pair
+    from tooling.bench.online_shoppers import run_shoppers, wait_for_experiment
+    from tooling.bench.serve import start_api
+    from tooling.devstack.processes import free_port
+    from tooling.producers.simulator import ClickModel, ClickModelConfig
+
+    if latency and shutil.which("wrk") is None:
+        raise MissingTool("wrk is not installed (apt-get install wrk); or pass --no-latency")
+    console = Console()
+    started = time.monotonic()
+    durations: dict[str, float] = {}
+
+    def lap(name: str, since: float) -> float:
+        now = time.monotonic()
+        durations[name] = round(now - since, 3)
+        return now
+
+    report: dict[str, Any] = {}
+    log_dir = Path(tempfile.mkdtemp(prefix="streamrec-bench-online-"))
+    # The run's models get a cache folder of their own: version 1 of this scratch registry is not
+    # version 1 of the last run's, and a shared cache would re-download (and warn) for each file.
+    cache = log_dir / "artifacts"
+    try:
+        with bench_run("online", console) as run:
+            run.settings = run.settings.model_copy(
+                update={"model": run.settings.model.model_copy(update={"artifact_cache_dir": cache})}
+            )
+            t = time.monotonic()
+            shop = online_storefront(shoppers, items, history, seed)
+            with console.status(f"{history:,} history events → Kafka → consumer → MongoDB"):
+                stored = store_history(run, shop)
+            t = lap("history_s", t)
+            with console.status("training the good and the degraded model"):
+                pair = train_pair(run.settings, shop, permutation_seed=seed + 1)
+            t = lap("train_s", t)
+            admin_key = secrets.token_urlsafe(24)
+            settings = api_settings(run.settings, free_port(), admin_key)
+            with console.status("starting the API"):
+                api = start_api(settings, log_dir, workers)
+            try:
+                base_url = f"http://127.0.0.1:{settings.serving.port}"
+                create_experiment(base_url, admin_key, pair.good_version, pair.degraded_version)
+                poll_s = settings.serving.experiments.poll_s
+                probes = wait_for_experiment(base_url, EXPERIMENT_ID, k, timeout_s=10 * poll_s + 30)
+                t = lap("api_and_experiment_s", t)
+                clicks = ClickModel(shop, ClickModelConfig(eta=eta), seed=click_seed)
+                with console.status(f"{shoppers:,} shoppers asking and clicking"):
+                    shopping = run_shoppers(base_url, shop.user_ids, clicks, k=k, concurrency=concurrency)
+                t = lap("shoppers_s", t)
+                report.update(_read_back(run, shopping, probes, settle_s, console))
+                t = lap("read_back_s", t)
+                if latency:
+                    if run.consumer is not None:
+                        run.consumer.stop()
+                    off = impressions_off(settings, free_port())
+                    with console.status("serving p99 with impression logging off and on"):
+                        report.update(
+                            latency_off_on(
+                                settings.serving.port,
+                                off,
+                                log_dir=log_dir,
+                                users=shoppers,
+                                duration_s=latency_duration,
+                                rounds=latency_rounds,
+                                connections=connections,
+                                workers=workers,
+                                ready=lambda url: wait_for_experiment(
+                                    url, EXPERIMENT_ID, k, 10 * poll_s + 30
+                                ),
+                            )
+                        )
+                    t = lap("latency_s", t)
+                else:
+                    report.update(_nulls(LATENCY_KEYS))
+            finally:
+                api.stop()
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    durations["total_s"] = round(time.monotonic() - started, 3)
+    report = {
+        **report,
+        "shoppers": shoppers,
+        "items": items,
+        "history_events": stored,
+        "k": k,
+        "seeds": {"storefront": seed, "permutation": seed + 1, "clicks": click_seed},
+        "click_model": {**ClickModelConfig(eta=eta).__dict__},
+        "model_versions": {CONTROL: pair.good_version, DEGRADED: pair.degraded_version},
+        "training": pair.runs,
+        "durations": durations,
+        "machine": machine_info(),
+    }
+    write_report(json_path, report, console, "bench online")
+
+
+def _read_back(
+    run: BenchRun, shopping: Shopping, probes: int, settle_s: float, console: Console
+) -> dict[str, Any]:
+    """Wait for the impressions, send the shoppers' events, wait for them, compute the figures."""
+    from storage.impressions_mongo import MongoImpressionStore
+    from tooling.producers.produce import event_record
+
+    db = run.mongo[run.settings.mongo.database]
+    impressions = db["impressions"]
+    served = probes + len(shopping.answers)
+    with console.status(f"waiting for {served:,} impressions in MongoDB"):
+        # Clicks follow what was shown: the events go out once the impressions are stored, as in a shop.
+        stored_impressions = wait_count(
+            lambda: int(impressions.count_documents({"shadow": {"$ne": True}})), served, settle_s
+        )
+    events = shopping.events
+    ids = [e.event_id for e in events]
+    produce_records(run, run.settings.kafka.topics.events, [event_record(e) for e in events])
+    with console.status(f"waiting for {len(ids):,} shopper events and their attribution"):
+        stored_events = wait_count(lambda: len(run.store.stored_event_ids(ids)), len(ids), settle_s)
+
+        def attributed_now() -> list[dict[str, Any]]:
+            return [d for d in run.store.stored_events(ids).values() if d and d.get("attribution")]
+
+        wait_count(lambda: len(attributed_now()), len(ids), min(settle_s, 10.0))
+        attributed = attributed_now()
+    docs = MongoImpressionStore(db).impressions_by_id(a.request_id for a in shopping.answers).values()
+    figures = ab_figures(docs, attributed, {CONTROL: 0.5, DEGRADED: 0.5}, control=CONTROL, better=CONTROL)
+    sent = Counter(e.event_type.value for e in events)
+    attributed_kinds = Counter(str(d.get("event_type")) for d in attributed)
+    served_by: dict[str, Counter[str]] = {}
+    for answer in shopping.answers:
+        served_by.setdefault(str(answer.variant), Counter())[str(answer.model_version)] += 1
+    return {
+        **figures,
+        "answers_served": served,
+        "probe_answers": probes,
+        "impressions_stored": stored_impressions,
+        "impressions_lost": served - stored_impressions,
+        "request_errors": len(shopping.errors),
+        "request_error_examples": shopping.errors[:5],
+        "answers_by_variant_and_model": {v: dict(c) for v, c in served_by.items()},
+        "clicks_sent": sent["click"],
+        "add_to_carts_sent": sent["add_to_cart"],
+        "purchases_sent": sent["purchase"],
+        "events_sent": len(ids),
+        "events_stored": stored_events,
+        "attributed_clicks": attributed_kinds["click"],
+        "attributed_events": len(attributed),
+        "unattributed_clicks": sent["click"] - attributed_kinds["click"],
+        "shoppers_s": round(shopping.duration_s, 3),
+    }

@@ -1,0 +1,112 @@
+"""`bench online`'s latency check: what impression logging costs a serving process.
+
+Two `streamrec serve` processes run side by side on the same model, Redis state and experiment, one
+with ``serving.impressions.enabled`` (the production default) and one without
+(``STREAMREC_SERVING__IMPRESSIONS__ENABLED=false``). Both get the same request mix (``bench serve``'s
+random shoppers among the simulated ones, k=10):
+
+1. the saturating rate of each, with ``wrk`` closed loops alternating off, on, off, on, ... (a shared
+   machine drifts in speed; alternating keeps that drift out of the ratio);
+2. the p99 latency of each at one fixed rate, half the saturating rate of the process with logging
+   off, with ``bench serve``'s open-loop generator (latency from each request's scheduled send time),
+   in rounds ordered off, on, on, off, off, on, ... (so neither always runs right after the other).
+   A process's p99 is the median of its rounds' p99s: on a shared machine one round now and then
+   meets another job's burst, and a single such round should not decide a 10% comparison (the
+   slowest round's is reported too).
+
+The consumer is stopped before this phase: in production it runs elsewhere, and here it would
+compete for the same two cores with the process being measured. The impressions still go to Kafka.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+from core.settings import Settings
+from tooling.bench.serve import (
+    WRK_DONE,
+    WRK_REQUEST,
+    alternate_closed_loops,
+    run_open_loop,
+    run_wrk,
+    start_api,
+)
+
+# The issue's target: serving p99 with impression logging on at most 1.1 x the p99 with it off.
+P99_RATIO_TARGET = 1.1
+
+
+def impressions_off(settings: Settings, port: int) -> Settings:
+    serving = settings.serving.model_copy(
+        update={
+            "port": port,
+            "impressions": settings.serving.impressions.model_copy(update={"enabled": False}),
+        }
+    )
+    return settings.model_copy(update={"serving": serving})
+
+
+def latency_off_on(
+    on_port: int,
+    off_settings: Settings,
+    *,
+    log_dir: Path,
+    users: int,
+    duration_s: int,
+    rounds: int,
+    connections: int,
+    workers: int,
+    ready: Any,
+) -> dict[str, Any]:
+    """Start the logging-off API, measure both, stop it. ``ready(base_url)`` waits until an API serves
+    the experiment (so both answer the same mix)."""
+    off_port = off_settings.serving.port
+    off_api = start_api(off_settings, log_dir, workers)
+    try:
+        on_url, off_url = f"http://127.0.0.1:{on_port}", f"http://127.0.0.1:{off_port}"
+        ready(off_url)
+        script = log_dir / "online-recs.lua"
+        script.write_text(WRK_REQUEST.format(users=users) + WRK_DONE)
+        for url in (off_url, on_url):  # warm both (result cache, connections, first-call costs)
+            run_wrk(url + "/", 3, connections, script)
+        off_sat, on_sat = alternate_closed_loops(
+            (off_url + "/", script), (on_url + "/", script), duration_s, connections, rounds
+        )
+        rate = off_sat["rps"] / 2
+        per_round = max(2.0, duration_s / rounds)
+        off_runs: list[dict[str, Any]] = []
+        on_runs: list[dict[str, Any]] = []
+        for n in range(rounds):
+            # ABBA: off, on, on, off, ...: neither process always runs right after the other.
+            pairs = [(off_port, off_runs), (on_port, on_runs)]
+            for port, runs in pairs if n % 2 == 0 else pairs[::-1]:
+                runs.append(run_open_loop("127.0.0.1", port, rate, per_round, users))
+    finally:
+        off_api.stop()
+    p99_off = statistics.median(r["p99_ms"] for r in off_runs)
+    p99_on = statistics.median(r["p99_ms"] for r in on_runs)
+    return {
+        "saturating_rps_off": off_sat["rps"],
+        "saturating_rps_on": on_sat["rps"],
+        "saturating_rounds_rps_off": off_sat["rounds_rps"],
+        "saturating_rounds_rps_on": on_sat["rounds_rps"],
+        "half_rate_rps": rate,
+        "p99_off_ms": p99_off,
+        "p99_on_ms": p99_on,
+        "p99_ratio": p99_on / p99_off if p99_off else None,
+        "p99_ratio_target": P99_RATIO_TARGET,
+        "p99_max_off_ms": max(r["p99_ms"] for r in off_runs),
+        "p99_max_on_ms": max(r["p99_ms"] for r in on_runs),
+        "p99_rounds_off_ms": [round(r["p99_ms"], 3) for r in off_runs],
+        "p99_rounds_on_ms": [round(r["p99_ms"], 3) for r in on_runs],
+        "p50_off_ms": statistics.median(r["p50_ms"] for r in off_runs),
+        "p50_on_ms": statistics.median(r["p50_ms"] for r in on_runs),
+        "latency_errors": off_sat["errors"] + on_sat["errors"] + sum(r["errors"] for r in off_runs + on_runs),
+        "latency_order": "closed loops off, on, off, on, ...; open loops off, on, on, off, ...",
+        "latency_rounds": rounds,
+        "latency_duration_s": duration_s,
+        "connections": connections,
+        "workers": workers,
+    }
