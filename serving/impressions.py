@@ -1,9 +1,14 @@
-"""What a list answer showed, captured on the request path and built into an impression off it.
+"""What a list answer showed, captured on the request path and encoded into an impression off it.
 
 A request holds on to what it already has (the ranked list, or the cached items JSON of a cache hit)
 in one small ``Shown`` object and offers it to the impression log without waiting; the log's sender
-thread calls ``build`` to make the validated ``core.impressions.Impression``: parsing, validation
-and serialization cost the request nothing.
+thread calls ``encode`` for the Kafka key and value: serialization costs the request nothing.
+
+``encode`` writes the wire form of ``core.impressions.Impression`` directly, without pydantic: every
+field comes from serving's own answer, and validating each record cost about 30 us of the sender's
+GIL time per list (measured), which the event loop then waited for at the tail of the latency. The
+consumer validates every record it reads (a bad one is dead-lettered with its reason), and a test
+checks that ``encode`` and ``build().to_json()`` parse to the same record.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from core.impressions import Impression, ShownItem, shadow_id
+from core.impressions import IMPRESSION_SCHEMA_VERSION, Impression, ShownItem, shadow_id
 from serving.ranking import Ranked
 from storage.impression_log import ImpressionLog
 
@@ -34,6 +39,25 @@ class Shown:
     variant: str | None = None
     anchor_item_id: str | None = None
     shadow: bool = False
+
+    def encode(self) -> tuple[bytes, bytes]:
+        """The Kafka key and value: ``build().key`` and ``build().to_json()``, without validation."""
+        impression_id = shadow_id(self.request_id) if self.shadow else self.request_id
+        data: dict[str, Any] = {
+            "v": IMPRESSION_SCHEMA_VERSION,
+            "impression_id": impression_id,
+            "request_id": self.request_id,
+            "surface": self.surface,
+            "items": wire_items(self.items),
+            "ts": self.ts_ms,
+            "shadow": self.shadow,
+        }
+        for name in ("user_id", "model_version", "experiment_id", "variant", "anchor_item_id"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
+        key = self.user_id or self.anchor_item_id or impression_id
+        return key.encode(), orjson.dumps(data)
 
     def build(self) -> Impression:
         return Impression(
@@ -57,6 +81,25 @@ def shown_items(items: Sequence[Ranked] | bytes) -> list[ShownItem]:
         return [_from_json(pos, entry) for pos, entry in enumerate(orjson.loads(items))]
     return [
         ShownItem(item_id=r.item_id, position=pos, reason=r.kind, score=round(r.score, 6))
+        for pos, r in enumerate(items)
+    ]
+
+
+def wire_items(items: Sequence[Ranked] | bytes) -> list[dict[str, Any]]:
+    """``shown_items`` as JSON-ready dicts (what ``ShownItem`` dumps, None fields left out)."""
+    out: list[dict[str, Any]] = []
+    if isinstance(items, bytes):
+        for pos, entry in enumerate(orjson.loads(items)):
+            item: dict[str, Any] = {"item_id": entry["item_id"], "position": pos}
+            reason = entry.get("reason")
+            if isinstance(reason, dict) and reason.get("kind") is not None:
+                item["reason"] = reason["kind"]
+            if entry.get("score") is not None:
+                item["score"] = entry["score"]
+            out.append(item)
+        return out
+    return [
+        {"item_id": r.item_id, "position": pos, "reason": r.kind, "score": round(r.score, 6)}
         for pos, r in enumerate(items)
     ]
 

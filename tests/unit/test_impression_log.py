@@ -43,6 +43,10 @@ class Draft:
             raise ValueError("not a valid impression")
         return impression(self.n)
 
+    def encode(self) -> tuple[bytes, bytes]:
+        built = self.build()
+        return built.key, built.to_json()
+
 
 class GatedProducer(InMemoryProducer):
     """Produces nothing until ``gate`` is set: a broker that does not answer yet."""

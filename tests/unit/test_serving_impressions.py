@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import time
+from typing import Any
+
+import orjson
+import pytest
 
 from core.impressions import Impression, parse_impression
 from serving.impressions import Shown, shown_items
@@ -116,3 +120,19 @@ def test_shown_builds_from_a_ranked_list_or_cached_json_alike() -> None:
     assert imp.ts.timestamp() == 1_700_000_000
     long_id = "r" * 128  # the longest request id a client may send still makes a valid shadow id
     assert Shown(long_id, "popular", None, None, [], 0, shadow=True).build().impression_id.endswith(":shadow")
+
+
+@pytest.mark.parametrize("cached", [False, True])
+@pytest.mark.parametrize("shadow", [False, True])
+def test_the_senders_fast_encoding_is_the_validated_record(cached: bool, shadow: bool) -> None:
+    """``Shown.encode`` skips pydantic on the sender thread; it must say exactly what ``build`` says."""
+    ranked = [Ranked(f"i{n}", 1.0 / (n + 1), "personalized" if n else "popular", None) for n in range(5)]
+    items: Any = orjson.dumps([r.to_json() for r in ranked]) if cached else ranked
+    for user, anchor in (("u1", None), (None, "i9")):
+        shown = Shown(
+            "req-7", "similar", user, "4", items, 1_764_500_000_123, "exp", "treatment", anchor, shadow
+        )
+        key, value = shown.encode()
+        built = shown.build()
+        assert parse_impression(value) == built
+        assert key == built.key

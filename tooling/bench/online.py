@@ -188,6 +188,7 @@ def bench_online(
                                 ready=lambda url: wait_for_experiment(
                                     url, EXPERIMENT_ID, k, 10 * poll_s + 30
                                 ),
+                                on_pid=api.pid if workers == 1 else None,
                             )
                         )
                     t = lap("latency_s", t)

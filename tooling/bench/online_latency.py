@@ -14,13 +14,19 @@ random shoppers among the simulated ones, k=10):
    meets another job's burst, and a single such round should not decide a 10% comparison (the
    slowest round's is reported too).
 
+CPU seconds are read from /proc around the open-loop rounds, per phase: each API process's (so its
+own CPU per request with logging off and on) and the dev Kafka broker's (Tansu, on the same two
+cores: the broker's work on the impressions competes with the API here, not in production).
+
 The consumer is stopped before this phase: in production it runs elsewhere, and here it would
 compete for the same two cores with the process being measured. The impressions still go to Kafka.
 """
 
 from __future__ import annotations
 
+import functools
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +39,7 @@ from tooling.bench.serve import (
     run_wrk,
     start_api,
 )
+from tooling.devstack.processes import process_cpu_seconds
 
 # The issue's target: serving p99 with impression logging on at most 1.1 x the p99 with it off.
 P99_RATIO_TARGET = 1.1
@@ -48,6 +55,31 @@ def impressions_off(settings: Settings, port: int) -> Settings:
     return settings.model_copy(update={"serving": serving})
 
 
+def broker_pids(name: str = "tansu") -> list[int]:
+    """The dev broker's processes (by command name), for its CPU seconds."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if name in (entry / "comm").read_text():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _cpu(pids: list[int]) -> float:
+    return sum(process_cpu_seconds(p) or 0.0 for p in pids)
+
+
+def _timed_cpu(
+    pids: dict[str, list[int]], work: Callable[[], dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, float]]:
+    before = {k: _cpu(v) for k, v in pids.items()}
+    out = work()
+    return out, {k: _cpu(v) - before[k] for k, v in pids.items()}
+
+
 def latency_off_on(
     on_port: int,
     off_settings: Settings,
@@ -59,6 +91,7 @@ def latency_off_on(
     connections: int,
     workers: int,
     ready: Any,
+    on_pid: int | None = None,
 ) -> dict[str, Any]:
     """Start the logging-off API, measure both, stop it. ``ready(base_url)`` waits until an API serves
     the experiment (so both answer the same mix)."""
@@ -78,16 +111,33 @@ def latency_off_on(
         per_round = max(2.0, duration_s / rounds)
         off_runs: list[dict[str, Any]] = []
         on_runs: list[dict[str, Any]] = []
+        pids = {"api": [on_pid] if on_pid else [], "broker": broker_pids()}
+        cpu: dict[str, dict[str, float]] = {"off": {}, "on": {}}
         for n in range(rounds):
             # ABBA: off, on, on, off, ...: neither process always runs right after the other.
-            pairs = [(off_port, off_runs), (on_port, on_runs)]
-            for port, runs in pairs if n % 2 == 0 else pairs[::-1]:
-                runs.append(run_open_loop("127.0.0.1", port, rate, per_round, users))
+            pairs = [(off_port, off_runs, "off"), (on_port, on_runs, "on")]
+            for port, runs, phase in pairs if n % 2 == 0 else pairs[::-1]:
+                watched = {**pids, "api": [off_api.pid] if phase == "off" else pids["api"]}
+                result, used = _timed_cpu(
+                    watched, functools.partial(run_open_loop, "127.0.0.1", port, rate, per_round, users)
+                )
+                runs.append(result)
+                for key, seconds in used.items():
+                    cpu[phase][key] = cpu[phase].get(key, 0.0) + seconds
     finally:
         off_api.stop()
     p99_off = statistics.median(r["p99_ms"] for r in off_runs)
     p99_on = statistics.median(r["p99_ms"] for r in on_runs)
+    sent = {
+        phase: sum(r.get("sent", 0) for r in runs) for phase, runs in (("off", off_runs), ("on", on_runs))
+    }
     return {
+        "api_cpu_us_per_request_off": _per_request(cpu["off"].get("api"), sent["off"], on_pid),
+        "api_cpu_us_per_request_on": _per_request(cpu["on"].get("api"), sent["on"], on_pid),
+        "broker_cpu_s_off": round(cpu["off"].get("broker", 0.0), 3) if pids["broker"] else None,
+        "broker_cpu_s_on": round(cpu["on"].get("broker", 0.0), 3) if pids["broker"] else None,
+        "open_loop_requests_off": sent["off"],
+        "open_loop_requests_on": sent["on"],
         "saturating_rps_off": off_sat["rps"],
         "saturating_rps_on": on_sat["rps"],
         "saturating_rounds_rps_off": off_sat["rounds_rps"],
@@ -110,3 +160,9 @@ def latency_off_on(
         "connections": connections,
         "workers": workers,
     }
+
+
+def _per_request(seconds: float | None, requests: int, pid: int | None) -> float | None:
+    if pid is None or seconds is None or requests <= 0:
+        return None
+    return round(seconds / requests * 1e6, 1)
