@@ -53,7 +53,8 @@ class ImpressionSettings(BaseModel):
     """Impression logging (serving) and storage (consumer); see core.impressions."""
 
     enabled: bool = True
-    # Serving queues impressions in memory and a background thread produces them in batches: the
+    # Serving hands each impression to the Kafka client's bounded queue (queue_max records), whose
+    # threads send them in batches (up to batch_max records, waiting up to linger_s for more): the
     # request never waits for Kafka. When the queue is full (Kafka down for long), new impressions
     # are dropped and counted (streamrec_serving_impressions_dropped_total); the answer is served.
     queue_max: int = Field(default=10_000, ge=1, le=10_000_000)
