@@ -1,6 +1,6 @@
 """`bench online`'s latency check: what impression logging costs a serving process.
 
-Two `streamrec serve` processes run side by side on the same model, Redis state and experiment, one
+Two fresh `streamrec serve` processes run side by side on the same model, Redis state and experiment, one
 with ``serving.impressions.enabled`` (the production default) and one without
 (``STREAMREC_SERVING__IMPRESSIONS__ENABLED=false``). Both get the same request mix (``bench serve``'s
 random shoppers among the simulated ones, k=10):
@@ -81,7 +81,7 @@ def _timed_cpu(
 
 
 def latency_off_on(
-    on_port: int,
+    on_settings: Settings,
     off_settings: Settings,
     *,
     log_dir: Path,
@@ -91,15 +91,17 @@ def latency_off_on(
     connections: int,
     workers: int,
     ready: Any,
-    on_pid: int | None = None,
 ) -> dict[str, Any]:
-    """Start the logging-off API, measure both, stop it. ``ready(base_url)`` waits until an API serves
+    """Start a fresh API with logging off and one with it on, measure both, stop them. ``ready(base_url)`` waits until an API serves
     the experiment (so both answer the same mix)."""
-    off_port = off_settings.serving.port
+    off_port, on_port = off_settings.serving.port, on_settings.serving.port
     off_api = start_api(off_settings, log_dir, workers)
+    on_api = start_api(on_settings, log_dir, workers)
+    on_pid: int | None = on_api.pid if workers == 1 else None
     try:
         on_url, off_url = f"http://127.0.0.1:{on_port}", f"http://127.0.0.1:{off_port}"
         ready(off_url)
+        ready(on_url)
         script = log_dir / "online-recs.lua"
         script.write_text(WRK_REQUEST.format(users=users) + WRK_DONE)
         for url in (off_url, on_url):  # warm both (result cache, connections, first-call costs)
@@ -118,6 +120,8 @@ def latency_off_on(
             pairs = [(off_port, off_runs, "off"), (on_port, on_runs, "on")]
             for port, runs, phase in pairs if n % 2 == 0 else pairs[::-1]:
                 watched = {**pids, "api": [off_api.pid] if phase == "off" else pids["api"]}
+                if workers > 1:
+                    watched["api"] = []
                 result, used = _timed_cpu(
                     watched, functools.partial(run_open_loop, "127.0.0.1", port, rate, per_round, users)
                 )
@@ -126,6 +130,7 @@ def latency_off_on(
                     cpu[phase][key] = cpu[phase].get(key, 0.0) + seconds
     finally:
         off_api.stop()
+        on_api.stop()
     p99_off = statistics.median(r["p99_ms"] for r in off_runs)
     p99_on = statistics.median(r["p99_ms"] for r in on_runs)
     sent = {
