@@ -92,8 +92,9 @@ def latency_off_on(
     workers: int,
     ready: Any,
 ) -> dict[str, Any]:
-    """Start a fresh API with logging off and one with it on, measure both, stop them. ``ready(base_url)`` waits until an API serves
-    the experiment (so both answer the same mix)."""
+    """Start a fresh API with logging off and one with it on, measure both, stop them.
+
+    ``ready(base_url)`` waits until an API serves the experiment (so both answer the same mix)."""
     off_port, on_port = off_settings.serving.port, on_settings.serving.port
     off_api = start_api(off_settings, log_dir, workers)
     on_api = start_api(on_settings, log_dir, workers)
