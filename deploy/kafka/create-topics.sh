@@ -15,8 +15,6 @@ ITEMS_PARTITIONS="${ITEMS_PARTITIONS:-3}"
 # Impressions (what serving showed) are keyed by user id too, so they scale like events.
 IMPRESSIONS_PARTITIONS="${IMPRESSIONS_PARTITIONS:-$EVENTS_PARTITIONS}"
 DEAD_LETTER_PARTITIONS="${DEAD_LETTER_PARTITIONS:-1}"
-# Impressions (what serving showed) are keyed by user id like events, and consumed beside them.
-IMPRESSIONS_PARTITIONS="${IMPRESSIONS_PARTITIONS:-6}"
 # Single-node stack: replication factor 1.
 REPLICATION="${REPLICATION_FACTOR:-1}"
 # Dead letters are kept 30 days so rejected input can be inspected and replayed.
@@ -35,6 +33,5 @@ create "$EVENTS" "$EVENTS_PARTITIONS"
 create "$ITEMS" "$ITEMS_PARTITIONS"
 create "$IMPRESSIONS" "$IMPRESSIONS_PARTITIONS"
 create "$DEAD_LETTER" "$DEAD_LETTER_PARTITIONS" --config "retention.ms=$DEAD_LETTER_RETENTION_MS"
-create "$IMPRESSIONS" "$IMPRESSIONS_PARTITIONS"
 
 "$TOPICS" --bootstrap-server "$BOOTSTRAP" --describe --topic "$EVENTS"
