@@ -53,6 +53,10 @@ class InMemoryProducer:
     def poll(self, timeout: float = 0.0) -> int:
         return self.flush(timeout)
 
+    def __len__(self) -> int:
+        """Messages produced and not yet delivered (what librdkafka's ``len(producer)`` says)."""
+        return len(self._pending)
+
     def flush(self, timeout: float = 0.0) -> int:
         pending, self._pending = self._pending, []
         for callback, msg in pending:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import DESCENDING, MongoClient, ReturnDocument
+from pymongo import DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from core.experiments import Experiment
-from core.settings import MongoSettings
 from storage.experiments import COLLECTION, ExperimentExists, UnknownExperiment
+from storage.mongo_collection import OwnedCollection
 
 
 def _to_doc(experiment: Experiment) -> dict[str, Any]:
@@ -28,27 +28,8 @@ def _from_doc(doc: dict[str, Any]) -> Experiment:
     return Experiment.model_validate(data)
 
 
-class MongoExperimentStore:
-    def __init__(self, database: Any) -> None:
-        self._collection = database[COLLECTION]
-        self._client: Any = None
-
-    @classmethod
-    def from_settings(cls, settings: MongoSettings) -> MongoExperimentStore:
-        """On its own MongoClient, closed by ``close()``."""
-        client: Any = MongoClient(
-            settings.uri.get_secret_value(),
-            serverSelectionTimeoutMS=settings.timeout_ms,
-            connectTimeoutMS=settings.timeout_ms,
-            tz_aware=True,
-        )
-        store = cls(client[settings.database])
-        store._client = client
-        return store
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
+class MongoExperimentStore(OwnedCollection):
+    collection_name = COLLECTION
 
     def create(self, experiment: Experiment) -> Experiment:
         stored = experiment.model_copy(update={"created_at": experiment.created_at or datetime.now(UTC)})

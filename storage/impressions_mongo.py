@@ -6,37 +6,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, MongoClient
+from pymongo import ASCENDING
 from pymongo.errors import BulkWriteError, OperationFailure
 
-from core.settings import MongoSettings
 from storage.impressions import COLLECTION
+from storage.mongo_collection import OwnedCollection
 
 DUPLICATE_KEY = 11000
 TTL_INDEX = "ts_ttl"
 
 
-class MongoImpressionStore:
-    def __init__(self, database: Any) -> None:
-        self._collection = database[COLLECTION]
-        self._client: Any = None
-
-    @classmethod
-    def from_settings(cls, settings: MongoSettings) -> MongoImpressionStore:
-        """On its own MongoClient, closed by ``close()``."""
-        client: Any = MongoClient(
-            settings.uri.get_secret_value(),
-            serverSelectionTimeoutMS=settings.timeout_ms,
-            connectTimeoutMS=settings.timeout_ms,
-            tz_aware=True,
-        )
-        store = cls(client[settings.database])
-        store._client = client
-        return store
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
+class MongoImpressionStore(OwnedCollection):
+    collection_name = COLLECTION
 
     def ensure_indexes(self, retention_s: float) -> None:
         seconds = max(1, int(retention_s))
