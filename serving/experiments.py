@@ -14,7 +14,6 @@ from the registry) is answered by the control variant, and the answer says so (`
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from core.experiments import Experiment, ExperimentSurface, Variant, assign, run
 from serving.metrics import ServingMetrics
 from serving.model_holder import Loader
 from serving.model_port import LoadedModel
+from serving.polling import poll_in_thread
 from storage.errors import RegistryError
 from storage.experiments import ExperimentStore
 from storage.model_registry import ModelRegistry
@@ -185,14 +185,7 @@ class ExperimentHolder:
         log.error("event=variant_model_refused version=%s error=%s", version, reason)
 
     async def run(self, interval_s: float) -> None:
-        while True:
-            try:
-                await asyncio.to_thread(self.poll_once)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("event=experiments_poll_crashed")
-            await asyncio.sleep(interval_s)
+        await poll_in_thread(self.poll_once, interval_s, "experiments_poll_crashed")
 
 
 def _arm(

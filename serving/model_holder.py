@@ -8,7 +8,6 @@ A version that fails to load or validate is remembered and never retried by this
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import time
@@ -18,6 +17,7 @@ from typing import Any
 from core.errors import DependencyUnavailable, ModelError
 from serving.metrics import ServingMetrics
 from serving.model_port import LoadedModel
+from serving.polling import poll_in_thread
 from serving.ports import ErasurePort
 from storage.model_registry import ModelRegistry
 
@@ -123,11 +123,4 @@ class ModelHolder:
         return True
 
     async def run(self, interval_s: float) -> None:
-        while True:
-            try:
-                await asyncio.to_thread(self.poll_once)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("event=model_poll_failed")
-            await asyncio.sleep(interval_s)
+        await poll_in_thread(self.poll_once, interval_s, "model_poll_failed")
