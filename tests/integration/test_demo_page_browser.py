@@ -165,7 +165,13 @@ def test_click_in_the_browser_changes_recommendations(running_demo: Any, browser
     wait.until(lambda d: f"recommendations for {chips[0].text}" in d.find_element(By.ID, "status").text)
     user = chips[1].text
     chips[1].click()
-    wait.until(lambda d: f"recommendations for {user}" in d.find_element(By.ID, "status").text)
+    # "Loading recommendations for ..." names the shopper too: wait for the loaded list's status.
+    wait.until(
+        lambda d: (
+            (text := d.find_element(By.ID, "status").text).startswith("Loading") is False
+            and f"recommendations for {user}" in text
+        )
+    )
     assert browser.find_element(By.CSS_SELECTOR, ".chip.active").text == user
     before = cards(browser)
     assert len(before) >= 5
