@@ -112,6 +112,11 @@ def bench_online(
     latency_rounds: int = typer.Option(8, "--latency-rounds", min=1, help="Rounds each phase is split in."),
     connections: int = typer.Option(32, "--connections", min=1),
     workers: int = typer.Option(1, "--workers", min=1),
+    pin: bool = typer.Option(
+        True,
+        "--pin/--no-pin",
+        help="Latency: the APIs on half the cores, generators and servers on the rest.",
+    ),
 ) -> None:
     """A/B test of a good vs a degraded model with simulated shoppers; serving p99 with impressions off/on."""
     from tooling.bench.online_latency import impressions_off, latency_off_on
@@ -191,6 +196,7 @@ def bench_online(
                                 rounds=latency_rounds,
                                 connections=connections,
                                 workers=workers,
+                                pin=pin,
                                 ready=lambda url: wait_for_experiment(
                                     url, EXPERIMENT_ID, k, 10 * poll_s + 30
                                 ),

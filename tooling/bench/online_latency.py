@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings
+from tooling.bench.cpu_placement import Placement, pin_api
 from tooling.bench.serve import (
     WRK_DONE,
     WRK_REQUEST,
@@ -91,18 +92,24 @@ def latency_off_on(
     connections: int,
     workers: int,
     ready: Any,
+    pin: bool = True,
 ) -> dict[str, Any]:
     """Start a fresh API with logging off and one with it on, measure both, stop them.
 
-    ``ready(base_url)`` waits until an API serves the experiment (so both answer the same mix)."""
+    ``ready(base_url)`` waits until an API serves the experiment (so both answer the same mix).
+    ``pin`` gives the two APIs half the cores and the generators and dev servers the other half
+    (``tooling.bench.cpu_placement``), restored afterwards."""
     off_port, on_port = off_settings.serving.port, on_settings.serving.port
     off_api = start_api(off_settings, log_dir, workers)
     on_api = start_api(on_settings, log_dir, workers)
     on_pid: int | None = on_api.pid if workers == 1 else None
+    placement: Placement | None = None
     try:
         on_url, off_url = f"http://127.0.0.1:{on_port}", f"http://127.0.0.1:{off_port}"
         ready(off_url)
         ready(on_url)
+        # After both are ready: their threads (the Kafka client's included) exist by now.
+        placement = pin_api([off_api.pid, on_api.pid]) if pin else None
         script = log_dir / "online-recs.lua"
         script.write_text(WRK_REQUEST.format(users=users) + WRK_DONE)
         for url in (off_url, on_url):  # warm both (result cache, connections, first-call costs)
@@ -130,6 +137,8 @@ def latency_off_on(
                 for key, seconds in used.items():
                     cpu[phase][key] = cpu[phase].get(key, 0.0) + seconds
     finally:
+        if placement is not None:
+            placement.restore()
         off_api.stop()
         on_api.stop()
     p99_off = statistics.median(r["p99_ms"] for r in off_runs)
@@ -165,6 +174,7 @@ def latency_off_on(
         "latency_duration_s": duration_s,
         "connections": connections,
         "workers": workers,
+        "cpu_placement": placement.as_json() if placement is not None else None,
     }
 
 
