@@ -11,7 +11,7 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 install: $(STAMP)
 
-# torch goes in first, pinned, CPU build: a local wheel that pip already knows (find-links) is taken
+# torch (pyproject's `train` extra, which `dev` includes) goes in first, pinned, CPU build: a local wheel that pip already knows (find-links) is taken
 # without touching the network (its small pure-Python needs come with the next step); otherwise the
 # CPU-only index, never the default CUDA download.
 $(STAMP): pyproject.toml
