@@ -111,11 +111,11 @@ def consumed(port: int) -> float:
 
 def settle(port: int, rate: float) -> float:
     """Wait until the consumer has been under the load for ``LOAD_SETTLE_S`` and is less than a second
-    of it behind (going from idle to busy, it lags by about a second at first); returns the wait.
+    of it behind; returns the wait.
 
-    Sampling from the load's first instant would time that start-up transient instead of the steady
-    state. A consumer that never catches up is not waited for beyond ``SETTLE_MAX_S``: the samples
-    then show it.
+    Sampling from the load's first instant would time the consumer's switch from idle to busy, not
+    the steady state under load. A consumer that never gets within a second of the load is not
+    waited for beyond ``SETTLE_MAX_S``: the samples then show it.
     """
     if rate <= 0:
         return 0.0
