@@ -20,6 +20,11 @@ cores: the broker's work on the impressions competes with the API here, not in p
 
 The consumer is stopped before this phase: in production it runs elsewhere, and here it would
 compete for the same two cores with the process being measured. The impressions still go to Kafka.
+
+With ``pin`` (the default), both APIs run on half the machine's cores and everything else (this
+process, the generators it starts, the dev servers) on the other half: the API's own threads, its
+Kafka client's included, share the API's cores as they would on a serving host, while the broker's
+work on the impressions and the generators' bursts stay off them, as in production.
 """
 
 from __future__ import annotations
