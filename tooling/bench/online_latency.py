@@ -171,6 +171,7 @@ def latency_off_on(
         "p99_max_on_ms": max(r["p99_ms"] for r in on_runs),
         "p99_rounds_off_ms": [round(r["p99_ms"], 3) for r in off_runs],
         "p99_rounds_on_ms": [round(r["p99_ms"], 3) for r in on_runs],
+        "send_lag_p99_max_ms": max(r.get("send_lag_p99_ms", 0.0) for r in off_runs + on_runs),
         "p50_off_ms": statistics.median(r["p50_ms"] for r in off_runs),
         "p50_on_ms": statistics.median(r["p50_ms"] for r in on_runs),
         "latency_errors": off_sat["errors"] + on_sat["errors"] + sum(r["errors"] for r in off_runs + on_runs),
