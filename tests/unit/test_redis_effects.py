@@ -70,7 +70,7 @@ def rebuilds() -> float:
 
 def test_guarded_apply_writes_nothing_when_the_guard_moved():
     state = established()
-    op = [Op("zincrby", "sr:pop:all", ("i1", 1.0))]
+    op = [Op("zincrby", "sr:{shared}:pop:all", ("i1", 1.0))]
     assert state.apply(op, {("ev", 0): 4}, expected={("ev", 0): -1}, generation="g0") is ApplyStatus.OK
     assert (
         state.apply(op, {("ev", 0): 4}, expected={("ev", 0): -1}, generation="g0")
