@@ -24,9 +24,10 @@ from redis.cluster import RedisCluster
 from core.keys import Keys
 from core.settings import Settings
 from storage.kafka import flush_or_raise, make_producer
-from storage.realtime_state import RedisRealtimeState
+from storage.realtime_state import InMemoryRealtimeState, RedisRealtimeState
 from tests.integration.test_consumer_e2e import running_consumer, wait_until
 from tests.integration.test_consumer_resilience import assert_redis_equals_rebuild
+from tests.integration.test_redis_effects import _guard_calls
 from tests.integration.test_serving_api import AUTH, live_app, with_keys
 from tooling.devstack.redis_cluster import (
     RedisClusterProcesses,
@@ -68,6 +69,12 @@ def test_cluster_has_three_primaries_with_every_slot(redis_cluster: RedisCluster
         assert int(client.cluster_info()["cluster_slots_ok"]) == 16384
     finally:
         client.close()
+
+
+def test_guard_contract_on_a_cluster_matches_the_twin(cluster_settings: Settings) -> None:
+    """The guarded apply, the rebuild's steps, the lock, erasure and clearing, as on one server."""
+    live = _guard_calls(RedisRealtimeState.from_settings(cluster_settings.redis))
+    assert live == _guard_calls(InMemoryRealtimeState(cluster_settings.redis.key_prefix))
 
 
 def test_ingest_and_serving_on_a_redis_cluster(
