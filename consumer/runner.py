@@ -120,6 +120,7 @@ class ConsumerRunner:
         try:
             if self._with_backoff(self._ensure_indexes) is None:
                 return 0
+            self.processor.effects.rebuild_if_empty(time.time())
             self.consumer.subscribe(
                 topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )

@@ -47,6 +47,10 @@ class RedisSettings(BaseModel):
     url: SecretStr = SecretStr("redis://127.0.0.1:6380/0")
     key_prefix: str = "sr:"
     timeout_s: float = 2.0
+    # Redis Cluster: ``url`` names any one node (the client discovers the others) and storage uses
+    # redis-py's cluster clients; every server-side script and transaction then touches one slot
+    # (the hash tags of ``core.keys``). False: one Redis server, as before.
+    cluster: bool = False
 
 
 class ImpressionSettings(BaseModel):

@@ -10,8 +10,15 @@ started or finished meanwhile) makes the script write nothing and answer which c
 the caller reads the guard again and re-plans. Compare-and-set on the exact value, not ``>=``: an
 offset that went *down* (Redis lost data) also invalidates the plan.
 
-All keys travel in ``KEYS[]`` (never built inside the script) so that a later Redis Cluster layout
-can put them in one slot with hash tags. Command errors are avoided rather than rolled back (Redis
+All keys travel in ``KEYS[]`` (never built inside the script), so Redis Cluster can check that a
+call stays in one slot. On one Redis server a plan runs as one script, whatever its keys. On Redis
+Cluster (``split_by_slot``) the ops on the shared slot (``core.keys``: popularity, catalog) run in
+``APPLY_SCRIPT`` with the guard, which lives in that slot too; the ops of each other slot (one user's
+keys) run first, each slot's in one ``OPS_SCRIPT`` call, unguarded. That is safe because those ops are
+all idempotent (``UNGUARDED_OPS``: adding a recent member or a set member again, trimming again, one
+more marker bump): if the guarded step then refuses (a zombie, a rebuild) or the process dies in
+between, the records are applied again later and the per-user state comes out the same, while the
+non-idempotent sums are still applied exactly once. Command errors are avoided rather than rolled back (Redis
 does not roll a script back): the checks run before the first write, ops are a closed set whose
 arguments are formatted here, and a WRONGTYPE key would be a corrupted layout that rebuild fixes.
 """
@@ -22,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from redis.crc import key_slot
 from redis.lock import Lock
 
 from core.realtime_ops import Op, TopicPartition
@@ -29,6 +37,17 @@ from core.realtime_ops import Op, TopicPartition
 # KEYS[1] generation marker; KEYS[2 .. 1+n] applied keys; KEYS[2+n ..] one key per op, in order.
 # ARGV[1] expected generation ('' = do not check); ARGV[2] n; then n pairs (expected applied offset,
 # '' = do not check; new applied offset, '' = leave); then per op: command, argc, args...
+# The op loop shared by both scripts: ops from ARGV[pos], keys from KEYS[k], in order.
+_OPS_LOOP = """
+local last = #ARGV
+while pos <= last do
+  local argc = tonumber(ARGV[pos + 1])
+  redis.call(ARGV[pos], KEYS[k], unpack(ARGV, pos + 2, pos + 1 + argc))
+  pos = pos + 2 + argc
+  k = k + 1
+end
+"""
+
 APPLY_SCRIPT = """
 local gen = ARGV[1]
 if gen ~= '' and redis.call('GET', KEYS[1]) ~= gen then
@@ -47,13 +66,7 @@ for i = 1, n do
 end
 local pos = 3 + 2 * n
 local k = 2 + n
-local last = #ARGV
-while pos <= last do
-  local argc = tonumber(ARGV[pos + 1])
-  redis.call(ARGV[pos], KEYS[k], unpack(ARGV, pos + 2, pos + 1 + argc))
-  pos = pos + 2 + argc
-  k = k + 1
-end
+-- ops --
 for i = 1, n do
   local new = ARGV[2 + 2 * i]
   if new ~= '' then
@@ -61,7 +74,20 @@ for i = 1, n do
   end
 end
 return 'ok'
-"""
+""".replace("-- ops --", _OPS_LOOP)
+
+# Ops only, no guard: KEYS[i] is op i's key; ARGV per op: command, argc, args...
+OPS_SCRIPT = """
+local pos = 1
+local k = 1
+-- ops --
+return 'ok'
+""".replace("-- ops --", _OPS_LOOP)
+
+# Ops that may run outside the guard on Redis Cluster: running one twice leaves the same state
+# (ZADD/SADD of the same member, a trim to the same top N) or a harmless one (a marker bumped once
+# more only invalidates cached results). A plan with any other op outside the shared slot is refused.
+UNGUARDED_OPS = frozenset({"zadd", "sadd", "zremrangebyrank", "incr"})
 
 # KEYS[1] generation marker, KEYS[2 ..] applied keys; ARGV[1] new generation, ARGV[2 ..] offsets.
 # An applied offset only moves up: a record below it has its effects in the rebuilt state.
@@ -116,6 +142,34 @@ def apply_script_call(
         keys.append(op.key)
         argv += [op.name, len(args), *args]
     return keys, argv
+
+
+def ops_script_call(ops: Sequence[Op]) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV for ``OPS_SCRIPT``."""
+    keys: list[str] = []
+    argv: list[Any] = []
+    for op in ops:
+        args = redis_args(op.name, op.args)
+        keys.append(op.key)
+        argv += [op.name, len(args), *args]
+    return keys, argv
+
+
+def split_by_slot(ops: Sequence[Op], shared_slot: int) -> tuple[list[Op], list[list[Op]]]:
+    """Redis Cluster: the ops on ``shared_slot`` (to run guarded) and the others grouped by slot,
+    each group in plan order. Raises ``ValueError`` for an op outside the shared slot that is not
+    safe to run unguarded (see the module docstring)."""
+    shared: list[Op] = []
+    groups: dict[int, list[Op]] = {}
+    for op in ops:
+        slot = key_slot(op.key.encode())
+        if slot == shared_slot:
+            shared.append(op)
+            continue
+        if op.name not in UNGUARDED_OPS:
+            raise ValueError(f"op {op.name} on {op.key!r} is outside the shared slot and not idempotent")
+        groups.setdefault(slot, []).append(op)
+    return shared, list(groups.values())
 
 
 class RebuildLease(Protocol):
