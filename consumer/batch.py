@@ -38,6 +38,9 @@ class RawMessage:
     offset: int
     key: bytes | None
     value: bytes | None
+    # The record's Kafka timestamp (epoch ms), None when the broker gave none: a new catalog item's
+    # first-seen time (core.keys ``added``).
+    ts_ms: int | None = None
 
     @property
     def tp(self) -> TopicPartition:
@@ -69,6 +72,8 @@ class Classified:
     items: list[tuple[RawMessage, ItemUpdate]] = field(default_factory=list)
     # What serving showed (core.impressions): stored, never turned into Redis effects.
     impressions: list[tuple[RawMessage, Impression]] = field(default_factory=list)
+    # item -> first-seen epoch ms as stored in MongoDB, for the items of ``items`` that have one.
+    added: dict[str, int] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 

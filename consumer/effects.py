@@ -161,7 +161,7 @@ class RedisEffects:
         fresh_items = [u for m, u in batch.items if is_fresh(m, applied)]
         if fresh_items:
             current = self.state.item_categories(u.item_id for u in fresh_items)
-            ops += plan_item_updates(keys, fresh_items, current)
+            ops += plan_item_updates(keys, fresh_items, current, batch.added)
         return ops, advanced_applied(messages, applied)
 
     def rebuild_if_empty(self, now_s: float) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from core.event_weights import event_weight
@@ -20,6 +20,8 @@ from core.recent import recent_member
 from core.settings import EventWeights
 
 ITEM_HASH_FIELDS = ("title", "category", "price", "available")
+# The stored item's first-seen time (MongoDB ``items``; set when the item is created, never after).
+ADDED_AT = "added_at"
 
 
 @dataclass(frozen=True)
@@ -138,20 +140,43 @@ def plan_item_update(
     return ops
 
 
+def added_ms(doc: Mapping[str, Any]) -> int | None:
+    """A stored item's first-seen time in epoch ms; None for items stored before it was recorded."""
+    value = doc.get(ADDED_AT)
+    if not isinstance(value, datetime):
+        return None
+    if value.tzinfo is None:  # MongoDB clients without tz_aware hand back naive UTC
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp() * 1000)
+
+
+def plan_added(keys: Keys, item_id: str, ms: int | None) -> list[Op]:
+    """The item's place in ``added``: a fixed score (the stored time), so applying it again is harmless."""
+    return [] if ms is None else [Op("zadd", keys.added(), (item_id, ms))]
+
+
 def plan_item_updates(
-    keys: Keys, updates: Iterable[ItemUpdate], current_categories: Mapping[str, str | None]
+    keys: Keys,
+    updates: Iterable[ItemUpdate],
+    current_categories: Mapping[str, str | None],
+    added: Mapping[str, int] | None = None,
 ) -> list[Op]:
-    """Ops for a batch of item updates in order; a category moved earlier in the batch is followed."""
+    """Ops for a batch of item updates in order; a category moved earlier in the batch is followed.
+    ``added``: first-seen ms of the items that have one (read from MongoDB after storing them)."""
     categories = dict(current_categories)
+    updates = list(updates)
     ops: list[Op] = []
     for update in updates:
         fields = update.model_dump(exclude_none=True)
         ops.extend(plan_item_update(keys, fields, update.item_id, categories.get(update.item_id)))
         if update.category is not None:
             categories[update.item_id] = update.category
+    for item_id in dict.fromkeys(u.item_id for u in updates):
+        ops.extend(plan_added(keys, item_id, (added or {}).get(item_id)))
     return ops
 
 
 def plan_catalog_item(keys: Keys, doc: Mapping[str, Any]) -> list[Op]:
     """Ops recreating one item's mirror from its stored document (rebuild starts from empty)."""
-    return plan_item_update(keys, doc, str(doc.get("item_id", doc.get("_id"))), None)
+    item_id = str(doc.get("item_id", doc.get("_id")))
+    return [*plan_item_update(keys, doc, item_id, None), *plan_added(keys, item_id, added_ms(doc))]

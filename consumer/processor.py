@@ -39,6 +39,7 @@ from consumer.effects import RedisEffects
 from consumer.impression_step import attribute_events, label, store_impressions
 from consumer.isolate import bisect_apply, insert_isolating
 from consumer.late_step import LateCounts, attribute_late
+from consumer.plans import ADDED_AT, added_ms
 from core.errors import DependencyUnavailable
 from core.realtime_ops import TopicPartition
 from core.settings import Settings
@@ -235,23 +236,41 @@ class BatchProcessor:
         return result
 
     def _upsert_items(self, batch: Classified) -> list[DeadLetter]:
+        # (also reads back the items' first-seen times into ``batch.added``, for Redis)
         """Store the batch's item updates in order; the ones MongoDB refuses leave ``batch.items``
         (so Redis never mirrors them) and come back as dead letters."""
         if not batch.items:
             return []
+        now_ms = int(self.clock() * 1000)
         failed = bisect_apply(
             batch.items,
             lambda part: self.store.upsert_items(
-                [{"item_id": u.item_id, **u.model_dump(exclude_none=True)} for _, u in part]
+                [
+                    # Kept by MongoDB only when this update creates the item (``$setOnInsert``).
+                    {"item_id": u.item_id, **u.model_dump(exclude_none=True), ADDED_AT: added_at(m, now_ms)}
+                    for m, u in part
+                ]
             ),
         )
+        if failed:
+            bad = {(m.tp, m.offset) for (m, _), _ in failed}
+            batch.items = [(m, u) for m, u in batch.items if (m.tp, m.offset) not in bad]
+        # Read back, not computed: an item stored before (a redelivery, an older update) keeps the
+        # first-seen time it has, and one stored before first-seen times existed has none.
+        stored = self.store.get_items(u.item_id for _, u in batch.items)
+        batch.added = {iid: ms for iid, doc in stored.items() if (ms := added_ms(doc)) is not None}
         if not failed:
             return []
-        bad = {(m.tp, m.offset) for (m, _), _ in failed}
-        batch.items = [(m, u) for m, u in batch.items if (m.tp, m.offset) not in bad]
         for (m, u), reason in failed:
             log.warning("event=unstorable_item item_id=%a offset=%d error=%a", u.item_id, m.offset, reason)
         return [
             DeadLetter(m, UNSTORABLE, f"MongoDB cannot store this item update: {reason}")
             for (m, _), reason in failed
         ]
+
+
+def added_at(msg: RawMessage, now_ms: int) -> datetime:
+    """A catalog update's time: its Kafka timestamp, or the consumer's clock when the record has none
+    (or one in the future, which a producer's wrong clock would give)."""
+    ms = msg.ts_ms if msg.ts_ms is not None and 0 < msg.ts_ms <= now_ms else now_ms
+    return datetime.fromtimestamp(ms / 1000, UTC)

@@ -31,6 +31,7 @@ deletes them directly instead of scanning the keyspace.
 | ``{shared}:item:<iid>`` | hash | consumer | catalog mirror: title, category, price, available |
 | ``{shared}:cat:<category>`` | set | consumer | item ids in a category (per-category popularity = ZINTERSTORE of a pop zset with this) |
 | ``{shared}:unavailable`` | set | consumer | items marked unavailable |
+| ``{shared}:added`` | zset | consumer | catalog items by first-seen time: score = epoch ms of the item's first stored catalog update (MongoDB ``items.added_at``, set once); ``GET /v1/new`` reads it |
 | ``{shared}:applied:<topic>:<partition>`` | int | consumer | highest Kafka offset whose Redis effects are applied (exactly-once effects on redelivery) |
 | ``{shared}:meta:generation`` | string | consumer, rebuild | set when derived state is complete; absent in an empty (restarted, flushed) Redis, which triggers a rebuild |
 | ``{shared}:meta:rebuild-lock`` | string | consumer, rebuild | held (with a TTL) while one process rebuilds; effects are refused until ``meta:generation`` is back |
@@ -159,6 +160,9 @@ class Keys:
 
     def unavailable(self) -> str:
         return self.shared("unavailable")
+
+    def added(self) -> str:
+        return self.shared("added")
 
     def applied(self, topic: str, partition: int) -> str:
         return self.shared(f"applied:{topic}:{partition}")

@@ -194,6 +194,27 @@ class ExclusionSettings(BaseModel):
     recent_events: int = Field(default=20, ge=1, le=10_000)
 
 
+class TrendingSettings(BaseModel):
+    """``GET /v1/trending``: growth of the short window's rate against the long window's (core.trending)."""
+
+    short_window: Literal["1h", "7d"] = "1h"
+    long_window: Literal["1h", "7d"] = "7d"
+    # Weighted (core.event_weights), decayed interactions an item needs in the short window to trend.
+    min_count: float = Field(default=5.0, ge=0.0)
+    # Weighted interactions assumed over the long window on top of the real ones, so a few clicks on an
+    # item without history do not read as huge growth (and growth is never a division by zero).
+    prior_count: float = Field(default=10.0, gt=0.0)
+
+
+class NewArrivalsSettings(BaseModel):
+    """``GET /v1/new``: recently added catalog items (core.keys ``added``)."""
+
+    # Items first seen longer ago than this are not new.
+    max_age_days: float = Field(default=30.0, gt=0.0)
+    # Personalised lists (user_id given) choose their embedded items among this many newest ones.
+    pool: int = Field(default=200, ge=1, le=10_000)
+
+
 class ServingSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -215,6 +236,8 @@ class ServingSettings(BaseModel):
     demo_page: bool = False
     impressions: ImpressionSettings = Field(default_factory=ImpressionSettings)
     experiments: ExperimentSettings = Field(default_factory=ExperimentSettings)
+    trending: TrendingSettings = Field(default_factory=TrendingSettings)
+    new: NewArrivalsSettings = Field(default_factory=NewArrivalsSettings)
 
 
 class Settings(BaseSettings):

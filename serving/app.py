@@ -25,6 +25,7 @@ from serving.adapters import ServingAdapters
 from serving.admin import AdminService
 from serving.admin_experiments import build_experiment_router
 from serving.auth import KeyRing
+from serving.discovery import DiscoveryService
 from serving.errors import error_response, install_error_handlers
 from serving.experiments import ExperimentHolder
 from serving.ingest import IngestService
@@ -144,6 +145,9 @@ def create_app(
             experiments=experiments,
             impression_log=impression_log,
             shadow=shadow,
+        )
+        app.state.discovery = DiscoveryService(
+            settings, reader, holder, snapshots, metrics, impression_log=impression_log
         )
         app.state.ingest = IngestService(settings, kafka)
         app.state.admin = AdminService(

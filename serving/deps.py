@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from core.settings import Settings
 from serving.adapters import RecentUsers
 from serving.admin import AdminService
+from serving.discovery import DiscoveryService
 from serving.ingest import IngestService
 from serving.metrics import ServingMetrics
 from serving.model_holder import ModelHolder
@@ -45,6 +46,10 @@ def get_read(request: Request) -> ReadService:
     return _state(request, "read", ReadService)
 
 
+def get_discovery(request: Request) -> DiscoveryService:
+    return _state(request, "discovery", DiscoveryService)
+
+
 def get_ingest(request: Request) -> IngestService:
     return _state(request, "ingest", IngestService)
 
@@ -73,6 +78,7 @@ def get_recent_users(request: Request) -> RecentUsers | None:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[ServingMetrics, Depends(get_metrics)]
 ReadDep = Annotated[ReadService, Depends(get_read)]
+DiscoveryDep = Annotated[DiscoveryService, Depends(get_discovery)]
 IngestDep = Annotated[IngestService, Depends(get_ingest)]
 AdminDep = Annotated[AdminService, Depends(get_admin)]
 ExperimentAdminDep = Annotated[ExperimentAdmin, Depends(get_experiment_admin)]

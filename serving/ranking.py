@@ -7,7 +7,7 @@ already fetched (one Redis round trip), and this module does one vector search.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,7 +18,7 @@ from core.recent import RecentEvent
 from core.settings import EventWeights
 from serving.model_port import ServingModel
 
-ReasonKind = Literal["personalized", "session", "similar_to", "popular"]
+ReasonKind = Literal["personalized", "session", "similar_to", "popular", "trending", "new"]
 # Each older event counts this much less than the next newer one (position-based, so replayed
 # histories with old timestamps still form a session).
 RECENCY_DECAY = 0.8
@@ -33,15 +33,22 @@ class Ranked:
     score: float
     kind: ReasonKind
     because: str | None = None
+    # Figures the reason shows (trending rates, a new item's added time); None on the hot paths.
+    detail: Mapping[str, object] | None = None
 
     def to_json(self) -> dict[str, object]:
-        reason = _REASONS[self.kind] if self.because is None else {"kind": self.kind, "item_id": self.because}
+        if self.detail is not None:
+            reason: dict[str, object] = {"kind": self.kind, **self.detail}
+        elif self.because is None:
+            reason = _REASONS[self.kind]
+        else:
+            reason = {"kind": self.kind, "item_id": self.because}
         return {"item_id": self.item_id, "score": round(self.score, 6), "reason": reason}
 
 
 # Shared (read-only) reason objects: one per kind instead of one per returned item.
 _REASONS: dict[str, dict[str, object]] = {
-    kind: {"kind": kind} for kind in ("personalized", "session", "similar_to", "popular")
+    kind: {"kind": kind} for kind in ("personalized", "session", "similar_to", "popular", "trending", "new")
 }
 
 

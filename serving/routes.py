@@ -11,6 +11,7 @@ from starlette.responses import Response
 from core.settings import Settings
 from serving.auth import auth_first, require
 from serving.deps import AdminDep, IngestDep, ReadDep, SettingsDep, get_read, get_settings
+from serving.discovery_routes import add_discovery_routes
 from serving.errors import ApiError
 from serving.fast_params import LeanRoute, openapi_parameters, parse_params
 from serving.responses import FastJSONResponse
@@ -259,6 +260,7 @@ def build_router(public_read: bool) -> APIRouter:
         dependencies=read,
         tags=["recommendations"],
     )
+    add_discovery_routes(router, read, read_auth)
     router.add_api_route(
         "/v1/events",
         post_events,

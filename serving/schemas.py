@@ -22,8 +22,22 @@ class ErrorOut(BaseModel):
 
 
 class Reason(BaseModel):
-    kind: Literal["personalized", "session", "similar_to", "popular"]
+    kind: Literal["personalized", "session", "similar_to", "popular", "trending", "new"]
     item_id: str | None = Field(default=None, description="for similar_to: the item this result resembles")
+    # trending (core.trending): the figures the growth was computed from.
+    growth: float | None = Field(default=None, description="trending: short rate / (long rate + prior)")
+    short_window: str | None = None
+    short_per_hour: float | None = Field(default=None, description="trending: weighted events an hour")
+    long_window: str | None = None
+    long_per_hour: float | None = None
+    # new arrivals (serving.discovery_ranking)
+    added_at: str | None = Field(default=None, description="new: first seen in the catalog (ISO 8601 UTC)")
+    basis: Literal["recency", "embedding"] | None = Field(
+        default=None, description="new: placed by recency, or by the shopper's model embedding"
+    )
+    note: str | None = Field(
+        default=None, description="new: why a personalised list kept this item by recency"
+    )
 
 
 class ScoredItem(BaseModel):
@@ -85,6 +99,29 @@ class PopularOut(BaseModel):
     items: list[ScoredItem]
     window: str
     category: str | None
+    model_version: str | None
+    degraded: bool
+    request_id: str
+
+
+class TrendingOut(BaseModel):
+    items: list[ScoredItem] = Field(description="by growth; score = growth")
+    category: str | None
+    short_window: str
+    long_window: str
+    model_version: str | None
+    degraded: bool = Field(description="true when Redis was unreachable (the last list read is served)")
+    request_id: str
+
+
+class NewOut(BaseModel):
+    items: list[ScoredItem] = Field(
+        description="newest first (score = added time, epoch seconds), or for a shopper with an "
+        "embedding, embedded items re-ordered by the model (score = model score)"
+    )
+    category: str | None
+    user_id: str | None
+    personalized: bool = Field(description="true when the shopper's model embedding re-ordered the list")
     model_version: str | None
     degraded: bool
     request_id: str

@@ -203,6 +203,15 @@ def distinct_in_order(values: list[str], limit: int) -> list[str]:
     return list(dict.fromkeys(values))[:limit]
 
 
+def first_added(updates: list[Doc]) -> dict[str, Any]:
+    """The ``added_at`` of each item's first update in ``updates``: stored only if it creates the item."""
+    out: dict[str, Any] = {}
+    for update in updates:
+        if update.get("added_at") is not None:
+            out.setdefault(update["item_id"], update["added_at"])
+    return out
+
+
 def merge_item_updates(updates: list[Doc]) -> dict[str, Doc]:
     """Fold updates to the same item into one $set (later fields win), keeping first-seen order."""
     merged: dict[str, Doc] = {}
@@ -268,8 +277,17 @@ class MongoEventStore:
         if not merged:
             return
         now = datetime.now(UTC)
+        added = first_added(updates)
         ops = [
-            UpdateOne({"_id": iid}, {"$set": {**fields, "updated_at": now}}, upsert=True)
+            UpdateOne(
+                {"_id": iid},
+                # $setOnInsert: the first-seen time is written once, by the update creating the item.
+                {
+                    "$set": {**fields, "updated_at": now},
+                    **({"$setOnInsert": {"added_at": added[iid]}} if iid in added else {}),
+                },
+                upsert=True,
+            )
             for iid, fields in merged.items()
         ]
         try:

@@ -20,6 +20,7 @@ from storage.event_store import (
     as_item,
     attribution_applies,
     distinct_in_order,
+    first_added,
     merge_item_updates,
     report_doc,
 )
@@ -75,8 +76,11 @@ class InMemoryEventStore:
 
     def upsert_items(self, updates: list[Doc]) -> None:
         self._check()
+        added = first_added(updates)
         for iid, fields in merge_item_updates(updates).items():
             self._encode({"_id": iid, **fields})
+            if iid not in self.items and iid in added:
+                fields = {**fields, "added_at": added[iid]}
             self.items.setdefault(iid, {"_id": iid}).update(fields)
 
     def get_items(self, item_ids: Iterable[str]) -> dict[str, Doc]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -108,6 +108,14 @@ class RealtimeReader(Protocol):
     async def popularity(
         self, window: str, k: int, category: str | None = None
     ) -> list[tuple[str, float]]: ...
+
+    async def window_scores(self, window: str, item_ids: Sequence[str]) -> dict[str, float]:
+        """The merged (decayed) ``window`` popularity of each of ``item_ids``; absent ones are left out."""
+        ...
+
+    async def newest_items(self, k: int, since_ms: int) -> list[tuple[str, int]]:
+        """Up to ``k`` catalog items first seen at or after ``since_ms``: (item, added ms), newest first."""
+        ...
 
     async def unavailable(self) -> frozenset[str]: ...
 
@@ -254,6 +262,32 @@ class RedisRealtimeReader:
 
         result = await self._guard(run)
         return [(m.decode(), float(s)) for m, s in result[-1]]
+
+    async def window_scores(self, window: str, item_ids: Sequence[str]) -> dict[str, float]:
+        if window not in WINDOWS:
+            raise ValueError(f"unknown popularity window {window!r}")
+        ids = list(dict.fromkeys(item_ids))
+        if not ids:
+            return {}
+        source, build = self._source_key(window, time.time())
+
+        async def run() -> list[Any]:
+            # The same merged key as ``popularity`` (one merge per MERGE_SLOT_S serves both).
+            pipe = self.client.pipeline(transaction=False)
+            for cmd, *args in build:
+                getattr(pipe, cmd)(*args)
+            pipe.zmscore(source, ids)
+            return list(await pipe.execute())
+
+        scores = (await self._guard(run))[-1]
+        return {iid: float(s) for iid, s in zip(ids, scores, strict=True) if s is not None}
+
+    async def newest_items(self, k: int, since_ms: int) -> list[tuple[str, int]]:
+        key = self.keys.added()
+        raw = await self._guard(
+            lambda: self.client.zrevrangebyscore(key, "+inf", since_ms, start=0, num=k, withscores=True)
+        )
+        return [(m.decode(), int(s)) for m, s in raw]
 
     async def unavailable(self) -> frozenset[str]:
         members = await self._guard(lambda: self.client.smembers(self.keys.unavailable()))

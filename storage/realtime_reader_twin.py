@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from core.cache_payload import cache_entry, split_cached
@@ -31,6 +32,8 @@ class InMemoryRealtimeReader:
     categories: dict[str, set[str]] = field(default_factory=dict)
     unavailable_items: set[str] = field(default_factory=set)
     cache: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    # item -> first-seen epoch ms (core.keys ``added``).
+    added: dict[str, int] = field(default_factory=dict)
     catalog_version: int = 0
     erasure_log: list[str] = field(default_factory=list)
     calls: int = 0
@@ -109,6 +112,20 @@ class InMemoryRealtimeReader:
             key=lambda p: (-p[1], p[0]),
         )
         return ranked[:k]
+
+    async def window_scores(self, window: str, item_ids: Sequence[str]) -> dict[str, float]:
+        self._check()
+        if window not in WINDOWS:
+            raise ValueError(f"unknown popularity window {window!r}")
+        scores = self.pop[window]
+        return {i: scores[i] for i in item_ids if i in scores}
+
+    async def newest_items(self, k: int, since_ms: int) -> list[tuple[str, int]]:
+        self._check()
+        # Redis's order: score descending, ties in reverse lexicographic order.
+        found = sorted(((i, t) for i, t in self.added.items() if t >= since_ms), key=lambda p: (p[1], p[0]))
+        found.reverse()
+        return found[:k]
 
     async def unavailable(self) -> frozenset[str]:
         self._check()

@@ -24,6 +24,7 @@ def empty_snapshot() -> Snapshot:
         "items": {},
         "categories": {},
         "unavailable": [],
+        "added": {},
     }
 
 
@@ -57,6 +58,8 @@ class SnapshotBuilder:
             return "hash"
         if rest.startswith("cat:") or rest == "unavailable":
             return "set"
+        if rest == "added":
+            return "zset"
         return None
 
     def add(self, key: str, value: Any) -> None:
@@ -86,3 +89,5 @@ class SnapshotBuilder:
                 snap["categories"][rest[len("cat:") :]] = sorted(value)
         elif rest == "unavailable":
             snap["unavailable"] = sorted(value)
+        elif rest == "added":
+            snap["added"] = {m: int(s) for m, s in value.items()}
