@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "cli.consume",
     "cli.dead_letter",
     "cli.experiment",
+    "cli.export_cmd",
     "cli.report",
     "cli.retrain_cmd",
     "cli.serve",

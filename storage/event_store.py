@@ -21,6 +21,7 @@ from pymongo.errors import BulkWriteError
 from core.late_attribution import AttributionUpdate
 from core.settings import MongoSettings
 from storage.errors import Unstorable
+from storage.item_docs import first_added, merge_item_updates
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,6 @@ MAX_BSON_SIZE = 16 * 1024 * 1024  # MongoDB's document size limit
 TRANSIENT_WRITE_CODES = frozenset(
     {6, 7, 24, 46, 50, 64, 89, 91, 112, 134, 189, 262, 9001, 10058, 10107, 11600, 11602, 13435, 13436}
 )
-ITEM_FIELDS = ("title", "category", "price", "available", "properties")
 # How many of the newest events ``recent_users`` scans by default: cheap on the ts index.
 RECENT_SCAN = 2000
 # Shoppers per query of ``events_of_users_since``: keeps each ``$in`` list (and query document) small.
@@ -95,6 +95,10 @@ class EventStore(Protocol):
 
     def recent_users(self, limit: int, scan: int = RECENT_SCAN) -> list[str]:
         """Distinct user ids of the newest ``scan`` events, newest first, at most ``limit``."""
+
+    def user_ids(self) -> Iterator[str]:
+        """Every user id with at least one stored event, in id order."""
+        ...
 
     def max_source_offsets(self) -> dict[tuple[str, int], int]:
         """Highest ``src`` offset among stored events, per (topic, partition)."""
@@ -201,24 +205,6 @@ def _write_error(error: Doc) -> str:
 
 def distinct_in_order(values: list[str], limit: int) -> list[str]:
     return list(dict.fromkeys(values))[:limit]
-
-
-def first_added(updates: list[Doc]) -> dict[str, Any]:
-    """The ``added_at`` of each item's first update in ``updates``: stored only if it creates the item."""
-    out: dict[str, Any] = {}
-    for update in updates:
-        if update.get("added_at") is not None:
-            out.setdefault(update["item_id"], update["added_at"])
-    return out
-
-
-def merge_item_updates(updates: list[Doc]) -> dict[str, Doc]:
-    """Fold updates to the same item into one $set (later fields win), keeping first-seen order."""
-    merged: dict[str, Doc] = {}
-    for update in updates:
-        fields = {k: v for k, v in update.items() if k in ITEM_FIELDS}
-        merged.setdefault(update["item_id"], {}).update(fields)
-    return merged
 
 
 class MongoEventStore:
@@ -356,6 +342,12 @@ class MongoEventStore:
     def recent_users(self, limit: int, scan: int = RECENT_SCAN) -> list[str]:
         cursor = self.events.find({}, {"user_id": 1, "_id": 0}).sort("ts", -1).limit(scan)
         return distinct_in_order([str(d["user_id"]) for d in cursor if "user_id" in d], limit)
+
+    def user_ids(self) -> Iterator[str]:
+        pipeline: list[Doc] = [{"$group": {"_id": "$user_id"}}, {"$sort": {"_id": 1}}]
+        for doc in self.events.aggregate(pipeline, allowDiskUse=True):
+            if doc["_id"] is not None:
+                yield str(doc["_id"])
 
     def max_source_offsets(self) -> dict[tuple[str, int], int]:
         pipeline: list[Doc] = [

@@ -20,10 +20,9 @@ from storage.event_store import (
     as_item,
     attribution_applies,
     distinct_in_order,
-    first_added,
-    merge_item_updates,
     report_doc,
 )
+from storage.item_docs import first_added, merge_item_updates
 
 
 class InMemoryEventStore:
@@ -130,6 +129,10 @@ class InMemoryEventStore:
         self._check()
         newest = sorted(self.events.values(), key=lambda d: d["ts"], reverse=True)[:scan]
         return distinct_in_order([str(d["user_id"]) for d in newest], limit)
+
+    def user_ids(self) -> Iterator[str]:
+        self._check()
+        yield from sorted({str(d["user_id"]) for d in self.events.values()})
 
     def max_source_offsets(self) -> dict[tuple[str, int], int]:
         self._check()
