@@ -47,3 +47,37 @@ def test_rebuild_recreates_the_added_set() -> None:
     rebuild_cache(rig.settings, rig.store, rebuilt, now_s=NOW_S)
     assert rebuilt.snapshot(NOW_S)["added"] == {f"i{n}": NOW_MS - n * 1000 for n in range(5)}
     assert diff_snapshots(rig.state.snapshot(NOW_S), rebuilt.snapshot(NOW_S)) == []
+
+
+class FakeMessage:
+    def __init__(self, timestamp: tuple[int, int]) -> None:
+        self._ts = timestamp
+
+    def topic(self) -> str:
+        return "it"
+
+    def partition(self) -> int:
+        return 2
+
+    def offset(self) -> int:
+        return 9
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def value(self) -> bytes:
+        return b"{}"
+
+    def timestamp(self) -> tuple[int, int]:
+        return self._ts
+
+
+def test_to_raw_keeps_the_kafka_timestamp_when_there_is_one() -> None:
+    from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE
+
+    from consumer.runner import to_raw
+
+    raw = to_raw(FakeMessage((TIMESTAMP_CREATE_TIME, 1_714_564_800_123)))  # type: ignore[arg-type]
+    assert (raw.topic, raw.partition, raw.offset, raw.ts_ms) == ("it", 2, 9, 1_714_564_800_123)
+    assert to_raw(FakeMessage((TIMESTAMP_NOT_AVAILABLE, 0))).ts_ms is None  # type: ignore[arg-type]
+    assert to_raw(FakeMessage((TIMESTAMP_CREATE_TIME, -1))).ts_ms is None  # type: ignore[arg-type]
