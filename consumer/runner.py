@@ -29,7 +29,7 @@ from core.realtime_ops import TopicPartition as TP
 from core.settings import Settings
 from storage.event_store import EventStore
 from storage.impressions import ImpressionStore
-from storage.kafka import is_fatal
+from storage.kafka import is_fatal, refuses_static_membership
 from storage.realtime_state import RealtimeState
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,11 @@ class ConsumerRunner:
         self._uncommitted: dict[TP, int] = {}
         self._paused = False
         self._lag_at = 0.0
-        self.consumer: Consumer = kafka.consumer(self._on_error)
+        self._kafka = kafka
+        # Static group membership (STREAMREC_CONSUMER__INSTANCE_ID) until the broker refuses it.
+        self.static = kafka.instance_id is not None
+        self._static_refused: str | None = None
+        self.consumer: Consumer = kafka.consumer(self._on_error, self.static)
         self.producer = kafka.dead_letters
         sink = KafkaDeadLetterSink(
             self.producer,
@@ -120,13 +124,16 @@ class ConsumerRunner:
         try:
             if self._with_backoff(self._ensure_indexes) is None:
                 return 0
-            self.consumer.subscribe(
-                topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-            )
+            self._subscribe(topics)
             log.info(
-                "event=consumer_started group=%s topics=%s", self.settings.kafka.group_id, ",".join(topics)
+                "event=consumer_started group=%s topics=%s instance_id=%s",
+                self.settings.kafka.group_id,
+                ",".join(topics),
+                self._kafka.instance_id if self.static else "-",
             )
             while not self.stopping:
+                if self._static_refused is not None:
+                    self._rejoin_dynamic(topics)
                 self._check_fatal()
                 if self._ahead.active and self._ahead.probe_due():
                     self._reread_if_redis_back()
@@ -142,6 +149,34 @@ class ConsumerRunner:
             return 0
         finally:
             self._close()
+
+    def _subscribe(self, topics: list[str]) -> None:
+        self.consumer.subscribe(
+            topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+
+    def _rejoin_dynamic(self, topics: list[str]) -> None:
+        """The broker refused static membership (or another consumer holds our instance id): leave
+        with this client and join again as a dynamic member. Between batches, so nothing is in hand;
+        offsets not yet committed are dropped, and their records come again (the applied offsets
+        absorb them)."""
+        log.warning(
+            "event=static_membership_refused instance_id=%s action=rejoin_as_dynamic_member error=%s",
+            self._kafka.instance_id,
+            self._static_refused,
+        )
+        try:
+            self._drop(list(self.consumer.assignment()))
+            self.consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.info("event=static_consumer_close_failed error=%s", exc)
+        self._uncommitted.clear()
+        self._paused = False
+        self.static = False
+        self._static_refused = None
+        self._fatal = None
+        self.consumer = self._kafka.consumer(self._on_error, False)
+        self._subscribe(topics)
 
     def _ensure_indexes(self) -> bool:
         self.store.ensure_indexes()
@@ -168,6 +203,8 @@ class ConsumerRunner:
             err = msg.error()
             if err is None:
                 out.append(to_raw(msg))
+            elif self.static and refuses_static_membership(err):
+                self._static_refused = err.str()
             elif is_fatal(err):
                 raise FatalKafkaError(f"fatal Kafka error, stopping: {err.str()}")
             elif err.code() != KafkaError._PARTITION_EOF:
@@ -329,13 +366,15 @@ class ConsumerRunner:
     # ------------------------------------------------------------ Kafka callbacks
 
     def _on_error(self, err: KafkaError) -> None:
-        if is_fatal(err):
+        if self.static and refuses_static_membership(err):
+            self._static_refused = err.str()
+        elif is_fatal(err):
             self._fatal = err.str()
         else:
             log.warning("event=kafka_client_error code=%s error=%s", err.name(), err.str())
 
     def _check_fatal(self) -> None:
-        if self._fatal:
+        if self._fatal and self._static_refused is None:
             raise FatalKafkaError(f"fatal Kafka error, stopping: {self._fatal}")
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
