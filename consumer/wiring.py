@@ -31,7 +31,7 @@ class KafkaClients:
 
 
 def open_kafka(settings: Settings) -> KafkaClients:
-    from storage.kafka import make_consumer, make_resilient_producer, resolve_instance_id
+    from storage.kafka import consumer_config, make_consumer, make_resilient_producer, resolve_instance_id
 
     kafka = settings.kafka
     instance_id = resolve_instance_id(settings.consumer.instance_id)
@@ -39,7 +39,7 @@ def open_kafka(settings: Settings) -> KafkaClients:
     def consumer(error_cb: Callable[[KafkaError], None], static: bool) -> Consumer:
         if static and instance_id:
             try:
-                return make_consumer(kafka, instance_id=instance_id, error_cb=error_cb)
+                return Consumer(consumer_config(kafka, instance_id=instance_id, error_cb=error_cb))
             except KafkaException as exc:
                 # A client library too old for group.instance.id refuses the key itself.
                 log.warning(

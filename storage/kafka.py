@@ -128,10 +128,8 @@ def make_resilient_producer(
     )
 
 
-def make_consumer(
-    settings: KafkaSettings, group_id: str | None = None, *, instance_id: str | None = None, **overrides: Any
-) -> Consumer:
-    return Consumer(consumer_config(settings, group_id, instance_id=instance_id, **overrides))
+def make_consumer(settings: KafkaSettings, group_id: str | None = None, **overrides: Any) -> Consumer:
+    return Consumer(consumer_config(settings, group_id, **overrides))
 
 
 def flush_or_raise(producer: Producer, timeout_s: float = 30.0) -> None:

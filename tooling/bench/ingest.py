@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -22,6 +24,7 @@ from core.events import EventType, InteractionEvent
 from storage.kafka import make_producer
 from tooling.app import bench_app
 from tooling.bench.common import (
+    LOG_DIR,
     STALL_TIMEOUT_S,
     BenchRun,
     bench_run,
@@ -37,48 +40,101 @@ from tooling.bench.common import (
     warm_up,
     write_report,
 )
+from tooling.bench.ingest_checks import ceiling_figures, effects_check
+from tooling.devstack.processes import REPO_ROOT
 from tooling.producers.produce import DeliveryStats, Pacer, event_record, finish, send
 from tooling.producers.simulator import Storefront
 
 
-def sink_ceiling(run: BenchRun, events: list[InteractionEvent], batch_size: int, offset: int = 0) -> float:
-    """The consumer's own batch processing (``consumer.processor.BatchProcessor``: the same documents,
-    Redis ops and sink calls) with no Kafka in front; seconds taken.
+def run_ceiling(run: BenchRun, mode: str, records: int, timeout_s: float = 600.0) -> dict[str, Any]:
+    """One ceiling (``tooling.bench.ingest_ceiling``) in a process of its own, reading the run's events
+    topic from the start with its own consumer group; its JSON result."""
+    from tooling.devstack.processes import child_env
 
-    It runs the code the consumer runs on each batch, minus polling and committing, so it does
-    strictly less work than the full path by construction. Called twice per run (half the events
-    before the full path, half after) so that drifting load on the machine affects the ceiling and
-    the full path alike.
-    """
-    from consumer.batch import RawMessage
-    from consumer.processor import BatchProcessor, InMemoryDeadLetterSink
-    from consumer.rebuild import rebuild_cache
-    from storage.event_store import MongoEventStore
-    from storage.impressions_mongo import MongoImpressionStore
-    from storage.realtime_state import RedisRealtimeState
+    if mode == "sink":
+        database, prefix = (
+            run.settings.mongo.database + "_ceiling",
+            run.settings.redis.key_prefix + "ceiling:",
+        )
+        if database not in run.extra_databases:
+            run.extra_databases.append(database)
+            run.extra_prefixes.append(prefix)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    out = LOG_DIR / f"ceiling-{mode}-{time.time_ns()}.json"
+    log_path = out.with_suffix(".log")
+    command = [
+        sys.executable,
+        "-m",
+        "tooling.bench.ingest_ceiling",
+        mode,
+        "--group",
+        f"{run.settings.kafka.group_id}-ceiling-{mode}",
+        "--events",
+        str(records),
+        "--out",
+        str(out),
+        "--timeout-s",
+        str(timeout_s),
+    ]
+    with open(log_path, "wb") as log_file:
+        done = subprocess.run(
+            command,
+            cwd=REPO_ROOT,
+            env=child_env(run.settings),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            timeout=timeout_s + 120,
+            check=False,
+        )
+    if not out.exists():
+        raise StreamrecError(f"the {mode} ceiling failed (exit {done.returncode}); log {log_path}")
+    result: dict[str, Any] = json.loads(out.read_text())
+    if not result["complete"]:
+        raise StreamrecError(f"the {mode} ceiling read {result['events']}/{records} records; log {log_path}")
+    return result
 
-    database = run.settings.mongo.database + "_ceiling"
-    prefix = run.settings.redis.key_prefix + "ceiling:"
-    if database not in run.extra_databases:
-        run.extra_databases.append(database)
-        run.extra_prefixes.append(prefix)
-    store = MongoEventStore(run.mongo[database])
-    store.ensure_indexes()
-    # The consumer's impression store too: attribution reads it for every batch with clicks.
-    impressions = MongoImpressionStore(run.mongo[database])
-    impressions.ensure_indexes(run.settings.serving.impressions.retention_days * 86400.0)
-    state = RedisRealtimeState(run.redis, prefix)
+
+def stand_in(run: BenchRun) -> dict[str, Any]:
+    """Which MongoDB server the run measured (the issue allows a faster stand-in; none is used)."""
+    info = run.mongo.server_info()
+    name = f"SecantusDB {info['secantusVersion']}" if "secantusVersion" in info else "mongod"
+    return {
+        "mongodb_server": f"{name} (MongoDB wire version {info.get('version')})",
+        "stand_in": None,
+        "stand_in_note": "no mongod binary on this machine and none installable offline; the dev server is used",
+    }
+
+
+def recovery(run: BenchRun, *, kills: int, rate: float, seed: int) -> list[float | None]:
+    """SIGKILL the consumer ``kills`` times while events stream at ``rate``; per kill, seconds from
+    the restart until the new process has stored an event (it holds partitions and consumes)."""
     topic = run.settings.kafka.topics.events
-    # A prefix with no generation is rebuilt from MongoDB on the first batch (after a settle wait);
-    # the consumer went through that during warm-up, so the ceiling does it before the clock starts.
-    if state.guard([(topic, 0)]).generation is None:
-        rebuild_cache(run.settings, store, state)
-    processor = BatchProcessor(run.settings, store, state, InMemoryDeadLetterSink(), impressions=impressions)
-    messages = [RawMessage(topic, 0, offset + n, *event_record(e)) for n, e in enumerate(events)]
-    started = time.monotonic()
-    for start in range(0, len(messages), batch_size):
-        processor.process(messages[start : start + batch_size])
-    return time.monotonic() - started
+    stream = [event_record(e) for e in storefront(int(rate * (kills * 25 + 10)), seed=seed + 3000).events()]
+    stop = threading.Event()
+    sent: list[DeliveryStats] = []
+    thread = threading.Thread(
+        target=lambda: sent.append(produce_records(run, topic, stream, rate=rate, stop=stop)),
+        name="bench-recovery-stream",
+        daemon=True,
+    )
+    thread.start()
+    rng = random.Random(seed)
+    out: list[float | None] = []
+    try:
+        for _ in range(kills):
+            time.sleep(rng.uniform(1.0, 2.0))
+            assert run.consumer is not None
+            run.consumer.kill()
+            restarted = time.monotonic()
+            run.start_consumer(stored_base=0)
+            consuming = wait_for(lambda: sum(run.consumer_counts().values()) > 0, STALL_TIMEOUT_S)
+            out.append(since(restarted, consuming))
+    finally:
+        stop.set()
+        thread.join(120)
+    acked = sent[0].acked if sent else 0
+    run.acked_ids += [_event_id(v) for _k, v in stream[:acked]]
+    return out
 
 
 def freshness(
@@ -175,19 +231,25 @@ def bench_ingest(
     json_path: Path = typer.Option(..., "--json", help="Where to write the JSON report."),
     freshness_rate: float = typer.Option(1000.0, "--freshness-rate", min=1.0, help="Background ev/s."),
     probes: int = typer.Option(200, "--probes", min=10, help="Freshness probe events."),
+    kills: int = typer.Option(3, "--kills", min=0, help="SIGKILLs of the consumer for recovery_s."),
+    instance_id: str = typer.Option(
+        "bench-ingest-{hostname}",
+        "--instance-id",
+        help="STREAMREC_CONSUMER__INSTANCE_ID of the measured consumer ('' for dynamic membership).",
+    ),
     seed: int = typer.Option(7, "--seed"),
 ) -> None:
-    """Sink ceiling vs producer → Kafka → consumer → MongoDB + Redis; loss, duplicates, CPU, freshness."""
+    """Producer → Kafka → consumer → MongoDB + Redis vs parse and sink ceilings; CPU, effects, recovery."""
     console = Console()
     with bench_run("ingest", console) as run:
+        run.settings = run.settings.model_copy(
+            update={"consumer": run.settings.consumer.model_copy(update={"instance_id": instance_id or None})}
+        )
         batch_size = run.settings.consumer.batch_size
         with console.status("generating events"):
             shop = storefront(events, seed)
             main_events = list(shop.events())
             records = [event_record(e) for e in main_events]
-        half = events // 2
-        with console.status(f"sink ceiling (first half): {half:,} events, consumer batches without Kafka"):
-            ceiling_first_s = sink_ceiling(run, main_events[:half], batch_size)
         with console.status("starting the consumer and warming up"):
             consumer = run.start_consumer()
             warm_up(run, shop)
@@ -205,29 +267,48 @@ def bench_ingest(
         sink_s = batches_after[1] - batches_before[1]
         full = events / (done - started)
         console.print(f"full path: {full:,.0f} events/s (produced in {produce_s:.1f}s)")
-        with console.status(f"sink ceiling (second half): {events - half:,} events"):
-            ceiling_second_s = sink_ceiling(run, main_events[half:], batch_size, offset=half)
-        ceiling = events / (ceiling_first_s + ceiling_second_s)
-        console.print(f"sink ceiling: {ceiling:,.0f} events/s")
+        # The topic now holds the warm-up and the timed events: each ceiling reads all of them.
+        on_topic = len(run.acked_ids)
+        with console.status(f"parse ceiling: {on_topic:,} records, own process"):
+            parse = run_ceiling(run, "parse", on_topic)
+        with console.status(f"sink ceiling: {on_topic:,} records, own process"):
+            sink = run_ceiling(run, "sink", on_topic)
+        figures = ceiling_figures(full, parse["events_per_s"], sink["events_per_s"])
+        console.print(
+            f"ceilings: parse {parse['events_per_s']:,.0f}, sink {sink['events_per_s']:,.0f} events/s; "
+            f"ratio {figures['ratio']}{' (SUSPECT)' if figures['ceiling_suspect'] else ''}"
+        )
         with console.status(f"freshness: {probes} probes under ~{freshness_rate:,.0f} ev/s"):
             fresh = freshness(run, shop, rate=freshness_rate, probes=probes)
             run.wait_stored(len(set(run.acked_ids)))
-        consumer.stop()
-        with console.status("checking stored ids and Redis against a rebuild"):
+        with console.status(f"recovery: {kills} SIGKILLs of the consumer while events stream"):
+            recovered = recovery(run, kills=kills, rate=200.0, seed=seed)
+            want = len(set(run.acked_ids))
+            if wait_for(lambda: run.stored() >= want, STALL_TIMEOUT_S, poll_s=1.0) is None:
+                raise StreamrecError(f"the events streamed during the kills were not all stored ({want})")
+        assert run.consumer is not None
+        run.consumer.stop()
+        with console.status("checking stored ids, Redis against a recount and a rebuild"):
             checks = integrity(run, run.acked_ids)
+            checks["duplicate_ids"] = checks.pop("duplicates")
+            effects = effects_check(run)
             consistent, diffs = redis_vs_rebuild(run)
+        measured = [r for r in recovered if r is not None]
         report: dict[str, Any] = {
             "events": events,
             "events_per_s": round(full, 1),
-            "ceiling_events_per_s": round(ceiling, 1),
-            "ceiling_halves_events_per_s": [
-                round(half / ceiling_first_s, 1),
-                round((events - half) / ceiling_second_s, 1),
-            ],
-            "ratio": round(full / ceiling, 3),
+            "parse_ceiling": parse,
+            "sink_ceiling": sink,
+            "ceiling_events_per_s": sink["events_per_s"],
+            **figures,
             **checks,
+            **effects,
             "cpu_us_per_event": round((cpu_after - cpu_before) * 1e6 / events, 1),
+            **stand_in(run),
             **fresh,
+            "recovery_s": max(measured) if len(measured) == len(recovered) and measured else None,
+            "recovery_each_s": recovered,
+            "consumer_instance_id": run.settings.consumer.instance_id,
             "redis_consistent": consistent,
             "redis_differences": diffs,
             "produced_acked": produced.acked,
