@@ -11,7 +11,10 @@ the caller reads the guard again and re-plans. Compare-and-set on the exact valu
 offset that went *down* (Redis lost data) also invalidates the plan.
 
 All keys travel in ``KEYS[]`` (never built inside the script) so that a later Redis Cluster layout
-can put them in one slot with hash tags. Command errors are avoided rather than rolled back (Redis
+can put them in one slot with hash tags. The ops travel as one JSON argument (every value a string,
+decoded by the server's built-in ``cjson``) rather than as thousands of separate arguments: encoding
+those one by one was the largest single CPU cost of the consumer's Redis step (BENCHMARKS.md).
+Command errors are avoided rather than rolled back (Redis
 does not roll a script back): the checks run before the first write, ops are a closed set whose
 arguments are formatted here, and a WRONGTYPE key would be a corrupted layout that rebuild fixes.
 """
@@ -22,13 +25,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
 from redis.lock import Lock
 
 from core.realtime_ops import Op, TopicPartition
 
-# KEYS[1] generation marker; KEYS[2 .. 1+n] applied keys; KEYS[2+n ..] one key per op, in order.
+# KEYS[1] generation marker; KEYS[2 .. 1+n] applied keys; KEYS[2+n ..] the ops' keys, each once.
 # ARGV[1] expected generation ('' = do not check); ARGV[2] n; then n pairs (expected applied offset,
-# '' = do not check; new applied offset, '' = leave); then per op: command, argc, args...
+# '' = do not check; new applied offset, '' = leave); then ARGV[3+2n]: the ops as a JSON array, in
+# order, each [command, index of its key in KEYS, args...] with every arg a string.
 APPLY_SCRIPT = """
 local gen = ARGV[1]
 if gen ~= '' and redis.call('GET', KEYS[1]) ~= gen then
@@ -45,14 +50,10 @@ for i = 1, n do
     end
   end
 end
-local pos = 3 + 2 * n
-local k = 2 + n
-local last = #ARGV
-while pos <= last do
-  local argc = tonumber(ARGV[pos + 1])
-  redis.call(ARGV[pos], KEYS[k], unpack(ARGV, pos + 2, pos + 1 + argc))
-  pos = pos + 2 + argc
-  k = k + 1
+local ops = cjson.decode(ARGV[3 + 2 * n])
+for i = 1, #ops do
+  local op = ops[i]
+  redis.call(op[1], KEYS[op[2]], unpack(op, 3))
 end
 for i = 1, n do
   local new = ARGV[2 + 2 * i]
@@ -77,22 +78,25 @@ return 1
 """
 
 
-def redis_args(name: str, args: tuple[Any, ...]) -> list[Any]:
-    """An ``Op``'s arguments in the order the Redis command takes them (after the key)."""
-    if name == "zadd":
-        return [args[1], args[0]]  # score member
-    if name == "zincrby":
-        return [args[1], args[0]]  # increment member
+def _text(value: Any) -> str:
+    """An argument as redis-py would send it: repr for floats (exact round trip), str otherwise."""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def redis_args(name: str, args: tuple[Any, ...]) -> list[str]:
+    """An ``Op``'s arguments in the order the Redis command takes them (after the key), as text."""
+    if name == "zadd" or name == "zincrby":
+        return [_text(args[1]), _text(args[0])]  # score member / increment member
     if name == "zremrangebyrank":
-        return [int(args[0]), int(args[1])]
+        return [str(int(args[0])), str(int(args[1]))]
     if name in ("sadd", "srem"):
-        return list(args)
+        return [_text(a) for a in args]
     if name == "incr":
         return []
     if name == "expireat":
-        return [int(args[0])]
+        return [str(int(args[0]))]
     if name == "hset":
-        return [x for pair in args for x in pair]
+        return [_text(x) for pair in args for x in pair]
     raise ValueError(f"unknown op {name}")
 
 
@@ -111,10 +115,16 @@ def apply_script_call(
     for tp in parts:
         argv.append("" if expected is None or tp not in expected else int(expected[tp]))
         argv.append(int(applied[tp]) if tp in applied else "")
+    index: dict[str, int] = {}
+    encoded: list[list[Any]] = []
     for op in ops:
-        args = redis_args(op.name, op.args)
-        keys.append(op.key)
-        argv += [op.name, len(args), *args]
+        k = index.get(op.key)
+        if k is None:
+            keys.append(op.key)
+            k = index[op.key] = len(keys)  # Lua tables count from 1
+        encoded.append([op.name, k, *redis_args(op.name, op.args)])
+    # Every string here was stored in MongoDB first (BSON refuses what JSON could not carry).
+    argv.append(orjson.dumps(encoded))
     return keys, argv
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -24,7 +22,6 @@ from core.events import EventType, InteractionEvent
 from storage.kafka import make_producer
 from tooling.app import bench_app
 from tooling.bench.common import (
-    LOG_DIR,
     STALL_TIMEOUT_S,
     BenchRun,
     bench_run,
@@ -41,100 +38,9 @@ from tooling.bench.common import (
     write_report,
 )
 from tooling.bench.ingest_checks import ceiling_figures, effects_check
-from tooling.devstack.processes import REPO_ROOT
+from tooling.bench.ingest_phases import recovery, run_ceiling, stand_in, wait_applied
 from tooling.producers.produce import DeliveryStats, Pacer, event_record, finish, send
 from tooling.producers.simulator import Storefront
-
-
-def run_ceiling(run: BenchRun, mode: str, records: int, timeout_s: float = 600.0) -> dict[str, Any]:
-    """One ceiling (``tooling.bench.ingest_ceiling``) in a process of its own, reading the run's events
-    topic from the start with its own consumer group; its JSON result."""
-    from tooling.devstack.processes import child_env
-
-    if mode == "sink":
-        database, prefix = (
-            run.settings.mongo.database + "_ceiling",
-            run.settings.redis.key_prefix + "ceiling:",
-        )
-        if database not in run.extra_databases:
-            run.extra_databases.append(database)
-            run.extra_prefixes.append(prefix)
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    out = LOG_DIR / f"ceiling-{mode}-{time.time_ns()}.json"
-    log_path = out.with_suffix(".log")
-    command = [
-        sys.executable,
-        "-m",
-        "tooling.bench.ingest_ceiling",
-        mode,
-        "--group",
-        f"{run.settings.kafka.group_id}-ceiling-{mode}",
-        "--events",
-        str(records),
-        "--out",
-        str(out),
-        "--timeout-s",
-        str(timeout_s),
-    ]
-    with open(log_path, "wb") as log_file:
-        done = subprocess.run(
-            command,
-            cwd=REPO_ROOT,
-            env=child_env(run.settings),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            timeout=timeout_s + 120,
-            check=False,
-        )
-    if not out.exists():
-        raise StreamrecError(f"the {mode} ceiling failed (exit {done.returncode}); log {log_path}")
-    result: dict[str, Any] = json.loads(out.read_text())
-    if not result["complete"]:
-        raise StreamrecError(f"the {mode} ceiling read {result['events']}/{records} records; log {log_path}")
-    return result
-
-
-def stand_in(run: BenchRun) -> dict[str, Any]:
-    """Which MongoDB server the run measured (the issue allows a faster stand-in; none is used)."""
-    info = run.mongo.server_info()
-    name = f"SecantusDB {info['secantusVersion']}" if "secantusVersion" in info else "mongod"
-    return {
-        "mongodb_server": f"{name} (MongoDB wire version {info.get('version')})",
-        "stand_in": None,
-        "stand_in_note": "no mongod binary on this machine and none installable offline; the dev server is used",
-    }
-
-
-def recovery(run: BenchRun, *, kills: int, rate: float, seed: int) -> list[float | None]:
-    """SIGKILL the consumer ``kills`` times while events stream at ``rate``; per kill, seconds from
-    the restart until the new process has stored an event (it holds partitions and consumes)."""
-    topic = run.settings.kafka.topics.events
-    stream = [event_record(e) for e in storefront(int(rate * (kills * 25 + 10)), seed=seed + 3000).events()]
-    stop = threading.Event()
-    sent: list[DeliveryStats] = []
-    thread = threading.Thread(
-        target=lambda: sent.append(produce_records(run, topic, stream, rate=rate, stop=stop)),
-        name="bench-recovery-stream",
-        daemon=True,
-    )
-    thread.start()
-    rng = random.Random(seed)
-    out: list[float | None] = []
-    try:
-        for _ in range(kills):
-            time.sleep(rng.uniform(1.0, 2.0))
-            assert run.consumer is not None
-            run.consumer.kill()
-            restarted = time.monotonic()
-            run.start_consumer(stored_base=0)
-            consuming = wait_for(lambda: sum(run.consumer_counts().values()) > 0, STALL_TIMEOUT_S)
-            out.append(since(restarted, consuming))
-    finally:
-        stop.set()
-        thread.join(120)
-    acked = sent[0].acked if sent else 0
-    run.acked_ids += [_event_id(v) for _k, v in stream[:acked]]
-    return out
 
 
 def freshness(
@@ -260,7 +166,7 @@ def bench_ingest(
             produced = produce_records(run, run.settings.kafka.topics.events, records)
             produce_s = time.monotonic() - started
             run.acked_ids += [e.event_id for e in main_events]
-            done = run.wait_stored(len(run.acked_ids))
+            done = wait_applied(run, len(run.acked_ids))
             cpu_after = consumer.cpu_seconds() or 0.0
             batches_after = consumer_batches(run.settings.consumer.metrics_port)
         batches = batches_after[0] - batches_before[0]
