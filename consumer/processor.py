@@ -174,8 +174,14 @@ class BatchProcessor:
         # Read after MongoDB, and None while Redis is down: the inserts above never wait for Redis.
         guard = self.effects.read_guard({m.tp for m in messages}) if effects else None
 
+        settled_by: dict[tuple[tuple[TopicPartition, int], ...], Settled] = {}
+
         def settle(applied: Mapping[TopicPartition, int]) -> Settled:
-            return settle_events(batch, docs, inserted, stored, stored_now.rejected, applied)
+            # The Redis step settles again with the guard it applies against: usually the same one.
+            key = tuple(sorted(applied.items()))
+            if key not in settled_by:
+                settled_by[key] = settle_events(batch, docs, inserted, stored, stored_now.rejected, applied)
+            return settled_by[key]
 
         settled = settle(guard.applied if guard else {})
         decisions = settled.decisions
