@@ -241,12 +241,20 @@ def bench_crash(
     json_path: Path = typer.Option(..., "--json", help="Where to write the JSON report."),
     seed: int = typer.Option(11, "--seed", help="Seeds the events and the kill moments."),
     rate: float | None = typer.Option(None, "--rate", help="Stream rate (default: spread over the kills)."),
+    instance_id: str = typer.Option(
+        "bench-crash-{hostname}",
+        "--instance-id",
+        help="STREAMREC_CONSUMER__INSTANCE_ID of the consumer ('' for dynamic membership).",
+    ),
 ) -> None:
     """SIGKILL the consumer K times while events stream; check loss, duplicates, Redis and recovery."""
     console = Console()
     rng = random.Random(seed)
     stream_rate = rate or events / max(30.0, 14.0 * kills + 10.0)
     with bench_run("crash", console) as run:
+        run.settings = run.settings.model_copy(
+            update={"consumer": run.settings.consumer.model_copy(update={"instance_id": instance_id or None})}
+        )
         with console.status("generating events"):
             shop = storefront(events, seed)
             main_events = list(shop.events())
@@ -307,16 +315,22 @@ def bench_crash(
         with console.status("waiting for the consumer to catch up"):
             run.wait_stored(len(run.acked_ids))
         consumer.stop()
-        with console.status("checking stored ids and Redis against a rebuild"):
+        with console.status("checking stored ids, Redis against a recount and a rebuild"):
             checks = integrity(run, run.acked_ids)
+            checks["duplicate_ids"] = checks.pop("duplicates")
+            effects = effects_check(run)
             consistent, diffs = redis_vs_rebuild(run)
+        recovered = [d["consuming_again_s"] for d in details]
         report: dict[str, Any] = {
             "events": events,
             "kills": kills,
             **checks,
+            **effects,
             "redis_consistent": consistent,
             "redis_differences": diffs,
-            "recovery_s": [d["consuming_again_s"] for d in details],
+            "recovery_s": recovered,
+            "recovery_max_s": None if None in recovered else max(recovered),
+            "consumer_instance_id": run.settings.consumer.instance_id,
             "caught_up_s": [d["caught_up_s"] for d in details],
             "kill_details": details,
             "stream_events_per_s": round(stream_rate, 1),
