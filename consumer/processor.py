@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
@@ -47,6 +47,7 @@ from storage.impressions import ImpressionStore
 from storage.realtime_state import RealtimeState
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class SinkUnavailable(DependencyUnavailable):
@@ -54,6 +55,16 @@ class SinkUnavailable(DependencyUnavailable):
         super().__init__(f"{sink} is unavailable: {error}")
         self.sink = sink
         self.error = error
+
+
+def as_sink_error(fn: Callable[[], T]) -> T:
+    """Run ``fn``; a MongoDB or Redis client error becomes ``SinkUnavailable`` (retried by the runner)."""
+    try:
+        return fn()
+    except PyMongoError as exc:
+        raise SinkUnavailable("mongo", exc) from exc
+    except RedisError as exc:
+        raise SinkUnavailable("redis", exc) from exc
 
 
 class DeadLetterSink(Protocol):

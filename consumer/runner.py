@@ -21,7 +21,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exp
 from consumer import metrics
 from consumer.batch import RawMessage
 from consumer.dead_letters import KafkaDeadLetterSink
-from consumer.processor import BatchOutcome, BatchProcessor, SinkUnavailable
+from consumer.processor import BatchOutcome, BatchProcessor, SinkUnavailable, as_sink_error
 from consumer.store_ahead import StoreAhead
 from consumer.wiring import KafkaClients
 from core.errors import StreamrecError
@@ -219,17 +219,7 @@ class ConsumerRunner:
         if outcome is None:
             log.warning("event=batch_abandoned reason=stopping uncommitted=%d", len(self._pending))
             return
-        metrics.BATCH_SECONDS.observe(time.monotonic() - started)
-        for (kind, result), n in outcome.counts.items():
-            metrics.EVENTS.labels(type=kind, outcome=result).inc(n)
-        for (surface, version, variant), n in outcome.impressions.items():
-            metrics.IMPRESSIONS.labels(surface=surface, model_version=version, variant=variant).inc(n)
-        for (etype, version, variant, by), n in outcome.attributed.items():
-            metrics.ATTRIBUTED.labels(event_type=etype, model_version=version, variant=variant, by=by).inc(n)
-        for (etype, version, variant, by, change), n in outcome.late.items():
-            metrics.LATE_ATTRIBUTIONS.labels(
-                event_type=etype, model_version=version, variant=variant, by=by, change=change
-            ).inc(n)
+        metrics.record_batch(outcome, time.monotonic() - started)
         if outcome.deferred:
             self._ahead.note(self._pending)
             metrics.STORE_AHEAD_PARTITIONS.set(len(self._ahead.replay_from))
@@ -302,7 +292,7 @@ class ConsumerRunner:
             reraise=True,
         )
         try:
-            result = retrying(lambda: self._as_sink_error(fn))
+            result = retrying(lambda: as_sink_error(fn))
         except SinkUnavailable:
             if self.stopping:
                 return None
@@ -310,18 +300,6 @@ class ConsumerRunner:
         if self._paused:
             self._resume()
         return result
-
-    @staticmethod
-    def _as_sink_error(fn: Callable[[], T]) -> T:
-        from pymongo.errors import PyMongoError
-        from redis.exceptions import RedisError
-
-        try:
-            return fn()
-        except PyMongoError as exc:
-            raise SinkUnavailable("mongo", exc) from exc
-        except RedisError as exc:
-            raise SinkUnavailable("redis", exc) from exc
 
     def _log_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -420,16 +398,7 @@ class ConsumerRunner:
         if now - self._lag_at < LAG_EVERY_S:
             return
         self._lag_at = now
-        try:
-            assignment = self.consumer.assignment()
-            lag = 0
-            for tp in self.consumer.position(assignment):
-                _low, high = self.consumer.get_watermark_offsets(tp, cached=True) or (-1, -1)
-                if tp.offset >= 0 and high >= 0:
-                    lag += max(0, high - tp.offset)
-            metrics.LAG.set(lag)
-        except KafkaException as exc:
-            log.debug("event=lag_unavailable error=%s", exc)
+        metrics.record_lag(self.consumer)
 
 
 def _short(error: BaseException | None) -> str:
