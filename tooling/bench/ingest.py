@@ -175,10 +175,16 @@ def bench_ingest(
         console.print(f"full path: {full:,.0f} events/s (produced in {produce_s:.1f}s)")
         # The topic now holds the warm-up and the timed events: each ceiling reads all of them.
         on_topic = len(run.acked_ids)
+        # The sink ceiling runs twice around the parse ceiling, each into its own scratch database:
+        # the dev MongoDB server's speed drifts, and the faster run is the better upper bound.
+        with console.status(f"sink ceiling (run 1): {on_topic:,} records, own process"):
+            sinks = [run_ceiling(run, "sink", on_topic, tag="1")]
         with console.status(f"parse ceiling: {on_topic:,} records, own process"):
             parse = run_ceiling(run, "parse", on_topic)
-        with console.status(f"sink ceiling: {on_topic:,} records, own process"):
-            sink = run_ceiling(run, "sink", on_topic)
+        with console.status(f"sink ceiling (run 2): {on_topic:,} records, own process"):
+            sinks.append(run_ceiling(run, "sink", on_topic, tag="2"))
+        sink = max(sinks, key=lambda r: float(r["events_per_s"] or 0.0))
+        sink = {**sink, "runs_events_per_s": [r["events_per_s"] for r in sinks]}
         figures = ceiling_figures(full, parse["events_per_s"], sink["events_per_s"])
         console.print(
             f"ceilings: parse {parse['events_per_s']:,.0f}, sink {sink['events_per_s']:,.0f} events/s; "

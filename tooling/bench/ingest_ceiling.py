@@ -104,18 +104,21 @@ class SinkWriter:
         self.redis.close()
 
 
-def run(mode: str, settings: Settings, *, group: str, events: int, timeout_s: float) -> dict[str, Any]:
+def scratch_names(settings: Settings, tag: str = "") -> tuple[str, str]:
+    """The sink ceiling's own database and Redis key prefix (``tag`` tells repeated runs apart)."""
+    return f"{settings.mongo.database}_ceiling{tag}", f"{settings.redis.key_prefix}ceiling{tag}:"
+
+
+def run(
+    mode: str, settings: Settings, *, group: str, events: int, timeout_s: float, tag: str = ""
+) -> dict[str, Any]:
     from confluent_kafka import TopicPartition
 
     from storage.kafka import make_consumer, wait_for_assignment
 
     topic = settings.kafka.topics.events
     batch_size, wait_s = settings.consumer.batch_size, settings.consumer.batch_wait_s
-    sink = (
-        SinkWriter(settings, f"{settings.mongo.database}_ceiling", f"{settings.redis.key_prefix}ceiling:")
-        if mode == "sink"
-        else None
-    )
+    sink = SinkWriter(settings, *scratch_names(settings, tag)) if mode == "sink" else None
     consumer = make_consumer(settings.kafka, group_id=group)
     seen = batches = 0
     started: float | None = None
@@ -175,9 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, required=True, help="Records to read before stopping.")
     parser.add_argument("--out", type=Path, required=True, help="Where to write the JSON result.")
     parser.add_argument("--timeout-s", type=float, default=300.0)
+    parser.add_argument("--tag", default="", help="Suffix of the sink's scratch database and key prefix.")
     args = parser.parse_args(argv)
     settings = Settings()
-    result = run(args.mode, settings, group=args.group, events=args.events, timeout_s=args.timeout_s)
+    result = run(
+        args.mode, settings, group=args.group, events=args.events, timeout_s=args.timeout_s, tag=args.tag
+    )
     args.out.write_text(json.dumps(result) + "\n")
     return 0 if result["complete"] else 1
 

@@ -63,16 +63,16 @@ def wait_applied(
         time.sleep(poll_s)
 
 
-def run_ceiling(run: BenchRun, mode: str, records: int, timeout_s: float = 600.0) -> dict[str, Any]:
+def run_ceiling(
+    run: BenchRun, mode: str, records: int, *, tag: str = "", timeout_s: float = 600.0
+) -> dict[str, Any]:
     """One ceiling (``tooling.bench.ingest_ceiling``) in a process of its own, reading the run's events
     topic from the start with its own consumer group; its JSON result."""
+    from tooling.bench.ingest_ceiling import scratch_names
     from tooling.devstack.processes import child_env
 
     if mode == "sink":
-        database, prefix = (
-            run.settings.mongo.database + "_ceiling",
-            run.settings.redis.key_prefix + "ceiling:",
-        )
+        database, prefix = scratch_names(run.settings, tag)
         if database not in run.extra_databases:
             run.extra_databases.append(database)
             run.extra_prefixes.append(prefix)
@@ -85,13 +85,15 @@ def run_ceiling(run: BenchRun, mode: str, records: int, timeout_s: float = 600.0
         "tooling.bench.ingest_ceiling",
         mode,
         "--group",
-        f"{run.settings.kafka.group_id}-ceiling-{mode}",
+        f"{run.settings.kafka.group_id}-ceiling-{mode}{tag}",
         "--events",
         str(records),
         "--out",
         str(out),
         "--timeout-s",
         str(timeout_s),
+        "--tag",
+        tag,
     ]
     with open(log_path, "wb") as log_file:
         done = subprocess.run(
