@@ -76,7 +76,7 @@ class SinkWriter:
                 "ts_ms": e.get("timestamp"),
                 "value": e.get("value"),
                 "session_id": e.get("session_id"),
-                "properties": e.get("properties") or {},
+                "properties": e.get("properties"),
                 "recommendation_id": e.get("recommendation_id"),
                 "position": e.get("position"),
                 "src": {"topic": topic, "partition": partition, "offset": offset},
