@@ -31,7 +31,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy core storage consumer model serving retrain cli tooling
+	$(BIN)/mypy core storage consumer model serving retrain cli tooling streamrec_client
 
 unit: install
 	$(BIN)/pytest -q tests/unit
