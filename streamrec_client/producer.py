@@ -11,8 +11,8 @@ dead-letter raises ``InvalidEvent`` instead of being sent. Delivery is confirmed
 ``close()``) raise ``DeliveryError`` for every record the broker did not acknowledge since the last
 flush, with the broker's error.
 
-The partitioner is ``murmur2_random``, Java's default (kafka-clients, and kafkajs' default
-partitioner): a shopper's events from this helper, from a Java service and from Node land on the same
+The partitioner is ``murmur2_random``, Java's default (kafka-clients; kafkajs 2.x's
+``DefaultPartitioner``): a shopper's events from this helper, from a Java service and from Node land on the same
 partition. librdkafka's own default (``consistent_random``, CRC32) would put them elsewhere.
 """
 
