@@ -15,12 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from core.impressions import MAX_IMPRESSION_ITEMS
 from core.recent import RecentEvent
 from core.settings import EventWeights
 from serving.model_port import ServingModel
 from serving.ranking import Ranked, explain, shopper_query
 
-MAX_CANDIDATES = 500
+# What one impression holds: the whole answered list is logged (every position can be attributed).
+MAX_CANDIDATES = MAX_IMPRESSION_ITEMS
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ dead-letter raises ``InvalidEvent`` instead of being sent. Delivery is confirmed
 flush, with the broker's error.
 
 The partitioner is ``murmur2_random``, Java's default (kafka-clients; kafkajs 2.x's
-``DefaultPartitioner``): a shopper's events from this helper, from a Java service and from Node land on the same
-partition. librdkafka's own default (``consistent_random``, CRC32) would put them elsewhere.
+``DefaultPartitioner``): a shopper's events from this helper, from a Java service and from Node land
+on the same partition. librdkafka's own default (``consistent_random``, CRC32) would put them
+elsewhere.
 """
 
 from __future__ import annotations

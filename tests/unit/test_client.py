@@ -177,26 +177,30 @@ class Flaky:
         )
 
 
+def mocked(flaky: Flaky) -> StreamrecClient:
+    return StreamrecClient(http=httpx.Client(transport=httpx.MockTransport(flaky), base_url="http://x"))
+
+
 def test_gets_are_retried_on_503_and_timeouts_posts_never() -> None:
     flaky = Flaky(503, httpx.ReadTimeout)
-    with StreamrecClient(http=httpx.Client(transport=httpx.MockTransport(flaky), base_url="http://x")) as api:
-        assert api.popular().items == []
-        assert flaky.requests == ["GET"] * 3
-        once = Flaky(503)
-        api._http = httpx.Client(transport=httpx.MockTransport(once), base_url="http://x")
-        with pytest.raises(Unavailable) as exc:
-            api.rerank("u", ["a"])
-        assert once.requests == ["POST"] and exc.value.request_id == "q"
-        always = Flaky(503, 503, 503, 503)
-        api._http = httpx.Client(transport=httpx.MockTransport(always), base_url="http://x")
-        with pytest.raises(Unavailable):
-            api.popular()
-        assert len(always.requests) == 3  # retries=3 attempts in all
-        bad = Flaky(422)
-        api._http = httpx.Client(transport=httpx.MockTransport(bad), base_url="http://x")
-        with pytest.raises(InvalidRequest):
-            api.popular()
-        assert len(bad.requests) == 1  # a refusal is final
+    assert mocked(flaky).popular().items == []
+    assert flaky.requests == ["GET"] * 3
+    once = Flaky(503)
+    with pytest.raises(Unavailable) as exc:
+        mocked(once).rerank("u", ["a"])
+    assert once.requests == ["POST"] and exc.value.request_id == "q"
+    always = Flaky(503, 503, 503, 503)
+    with pytest.raises(Unavailable):
+        mocked(always).popular()
+    assert len(always.requests) == 3  # retries=3 attempts in all
+    bad = Flaky(422)
+    with pytest.raises(InvalidRequest):
+        mocked(bad).popular()
+    assert len(bad.requests) == 1  # a refusal is final
+    timeouts = Flaky(httpx.ReadTimeout, httpx.ReadTimeout, httpx.ReadTimeout)
+    with pytest.raises(TransportError, match="ReadTimeout"):
+        mocked(timeouts).recommendations("u")
+    assert len(timeouts.requests) == 3
 
 
 def test_the_async_client_retries_the_same_way() -> None:
