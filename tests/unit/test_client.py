@@ -236,3 +236,30 @@ def test_the_client_models_have_the_apis_fields(model: type[Any], schema: str) -
     with harness() as h:
         doc = h.client.get("/openapi.json").json()["components"]["schemas"][schema]
     assert set(model.model_fields) == set(doc["properties"])
+
+
+# ------------------------------------------------------------------ the docs use the real names
+
+
+def test_the_python_snippets_in_docs_clients_name_what_exists() -> None:
+    import ast
+    import re
+    from pathlib import Path
+
+    import streamrec_client
+    from streamrec_client import EventProducer
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "clients.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+    assert len(blocks) >= 2
+    owners = {"api": StreamrecClient, "producer": EventProducer}
+    for block in blocks:
+        for node in ast.walk(ast.parse(block)):
+            if isinstance(node, ast.ImportFrom) and node.module == "streamrec_client":
+                assert all(hasattr(streamrec_client, a.name) for a in node.names), ast.dump(node)
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in owners
+            ):
+                assert hasattr(owners[node.value.id], node.attr), f"{node.value.id}.{node.attr}"
