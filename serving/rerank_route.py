@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from pydantic_core import PydanticCustomError
 from starlette.responses import Response
 
+from core.event_schema import ID_PATTERN
 from core.events import _check_id
 from serving.auth import require
 from serving.deps import ReadDep
@@ -16,10 +17,9 @@ from serving.errors import ApiError
 from serving.rerank import MAX_CANDIDATES, distinct
 from serving.rerank_service import RerankQuery, rerank_for
 from serving.responses import FastJSONResponse
-from serving.schemas import CONTROL_CLASS, ExperimentFields, errors
+from serving.schemas import ExperimentFields, errors
 
-# Not blank, no control characters (core.events._check_id, which checks it and words the reason).
-ID_PATTERN = f"^[^{CONTROL_CLASS}]*[^\\s{CONTROL_CLASS}][^{CONTROL_CLASS}]*$"
+# The pattern documents the id rule; core.events._check_id enforces it and words the reason.
 CandidateId = Annotated[str, Field(min_length=1, max_length=256, json_schema_extra={"pattern": ID_PATTERN})]
 UserId = Annotated[str, Path(min_length=1, max_length=256)]
 
