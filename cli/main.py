@@ -7,6 +7,7 @@ import importlib.util
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 
 from cli.app import app
 from core.errors import StreamrecError
@@ -46,7 +47,9 @@ def main() -> None:
     try:
         app()
     except StreamrecError as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        # Escaped: a message may quote brackets (`pip install 'streamrec[train]'`) that rich would
+        # otherwise read as markup and drop.
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from cli.app import app, model_app
 from cli.context import configure_logging, load_settings, mongo_guard
-from core.errors import ConfigError, StreamrecError
+from core.errors import ConfigError, NotInstalled, StreamrecError
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -45,6 +45,25 @@ def _erased_users(settings: Settings) -> Iterator[set[str]]:
         store.close()
 
 
+# What `streamrec retrain` says where torch is absent, rather than a traceback from inside the trainer.
+NO_TORCH = (
+    "`streamrec retrain` trains models with PyTorch, which this installation lacks (the lean serving"
+    " image, Dockerfile target `serving`, is built without it): run retrain from the full image (the"
+    " Dockerfile's default target) or install the extra with `pip install 'streamrec[train]'`"
+)
+
+
+def _trainer_from_settings() -> Any:
+    """``retrain.model_adapter.trainer_from_settings``, imported where torch is checked."""
+    try:
+        from retrain.model_adapter import trainer_from_settings
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        raise NotInstalled(NO_TORCH) from None
+    return trainer_from_settings
+
+
 @app.command("retrain")
 def retrain(
     once: bool = typer.Option(False, "--once", help="Train, gate and publish once, then exit."),
@@ -55,6 +74,9 @@ def retrain(
 ) -> None:
     """Train a candidate on the recent events, gate it against the champion, publish it."""
     from retrain.duration import parse_duration
+
+    # First: no setting can make up for a missing torch, and nothing (metrics port) is started yet.
+    trainer_from_settings = _trainer_from_settings()
 
     settings = load_settings()
     configure_logging(settings.log_level)
@@ -69,7 +91,6 @@ def retrain(
     from core.errors import ModelError
     from retrain.loop import run_every
     from retrain.metrics import RetrainMetrics
-    from retrain.model_adapter import trainer_from_settings
     from retrain.pipeline import RetrainConfig, RetrainFailed, RetrainResult
     from storage.event_store import MongoEventStore
     from storage.model_erasure import scrub_registry

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
 from consumer.batch import (
@@ -162,6 +163,20 @@ class RedisEffects:
             current = self.state.item_categories(u.item_id for u in fresh_items)
             ops += plan_item_updates(keys, fresh_items, current)
         return ops, advanced_applied(messages, applied)
+
+    def rebuild_if_empty(self, now_s: float) -> bool:
+        """At start: rebuild now when Redis has no generation marker (restarted empty, or a new key
+        layout after an upgrade, see ``core.keys``) rather than at the first batch, so serving does
+        not read "no history" for as long as no events arrive. One try: Redis or MongoDB down, or
+        another member rebuilding, leaves it to the per-batch check. True when it rebuilt."""
+        try:
+            if self.state.guard([]).generation is not None:
+                return False
+            self._rebuild(now_s)
+        except (RedisError, PyMongoError, DependencyUnavailable) as exc:
+            log.warning("event=startup_rebuild_skipped error=%s action=rebuild_at_first_batch", exc)
+            return False
+        return True
 
     def _rebuild(self, now_s: float) -> None:
         stats = auto_rebuild(

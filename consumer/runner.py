@@ -124,6 +124,7 @@ class ConsumerRunner:
         try:
             if self._with_backoff(self._ensure_indexes) is None:
                 return 0
+            self.processor.effects.rebuild_if_empty(time.time())
             self._subscribe(topics)
             log.info(
                 "event=consumer_started group=%s topics=%s instance_id=%s",

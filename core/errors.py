@@ -11,6 +11,11 @@ class ConfigError(StreamrecError):
     """A setting is missing or inconsistent."""
 
 
+class NotInstalled(StreamrecError):
+    """A command needs an optional part that this installation lacks (e.g. PyTorch, the `train` extra,
+    which the lean serving image leaves out)."""
+
+
 class DependencyUnavailable(StreamrecError):
     """A server (Kafka, MongoDB, Redis) cannot be reached; retriable."""
 

@@ -1,6 +1,6 @@
 """A user's recent interactions as the consumer writes them and serving reads them.
 
-Each interaction is one member of the ``user:{uid}:recent`` zset (``core.keys``), scored by the event's
+Each interaction is one member of the ``user:{<uid>}:recent`` zset (``core.keys``), scored by the event's
 epoch milliseconds. The member is compact JSON: ``{"e": event id, "i": item id, "t": event type}`` plus
 ``"v": value`` when the event carries one (a rating). The event id keeps two interactions with the same
 item distinct members. ``recent_member`` is the only encoder (consumer, rebuild) and ``parse_recent`` the

@@ -47,16 +47,21 @@ class RedisSettings(BaseModel):
     url: SecretStr = SecretStr("redis://127.0.0.1:6380/0")
     key_prefix: str = "sr:"
     timeout_s: float = 2.0
+    # Redis Cluster: ``url`` names any one node (the client discovers the others) and storage uses
+    # redis-py's cluster clients; every server-side script and transaction then touches one slot
+    # (the hash tags of ``core.keys``). False: one Redis server, as before.
+    cluster: bool = False
 
 
 class ImpressionSettings(BaseModel):
     """Impression logging (serving) and storage (consumer); see core.impressions."""
 
     enabled: bool = True
-    # Serving hands each impression to the Kafka client's bounded queue (queue_max records), whose
-    # threads send them in batches (up to batch_max records, waiting up to linger_s for more): the
-    # request never waits for Kafka. When the queue is full (Kafka down for long), new impressions
-    # are dropped and counted (streamrec_serving_impressions_dropped_total); the answer is served.
+    # Serving encodes each impression on the request and buffers it; every batch_max records, or
+    # when the oldest buffered one is linger_s old, the buffer goes to the Kafka client's bounded
+    # queue (queue_max records) in one call, and the client's threads send it: the request never
+    # waits for Kafka. When the queue is full (Kafka down for long), new impressions are dropped
+    # and counted (streamrec_serving_impressions_dropped_total); the answer is served.
     queue_max: int = Field(default=10_000, ge=1, le=10_000_000)
     batch_max: int = Field(default=500, ge=1, le=100_000)
     linger_s: float = Field(default=0.05, ge=0.0, le=10.0)

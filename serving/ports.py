@@ -50,6 +50,18 @@ class InMemoryProducer:
     ) -> None:
         self._pending.append((on_delivery, (topic, key, value)))
 
+    def produce_batch(self, topic: str, messages: list[dict[str, Any]], on_delivery: Any = None) -> int:
+        """Like librdkafka's: each message ``produce`` refuses is marked with ``_error``, not raised."""
+        queued = 0
+        for message in messages:
+            try:
+                self.produce(topic, message.get("value"), message.get("key"), on_delivery)
+            except BufferError as exc:
+                message["_error"] = str(exc)
+            else:
+                queued += 1
+        return queued
+
     def poll(self, timeout: float = 0.0) -> int:
         return self.flush(timeout)
 

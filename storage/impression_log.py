@@ -1,9 +1,10 @@
 """Impression logging off the request path: the port, its in-memory twin and the Kafka adapter.
 
 Serving offers one record per list it answers (``core.impressions.Impression``, or a draft that
-encodes itself); ``offer`` never blocks and never raises. The Kafka adapter encodes the record and
-hands it to librdkafka's bounded queue; the client batches, compresses and sends it to the
-impressions topic (key ``Impression.key``, value ``Impression.to_json()``) on its own threads.
+encodes itself); ``offer`` never blocks and never raises. The Kafka adapter encodes the record,
+buffers it briefly and hands the buffer to librdkafka's bounded queue in one call; the client
+compresses and sends the records to the impressions topic (one message each, key ``Impression.key``,
+value ``Impression.to_json()``) on its own threads.
 
 What cannot be delivered is counted, never raised: ``queue_full`` (Kafka slow or down for long
 enough to fill the client's queue), ``delivery_failed`` (not acknowledged within the send timeout),
@@ -61,7 +62,10 @@ class ImpressionCounts:
 
 class ImpressionLog(Protocol):
     def offer(self, impression: Offered) -> bool:
-        """Queue one impression for sending; False (counted) when it cannot be. Never blocks or raises."""
+        """Queue one impression for sending; False (counted) when it cannot be. Never blocks or raises.
+
+        An adapter that buffers may learn only later that its client's queue refused a record: that
+        drop is counted then (``queue_full``), and ``offer`` said True."""
 
     def close(self, timeout_s: float) -> None:
         """Send what is queued within ``timeout_s``; what is left is dropped (counted ``closed``)."""
@@ -78,9 +82,9 @@ class _Counter:
         self._counts = ImpressionCounts()
         self._logged_at: dict[str, float] = {}
 
-    def queued(self) -> None:
+    def queued(self, n: int = 1) -> None:
         with self._lock:
-            self._counts.queued += 1
+            self._counts.queued += n
 
     def sent(self, n: int) -> None:
         with self._lock:
@@ -138,24 +142,43 @@ class InMemoryImpressionLog:
 
 
 class KafkaImpressionLog:
-    """Hands each record to librdkafka on the caller's thread; a daemon thread serves delivery reports.
+    """Encodes each record on the caller's thread and hands them to librdkafka a batch at a time.
 
-    librdkafka's ``produce`` only appends to the client's own bounded queue (no I/O, no wait: a few
-    microseconds); its threads batch (``linger.ms``), compress and send off the request path. An
-    earlier design queued records for a Python sender thread: at 1k requests/s that thread's GIL
-    turns cost the event loop more than the encoding itself (bench online: serving p99 1.3-3.5x with
-    logging on). Here every Python step of a record (encoding: ~12 us, produce: ~3 us) runs on the
-    caller's thread, and only failures are reported back (each report takes the GIL from the event
-    loop); the records acknowledged are those queued, not failed and no longer in the client.
+    ``offer`` encodes the record (~7 us) and appends it to a small buffer; the offer that finds the
+    buffer due (``batch_max`` records, or its oldest record ``linger_s`` old) hands the whole buffer
+    to the client's bounded queue in one ``produce_batch`` call (~1 us a record, no I/O, no wait).
+    The client's threads compress and send it off the request path. A daemon thread serves delivery
+    reports and flushes a buffer that no offer came to flush (quiet traffic) within ``poll_s``.
+
+    Why batches (bench online, BENCHMARKS.md): one ``produce`` per request woke the client's broker
+    thread once per request, and serving's p99 at half its saturating rate rose 1.2-1.75x with
+    logging on; a batch per ``linger_s`` wakes it once per batch. An earlier design queued records
+    for a Python sender thread: its GIL turns cost the event loop more than the encoding itself
+    (p99 1.3-3.5x). Only failures are reported back (each report takes the GIL from the event loop);
+    the records acknowledged are those queued, not failed and no longer in the client.
     """
 
-    def __init__(self, producer: Any, topic: str, *, poll_s: float = IDLE_WAKE_S) -> None:
+    def __init__(
+        self,
+        producer: Any,
+        topic: str,
+        *,
+        poll_s: float = IDLE_WAKE_S,
+        linger_s: float = 0.05,
+        batch_max: int = 500,
+    ) -> None:
         self.producer = producer
         self.topic = topic
         self.poll_s = poll_s
+        self.linger_s = linger_s
+        self.batch_max = max(1, batch_max)
         self._counter = _Counter()
         self._closing = threading.Event()
         self._lock = threading.Lock()
+        # Encoded records not yet handed to the client, and when the oldest of them was offered.
+        self._buffer: list[dict[str, bytes]] = []
+        self._buffer_since = 0.0
+        self._buffer_lock = threading.Lock()
         # Queued, then reported failed (or given up at close): what was queued and is neither this
         # nor still in the client was acknowledged (successes are not reported one by one).
         self._failed = 0
@@ -176,9 +199,9 @@ class KafkaImpressionLog:
             kafka,
             # The client's queue is the bound: a full one refuses the record (counted queue_full).
             **{"queue.buffering.max.messages": impressions.queue_max},
-            # A batch of lists per request to the broker, lz4: impressions are many small, similar
-            # JSON records (measured: the dev broker's CPU for them fell 5x with lz4).
-            **{"linger.ms": max(5, int(impressions.linger_s * 1000)), "compression.type": "lz4"},
+            # Records arrive a batch at a time (see offer), so the client need not wait long for more;
+            # lz4: impressions are many small, similar JSON records (the dev broker's CPU fell 5x).
+            **{"linger.ms": 5, "compression.type": "lz4"},
             **{"batch.num.messages": impressions.batch_max},
             # A record not acknowledged within this is dropped (counted delivery_failed), never sent
             # minutes late. Idempotence off: the consumer stores impressions by id, so a retried
@@ -188,7 +211,12 @@ class KafkaImpressionLog:
             **{"delivery.report.only.error": True},
             error_cb=on_error,
         )
-        return cls(Producer(config), kafka.topics.impressions)
+        return cls(
+            Producer(config),
+            kafka.topics.impressions,
+            linger_s=impressions.linger_s,
+            batch_max=impressions.batch_max,
+        )
 
     # ------------------------------------------------------------ the caller's side
 
@@ -201,15 +229,46 @@ class KafkaImpressionLog:
         except Exception as exc:  # a draft that encodes no record is a bug: count, log, go on
             self._counter.dropped("invalid", detail=f"{type(exc).__name__}: {exc}")
             return False
-        try:
-            self.producer.produce(self.topic, value=value, key=key, on_delivery=self._delivered)
-        except Exception as exc:  # BufferError: the client's queue is full; KafkaException: too large
-            full = isinstance(exc, BufferError)
-            reason = "queue_full" if full else "delivery_failed"
-            self._counter.dropped(reason, detail=f"{type(exc).__name__}: {exc}")
-            return False
-        self._counter.queued()
+        now = time.monotonic()
+        with self._buffer_lock:
+            if not self._buffer:
+                self._buffer_since = now
+            self._buffer.append({"key": key, "value": value})
+            due = len(self._buffer) >= self.batch_max or now - self._buffer_since >= self.linger_s
+            batch = self._take() if due else None
+        if batch:
+            self._hand_over(batch)
         return True
+
+    def _take(self) -> list[dict[str, bytes]]:
+        """The buffer's records, leaving it empty (the caller holds ``_buffer_lock``)."""
+        batch, self._buffer = self._buffer, []
+        return batch
+
+    def _flush_buffer(self, *, stale_only: bool) -> None:
+        with self._buffer_lock:
+            stale = bool(self._buffer) and time.monotonic() - self._buffer_since >= self.linger_s
+            batch = self._take() if stale or not stale_only else None
+        if batch:
+            self._hand_over(batch)
+
+    def _hand_over(self, batch: list[dict[str, bytes]]) -> None:
+        """One call into the client's queue; what it refuses is counted, never raised."""
+        try:
+            self.producer.produce_batch(self.topic, batch, on_delivery=self._delivered)
+        except Exception as exc:  # BufferError / KafkaException for the whole batch
+            reason = "queue_full" if isinstance(exc, BufferError) else "delivery_failed"
+            self._counter.dropped(reason, len(batch), detail=f"{type(exc).__name__}: {exc}")
+            return
+        # librdkafka marks each record it did not queue (its queue was full, or it was too large).
+        refused = [m["_error"] for m in batch if m.get("_error") is not None]
+        if len(refused) < len(batch):
+            self._counter.queued(len(batch) - len(refused))
+        full = sum(1 for err in refused if _is_queue_full(err))
+        if full:
+            self._counter.dropped("queue_full", full, detail=str(refused[0]))
+        if len(refused) > full:
+            self._counter.dropped("delivery_failed", len(refused) - full, detail=str(refused[-1]))
 
     def counts(self) -> ImpressionCounts:
         counts = self._counter.snapshot()
@@ -237,6 +296,7 @@ class KafkaImpressionLog:
         while not self._closing.is_set():
             try:
                 self.producer.poll(self.poll_s)
+                self._flush_buffer(stale_only=True)
             except Exception:  # the reports must keep flowing; a failed poll is logged and retried
                 log.exception("event=impression_poll_failed")
                 time.sleep(self.poll_s)
@@ -249,6 +309,7 @@ class KafkaImpressionLog:
         start = time.monotonic()
         self._closing.set()
         self._thread.join(self.poll_s + 1.0)
+        self._flush_buffer(stale_only=False)
         left = self.producer.flush(max(0.0, timeout_s))
         if left:
             # Not acknowledged in time: purged now, so nothing counted as dropped arrives later; the
@@ -282,6 +343,15 @@ class KafkaImpressionLog:
             counts.dropped,
             time.monotonic() - start,
         )
+
+
+def _is_queue_full(err: Any) -> bool:
+    code = getattr(err, "code", None)
+    if callable(code):
+        from confluent_kafka import KafkaError
+
+        return bool(code() == KafkaError._QUEUE_FULL)
+    return "queue full" in str(err).lower()
 
 
 def _encode(record: Offered) -> tuple[bytes, bytes]:

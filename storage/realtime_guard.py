@@ -10,11 +10,18 @@ started or finished meanwhile) makes the script write nothing and answer which c
 the caller reads the guard again and re-plans. Compare-and-set on the exact value, not ``>=``: an
 offset that went *down* (Redis lost data) also invalidates the plan.
 
-All keys travel in ``KEYS[]`` (never built inside the script) so that a later Redis Cluster layout
-can put them in one slot with hash tags. The ops travel as one JSON argument (every value a string,
-decoded by the server's built-in ``cjson``) rather than as thousands of separate arguments: encoding
-those one by one was the largest single CPU cost of the consumer's Redis step (BENCHMARKS.md).
-Command errors are avoided rather than rolled back (Redis
+All keys travel in ``KEYS[]`` (never built inside the script), so Redis Cluster can check that a
+call stays in one slot. On one Redis server a plan runs as one script, whatever its keys. On Redis
+Cluster (``split_by_slot``) the ops on the shared slot (``core.keys``: popularity, catalog) run in
+``APPLY_SCRIPT`` with the guard, which lives in that slot too; the ops of each other slot (one user's
+keys) run first, each slot's in one ``OPS_SCRIPT`` call, unguarded. That is safe because those ops are
+all idempotent (``UNGUARDED_OPS``: adding a recent member or a set member again, trimming again, one
+more marker bump): if the guarded step then refuses (a zombie, a rebuild) or the process dies in
+between, the records are applied again later and the per-user state comes out the same, while the
+non-idempotent sums are still applied exactly once. The ops travel as one JSON argument (every
+value a string, decoded by the server's built-in ``cjson``) rather than as thousands of separate
+arguments: encoding those one by one was the largest single CPU cost of the consumer's Redis step
+(BENCHMARKS.md). Command errors are avoided rather than rolled back (Redis
 does not roll a script back): the checks run before the first write, ops are a closed set whose
 arguments are formatted here, and a WRONGTYPE key would be a corrupted layout that rebuild fixes.
 """
@@ -26,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
+from redis.crc import key_slot
 from redis.lock import Lock
 
 from core.realtime_ops import Op, TopicPartition
@@ -34,6 +42,15 @@ from core.realtime_ops import Op, TopicPartition
 # ARGV[1] expected generation ('' = do not check); ARGV[2] n; then n pairs (expected applied offset,
 # '' = do not check; new applied offset, '' = leave); then ARGV[3+2n]: the ops as a JSON array, in
 # order, each [command, index of its key in KEYS, args...] with every arg a string.
+# The op loop shared by both scripts: the JSON ops in ARGV[pos], their keys in KEYS, in order.
+_OPS_LOOP = """
+local ops = cjson.decode(ARGV[pos])
+for i = 1, #ops do
+  local op = ops[i]
+  redis.call(op[1], KEYS[op[2]], unpack(op, 3))
+end
+"""
+
 APPLY_SCRIPT = """
 local gen = ARGV[1]
 if gen ~= '' and redis.call('GET', KEYS[1]) ~= gen then
@@ -50,11 +67,8 @@ for i = 1, n do
     end
   end
 end
-local ops = cjson.decode(ARGV[3 + 2 * n])
-for i = 1, #ops do
-  local op = ops[i]
-  redis.call(op[1], KEYS[op[2]], unpack(op, 3))
-end
+local pos = 3 + 2 * n
+-- ops --
 for i = 1, n do
   local new = ARGV[2 + 2 * i]
   if new ~= '' then
@@ -62,7 +76,19 @@ for i = 1, n do
   end
 end
 return 'ok'
-"""
+""".replace("-- ops --", _OPS_LOOP)
+
+# Ops only, no guard: KEYS the ops' keys, each once; ARGV[1] the ops as in APPLY_SCRIPT.
+OPS_SCRIPT = """
+local pos = 1
+-- ops --
+return 'ok'
+""".replace("-- ops --", _OPS_LOOP)
+
+# Ops that may run outside the guard on Redis Cluster: running one twice leaves the same state
+# (ZADD/SADD of the same member, a trim to the same top N) or a harmless one (a marker bumped once
+# more only invalidates cached results). A plan with any other op outside the shared slot is refused.
+UNGUARDED_OPS = frozenset({"zadd", "sadd", "zremrangebyrank", "incr"})
 
 # KEYS[1] generation marker, KEYS[2 ..] applied keys; ARGV[1] new generation, ARGV[2 ..] offsets.
 # An applied offset only moves up: a record below it has its effects in the rebuilt state.
@@ -115,17 +141,45 @@ def apply_script_call(
     for tp in parts:
         argv.append("" if expected is None or tp not in expected else int(expected[tp]))
         argv.append(int(applied[tp]) if tp in applied else "")
-    index: dict[str, int] = {}
+    argv.append(_encode_ops(ops, keys))
+    return keys, argv
+
+
+def ops_script_call(ops: Sequence[Op]) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV for ``OPS_SCRIPT``."""
+    keys: list[str] = []
+    return keys, [_encode_ops(ops, keys)]
+
+
+def _encode_ops(ops: Sequence[Op], keys: list[str]) -> bytes:
+    """The ops as the scripts' JSON argument; each op's key is appended to ``keys`` once."""
+    index = {key: n for n, key in enumerate(keys, start=1)}  # Lua tables count from 1
     encoded: list[list[Any]] = []
     for op in ops:
         k = index.get(op.key)
         if k is None:
             keys.append(op.key)
-            k = index[op.key] = len(keys)  # Lua tables count from 1
+            k = index[op.key] = len(keys)
         encoded.append([op.name, k, *redis_args(op.name, op.args)])
     # Every string here was stored in MongoDB first (BSON refuses what JSON could not carry).
-    argv.append(orjson.dumps(encoded))
-    return keys, argv
+    return orjson.dumps(encoded)
+
+
+def split_by_slot(ops: Sequence[Op], shared_slot: int) -> tuple[list[Op], list[list[Op]]]:
+    """Redis Cluster: the ops on ``shared_slot`` (to run guarded) and the others grouped by slot,
+    each group in plan order. Raises ``ValueError`` for an op outside the shared slot that is not
+    safe to run unguarded (see the module docstring)."""
+    shared: list[Op] = []
+    groups: dict[int, list[Op]] = {}
+    for op in ops:
+        slot = key_slot(op.key.encode())
+        if slot == shared_slot:
+            shared.append(op)
+            continue
+        if op.name not in UNGUARDED_OPS:
+            raise ValueError(f"op {op.name} on {op.key!r} is outside the shared slot and not idempotent")
+        groups.setdefault(slot, []).append(op)
+    return shared, list(groups.values())
 
 
 class RebuildLease(Protocol):

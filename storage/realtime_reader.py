@@ -34,6 +34,7 @@ from core.settings import RedisSettings
 from storage.circuit_breaker import CircuitBreaker
 from storage.errors import RealtimeUnavailable
 from storage.redis_batching import CommandBatcher, LuaScript
+from storage.redis_clients import is_cluster, make_async_redis
 
 T = TypeVar("T")
 # Merged window popularity is recomputed at most this often per window (the tmp key's name changes).
@@ -139,8 +140,7 @@ class RedisRealtimeReader:
         self, settings: RedisSettings, *, client: Any | None = None, breaker: CircuitBreaker | None = None
     ):
         import redis.asyncio as aioredis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
+        from redis.exceptions import ClusterError
 
         self.keys = Keys(settings.key_prefix)
         self.breaker = breaker or CircuitBreaker()
@@ -149,16 +149,12 @@ class RedisRealtimeReader:
             aioredis.TimeoutError,
             OSError,
             asyncio.TimeoutError,
+            # Redis Cluster: no primary answered for a slot within the client's redirections.
+            ClusterError,
         )
         self._timeout = settings.timeout_s
-        # No client-side retries: the breaker decides when to try again.
-        self.client = client or aioredis.Redis.from_url(
-            settings.url.get_secret_value(),
-            socket_timeout=settings.timeout_s,
-            socket_connect_timeout=settings.timeout_s,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
+        self.client = client or make_async_redis(settings)
+        self.cluster = is_cluster(self.client)
         self.batcher = CommandBatcher(self.client, timeout_s=settings.timeout_s)
 
     async def _guard(self, make: Callable[[], Awaitable[T]], *, bounded: bool = False) -> T:
@@ -275,12 +271,25 @@ class RedisRealtimeReader:
         k = self.keys
 
         async def run() -> list[Any]:
-            # One transaction: the keys go and the announcement is made together, or neither.
-            pipe = self.client.pipeline(transaction=True)
-            pipe.unlink(*k.user_state_keys(user_id))
-            pipe.unlink(k.recs_cache(user_id))
-            pipe.xadd(k.erasures(), {"u": user_id}, maxlen=ERASURES_MAXLEN, approximate=True)
-            return list(await pipe.execute())
+            if not self.cluster:
+                # One transaction: the keys go and the announcement is made together, or neither.
+                pipe = self.client.pipeline(transaction=True)
+                pipe.unlink(*k.user_state_keys(user_id))
+                pipe.unlink(k.recs_cache(user_id))
+                pipe.xadd(k.erasures(), {"u": user_id}, maxlen=ERASURES_MAXLEN, approximate=True)
+                return list(await pipe.execute())
+            # A cluster keeps the user's keys (their slot) and the stream (the shared slot) apart, so
+            # no transaction holds both: the keys go first (one slot, one round trip), then the
+            # announcement. If that fails the call fails and is retried (erasure is idempotent), so an
+            # erasure is never reported done before every replica can hear of it.
+            pipe = self.client.pipeline(transaction=False)
+            pipe.execute_command("UNLINK", *k.user_state_keys(user_id))
+            pipe.execute_command("UNLINK", k.recs_cache(user_id))
+            deleted = list(await pipe.execute())
+            announced = await self.client.xadd(
+                k.erasures(), {"u": user_id}, maxlen=ERASURES_MAXLEN, approximate=True
+            )
+            return [*deleted, announced]
 
         state, cached, _ = await self._guard(run)
         return ErasedState(state_keys=int(state), cached_results=int(cached))

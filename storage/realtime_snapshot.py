@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.keys import WINDOWS
+from core.keys import WINDOWS, Keys
 
 Snapshot = dict[str, Any]
 SCORE_DIGITS = 6
@@ -37,11 +37,12 @@ class SnapshotBuilder:
 
     def kind(self, key: str) -> str | None:
         """The data type a key needs to be read as, or None to skip it."""
-        rest = key[len(self.prefix) :]
-        if rest.startswith("user:"):
-            for suffix, kind in ((":recent", "zset"), (":purchased", "set"), (":seen", "set")):
-                if rest.endswith(suffix):
-                    return kind
+        keys = Keys(self.prefix)
+        user = keys.split_user(key)
+        if user is not None:
+            return {"recent": "zset", "purchased": "set", "seen": "set"}.get(user[1])
+        rest = keys.shared_rest(key)
+        if rest is None:
             return None
         if rest.startswith("pop:"):
             parts = rest.split(":")
@@ -59,15 +60,19 @@ class SnapshotBuilder:
         return None
 
     def add(self, key: str, value: Any) -> None:
-        rest = key[len(self.prefix) :]
+        """``key`` is one ``kind`` named a type for."""
+        keys = Keys(self.prefix)
         snap = self.snap
-        if rest.startswith("user:"):
-            uid, _, what = rest[len("user:") :].rpartition(":")
+        user = keys.split_user(key)
+        if user is not None:
+            uid, what = user
             if what == "recent":
                 snap["recent"][uid] = sorted(([m, s] for m, s in value.items()), key=lambda p: (-p[1], p[0]))
             elif value:
                 snap[what][uid] = sorted(value)
-        elif rest.startswith("pop:"):
+            return
+        rest = keys.shared_rest(key) or ""
+        if rest.startswith("pop:"):
             parts = rest.split(":")
             scores = {m: round(s, SCORE_DIGITS) for m, s in value.items()}
             if parts[1] == "all":

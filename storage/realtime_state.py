@@ -4,8 +4,10 @@ Writers hand over a *plan*: a list of ``Op`` (one Redis command each) built by p
 Kafka offsets the plan covers and the guard values (generation marker, applied offsets) it was made
 against. ``apply`` checks the guard and runs both in one server-side script
 (``storage.realtime_guard``), so a crash leaves either all of a batch's effects and its
-``applied:{topic}:{partition}`` offsets, or none of them, and a plan made against a guard that has
-moved since (a zombie member, a rebuild) writes nothing.
+``applied:<topic>:<partition>`` offsets, or none of them, and a plan made against a guard that has
+moved since (a zombie member, a rebuild) writes nothing. On Redis Cluster (``redis.cluster: true``)
+that holds for the shared slot's effects; each user's idempotent effects run just before, per slot
+(``storage.realtime_guard`` says why that is safe).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Protocol
 
-import redis
+from redis.crc import key_slot
+from redis.exceptions import NoScriptError
 from redis.lock import Lock
 
 from core.keys import Keys
@@ -23,12 +26,16 @@ from core.settings import RedisSettings
 from storage.realtime_guard import (
     APPLY_SCRIPT,
     FINISH_REBUILD_SCRIPT,
+    OPS_SCRIPT,
     MemoryLease,
     RebuildLease,
     RedisLease,
     apply_script_call,
+    ops_script_call,
+    split_by_slot,
 )
 from storage.realtime_snapshot import Snapshot, SnapshotBuilder, txt
+from storage.redis_clients import SyncRedis, is_cluster, make_redis
 
 log = logging.getLogger(__name__)
 
@@ -80,22 +87,16 @@ class RealtimeState(Protocol):
 # ---------------------------------------------------------------- Redis adapter
 
 
-def make_redis(settings: RedisSettings) -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.url.get_secret_value(),
-        socket_timeout=settings.timeout_s,
-        socket_connect_timeout=settings.timeout_s,
-        decode_responses=True,
-    )
-
-
 class RedisRealtimeState:
-    def __init__(self, client: redis.Redis, prefix: str = "sr:") -> None:
+    def __init__(self, client: SyncRedis, prefix: str = "sr:") -> None:
         self.client = client
         self.keys = Keys(prefix)
+        self.cluster = is_cluster(client)
+        self._shared_slot = key_slot(self.keys.generation().encode())
         # register_script sends EVALSHA and falls back to loading the script on NOSCRIPT.
         self._apply_script = client.register_script(APPLY_SCRIPT)
         self._finish_script = client.register_script(FINISH_REBUILD_SCRIPT)
+        self._ops_script = client.register_script(OPS_SCRIPT)
 
     @classmethod
     def from_settings(cls, settings: RedisSettings, prefix: str | None = None) -> RedisRealtimeState:
@@ -109,21 +110,40 @@ class RedisRealtimeState:
         expected: Mapping[TopicPartition, int] | None = None,
         generation: str | None = None,
     ) -> ApplyStatus:
+        if self.cluster:
+            ops, per_slot = split_by_slot(ops, self._shared_slot)
+            if per_slot:
+                self._run_unguarded(per_slot)
         keys, argv = apply_script_call(
             self.keys.generation(), self.keys.applied, ops, applied, expected, generation
         )
         return ApplyStatus(txt(self._apply_script(keys=keys, args=argv)))
 
+    def _run_unguarded(self, groups: list[list[Op]]) -> None:
+        """Redis Cluster: one ``OPS_SCRIPT`` call per slot, all in one pipeline (one round trip per
+        primary). Raises the first error; scripts a primary does not know yet are loaded and sent
+        again (a cluster pipeline has no script cache of its own)."""
+        calls = [ops_script_call(group) for group in groups]
+        for _attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            for keys, argv in calls:
+                pipe.execute_command("EVALSHA", self._ops_script.sha, len(keys), *keys, *argv)
+            replies = pipe.execute(raise_on_error=False)
+            errors = [r for r in replies if isinstance(r, Exception) and not isinstance(r, NoScriptError)]
+            if errors:
+                raise errors[0]
+            calls = [c for c, r in zip(calls, replies, strict=True) if isinstance(r, NoScriptError)]
+            if not calls:
+                return
+            self.client.script_load(OPS_SCRIPT)
+        raise NoScriptError("Redis kept answering NOSCRIPT for the per-user effects script")
+
     def guard(self, partitions: Iterable[TopicPartition]) -> Guard:
+        # One MGET: the marker and the offsets share the shared slot, so this works on a cluster too.
         parts = list(dict.fromkeys(partitions))
-        pipe = self.client.pipeline(transaction=False)
-        pipe.get(self.keys.generation())
-        if parts:
-            pipe.mget([self.keys.applied(t, p) for t, p in parts])
-        replies = pipe.execute()
-        values = replies[1] if parts else []
-        applied = {tp: int(v) if v is not None else -1 for tp, v in zip(parts, values, strict=True)}
-        return Guard(None if replies[0] is None else txt(replies[0]), applied)
+        values = self.client.mget([self.keys.generation(), *(self.keys.applied(t, p) for t, p in parts)])
+        applied = {tp: int(v) if v is not None else -1 for tp, v in zip(parts, values[1:], strict=True)}
+        return Guard(None if values[0] is None else txt(values[0]), applied)
 
     def acquire_rebuild_lock(self, ttl_s: float) -> RebuildLease | None:
         lock = Lock(self.client, self.keys.rebuild_lock(), timeout=ttl_s, blocking=False, thread_local=False)
@@ -204,11 +224,8 @@ class RedisRealtimeState:
 
 
 def _is_derived(keys: Keys, key: str) -> bool:
-    """Everything but markers (they must only grow), applied offsets (they guard redelivery) and
-    the generation marker and rebuild lock (a rebuild clears derived keys while holding them)."""
-    if key.startswith((keys.prefix + "applied:", keys.prefix + "meta:")):
-        return False
-    return not (key.startswith(keys.prefix + "user:") and key.endswith(":marker"))
+    """Everything under the prefix but what a rebuild keeps (``Keys.survives_rebuild``)."""
+    return key.startswith(keys.prefix) and not keys.survives_rebuild(key)
 
 
 def _glob_escape(pattern: str) -> str:

@@ -12,6 +12,11 @@ Commands are sent as single-word command names with their arguments (``"GET", ke
 hiredis; replies are returned raw (bytes, ints, lists), without redis-py's per-command callbacks.
 Lua scripts go through EVALSHA; when Redis answers NOSCRIPT (first use, restart, SCRIPT FLUSH) the
 script is loaded and only those commands are sent again.
+
+On Redis Cluster the batch goes through redis-py's cluster pipeline instead: it groups the commands by
+their slot's primary and sends one pipeline to each, concurrently (one round trip per primary that
+the batch touches, redirections followed); every command must keep to one slot, which the hash tags
+of ``core.keys`` give the per-user script.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from typing import Any
 
 import hiredis
 from redis.exceptions import NoScriptError, ResponseError
+
+from storage.redis_clients import is_cluster
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +62,7 @@ class CommandBatcher:
         self._queue: list[_Pending] = []
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self.cluster = is_cluster(client)
         self.batches = 0
         self.commands = 0
 
@@ -120,6 +128,11 @@ class CommandBatcher:
         """One write of all commands (packed by hiredis, in C) and one read loop on one pooled
         connection. Per-read timers are off (``timeout=inf``): the whole batch has one timeout, and a
         connection left mid-reply by it (or by any failure) is closed rather than reused."""
+        if self.cluster:
+            pipe = self.client.pipeline(transaction=False)
+            for pending in batch:
+                pipe.execute_command(*pending.args)
+            return list(await pipe.execute(raise_on_error=False))
         pool = self.client.connection_pool
         conn = await pool.get_connection()
         try:

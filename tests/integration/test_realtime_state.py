@@ -54,7 +54,7 @@ def test_pipeline_round_trip_matches_twin(settings: Settings, redis_client) -> N
     assert state.item_categories(["i1", "i9"]) == {"i1": "a", "i9": None}
     # Each bucket lives until its window no longer overlaps it: its end plus the window length.
     # (Absolute expiry, not TTL: a TTL shrinks with however long the session has been running.)
-    buckets = list(redis_client.scan_iter(match=f"{settings.redis.key_prefix}pop:1h:*"))
+    buckets = list(redis_client.scan_iter(match=state.keys.shared("pop:1h:*")))
     assert buckets
     for bucket in buckets:
         start = int(bucket.rsplit(b":", 1)[1])
@@ -71,4 +71,4 @@ def test_erase_and_clear(settings: Settings, redis_client) -> None:
     assert redis_client.exists(state.keys.recent("u1")) == 1
     state.clear_derived()
     left = sorted(k.decode() for k in redis_client.scan_iter(match=f"{settings.redis.key_prefix}*"))
-    assert left == [state.keys.applied("ev", 0), state.keys.marker("u1")]
+    assert left == sorted([state.keys.applied("ev", 0), state.keys.marker("u1")])

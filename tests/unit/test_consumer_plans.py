@@ -23,17 +23,17 @@ def ev(eid: str, user: str = "u1", item: str = "i1", etype: str = "view", ts_s: 
 def test_single_view_plan_has_every_effect():
     ops = plan_events(KEYS, [ev("e1")], weights=W, recent_max=3, now_s=NOW_S)
     names = [(o.name, o.key) for o in ops]
-    assert ("zadd", "p:user:u1:recent") in names
-    assert ("sadd", "p:user:u1:seen") in names
-    assert ("sadd", "p:user:u1:purchased") not in names
-    assert ("zincrby", "p:pop:all") in names
+    assert ("zadd", "p:user:{u1}:recent") in names
+    assert ("sadd", "p:user:{u1}:seen") in names
+    assert ("sadd", "p:user:{u1}:purchased") not in names
+    assert ("zincrby", "p:{shared}:pop:all") in names
     for name, win in WINDOWS.items():
         bucket = KEYS.pop_bucket(name, win.bucket_start(NOW_S))
         assert ("zincrby", bucket) in names
         expire = next(o for o in ops if o.name == "expireat" and o.key == bucket)
         assert expire.args == (win.bucket_start(NOW_S) + win.bucket_s + win.length_s,)
-    assert Op("zremrangebyrank", "p:user:u1:recent", (0, -4)) in ops
-    assert ops[-1] == Op("incr", "p:user:u1:marker")
+    assert Op("zremrangebyrank", "p:user:{u1}:recent", (0, -4)) in ops
+    assert ops[-1] == Op("incr", "p:user:{u1}:marker")
     zadd = next(o for o in ops if o.name == "zadd")
     assert orjson.loads(zadd.args[0]) == {"e": "e1", "i": "i1", "t": "view"}
     assert zadd.args[1] == int(NOW_S * 1000)
@@ -41,17 +41,17 @@ def test_single_view_plan_has_every_effect():
 
 def test_purchase_goes_to_purchased_set_and_weights_apply():
     ops = plan_events(KEYS, [ev("e1", etype="purchase")], weights=W, recent_max=3, now_s=NOW_S)
-    assert Op("sadd", "p:user:u1:purchased", ("i1",)) in ops
-    assert Op("zincrby", "p:pop:all", ("i1", 5.0)) in ops
+    assert Op("sadd", "p:user:{u1}:purchased", ("i1",)) in ops
+    assert Op("zincrby", "p:{shared}:pop:all", ("i1", 5.0)) in ops
 
 
 def test_batch_plan_coalesces_popularity_and_bumps_marker_once_per_user():
     events = [ev("e1"), ev("e2", etype="click"), ev("e3", user="u2")]
     ops = plan_events(KEYS, events, weights=W, recent_max=10, now_s=NOW_S)
-    pop_all = [o for o in ops if o.key == "p:pop:all"]
-    assert pop_all == [Op("zincrby", "p:pop:all", ("i1", 3.0))]
+    pop_all = [o for o in ops if o.key == "p:{shared}:pop:all"]
+    assert pop_all == [Op("zincrby", "p:{shared}:pop:all", ("i1", 3.0))]
     markers = [o for o in ops if o.name == "incr"]
-    assert sorted(o.key for o in markers) == ["p:user:u1:marker", "p:user:u2:marker"]
+    assert sorted(o.key for o in markers) == ["p:user:{u1}:marker", "p:user:{u2}:marker"]
 
 
 def test_event_older_than_window_writes_no_bucket():
@@ -62,7 +62,7 @@ def test_event_older_than_window_writes_no_bucket():
     ancient = NOW_S - 30 * 86400
     assert bucket_writes(int(ancient * 1000), NOW_S) == []
     ops = plan_events(KEYS, [ev("e1", ts_s=ancient)], weights=W, recent_max=3, now_s=NOW_S)
-    assert [o.key for o in ops if o.name == "zincrby"] == ["p:pop:all"]
+    assert [o.key for o in ops if o.name == "zincrby"] == ["p:{shared}:pop:all"]
 
 
 def test_bucket_kept_iff_it_is_a_live_bucket_at_now():
@@ -92,7 +92,7 @@ def test_item_update_moves_category_and_tracks_availability():
     state.apply(plan_item_updates(KEYS, [first], {}), {})
     move = ItemUpdate(item_id="i1", category="garden", available=False)
     ops = plan_item_updates(KEYS, [move], state.item_categories(["i1"]))
-    assert Op("srem", "p:cat:kitchen", ("i1",)) in ops
+    assert Op("srem", "p:{shared}:cat:kitchen", ("i1",)) in ops
     state.apply(ops, {})
     snap = state.snapshot(NOW_S)
     assert snap["items"]["i1"] == {"title": "Mug", "category": "garden", "price": "3.5", "available": "0"}

@@ -195,14 +195,19 @@ def test_consumer_can_be_scaled() -> None:
     assert not consumer.get("ports"), "host ports would collide with --scale consumer=N"
 
 
-def test_roles_share_one_image_built_from_the_dockerfile() -> None:
+def test_serving_runs_the_lean_image_and_the_other_roles_the_full_one() -> None:
+    from tests.unit.test_deploy_dockerfile import FULL, SERVING, stage
+
     services = compose()["services"]
-    images = {services[role].get("image") for role in ROLE_SERVICES}
-    assert len(images) == 1
-    for role in ROLE_SERVICES:
+    expected = {"consumer": FULL, "retrain": FULL, "serving": SERVING}
+    assert set(expected) == set(ROLE_SERVICES)
+    for role, target in expected.items():
         build = services[role]["build"]
-        context = build if isinstance(build, str) else build["context"]
-        assert (ROOT / context / "Dockerfile").is_file()
+        assert isinstance(build, dict), f"{role}: name the Dockerfile target it runs"
+        assert (ROOT / build["context"] / build.get("dockerfile", "Dockerfile")).is_file()
+        assert build["target"] == target and stage(target).name == target
+    # One tag per target: a shared tag would let one role run the other target's build.
+    assert services["consumer"]["image"] == services["retrain"]["image"] != services["serving"]["image"]
 
 
 def test_mongo_runs_as_a_replica_set_named_in_the_uri() -> None:

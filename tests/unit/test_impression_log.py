@@ -67,8 +67,10 @@ class PurgeableProducer(InMemoryProducer):
         self._pending = []
 
 
-def kafka_log(producer: InMemoryProducer) -> KafkaImpressionLog:
-    return KafkaImpressionLog(producer, TOPIC, poll_s=0.01)
+def kafka_log(
+    producer: InMemoryProducer, *, linger_s: float = 0.0, batch_max: int = 500
+) -> KafkaImpressionLog:
+    return KafkaImpressionLog(producer, TOPIC, poll_s=0.01, linger_s=linger_s, batch_max=batch_max)
 
 
 class BoundedProducer(GatedProducer):
@@ -165,7 +167,8 @@ def test_kafka_full_queue_drops_without_blocking_and_sends_the_rest_later() -> N
         started = time.monotonic()
         accepted = [log.offer(impression(n)) for n in range(20)]
         assert time.monotonic() - started < 0.5  # never waits for the broker
-        assert accepted == [True] * 3 + [False] * 17
+        # Buffered at once; the client's full queue refuses them when the buffer is handed over.
+        assert accepted == [True] * 20
         counts = log.counts()
         assert counts.dropped["queue_full"] == 17 and counts.queued == 3
         producer.gate.set()
@@ -226,3 +229,49 @@ def test_kafka_close_flushes_within_its_timeout_and_counts_the_rest() -> None:
     counts = log.counts()
     assert counts.sent == 0
     assert counts.dropped["closed"] + counts.dropped["delivery_failed"] == 10
+
+
+class BatchCountingProducer(InMemoryProducer):
+    """Records how many messages each ``produce_batch`` call carried."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def produce_batch(self, topic: str, messages: list[dict[str, Any]], on_delivery: Any = None) -> int:
+        self.batches.append(len(messages))
+        return super().produce_batch(topic, messages, on_delivery)
+
+
+def test_kafka_records_go_to_the_client_a_batch_at_a_time() -> None:
+    producer = BatchCountingProducer()
+    log = kafka_log(producer, linger_s=60.0, batch_max=5)
+    try:
+        for n in range(4):
+            assert log.offer(impression(n)) is True
+        assert producer.batches == [] and len(producer) == 0  # buffered: not yet due
+        log.offer(impression(4))  # the fifth fills the batch: handed over in one call by this offer
+        assert producer.batches == [5]
+        for n in range(5, 12):
+            log.offer(impression(n))
+        assert producer.batches == [5, 5]
+    finally:
+        log.close(1.0)
+    # close hands over what was still buffered (two records), and everything arrives once, in order.
+    assert producer.batches == [5, 5, 2]
+    assert [i.impression_id for i in kafka_records(producer)] == [f"r{n}" for n in range(12)]
+    assert log.counts().queued == 12 and log.counts().sent == 12
+
+
+def test_kafka_buffer_no_offer_comes_to_flush_is_sent_within_the_linger() -> None:
+    producer = BatchCountingProducer()
+    log = kafka_log(producer, linger_s=0.05, batch_max=500)
+    try:
+        log.offer(impression(1))  # quiet traffic: no later offer finds the buffer due
+        deadline = time.monotonic() + 5
+        while log.counts().sent < 1:
+            assert time.monotonic() < deadline, log.counts()
+            time.sleep(0.01)
+        assert producer.batches == [1]
+    finally:
+        log.close(1.0)

@@ -34,9 +34,9 @@ def test_snapshot_keeps_only_live_buckets_and_rounds_scores():
     state = InMemoryRealtimeState("p:")
     state.apply(
         [
-            Op("zincrby", f"p:pop:1h:{live}", ("i", 0.1)),
-            Op("zincrby", f"p:pop:1h:{live}", ("i", 0.2)),
-            Op("zincrby", f"p:pop:1h:{dead}", ("i", 1.0)),
+            Op("zincrby", f"p:{{shared}}:pop:1h:{live}", ("i", 0.1)),
+            Op("zincrby", f"p:{{shared}}:pop:1h:{live}", ("i", 0.2)),
+            Op("zincrby", f"p:{{shared}}:pop:1h:{dead}", ("i", 1.0)),
         ],
         {},
     )
@@ -45,7 +45,7 @@ def test_snapshot_keeps_only_live_buckets_and_rounds_scores():
 
 def test_clear_derived_keeps_markers_and_applied_offsets():
     state = InMemoryRealtimeState("p:")
-    state.apply([Op("incr", "p:user:u:marker"), Op("sadd", "p:user:u:seen", ("i",))], {("t", 0): 5})
+    state.apply([Op("incr", "p:user:{u}:marker"), Op("sadd", "p:user:{u}:seen", ("i",))], {("t", 0): 5})
     assert state.clear_derived() == 1
     assert state.marker("u") == 1
     assert state.applied_offsets([("t", 0)]) == {("t", 0): 5}
@@ -55,5 +55,5 @@ def test_outage_simulation_raises_and_changes_nothing():
     state = InMemoryRealtimeState("p:")
     state.fail_with = RedisConnectionError("down")
     with pytest.raises(RedisConnectionError):
-        state.apply([Op("incr", "p:user:u:marker")], {("t", 0): 1})
+        state.apply([Op("incr", "p:user:{u}:marker")], {("t", 0): 1})
     assert state.strings == {}

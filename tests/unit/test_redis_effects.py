@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -70,7 +71,7 @@ def rebuilds() -> float:
 
 def test_guarded_apply_writes_nothing_when_the_guard_moved():
     state = established()
-    op = [Op("zincrby", "sr:pop:all", ("i1", 1.0))]
+    op = [Op("zincrby", "sr:{shared}:pop:all", ("i1", 1.0))]
     assert state.apply(op, {("ev", 0): 4}, expected={("ev", 0): -1}, generation="g0") is ApplyStatus.OK
     assert (
         state.apply(op, {("ev", 0): 4}, expected={("ev", 0): -1}, generation="g0")
@@ -309,3 +310,26 @@ def test_any_mix_of_zombies_redeliveries_outages_and_flushes_applies_each_effect
                 main.process(batch)
         pos += size
     assert diff_snapshots(state.snapshot(NOW_S), reference(store).snapshot(NOW_S)) == []
+
+
+def test_startup_rebuilds_an_empty_redis_once_and_leaves_trouble_to_the_first_batch(caplog) -> None:
+    """A consumer starting on a Redis without generation marker (restarted empty, or the key layout
+    changed under an upgrade) rebuilds before any batch, so serving does not read "no history"."""
+    store = InMemoryEventStore()
+    ts = datetime.fromtimestamp(NOW_S, UTC)
+    store.insert_events(
+        [{"_id": "e1", "event_id": "e1", "user_id": "u1", "item_id": "i1", "event_type": "view", "ts": ts}]
+    )
+    state = InMemoryRealtimeState("sr:")
+    proc = processor(store, state)
+    before = rebuilds()
+    assert proc.effects.rebuild_if_empty(NOW_S) is True
+    assert state.guard([]).generation is not None
+    assert state.snapshot(NOW_S)["seen"] == {"u1": ["i1"]}
+    assert proc.effects.rebuild_if_empty(NOW_S) is False  # marker present: nothing to do
+    assert rebuilds() == before + 1
+    down = InMemoryRealtimeState("sr:")
+    down.fail_with = RedisConnectionError("down")
+    with caplog.at_level(logging.WARNING):
+        assert processor(store, down).effects.rebuild_if_empty(NOW_S) is False
+    assert "event=startup_rebuild_skipped" in caplog.text

@@ -316,14 +316,15 @@ def _scrape(port: int) -> list[Any]:
     return list(text_string_to_metric_families(text))
 
 
-def consumer_outcomes(port: int) -> dict[str, float]:
-    """Interaction events per outcome from a consumer's metrics endpoint (empty while it is not up)."""
+def consumer_outcomes(port: int, exclude: tuple[str, ...] = ("item",)) -> dict[str, float]:
+    """Events per outcome from a consumer's metrics endpoint (empty while it is not up), leaving out the
+    ``type`` labels in ``exclude``; pass ``("item", "impression")`` for interaction events only."""
     out: dict[str, float] = {}
     for family in _scrape(port):
         if family.name != "streamrec_consumer_events":
             continue
         for sample in family.samples:
-            if sample.name.endswith("_total") and sample.labels.get("type") != "item":
+            if sample.name.endswith("_total") and sample.labels.get("type") not in exclude:
                 outcome = sample.labels.get("outcome", "")
                 out[outcome] = out.get(outcome, 0.0) + sample.value
     return out

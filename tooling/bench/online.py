@@ -112,6 +112,14 @@ def bench_online(
     latency_rounds: int = typer.Option(8, "--latency-rounds", min=1, help="Rounds each phase is split in."),
     connections: int = typer.Option(32, "--connections", min=1),
     workers: int = typer.Option(1, "--workers", min=1),
+    aa_check: bool = typer.Option(
+        False, "--aa-check", help="Latency: both APIs with logging off (the procedure's own noise)."
+    ),
+    pin: bool = typer.Option(
+        True,
+        "--pin/--no-pin",
+        help="Latency: the APIs on half the cores, generators and servers on the rest.",
+    ),
 ) -> None:
     """A/B test of a good vs a degraded model with simulated shoppers; serving p99 with impressions off/on."""
     from tooling.bench.online_latency import impressions_off, latency_off_on
@@ -180,6 +188,8 @@ def bench_online(
                     on = settings.model_copy(
                         update={"serving": settings.serving.model_copy(update={"port": free_port()})}
                     )
+                    if aa_check:  # both with logging off: what the procedure reads when nothing differs
+                        on = impressions_off(settings, free_port())
                     with console.status("serving p99 with impression logging off and on"):
                         report.update(
                             latency_off_on(
@@ -191,6 +201,7 @@ def bench_online(
                                 rounds=latency_rounds,
                                 connections=connections,
                                 workers=workers,
+                                pin=pin,
                                 ready=lambda url: wait_for_experiment(
                                     url, EXPERIMENT_ID, k, 10 * poll_s + 30
                                 ),
@@ -210,6 +221,7 @@ def bench_online(
         "items": items,
         "history_events": stored,
         "k": k,
+        "latency_aa_check": aa_check,
         "seeds": {"storefront": seed, "permutation": seed + 1, "clicks": click_seed},
         "click_model": {**ClickModelConfig(eta=eta).__dict__},
         "model_versions": {CONTROL: pair.good_version, DEGRADED: pair.degraded_version},

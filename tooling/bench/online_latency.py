@@ -20,6 +20,11 @@ cores: the broker's work on the impressions competes with the API here, not in p
 
 The consumer is stopped before this phase: in production it runs elsewhere, and here it would
 compete for the same two cores with the process being measured. The impressions still go to Kafka.
+
+With ``pin`` (the default), both APIs run on half the machine's cores and everything else (this
+process, the generators it starts, the dev servers) on the other half: the API's own threads, its
+Kafka client's included, share the API's cores as they would on a serving host, while the broker's
+work on the impressions and the generators' bursts stay off them, as in production.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings
+from tooling.bench.cpu_placement import Placement, pin_api
 from tooling.bench.serve import (
     WRK_DONE,
     WRK_REQUEST,
@@ -91,18 +97,24 @@ def latency_off_on(
     connections: int,
     workers: int,
     ready: Any,
+    pin: bool = True,
 ) -> dict[str, Any]:
     """Start a fresh API with logging off and one with it on, measure both, stop them.
 
-    ``ready(base_url)`` waits until an API serves the experiment (so both answer the same mix)."""
+    ``ready(base_url)`` waits until an API serves the experiment (so both answer the same mix).
+    ``pin`` gives the two APIs half the cores and the generators and dev servers the other half
+    (``tooling.bench.cpu_placement``), restored afterwards."""
     off_port, on_port = off_settings.serving.port, on_settings.serving.port
     off_api = start_api(off_settings, log_dir, workers)
     on_api = start_api(on_settings, log_dir, workers)
     on_pid: int | None = on_api.pid if workers == 1 else None
+    placement: Placement | None = None
     try:
         on_url, off_url = f"http://127.0.0.1:{on_port}", f"http://127.0.0.1:{off_port}"
         ready(off_url)
         ready(on_url)
+        # After both are ready: their threads (the Kafka client's included) exist by now.
+        placement = pin_api([off_api.pid, on_api.pid]) if pin else None
         script = log_dir / "online-recs.lua"
         script.write_text(WRK_REQUEST.format(users=users) + WRK_DONE)
         for url in (off_url, on_url):  # warm both (result cache, connections, first-call costs)
@@ -130,6 +142,8 @@ def latency_off_on(
                 for key, seconds in used.items():
                     cpu[phase][key] = cpu[phase].get(key, 0.0) + seconds
     finally:
+        if placement is not None:
+            placement.restore()
         off_api.stop()
         on_api.stop()
     p99_off = statistics.median(r["p99_ms"] for r in off_runs)
@@ -157,6 +171,7 @@ def latency_off_on(
         "p99_max_on_ms": max(r["p99_ms"] for r in on_runs),
         "p99_rounds_off_ms": [round(r["p99_ms"], 3) for r in off_runs],
         "p99_rounds_on_ms": [round(r["p99_ms"], 3) for r in on_runs],
+        "send_lag_p99_max_ms": max(r.get("send_lag_p99_ms", 0.0) for r in off_runs + on_runs),
         "p50_off_ms": statistics.median(r["p50_ms"] for r in off_runs),
         "p50_on_ms": statistics.median(r["p50_ms"] for r in on_runs),
         "latency_errors": off_sat["errors"] + on_sat["errors"] + sum(r["errors"] for r in off_runs + on_runs),
@@ -165,6 +180,7 @@ def latency_off_on(
         "latency_duration_s": duration_s,
         "connections": connections,
         "workers": workers,
+        "cpu_placement": placement.as_json() if placement is not None else None,
     }
 
 

@@ -369,7 +369,11 @@ def drop_scratch(
     except pymongo.errors.PyMongoError as exc:
         log.warning("event=scratch_drop_failed what=mongo error=%s", exc)
     try:
-        conn = redis.Redis.from_url(settings.redis.url.get_secret_value(), socket_timeout=10)
+        from storage.redis_clients import make_redis
+
+        # A cluster client when STREAMREC_REDIS__CLUSTER is set: it scans every primary and splits
+        # the deletes by slot.
+        conn = make_redis(settings.redis)
         try:
             for prefix in (settings.redis.key_prefix, *prefixes):
                 batch: list[Any] = []

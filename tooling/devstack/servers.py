@@ -217,8 +217,11 @@ def _require_free_port(name: str, port: int) -> None:
         )
 
 
-def start_server(name: str, base_dir: Path, port: int, timeout_s: float = 60.0) -> ServerProcess:
-    """Start one server on 127.0.0.1:port and wait until it answers; stop it again if it does not."""
+def start_server(
+    name: str, base_dir: Path, port: int, timeout_s: float = 60.0, extra_args: Iterable[str] = ()
+) -> ServerProcess:
+    """Start one server on 127.0.0.1:port and wait until it answers; stop it again if it does not.
+    ``extra_args`` go after the dev stack's own (e.g. a Redis Cluster node's options)."""
     executable = _FINDERS[name]()
     _require_free_port(name, port)
     data_dir = base_dir / "data" / name
@@ -226,7 +229,7 @@ def start_server(name: str, base_dir: Path, port: int, timeout_s: float = 60.0) 
     data_dir.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
-    cmd = server_command(name, executable, port, data_dir)
+    cmd = [*server_command(name, executable, port, data_dir), *extra_args]
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
             cmd,
