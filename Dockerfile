@@ -35,6 +35,7 @@ COPY consumer ./consumer
 COPY retrain ./retrain
 COPY serving ./serving
 COPY cli ./cli
+COPY streamrec_client ./streamrec_client
 
 # ---- serving-builder: the product without any extra (no torch) ---------------------------------
 FROM venv AS serving-builder

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # or empty for pip's default index, which on Linux serves the multi-GB CUDA build).
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install demo test lint typecheck unit integration clean devstack-up devstack-down
+.PHONY: install demo test lint typecheck unit integration clean devstack-up devstack-down schema
 
 install: $(STAMP)
 
@@ -31,7 +31,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy core storage consumer model serving retrain cli tooling
+	$(BIN)/mypy core storage consumer model serving retrain cli tooling streamrec_client
 
 unit: install
 	$(BIN)/pytest -q tests/unit
@@ -41,6 +41,10 @@ integration: install
 
 test: install lint typecheck
 	$(BIN)/python -m tests.run_suite -q -p no:cacheprovider tests
+
+# The published JSON Schemas of event v1 (docs/schema/), regenerated from core/events.py's models.
+schema: install
+	$(BIN)/python -m tooling.event_schema
 
 devstack-up: install
 	$(BIN)/streamrec devstack up

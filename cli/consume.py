@@ -34,6 +34,7 @@ def consume(
     from confluent_kafka import KafkaException
     from prometheus_client import start_http_server
 
+    from consumer.interpreter import tune_garbage_collector
     from consumer.runner import ConsumerRunner
     from consumer.wiring import open_kafka
     from storage.event_store import MongoEventStore
@@ -63,6 +64,7 @@ def consume(
     except KafkaException as exc:
         raise ConfigError(f"cannot create the Kafka clients, check STREAMREC_KAFKA__*: {exc}") from None
     runner.install_signal_handlers()
+    tune_garbage_collector()
     try:
         code = runner.run()
     finally:

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -42,8 +43,9 @@ class RawMessage:
     # first-seen time (core.keys ``added``).
     ts_ms: int | None = None
 
-    @property
+    @cached_property
     def tp(self) -> TopicPartition:
+        # Cached: a batch asks every record for it several times (offsets, guard, settling).
         return (self.topic, self.partition)
 
     @property

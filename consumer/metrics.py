@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from typing import TYPE_CHECKING
+
+from confluent_kafka import Consumer, KafkaException
 from prometheus_client import Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from consumer.processor import BatchOutcome
+
+log = logging.getLogger(__name__)
 
 EVENTS = Counter(
     "streamrec_consumer_events_total",
@@ -54,3 +63,31 @@ STORE_AHEAD_PARTITIONS = Gauge(
     "streamrec_consumer_store_ahead_partitions",
     "Partitions stored in MongoDB while Redis was down, waiting to be read again for their effects",
 )
+
+
+def record_batch(outcome: BatchOutcome, seconds: float) -> None:
+    """The counts of one batch made durable."""
+    BATCH_SECONDS.observe(seconds)
+    for (kind, result), n in outcome.counts.items():
+        EVENTS.labels(type=kind, outcome=result).inc(n)
+    for (surface, version, variant), n in outcome.impressions.items():
+        IMPRESSIONS.labels(surface=surface, model_version=version, variant=variant).inc(n)
+    for (etype, version, variant, by), n in outcome.attributed.items():
+        ATTRIBUTED.labels(event_type=etype, model_version=version, variant=variant, by=by).inc(n)
+    for (etype, version, variant, by, change), n in outcome.late.items():
+        LATE_ATTRIBUTIONS.labels(
+            event_type=etype, model_version=version, variant=variant, by=by, change=change
+        ).inc(n)
+
+
+def record_lag(consumer: Consumer) -> None:
+    """Records behind the high watermark over the assigned partitions (cached watermarks)."""
+    try:
+        lag = 0
+        for tp in consumer.position(consumer.assignment()):
+            _low, high = consumer.get_watermark_offsets(tp, cached=True) or (-1, -1)
+            if tp.offset >= 0 and high >= 0:
+                lag += max(0, high - tp.offset)
+        LAG.set(lag)
+    except KafkaException as exc:
+        log.debug("event=lag_unavailable error=%s", exc)

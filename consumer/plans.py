@@ -8,13 +8,12 @@ by (score, member)), so replaying events sorted by time gives the state live con
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from core.event_weights import event_weight
 from core.events import EventType, InteractionEvent, ItemUpdate
-from core.keys import WINDOWS, Keys
+from core.keys import WINDOWS, Keys, PopularityWindow
 from core.realtime_ops import Op
 from core.recent import recent_member
 from core.settings import EventWeights
@@ -22,11 +21,11 @@ from core.settings import EventWeights
 ITEM_HASH_FIELDS = ("title", "category", "price", "available")
 # The stored item's first-seen time (MongoDB ``items``; set when the item is created, never after).
 ADDED_AT = "added_at"
+_PURCHASE = EventType.PURCHASE.value
 
 
-@dataclass(frozen=True)
-class PlannedEvent:
-    """The fields of an event that Redis state depends on."""
+class PlannedEvent(NamedTuple):
+    """The fields of an event that Redis state depends on (a named tuple: one is built per event)."""
 
     event_id: str
     user_id: str
@@ -37,9 +36,9 @@ class PlannedEvent:
 
     @classmethod
     def from_event(cls, event: InteractionEvent) -> PlannedEvent:
-        return cls(
-            event.event_id, event.user_id, event.item_id, event.event_type.value, event.ts_ms, event.value
-        )
+        # str() of the StrEnum is its value, without the slower enum descriptor behind ``.value``.
+        etype = str(event.event_type)
+        return cls(event.event_id, event.user_id, event.item_id, etype, event.ts_ms, event.value)
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> PlannedEvent:
@@ -58,7 +57,16 @@ class PlannedEvent:
         )
 
 
-def bucket_writes(ts_ms: int, now_s: float) -> list[tuple[str, int, int]]:
+# (window name, window, first live bucket start at the planning clock)
+Cutoffs = list[tuple[str, PopularityWindow, int]]
+
+
+def live_cutoffs(now_s: float) -> Cutoffs:
+    """Each window's first bucket still live at ``now_s``: computed once per batch, not per event."""
+    return [(name, win, win.bucket_start(now_s - win.length_s)) for name, win in WINDOWS.items()]
+
+
+def bucket_writes(ts_ms: int, now_s: float, cutoffs: Cutoffs | None = None) -> list[tuple[str, int, int]]:
     """(window, bucket_start_s, expire_at_s) for each window whose live range still holds the event.
 
     An event "older than its window" is one whose bucket no longer overlaps [now - length, now]:
@@ -67,11 +75,10 @@ def bucket_writes(ts_ms: int, now_s: float) -> list[tuple[str, int, int]]:
     """
     ts_s = ts_ms / 1000.0
     out: list[tuple[str, int, int]] = []
-    for name, win in WINDOWS.items():
-        start = win.bucket_start(ts_s)
-        if start < win.bucket_start(now_s - win.length_s):
-            continue
-        out.append((name, start, start + win.bucket_s + win.length_s))
+    for name, win, first in cutoffs if cutoffs is not None else live_cutoffs(now_s):
+        start = int(ts_s // win.bucket_s) * win.bucket_s
+        if start >= first:
+            out.append((name, start, start + win.bucket_s + win.length_s))
     return out
 
 
@@ -88,21 +95,22 @@ def plan_events(
     users: dict[str, None] = {}
     pop: dict[tuple[str, str], float] = {}
     expires: dict[str, int] = {}
+    pop_all = keys.pop_all()
+    cutoffs = live_cutoffs(now_s)
     for ev in events:
         users[ev.user_id] = None
-        member = recent_member(ev.event_id, ev.item_id, ev.event_type, ev.value)
+        item = ev.item_id
+        member = recent_member(ev.event_id, item, ev.event_type, ev.value)
         ops.append(Op("zadd", keys.recent(ev.user_id), (member, ev.ts_ms)))
-        ops.append(Op("sadd", keys.seen(ev.user_id), (ev.item_id,)))
-        if ev.event_type == EventType.PURCHASE.value:
-            ops.append(Op("sadd", keys.purchased(ev.user_id), (ev.item_id,)))
+        ops.append(Op("sadd", keys.seen(ev.user_id), (item,)))
+        if ev.event_type == _PURCHASE:
+            ops.append(Op("sadd", keys.purchased(ev.user_id), (item,)))
         weight = event_weight(ev.event_type, ev.value, weights)
-        pop_keys = [keys.pop_all()]
-        for window, start, expire_at in bucket_writes(ev.ts_ms, now_s):
+        pop[(pop_all, item)] = pop.get((pop_all, item), 0.0) + weight
+        for window, start, expire_at in bucket_writes(ev.ts_ms, now_s, cutoffs):
             bucket = keys.pop_bucket(window, start)
-            pop_keys.append(bucket)
             expires[bucket] = expire_at
-        for key in pop_keys:
-            pop[(key, ev.item_id)] = pop.get((key, ev.item_id), 0.0) + weight
+            pop[(bucket, item)] = pop.get((bucket, item), 0.0) + weight
     ops.extend(Op("zincrby", key, (item, weight)) for (key, item), weight in pop.items())
     ops.extend(Op("expireat", key, (at,)) for key, at in expires.items())
     for uid in users:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
@@ -48,6 +48,7 @@ from storage.impressions import ImpressionStore
 from storage.realtime_state import RealtimeState
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class SinkUnavailable(DependencyUnavailable):
@@ -55,6 +56,16 @@ class SinkUnavailable(DependencyUnavailable):
         super().__init__(f"{sink} is unavailable: {error}")
         self.sink = sink
         self.error = error
+
+
+def as_sink_error(fn: Callable[[], T]) -> T:
+    """Run ``fn``; a MongoDB or Redis client error becomes ``SinkUnavailable`` (retried by the runner)."""
+    try:
+        return fn()
+    except PyMongoError as exc:
+        raise SinkUnavailable("mongo", exc) from exc
+    except RedisError as exc:
+        raise SinkUnavailable("redis", exc) from exc
 
 
 class DeadLetterSink(Protocol):
@@ -175,8 +186,14 @@ class BatchProcessor:
         # Read after MongoDB, and None while Redis is down: the inserts above never wait for Redis.
         guard = self.effects.read_guard({m.tp for m in messages}) if effects else None
 
+        settled_by: dict[tuple[tuple[TopicPartition, int], ...], Settled] = {}
+
         def settle(applied: Mapping[TopicPartition, int]) -> Settled:
-            return settle_events(batch, docs, inserted, stored, stored_now.rejected, applied)
+            # The Redis step settles again with the guard it applies against: usually the same one.
+            key = tuple(sorted(applied.items()))
+            if key not in settled_by:
+                settled_by[key] = settle_events(batch, docs, inserted, stored, stored_now.rejected, applied)
+            return settled_by[key]
 
         settled = settle(guard.applied if guard else {})
         decisions = settled.decisions

@@ -28,7 +28,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exp
 from consumer import metrics
 from consumer.batch import RawMessage
 from consumer.dead_letters import KafkaDeadLetterSink
-from consumer.processor import BatchOutcome, BatchProcessor, SinkUnavailable
+from consumer.processor import BatchOutcome, BatchProcessor, SinkUnavailable, as_sink_error
 from consumer.store_ahead import StoreAhead
 from consumer.wiring import KafkaClients
 from core.errors import StreamrecError
@@ -36,7 +36,7 @@ from core.realtime_ops import TopicPartition as TP
 from core.settings import Settings
 from storage.event_store import EventStore
 from storage.impressions import ImpressionStore
-from storage.kafka import is_fatal
+from storage.kafka import is_fatal, refuses_static_membership
 from storage.realtime_state import RealtimeState
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,11 @@ class ConsumerRunner:
         self._uncommitted: dict[TP, int] = {}
         self._paused = False
         self._lag_at = 0.0
-        self.consumer: Consumer = kafka.consumer(self._on_error)
+        self._kafka = kafka
+        # Static group membership (STREAMREC_CONSUMER__INSTANCE_ID) until the broker refuses it.
+        self.static = kafka.instance_id is not None
+        self._static_refused: str | None = None
+        self.consumer: Consumer = kafka.consumer(self._on_error, self.static)
         self.producer = kafka.dead_letters
         sink = KafkaDeadLetterSink(
             self.producer,
@@ -134,13 +138,16 @@ class ConsumerRunner:
             if self._with_backoff(self._ensure_indexes) is None:
                 return 0
             self.processor.effects.rebuild_if_empty(time.time())
-            self.consumer.subscribe(
-                topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-            )
+            self._subscribe(topics)
             log.info(
-                "event=consumer_started group=%s topics=%s", self.settings.kafka.group_id, ",".join(topics)
+                "event=consumer_started group=%s topics=%s instance_id=%s",
+                self.settings.kafka.group_id,
+                ",".join(topics),
+                self._kafka.instance_id if self.static else "-",
             )
             while not self.stopping:
+                if self._static_refused is not None:
+                    self._rejoin_dynamic(topics)
                 self._check_fatal()
                 if self._ahead.active and self._ahead.probe_due():
                     self._reread_if_redis_back()
@@ -156,6 +163,34 @@ class ConsumerRunner:
             return 0
         finally:
             self._close()
+
+    def _subscribe(self, topics: list[str]) -> None:
+        self.consumer.subscribe(
+            topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+
+    def _rejoin_dynamic(self, topics: list[str]) -> None:
+        """The broker refused static membership (or another consumer holds our instance id): leave
+        with this client and join again as a dynamic member. Between batches, so nothing is in hand;
+        offsets not yet committed are dropped, and their records come again (the applied offsets
+        absorb them)."""
+        log.warning(
+            "event=static_membership_refused instance_id=%s action=rejoin_as_dynamic_member error=%s",
+            self._kafka.instance_id,
+            self._static_refused,
+        )
+        try:
+            self._drop(list(self.consumer.assignment()))
+            self.consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.info("event=static_consumer_close_failed error=%s", exc)
+        self._uncommitted.clear()
+        self._paused = False
+        self.static = False
+        self._static_refused = None
+        self._fatal = None
+        self.consumer = self._kafka.consumer(self._on_error, False)
+        self._subscribe(topics)
 
     def _ensure_indexes(self) -> bool:
         self.store.ensure_indexes()
@@ -182,6 +217,8 @@ class ConsumerRunner:
             err = msg.error()
             if err is None:
                 out.append(to_raw(msg))
+            elif self.static and refuses_static_membership(err):
+                self._static_refused = err.str()
             elif is_fatal(err):
                 raise FatalKafkaError(f"fatal Kafka error, stopping: {err.str()}")
             elif err.code() != KafkaError._PARTITION_EOF:
@@ -196,17 +233,7 @@ class ConsumerRunner:
         if outcome is None:
             log.warning("event=batch_abandoned reason=stopping uncommitted=%d", len(self._pending))
             return
-        metrics.BATCH_SECONDS.observe(time.monotonic() - started)
-        for (kind, result), n in outcome.counts.items():
-            metrics.EVENTS.labels(type=kind, outcome=result).inc(n)
-        for (surface, version, variant), n in outcome.impressions.items():
-            metrics.IMPRESSIONS.labels(surface=surface, model_version=version, variant=variant).inc(n)
-        for (etype, version, variant, by), n in outcome.attributed.items():
-            metrics.ATTRIBUTED.labels(event_type=etype, model_version=version, variant=variant, by=by).inc(n)
-        for (etype, version, variant, by, change), n in outcome.late.items():
-            metrics.LATE_ATTRIBUTIONS.labels(
-                event_type=etype, model_version=version, variant=variant, by=by, change=change
-            ).inc(n)
+        metrics.record_batch(outcome, time.monotonic() - started)
         if outcome.deferred:
             self._ahead.note(self._pending)
             metrics.STORE_AHEAD_PARTITIONS.set(len(self._ahead.replay_from))
@@ -279,7 +306,7 @@ class ConsumerRunner:
             reraise=True,
         )
         try:
-            result = retrying(lambda: self._as_sink_error(fn))
+            result = retrying(lambda: as_sink_error(fn))
         except SinkUnavailable:
             if self.stopping:
                 return None
@@ -287,18 +314,6 @@ class ConsumerRunner:
         if self._paused:
             self._resume()
         return result
-
-    @staticmethod
-    def _as_sink_error(fn: Callable[[], T]) -> T:
-        from pymongo.errors import PyMongoError
-        from redis.exceptions import RedisError
-
-        try:
-            return fn()
-        except PyMongoError as exc:
-            raise SinkUnavailable("mongo", exc) from exc
-        except RedisError as exc:
-            raise SinkUnavailable("redis", exc) from exc
 
     def _log_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -343,13 +358,15 @@ class ConsumerRunner:
     # ------------------------------------------------------------ Kafka callbacks
 
     def _on_error(self, err: KafkaError) -> None:
-        if is_fatal(err):
+        if self.static and refuses_static_membership(err):
+            self._static_refused = err.str()
+        elif is_fatal(err):
             self._fatal = err.str()
         else:
             log.warning("event=kafka_client_error code=%s error=%s", err.name(), err.str())
 
     def _check_fatal(self) -> None:
-        if self._fatal:
+        if self._fatal and self._static_refused is None:
             raise FatalKafkaError(f"fatal Kafka error, stopping: {self._fatal}")
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -395,16 +412,7 @@ class ConsumerRunner:
         if now - self._lag_at < LAG_EVERY_S:
             return
         self._lag_at = now
-        try:
-            assignment = self.consumer.assignment()
-            lag = 0
-            for tp in self.consumer.position(assignment):
-                _low, high = self.consumer.get_watermark_offsets(tp, cached=True) or (-1, -1)
-                if tp.offset >= 0 and high >= 0:
-                    lag += max(0, high - tp.offset)
-            metrics.LAG.set(lag)
-        except KafkaException as exc:
-            log.debug("event=lag_unavailable error=%s", exc)
+        metrics.record_lag(self.consumer)
 
 
 def _short(error: BaseException | None) -> str:

@@ -90,6 +90,13 @@ class ConsumerSettings(BaseModel):
     shutdown_grace_s: float = Field(default=10.0, gt=0.0, le=600.0)
     # One dead-letter send waits this long before the batch is retried (the loop stays responsive).
     dead_letter_timeout_s: float = Field(default=5.0, gt=0.0, le=300.0)
+    # Kafka static group membership (``group.instance.id``, storage.kafka.static_membership): a
+    # restarted consumer with the same id takes its partitions back at once instead of waiting for its
+    # dead predecessor's session to expire and the group to rebalance. ``{hostname}`` is replaced by the
+    # host name (e.g. ``consumer-{hostname}``: a container keeps its host name across restarts). Every
+    # running consumer of a group needs its own id: two consumers on one host need two values. Unset:
+    # dynamic membership. A broker that refuses static membership gets a dynamic member (logged).
+    instance_id: str | None = Field(default=None, min_length=1, max_length=249)
 
 
 class EventWeights(BaseModel):

@@ -34,7 +34,9 @@ from serving.model_holder import ModelHolder
 from serving.popularity import RealtimeSnapshots
 from serving.replica_sync import DEFAULT_POLL_S, ReplicaSyncer
 from serving.request_id import RequestIdMiddleware
+from serving.rerank_route import build_rerank_router
 from serving.routes import build_router
+from serving.schema_route import build_schema_router
 from serving.service import ReadService
 from serving.shadow import ShadowRunner
 from storage.experiment_admin import ExperimentAdmin
@@ -203,6 +205,8 @@ def create_app(
     install_error_handlers(app)
     app.include_router(build_router(settings.serving.public_read))
     app.include_router(build_experiment_router())
+    app.include_router(build_rerank_router(settings.serving.public_read))
+    app.include_router(build_schema_router())
     if settings.serving.demo_page:
         app.include_router(demo_page.router)
     openapi.install(app, settings.serving)

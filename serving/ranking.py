@@ -118,6 +118,49 @@ def popular_only(k: int, filters: Filters, sources: Iterable[Sequence[tuple[str,
     return top_up([], k, filters, sources)
 
 
+@dataclass(frozen=True)
+class ShopperQuery:
+    """The shopper's query vector and its parts (what ``explain`` needs to give reasons)."""
+
+    query: np.ndarray
+    long_term: np.ndarray | None
+    session: np.ndarray | None
+    w_long: float
+    w_sess: float
+    session_items: list[str]
+
+
+def shopper_query(
+    model: ServingModel,
+    *,
+    user_id: str,
+    recent: Sequence[RecentEvent],
+    session_weight: float,
+    weights: EventWeights,
+    erased: bool = False,
+) -> ShopperQuery | None:
+    """Long-term user vector blended with the session fold-in; None when neither exists (a new
+    shopper with no known recent item, or an erased one): the caller falls back to popularity."""
+    long_term = None if erased else _unit(model.user_vector(user_id))
+    known_recent = [ev for ev in recent if model.knows_item(ev.item_id)]
+    pairs = session_pairs(known_recent, weights)
+    # pairs are newest first; the model folds a history in oldest first, as it was trained.
+    session = _unit(model.fold_in(pairs[::-1])) if pairs else None
+    if long_term is None and session is None:
+        return None
+
+    if long_term is not None and session is not None:
+        w_long, w_sess = 1.0 - session_weight, session_weight
+        query = _unit(w_long * long_term + w_sess * session)
+    else:
+        w_long, w_sess = (1.0, 0.0) if long_term is not None else (0.0, 1.0)
+        query = long_term if long_term is not None else session
+    if query is None:  # the two vectors cancelled out exactly
+        query = session if session is not None else long_term
+    assert query is not None
+    return ShopperQuery(query, long_term, session, w_long, w_sess, [p[0] for p in pairs])
+
+
 def recommend(
     model: ServingModel | None,
     *,
@@ -132,31 +175,19 @@ def recommend(
 ) -> list[Ranked]:
     if model is None:
         return popular_only(k, filters, popular)
-    long_term = None if erased else _unit(model.user_vector(user_id))
-    known_recent = [ev for ev in recent if model.knows_item(ev.item_id)]
-    pairs = session_pairs(known_recent, weights)
-    # pairs are newest first; the model folds a history in oldest first, as it was trained.
-    session = _unit(model.fold_in(pairs[::-1])) if pairs else None
-    if long_term is None and session is None:
+    q = shopper_query(
+        model, user_id=user_id, recent=recent, session_weight=session_weight, weights=weights, erased=erased
+    )
+    if q is None:
         return popular_only(k, filters, popular)
-
-    if long_term is not None and session is not None:
-        w_long, w_sess = 1.0 - session_weight, session_weight
-        query = _unit(w_long * long_term + w_sess * session)
-    else:
-        w_long, w_sess = (1.0, 0.0) if long_term is not None else (0.0, 1.0)
-        query = long_term if long_term is not None else session
-    if query is None:  # the two vectors cancelled out exactly
-        query = session if session is not None else long_term
-    assert query is not None
 
     fetch = min(model.n_items, MAX_FETCH, OVERFETCH * k + filters.n_blocked_hint)
     if filters.allowed is not None and model.n_items:
         # Only a fraction of the catalog can pass a category filter: widen the net accordingly.
         share = max(len(filters.allowed), 1) / model.n_items
         fetch = min(model.n_items, MAX_FETCH, max(fetch, int(OVERFETCH * k / share)))
-    kept = _first_allowed(model.recommend(query, max(fetch, 1)), filters, k)
-    ranked = _explain(model, kept, long_term, session, w_long, w_sess, [p[0] for p in pairs])
+    kept = _first_allowed(model.recommend(q.query, max(fetch, 1)), filters, k)
+    ranked = explain(model, kept, q)
     return top_up(ranked, k, filters, popular)
 
 
@@ -170,15 +201,16 @@ def _first_allowed(candidates: list[tuple[str, float]], filters: Filters, k: int
     return kept
 
 
-def _explain(
-    model: ServingModel,
-    kept: list[tuple[str, float]],
-    long_term: np.ndarray | None,
-    session: np.ndarray | None,
-    w_long: float,
-    w_sess: float,
-    session_items: list[str],
-) -> list[Ranked]:
+def explain(model: ServingModel, kept: list[tuple[str, float]], q: ShopperQuery) -> list[Ranked]:
+    """A reason per (item, score): the long-term or the session part of the query scored it higher;
+    for the session part, the recent item it is most like when that is another, related item."""
+    long_term, session, w_long, w_sess, session_items = (
+        q.long_term,
+        q.session,
+        q.w_long,
+        q.w_sess,
+        q.session_items,
+    )
     if not kept:
         return []
     if session is None:

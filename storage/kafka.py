@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -40,7 +41,14 @@ def producer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]
     return conf | overrides
 
 
-def consumer_config(settings: KafkaSettings, group_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+def consumer_config(
+    settings: KafkaSettings,
+    group_id: str | None = None,
+    *,
+    instance_id: str | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """The group member's configuration; ``instance_id`` (already resolved) makes it a static member."""
     conf = _common(settings) | {
         "group.id": group_id or settings.group_id,
         "enable.auto.commit": False,
@@ -59,7 +67,45 @@ def consumer_config(settings: KafkaSettings, group_id: str | None = None, **over
         # partitions are paused and nothing but this prefetch is held in memory.
         "queued.max.messages.kbytes": 8192,
     }
+    if instance_id:
+        conf["group.instance.id"] = instance_id
     return conf | overrides
+
+
+def resolve_instance_id(template: str | None, hostname: str | None = None) -> str | None:
+    """The ``group.instance.id`` a consumer setting asks for: ``{hostname}`` becomes the host name.
+
+    Static membership (KIP-345, Apache Kafka >= 2.3): the broker keeps a static member's partitions
+    for it until its session times out, and a member that comes back with the same id within that
+    time gets them back at once, with no rebalance. A SIGKILLed consumer restarted under the same id
+    is therefore consuming again after its own start-up, not after the session timeout plus a
+    rebalance. (The cost: a static member that stops for good keeps its partitions idle for
+    ``session.timeout.ms``, as it sends no LeaveGroup on close.)
+    """
+    if not template:
+        return None
+    name = hostname if hostname is not None else socket.gethostname()
+    # Kafka allows [a-zA-Z0-9._-] in instance ids; a host name may hold other characters.
+    safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in name) or "host"
+    return template.replace("{hostname}", safe)
+
+
+# Errors that mean "this broker (or this group) will not take a static member": the consumer then
+# joins as a dynamic member instead (consumer.runner). FENCED_INSTANCE_ID is another live consumer
+# using the same instance id (a misconfiguration: each needs its own); dynamic membership keeps both
+# correct members of the group.
+STATIC_MEMBERSHIP_ERRORS = frozenset(
+    {
+        KafkaError.FENCED_INSTANCE_ID,
+        KafkaError.UNSUPPORTED_VERSION,
+        KafkaError._UNSUPPORTED_FEATURE,
+        KafkaError.INVALID_CONFIG,
+    }
+)
+
+
+def refuses_static_membership(err: KafkaError) -> bool:
+    return err.code() in STATIC_MEMBERSHIP_ERRORS
 
 
 def make_producer(settings: KafkaSettings, **overrides: Any) -> Producer:

@@ -18,7 +18,10 @@ keys) run first, each slot's in one ``OPS_SCRIPT`` call, unguarded. That is safe
 all idempotent (``UNGUARDED_OPS``: adding a recent member or a set member again, trimming again, one
 more marker bump): if the guarded step then refuses (a zombie, a rebuild) or the process dies in
 between, the records are applied again later and the per-user state comes out the same, while the
-non-idempotent sums are still applied exactly once. Command errors are avoided rather than rolled back (Redis
+non-idempotent sums are still applied exactly once. The ops travel as one JSON argument (every
+value a string, decoded by the server's built-in ``cjson``) rather than as thousands of separate
+arguments: encoding those one by one was the largest single CPU cost of the consumer's Redis step
+(BENCHMARKS.md). Command errors are avoided rather than rolled back (Redis
 does not roll a script back): the checks run before the first write, ops are a closed set whose
 arguments are formatted here, and a WRONGTYPE key would be a corrupted layout that rebuild fixes.
 """
@@ -29,22 +32,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
 from redis.crc import key_slot
 from redis.lock import Lock
 
 from core.realtime_ops import Op, TopicPartition
 
-# KEYS[1] generation marker; KEYS[2 .. 1+n] applied keys; KEYS[2+n ..] one key per op, in order.
+# KEYS[1] generation marker; KEYS[2 .. 1+n] applied keys; KEYS[2+n ..] the ops' keys, each once.
 # ARGV[1] expected generation ('' = do not check); ARGV[2] n; then n pairs (expected applied offset,
-# '' = do not check; new applied offset, '' = leave); then per op: command, argc, args...
-# The op loop shared by both scripts: ops from ARGV[pos], keys from KEYS[k], in order.
+# '' = do not check; new applied offset, '' = leave); then ARGV[3+2n]: the ops as a JSON array, in
+# order, each [command, index of its key in KEYS, args...] with every arg a string.
+# The op loop shared by both scripts: the JSON ops in ARGV[pos], their keys in KEYS, in order.
 _OPS_LOOP = """
-local last = #ARGV
-while pos <= last do
-  local argc = tonumber(ARGV[pos + 1])
-  redis.call(ARGV[pos], KEYS[k], unpack(ARGV, pos + 2, pos + 1 + argc))
-  pos = pos + 2 + argc
-  k = k + 1
+local ops = cjson.decode(ARGV[pos])
+for i = 1, #ops do
+  local op = ops[i]
+  redis.call(op[1], KEYS[op[2]], unpack(op, 3))
 end
 """
 
@@ -65,7 +68,6 @@ for i = 1, n do
   end
 end
 local pos = 3 + 2 * n
-local k = 2 + n
 -- ops --
 for i = 1, n do
   local new = ARGV[2 + 2 * i]
@@ -76,10 +78,9 @@ end
 return 'ok'
 """.replace("-- ops --", _OPS_LOOP)
 
-# Ops only, no guard: KEYS[i] is op i's key; ARGV per op: command, argc, args...
+# Ops only, no guard: KEYS the ops' keys, each once; ARGV[1] the ops as in APPLY_SCRIPT.
 OPS_SCRIPT = """
 local pos = 1
-local k = 1
 -- ops --
 return 'ok'
 """.replace("-- ops --", _OPS_LOOP)
@@ -103,22 +104,25 @@ return 1
 """
 
 
-def redis_args(name: str, args: tuple[Any, ...]) -> list[Any]:
-    """An ``Op``'s arguments in the order the Redis command takes them (after the key)."""
-    if name == "zadd":
-        return [args[1], args[0]]  # score member
-    if name == "zincrby":
-        return [args[1], args[0]]  # increment member
+def _text(value: Any) -> str:
+    """An argument as redis-py would send it: repr for floats (exact round trip), str otherwise."""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def redis_args(name: str, args: tuple[Any, ...]) -> list[str]:
+    """An ``Op``'s arguments in the order the Redis command takes them (after the key), as text."""
+    if name == "zadd" or name == "zincrby":
+        return [_text(args[1]), _text(args[0])]  # score member / increment member
     if name == "zremrangebyrank":
-        return [int(args[0]), int(args[1])]
+        return [str(int(args[0])), str(int(args[1]))]
     if name in ("sadd", "srem"):
-        return list(args)
+        return [_text(a) for a in args]
     if name == "incr":
         return []
     if name == "expireat":
-        return [int(args[0])]
+        return [str(int(args[0]))]
     if name == "hset":
-        return [x for pair in args for x in pair]
+        return [_text(x) for pair in args for x in pair]
     raise ValueError(f"unknown op {name}")
 
 
@@ -137,22 +141,28 @@ def apply_script_call(
     for tp in parts:
         argv.append("" if expected is None or tp not in expected else int(expected[tp]))
         argv.append(int(applied[tp]) if tp in applied else "")
-    for op in ops:
-        args = redis_args(op.name, op.args)
-        keys.append(op.key)
-        argv += [op.name, len(args), *args]
+    argv.append(_encode_ops(ops, keys))
     return keys, argv
 
 
 def ops_script_call(ops: Sequence[Op]) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV for ``OPS_SCRIPT``."""
     keys: list[str] = []
-    argv: list[Any] = []
+    return keys, [_encode_ops(ops, keys)]
+
+
+def _encode_ops(ops: Sequence[Op], keys: list[str]) -> bytes:
+    """The ops as the scripts' JSON argument; each op's key is appended to ``keys`` once."""
+    index = {key: n for n, key in enumerate(keys, start=1)}  # Lua tables count from 1
+    encoded: list[list[Any]] = []
     for op in ops:
-        args = redis_args(op.name, op.args)
-        keys.append(op.key)
-        argv += [op.name, len(args), *args]
-    return keys, argv
+        k = index.get(op.key)
+        if k is None:
+            keys.append(op.key)
+            k = index[op.key] = len(keys)
+        encoded.append([op.name, k, *redis_args(op.name, op.args)])
+    # Every string here was stored in MongoDB first (BSON refuses what JSON could not carry).
+    return orjson.dumps(encoded)
 
 
 def split_by_slot(ops: Sequence[Op], shared_slot: int) -> tuple[list[Op], list[list[Op]]]:

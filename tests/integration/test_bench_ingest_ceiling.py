@@ -1,41 +1,47 @@
-"""The ingest bench's sink ceiling stores events through the consumer's own batch processing."""
+"""The ingest bench's ceilings read the events topic as a consumer with the product's settings: the
+parse ceiling only decodes, the sink ceiling stores every event, writes its Redis pipeline and commits."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console
+from confluent_kafka import TopicPartition
 
 from core.settings import Settings
-from storage.event_store import MongoEventStore
-from storage.realtime_state import RedisRealtimeState
-from tooling.bench.common import BenchRun, storefront
-from tooling.bench.ingest import sink_ceiling
+from storage.kafka import flush_or_raise, make_consumer, make_producer
+from tests.conftest import KafkaTopicHelper
+from tooling.bench.common import storefront
+from tooling.bench.ingest_ceiling import run
+from tooling.producers.produce import event_record
 
 
-def test_the_ceiling_stores_every_event_and_applies_its_redis_effects(
-    settings: Settings, mongo_client: Any
+def test_the_ceilings_read_every_record_and_the_sink_one_stores_them(
+    settings: Settings, kafka_topics: KafkaTopicHelper, mongo_client: Any, redis_client: Any
 ) -> None:
-    run = BenchRun(settings, Console(quiet=True))
+    topic = kafka_topics.create(settings.kafka.topics.events, partitions=2)
     events = list(storefront(60, seed=7).events())
-    topic = settings.kafka.topics.events
+    producer = make_producer(settings.kafka)
+    for key, value in (event_record(e) for e in events):
+        producer.produce(topic, key=key, value=value)
+    flush_or_raise(producer)
+    ceiling_db = settings.mongo.database + "_ceiling"
     try:
-        first = sink_ceiling(run, events[:30], batch_size=8)
-        second = sink_ceiling(run, events[30:], batch_size=8, offset=30)
-        assert first > 0 and second > 0
-        assert run.extra_databases == [settings.mongo.database + "_ceiling"]  # registered once for cleanup
+        parsed = run("parse", settings, group=f"{settings.kafka.group_id}-parse", events=60, timeout_s=60)
+        assert parsed["complete"] and parsed["events"] == 60
+        assert ceiling_db not in mongo_client.list_database_names()  # parsing touches no sink
 
-        store = MongoEventStore(run.mongo[run.extra_databases[0]])
-        assert sorted(store.event_ids()) == sorted(e.event_id for e in events)
-        state = RedisRealtimeState(run.redis, run.extra_prefixes[0])
-        guard = state.guard([(topic, 0)])
-        assert guard.generation is not None
-        # The consumer's guarded Redis step ran for every batch: the applied offset is the last one.
-        assert guard.applied == {(topic, 0): 59}
-        # Each shopper's recent-events list holds one member per event (recent_max is far above 60).
-        users = {e.user_id for e in events}
-        recent = sum(int(run.redis.zcard(state.keys.recent(u))) for u in users)
-        assert recent == len(events)
+        sunk = run("sink", settings, group=f"{settings.kafka.group_id}-sink", events=60, timeout_s=60)
+        assert sunk["complete"] and sunk["events"] == 60 and sunk["events_per_s"] > 0
+        stored = {d["_id"] for d in mongo_client[ceiling_db]["events"].find({}, {"_id": 1})}
+        assert stored == {e.event_id for e in events}
+        prefix = settings.redis.key_prefix + "ceiling:"
+        assert redis_client.zcard(f"{prefix}pop:all") == len({e.item_id for e in events})
+        # It committed what it stored, as the consumer does.
+        reader = make_consumer(settings.kafka, group_id=f"{settings.kafka.group_id}-sink")
+        try:
+            committed = reader.committed([TopicPartition(topic, p) for p in (0, 1)], timeout=10)
+        finally:
+            reader.close()
+        assert sum(tp.offset for tp in committed) == 60
     finally:
-        mongo_client.drop_database(settings.mongo.database + "_ceiling")
-        run.mongo.close()
+        mongo_client.drop_database(ceiling_db)

@@ -30,7 +30,9 @@ ROLES = ("consumer", "retrain", "serving")
 ROOT_PACKAGE = "cli"
 TOOLING = ("tooling",)
 CLI_ENTRY = "cli/main.py"
-PROJECT = (*PRODUCT, ROOT_PACKAGE, *TOOLING, "tests")
+# The Python client storefronts install: the event models (core) and network clients, no role.
+CLIENT = "streamrec_client"
+PROJECT = (*PRODUCT, ROOT_PACKAGE, *TOOLING, CLIENT, "tests")
 PURE = ("core", "model")
 NETWORK_CLIENTS = frozenset(
     {
@@ -60,6 +62,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "serving": frozenset({"core", "storage", "model"}),
     "cli": frozenset({*PRODUCT, *TOOLING}),  # tooling from cli/main.py only: cli_importing_tooling
     "tooling": frozenset({*PRODUCT, ROOT_PACKAGE}),
+    CLIENT: frozenset({"core"}),
 }
 
 
@@ -189,8 +192,10 @@ def test_each_package_imports_only_what_the_readme_table_allows(package: str) ->
 
 def test_every_top_level_package_is_checked() -> None:
     on_disk = {p.parent.name for p in ROOT.glob("*/__init__.py")}
-    assert on_disk == {*PRODUCT, "cli", "tooling", "tests"}, "a new top-level package needs its place above"
-    assert set(MAY_IMPORT) == {*PRODUCT, ROOT_PACKAGE, *TOOLING}
+    assert on_disk == {*PRODUCT, "cli", "tooling", CLIENT, "tests"}, (
+        "a new top-level package needs its place above"
+    )
+    assert set(MAY_IMPORT) == {*PRODUCT, ROOT_PACKAGE, *TOOLING, CLIENT}
 
 
 # ---------------------------------------------------------------- each rule can fail

@@ -37,48 +37,10 @@ from tooling.bench.common import (
     warm_up,
     write_report,
 )
+from tooling.bench.ingest_checks import ceiling_figures, effects_check
+from tooling.bench.ingest_phases import recovery, run_ceiling, stand_in, wait_applied
 from tooling.producers.produce import DeliveryStats, Pacer, event_record, finish, send
 from tooling.producers.simulator import Storefront
-
-
-def sink_ceiling(run: BenchRun, events: list[InteractionEvent], batch_size: int, offset: int = 0) -> float:
-    """The consumer's own batch processing (``consumer.processor.BatchProcessor``: the same documents,
-    Redis ops and sink calls) with no Kafka in front; seconds taken.
-
-    It runs the code the consumer runs on each batch, minus polling and committing, so it does
-    strictly less work than the full path by construction. Called twice per run (half the events
-    before the full path, half after) so that drifting load on the machine affects the ceiling and
-    the full path alike.
-    """
-    from consumer.batch import RawMessage
-    from consumer.processor import BatchProcessor, InMemoryDeadLetterSink
-    from consumer.rebuild import rebuild_cache
-    from storage.event_store import MongoEventStore
-    from storage.impressions_mongo import MongoImpressionStore
-    from storage.realtime_state import RedisRealtimeState
-
-    database = run.settings.mongo.database + "_ceiling"
-    prefix = run.settings.redis.key_prefix + "ceiling:"
-    if database not in run.extra_databases:
-        run.extra_databases.append(database)
-        run.extra_prefixes.append(prefix)
-    store = MongoEventStore(run.mongo[database])
-    store.ensure_indexes()
-    # The consumer's impression store too: attribution reads it for every batch with clicks.
-    impressions = MongoImpressionStore(run.mongo[database])
-    impressions.ensure_indexes(run.settings.serving.impressions.retention_days * 86400.0)
-    state = RedisRealtimeState(run.redis, prefix)
-    topic = run.settings.kafka.topics.events
-    # A prefix with no generation is rebuilt from MongoDB on the first batch (after a settle wait);
-    # the consumer went through that during warm-up, so the ceiling does it before the clock starts.
-    if state.guard([(topic, 0)]).generation is None:
-        rebuild_cache(run.settings, store, state)
-    processor = BatchProcessor(run.settings, store, state, InMemoryDeadLetterSink(), impressions=impressions)
-    messages = [RawMessage(topic, 0, offset + n, *event_record(e)) for n, e in enumerate(events)]
-    started = time.monotonic()
-    for start in range(0, len(messages), batch_size):
-        processor.process(messages[start : start + batch_size])
-    return time.monotonic() - started
 
 
 def freshness(
@@ -175,19 +137,25 @@ def bench_ingest(
     json_path: Path = typer.Option(..., "--json", help="Where to write the JSON report."),
     freshness_rate: float = typer.Option(1000.0, "--freshness-rate", min=1.0, help="Background ev/s."),
     probes: int = typer.Option(200, "--probes", min=10, help="Freshness probe events."),
+    kills: int = typer.Option(3, "--kills", min=0, help="SIGKILLs of the consumer for recovery_s."),
+    instance_id: str = typer.Option(
+        "bench-ingest-{hostname}",
+        "--instance-id",
+        help="STREAMREC_CONSUMER__INSTANCE_ID of the measured consumer ('' for dynamic membership).",
+    ),
     seed: int = typer.Option(7, "--seed"),
 ) -> None:
-    """Sink ceiling vs producer → Kafka → consumer → MongoDB + Redis; loss, duplicates, CPU, freshness."""
+    """Producer → Kafka → consumer → MongoDB + Redis vs parse and sink ceilings; CPU, effects, recovery."""
     console = Console()
     with bench_run("ingest", console) as run:
+        run.settings = run.settings.model_copy(
+            update={"consumer": run.settings.consumer.model_copy(update={"instance_id": instance_id or None})}
+        )
         batch_size = run.settings.consumer.batch_size
         with console.status("generating events"):
             shop = storefront(events, seed)
             main_events = list(shop.events())
             records = [event_record(e) for e in main_events]
-        half = events // 2
-        with console.status(f"sink ceiling (first half): {half:,} events, consumer batches without Kafka"):
-            ceiling_first_s = sink_ceiling(run, main_events[:half], batch_size)
         with console.status("starting the consumer and warming up"):
             consumer = run.start_consumer()
             warm_up(run, shop)
@@ -198,36 +166,61 @@ def bench_ingest(
             produced = produce_records(run, run.settings.kafka.topics.events, records)
             produce_s = time.monotonic() - started
             run.acked_ids += [e.event_id for e in main_events]
-            done = run.wait_stored(len(run.acked_ids))
+            done = wait_applied(run, len(run.acked_ids))
             cpu_after = consumer.cpu_seconds() or 0.0
             batches_after = consumer_batches(run.settings.consumer.metrics_port)
         batches = batches_after[0] - batches_before[0]
         sink_s = batches_after[1] - batches_before[1]
         full = events / (done - started)
         console.print(f"full path: {full:,.0f} events/s (produced in {produce_s:.1f}s)")
-        with console.status(f"sink ceiling (second half): {events - half:,} events"):
-            ceiling_second_s = sink_ceiling(run, main_events[half:], batch_size, offset=half)
-        ceiling = events / (ceiling_first_s + ceiling_second_s)
-        console.print(f"sink ceiling: {ceiling:,.0f} events/s")
+        # The topic now holds the warm-up and the timed events: each ceiling reads all of them.
+        on_topic = len(run.acked_ids)
+        # The sink ceiling runs twice around the parse ceiling, each into its own scratch database:
+        # the dev MongoDB server's speed drifts, and the faster run is the better upper bound.
+        with console.status(f"sink ceiling (run 1): {on_topic:,} records, own process"):
+            sinks = [run_ceiling(run, "sink", on_topic, tag="1")]
+        with console.status(f"parse ceiling: {on_topic:,} records, own process"):
+            parse = run_ceiling(run, "parse", on_topic)
+        with console.status(f"sink ceiling (run 2): {on_topic:,} records, own process"):
+            sinks.append(run_ceiling(run, "sink", on_topic, tag="2"))
+        sink = max(sinks, key=lambda r: float(r["events_per_s"] or 0.0))
+        sink = {**sink, "runs_events_per_s": [r["events_per_s"] for r in sinks]}
+        figures = ceiling_figures(full, parse["events_per_s"], sink["events_per_s"])
+        console.print(
+            f"ceilings: parse {parse['events_per_s']:,.0f}, sink {sink['events_per_s']:,.0f} events/s; "
+            f"ratio {figures['ratio']}{' (SUSPECT)' if figures['ceiling_suspect'] else ''}"
+        )
         with console.status(f"freshness: {probes} probes under ~{freshness_rate:,.0f} ev/s"):
             fresh = freshness(run, shop, rate=freshness_rate, probes=probes)
             run.wait_stored(len(set(run.acked_ids)))
-        consumer.stop()
-        with console.status("checking stored ids and Redis against a rebuild"):
+        with console.status(f"recovery: {kills} SIGKILLs of the consumer while events stream"):
+            recovered = recovery(run, kills=kills, rate=200.0, seed=seed)
+            want = len(set(run.acked_ids))
+            if wait_for(lambda: run.stored() >= want, STALL_TIMEOUT_S, poll_s=1.0) is None:
+                raise StreamrecError(f"the events streamed during the kills were not all stored ({want})")
+        assert run.consumer is not None
+        run.consumer.stop()
+        with console.status("checking stored ids, Redis against a recount and a rebuild"):
             checks = integrity(run, run.acked_ids)
+            checks["duplicate_ids"] = checks.pop("duplicates")
+            effects = effects_check(run)
             consistent, diffs = redis_vs_rebuild(run)
+        measured = [r for r in recovered if r is not None]
         report: dict[str, Any] = {
             "events": events,
             "events_per_s": round(full, 1),
-            "ceiling_events_per_s": round(ceiling, 1),
-            "ceiling_halves_events_per_s": [
-                round(half / ceiling_first_s, 1),
-                round((events - half) / ceiling_second_s, 1),
-            ],
-            "ratio": round(full / ceiling, 3),
+            "parse_ceiling": parse,
+            "sink_ceiling": sink,
+            "ceiling_events_per_s": sink["events_per_s"],
+            **figures,
             **checks,
+            **effects,
             "cpu_us_per_event": round((cpu_after - cpu_before) * 1e6 / events, 1),
+            **stand_in(run),
             **fresh,
+            "recovery_s": max(measured) if len(measured) == len(recovered) and measured else None,
+            "recovery_each_s": recovered,
+            "consumer_instance_id": run.settings.consumer.instance_id,
             "redis_consistent": consistent,
             "redis_differences": diffs,
             "produced_acked": produced.acked,
@@ -254,12 +247,20 @@ def bench_crash(
     json_path: Path = typer.Option(..., "--json", help="Where to write the JSON report."),
     seed: int = typer.Option(11, "--seed", help="Seeds the events and the kill moments."),
     rate: float | None = typer.Option(None, "--rate", help="Stream rate (default: spread over the kills)."),
+    instance_id: str = typer.Option(
+        "bench-crash-{hostname}",
+        "--instance-id",
+        help="STREAMREC_CONSUMER__INSTANCE_ID of the consumer ('' for dynamic membership).",
+    ),
 ) -> None:
     """SIGKILL the consumer K times while events stream; check loss, duplicates, Redis and recovery."""
     console = Console()
     rng = random.Random(seed)
     stream_rate = rate or events / max(30.0, 14.0 * kills + 10.0)
     with bench_run("crash", console) as run:
+        run.settings = run.settings.model_copy(
+            update={"consumer": run.settings.consumer.model_copy(update={"instance_id": instance_id or None})}
+        )
         with console.status("generating events"):
             shop = storefront(events, seed)
             main_events = list(shop.events())
@@ -320,16 +321,22 @@ def bench_crash(
         with console.status("waiting for the consumer to catch up"):
             run.wait_stored(len(run.acked_ids))
         consumer.stop()
-        with console.status("checking stored ids and Redis against a rebuild"):
+        with console.status("checking stored ids, Redis against a recount and a rebuild"):
             checks = integrity(run, run.acked_ids)
+            checks["duplicate_ids"] = checks.pop("duplicates")
+            effects = effects_check(run)
             consistent, diffs = redis_vs_rebuild(run)
+        recovered = [d["consuming_again_s"] for d in details]
         report: dict[str, Any] = {
             "events": events,
             "kills": kills,
             **checks,
+            **effects,
             "redis_consistent": consistent,
             "redis_differences": diffs,
-            "recovery_s": [d["consuming_again_s"] for d in details],
+            "recovery_s": recovered,
+            "recovery_max_s": None if None in recovered else max(recovered),
+            "consumer_instance_id": run.settings.consumer.instance_id,
             "caught_up_s": [d["caught_up_s"] for d in details],
             "kill_details": details,
             "stream_events_per_s": round(stream_rate, 1),
