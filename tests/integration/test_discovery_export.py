@@ -131,3 +131,44 @@ def test_export_against_the_real_servers_resumes(settings: Settings, tmp_path: P
         "carol",
         "dave",
     ]
+
+
+def test_export_command_with_a_trained_model(settings: Settings, monkeypatch: Any, tmp_path: Path) -> None:
+    """The command as an operator runs it: Settings from the environment, a model retraining trained."""
+    import importlib
+
+    from typer.testing import CliRunner
+
+    from cli.app import app
+    from tests.integration.test_retrain_once import _events
+
+    values = {
+        "STREAMREC_MONGO__URI": settings.mongo.uri.get_secret_value(),
+        "STREAMREC_MONGO__DATABASE": settings.mongo.database,
+        "STREAMREC_REDIS__URL": settings.redis.url.get_secret_value(),
+        "STREAMREC_REDIS__KEY_PREFIX": settings.redis.key_prefix,
+        "STREAMREC_KAFKA__BOOTSTRAP": settings.kafka.bootstrap,
+        "STREAMREC_MODEL__ARTIFACT_CACHE_DIR": str(settings.model.artifact_cache_dir),
+        "STREAMREC_MODEL__FACTORS": "32",
+        "STREAMREC_RETRAIN__METRICS_PORT": "0",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    store = MongoEventStore.from_settings(settings.mongo)
+    try:
+        store.insert_events(_events())
+    finally:
+        store.close()
+    for module in ("cli.retrain_cmd", "cli.export_cmd"):
+        importlib.import_module(module)  # registers its commands on the app
+    runner = CliRunner()
+    assert runner.invoke(app, ["retrain", "--once"]).exit_code == 0
+    out = tmp_path / "campaign.jsonl"
+    args = ["export", "recommendations", "--all", "--k", "5", "--out", str(out)]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "200 users exported" in first.output and "0 of 200 were already there" in first.output
+    lines = [orjson.loads(x) for x in out.read_bytes().splitlines()]
+    assert len(lines) == 200 and all(len(x["items"]) == 5 and x["model_version"] == "1" for x in lines)
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "0 users exported" in again.output and "200 of 200" in again.output
