@@ -160,3 +160,16 @@ def test_new_list_pure_slots_and_pool() -> None:
         "tools-5",
         "tools-6",
     ]
+
+
+def test_the_consumer_parses_trending_and_new_impressions_as_serving_encodes_them() -> None:
+    from core.impressions import Impression, parse_impression
+    from serving.impressions import Shown
+    from serving.ranking import Ranked
+
+    for surface, user in (("trending", None), ("new", "bob")):
+        items = [Ranked("a", 2.5, surface, detail={"basis": "recency"})]  # type: ignore[arg-type]
+        _key, value = Shown("req-1", surface, user, "3", items, NOW_MS).encode()
+        parsed = parse_impression(value)
+        assert isinstance(parsed, Impression), parsed
+        assert parsed.surface == surface and parsed.user_id == user and parsed.items[0].reason == surface
