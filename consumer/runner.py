@@ -15,14 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from confluent_kafka import (
-    TIMESTAMP_NOT_AVAILABLE,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    TopicPartition,
-)
+import confluent_kafka
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from consumer import metrics
@@ -52,14 +46,9 @@ class FatalKafkaError(StreamrecError):
 
 def to_raw(msg: Message) -> RawMessage:
     kind, ts = msg.timestamp()
-    return RawMessage(
-        str(msg.topic()),
-        int(msg.partition() or 0),
-        int(msg.offset() or 0),
-        msg.key(),
-        msg.value(),
-        int(ts) if kind != TIMESTAMP_NOT_AVAILABLE and ts > 0 else None,
-    )
+    stamp = int(ts) if kind != confluent_kafka.TIMESTAMP_NOT_AVAILABLE and ts > 0 else None
+    topic, partition, offset = str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)
+    return RawMessage(topic, partition, offset, msg.key(), msg.value(), stamp)
 
 
 class ConsumerRunner:
