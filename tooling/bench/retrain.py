@@ -202,8 +202,9 @@ def run_train_only(
     configure_logging("WARNING")
     shop = shop_for(interactions, users, items, days)
     clock = StageClock()
+    fields = ("user_id", "item_id", "event_type", "value", "ts_ms")
     with console.status(f"simulating {interactions:,} interactions"), clock.stage("simulate"):
-        table = to_event_table(shop.events())
+        table = to_event_table(dict(zip(fields, row, strict=True)) for row in shop.interactions())
     console.print(f"simulated {len(table):,} events in {clock.stages['simulate'].wall_s:.0f}s; training")
     trainer = ModelTrainer(settings.model)
     with console.status("training"):
