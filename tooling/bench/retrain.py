@@ -183,6 +183,7 @@ def run_retrain_bench(
             "peak_rss_mib": max(peak, float(run["process_peak_rss_mib"])) <= TARGET_PEAK_RSS_MIB,
         },
         "machine": machine_info(),
+        "load_avg_1m_end": round(os.getloadavg()[0], 2),
     }
     write_report(json_out, report, console, f"retrain at {events:,} events")
     return report
@@ -225,6 +226,7 @@ def run_train_only(
         "rss_per_stage": clock.rss_per_stage,
         **{"stages": clock.report()["stages"]},
         "machine": machine_info(),
+        "load_avg_1m_end": round(os.getloadavg()[0], 2),
     }
     write_report(json_out, report, console, f"training alone on {len(table):,} interactions")
     return report

@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ from threadpoolctl import threadpool_limits
 from core.event_weights import event_weights
 from core.settings import EventWeights, Settings
 from model.lae import train_lae
-from tooling.bench.common import machine_info
+from tooling.bench.common import git_revision, machine_info
 from tooling.offline.baselines import implicit_available
 from tooling.offline.datasets import DEFAULT_DATA_DIR
 
@@ -123,6 +125,8 @@ def run_train(
             model.fit(matrix, show_progress=False)
         ials = time.perf_counter() - start
     report: dict[str, Any] = {
+        "command": " ".join(["streamrec", *sys.argv[1:]]),
+        "git_revision": git_revision(),
         "dataset": dataset or "synthetic",
         "users": int(matrix.shape[0]),
         "items": int(matrix.shape[1]),
@@ -139,6 +143,7 @@ def run_train(
         "ratio": None if ials is None else round(ours / ials, 3),
         "target_ratio": 2.0,
         "machine": machine_info(),
+        "load_avg_1m_end": round(os.getloadavg()[0], 2),
     }
     table = Table(title=f"training time: {matrix.nnz:,} interactions, {factors} factors")
     for col in ("streamrec_fit_s", "ials_fit_s", "ratio"):
