@@ -129,6 +129,12 @@ class Storefront:
         activity = rng.lognormal(0.0, 1.0, cfg.users)
         self.user_activity = activity / activity.sum()
         self._items_by_category = [np.flatnonzero(self.item_category == c) for c in range(cfg.categories)]
+        # Per category, its items' factors (contiguous) and popularity logits, computed once: gathering
+        # them on every draw dominated the cost of large catalogs (the values are the same).
+        self._category_factors = [self.item_factors[items] for items in self._items_by_category]
+        self._category_pop_logits = [
+            cfg.popularity_weight * np.log(self.item_popularity[items]) for items in self._items_by_category
+        ]
         self._session_seed = int(rng.integers(0, 2**63 - 1))
 
     # ----- ground truth -------------------------------------------------------------------------
@@ -144,8 +150,8 @@ class Storefront:
 
     def _within_category(self, user: int, category: int) -> tuple[np.ndarray, np.ndarray]:
         items = self._items_by_category[category]
-        logits = self.config.popularity_weight * np.log(self.item_popularity[items])
-        logits = logits + self.taste(user, items) / self.config.taste_temperature
+        taste = np.asarray(self._category_factors[category] @ self.user_factors[user])
+        logits = self._category_pop_logits[category] + taste / self.config.taste_temperature
         return items, _softmax(logits)
 
     def true_scores(self, user_id: str) -> np.ndarray:
