@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -71,6 +72,11 @@ def retrain(
     after_events: int | None = typer.Option(
         None, "--after-events", min=1, help="With --every: run early once this many new events arrived."
     ),
+    report: Path | None = typer.Option(
+        None,
+        "--report",
+        help="Write each successful run's report (outcome, wall time and peak RSS per stage) as JSON here.",
+    ),
 ) -> None:
     """Train a candidate on the recent events, gate it against the champion, publish it."""
     from retrain.duration import parse_duration
@@ -121,6 +127,8 @@ def retrain(
             raise RetrainFailed(f"{type(exc).__name__}: {exc}") from exc
         metrics.observe(result)
         _print_result(result)
+        if report is not None:
+            write_run_report(report, result)
         return result
 
     try:
@@ -180,6 +188,28 @@ def _print_result(result: RetrainResult) -> None:
         f"events={result.n_events} duration={result.duration_s:.1f}s — {reason}",
         highlight=False,
     )
+    run = result.run_report
+    if run.get("stages"):
+        stages = "  ".join(f"{name} {f['wall_s']:.1f}s" for name, f in run["stages"].items())
+        console.print(f"stages: {stages}  peak RSS {run['peak_rss_mib']:.0f} MiB", highlight=False)
+
+
+def write_run_report(path: Path, result: RetrainResult) -> None:
+    """The run's own figures as JSON (what `streamrec bench retrain` reads)."""
+    import orjson
+
+    decision = result.decision
+    body = {
+        "outcome": result.outcome,
+        "version": result.version,
+        "n_events": result.n_events,
+        "duration_s": round(result.duration_s, 3),
+        "metrics": result.metrics,
+        "reason": decision.reason if decision else None,
+        **result.run_report,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
 
 
 def _ndcg(record: ModelRecord) -> str:

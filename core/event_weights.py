@@ -9,6 +9,8 @@ worth compared to a view.
 
 from __future__ import annotations
 
+import numpy as np
+
 from core.events import EventType
 from core.settings import EventWeights
 
@@ -36,3 +38,17 @@ def event_weight(event_type: str, value: float | None, weights: EventWeights) ->
     if event_type == _RATE:
         return base * value if value is not None else 0.0
     return base
+
+
+def event_weights(event_types: np.ndarray, values: np.ndarray, weights: EventWeights) -> np.ndarray:
+    """``event_weight`` of many events at once (``values`` NaN where an event carries none): the same
+    rule, one lookup per distinct type instead of one Python call per event."""
+    kinds, inverse = np.unique(np.asarray(event_types, dtype=str), return_inverse=True)
+    base = np.array([event_weight(str(k), 1.0, weights) for k in kinds], dtype=np.float64)
+    out = base[inverse.reshape(-1)]
+    rate = np.flatnonzero(kinds == _RATE)
+    if len(rate):
+        is_rate = inverse.reshape(-1) == rate[0]
+        value = np.asarray(values, dtype=np.float64)[is_rate]
+        out[is_rate] = np.where(np.isnan(value), 0.0, base[rate[0]] * value)
+    return out

@@ -72,23 +72,43 @@ def build_interactions(
     vals: list[float] = []
     stamps: list[int] = []
     for user_id, item_id, event_type, value, ts_ms in events:
-        weight = event_weight(event_type, value, w)
-        if not np.isfinite(weight) or weight <= 0:
-            continue
         users.append(user_id)
         items.append(item_id)
-        vals.append(weight)
+        vals.append(event_weight(event_type, value, w))
         stamps.append(int(ts_ms))
-    if not vals:
+    return interactions_from_arrays(
+        np.asarray(users, dtype=str),
+        np.asarray(items, dtype=str),
+        np.asarray(vals, dtype=np.float64),
+        np.asarray(stamps, dtype=np.int64),
+        half_life_days=half_life_days,
+        now_ms=now_ms,
+    )
+
+
+def interactions_from_arrays(
+    users: np.ndarray,
+    items: np.ndarray,
+    event_weights: np.ndarray,
+    ts_ms: np.ndarray,
+    half_life_days: float | None = None,
+    now_ms: int | None = None,
+) -> Interactions:
+    """``build_interactions`` over parallel arrays of already weighed events (what retrain hands in: a
+    few million events cost no Python call each); non-finite and non-positive weights are skipped."""
+    keep = np.isfinite(event_weights) & (event_weights > 0)
+    if not keep.any():
         raise EmptyDataError("no events with a positive weight")
-    ts = np.asarray(stamps, dtype=np.int64)
-    w_arr = np.asarray(vals, dtype=np.float64)
+    all_kept = bool(keep.all())
+    ts = np.asarray(ts_ms if all_kept else ts_ms[keep], dtype=np.int64)
+    w_arr = np.asarray(event_weights if all_kept else event_weights[keep], dtype=np.float64)
     if half_life_days is not None and half_life_days > 0:
         ref = int(ts.max()) if now_ms is None else now_ms
         age_days = np.maximum(ref - ts, 0) / DAY_MS
         w_arr = w_arr * 0.5 ** (age_days / half_life_days)
-    user_ids, u_idx = np.unique(np.asarray(users, dtype=str), return_inverse=True)
-    item_ids, i_idx = np.unique(np.asarray(items, dtype=str), return_inverse=True)
+    user_ids, u_idx = np.unique(users if all_kept else users[keep], return_inverse=True)
+    item_ids, i_idx = np.unique(items if all_kept else items[keep], return_inverse=True)
+    u_idx, i_idx = u_idx.reshape(-1), i_idx.reshape(-1)
     shape = (len(user_ids), len(item_ids))
     matrix = sp.csr_matrix((w_arr.astype(np.float32), (u_idx, i_idx)), shape=shape)
     matrix.sum_duplicates()

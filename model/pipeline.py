@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +30,65 @@ def serving_user_embeddings(weights: LAEWeights, history: sp.csr_matrix) -> np.n
     return np.hstack([users, np.ones((users.shape[0], 1), dtype=np.float32)])
 
 
+@dataclass(frozen=True)
+class FittedEmbeddings:
+    """A fit before it is indexed and packaged (retrain times the two apart)."""
+
+    weights: LAEWeights
+    item_emb: np.ndarray  # serving item embeddings (output tower + bias column)
+    user_emb: np.ndarray  # every training user's serving vector
+
+
+def fit_embeddings(interactions: Interactions, config: TrainConfig) -> FittedEmbeddings:
+    """Train the LAE and compute the serving embeddings; raises ``DegenerateModelError`` instead of
+    returning an unusable model."""
+    ranks = interactions.recency_ranks()
+    weights = train_lae(interactions.matrix, config, recency_ranks=ranks)
+    history = apply_recency(interactions.matrix, ranks, config.recency_boost, config.recency_half_life)
+    del ranks
+    item_emb = serving_item_embeddings(weights)
+    user_emb = serving_user_embeddings(weights, history)
+    if not np.isfinite(user_emb).all():
+        raise DegenerateModelError("user embeddings contain NaN or inf")
+    if float(np.abs(user_emb[:, :-1]).max(initial=0.0)) < 1e-12:
+        raise DegenerateModelError("user embeddings are all zero; the fit collapsed")
+    return FittedEmbeddings(weights=weights, item_emb=item_emb, user_emb=user_emb)
+
+
+def package_artifact(
+    interactions: Interactions,
+    fitted: FittedEmbeddings,
+    config: TrainConfig,
+    version: int,
+    metrics: dict[str, Any] | None = None,
+    data_window: dict[str, Any] | None = None,
+    exact_max_items: int = 200_000,
+    ann: AnnParams | None = None,
+) -> ModelArtifact:
+    """Build (and calibrate) the serving index over a fit and package both as an artifact."""
+    index, report = build_serving_index(
+        fitted.item_emb,
+        fitted.user_emb,
+        exact_max_items=exact_max_items,
+        params=ann or AnnParams(seed=config.seed),
+    )
+    cfg: dict[str, Any] = dict(config.to_dict())
+    cfg.update({"exact_search_max_items": exact_max_items, "ann": report.to_config()})
+    return ModelArtifact(
+        version=version,
+        item_ids=interactions.item_ids.astype(str),
+        user_ids=interactions.user_ids.astype(str),
+        item_embeddings=fitted.item_emb,
+        user_embeddings=fitted.user_emb,
+        input_embeddings=fitted.weights.input_emb.astype(np.float32),
+        config=cfg,
+        metrics=dict(metrics or {}),
+        trained_at=datetime.now(UTC).isoformat(),
+        data_window=dict(data_window or {}),
+        index_bytes=bytes(faiss.serialize_index(index).tobytes()),
+    )
+
+
 def train_artifact(
     interactions: Interactions,
     config: TrainConfig,
@@ -39,30 +99,5 @@ def train_artifact(
     ann: AnnParams | None = None,
 ) -> ModelArtifact:
     """Train and package; raises ``DegenerateModelError`` instead of returning an unusable model."""
-    ranks = interactions.recency_ranks()
-    weights = train_lae(interactions.matrix, config, recency_ranks=ranks)
-    history = apply_recency(interactions.matrix, ranks, config.recency_boost, config.recency_half_life)
-    item_emb = serving_item_embeddings(weights)
-    user_emb = serving_user_embeddings(weights, history)
-    if not np.isfinite(user_emb).all():
-        raise DegenerateModelError("user embeddings contain NaN or inf")
-    if float(np.abs(user_emb[:, :-1]).max(initial=0.0)) < 1e-12:
-        raise DegenerateModelError("user embeddings are all zero; the fit collapsed")
-    index, report = build_serving_index(
-        item_emb, user_emb, exact_max_items=exact_max_items, params=ann or AnnParams(seed=config.seed)
-    )
-    cfg: dict[str, Any] = dict(config.to_dict())
-    cfg.update({"exact_search_max_items": exact_max_items, "ann": report.to_config()})
-    return ModelArtifact(
-        version=version,
-        item_ids=interactions.item_ids.astype(str),
-        user_ids=interactions.user_ids.astype(str),
-        item_embeddings=item_emb,
-        user_embeddings=user_emb,
-        input_embeddings=weights.input_emb.astype(np.float32),
-        config=cfg,
-        metrics=dict(metrics or {}),
-        trained_at=datetime.now(UTC).isoformat(),
-        data_window=dict(data_window or {}),
-        index_bytes=bytes(faiss.serialize_index(index).tobytes()),
-    )
+    fitted = fit_embeddings(interactions, config)
+    return package_artifact(interactions, fitted, config, version, metrics, data_window, exact_max_items, ann)

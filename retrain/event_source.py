@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any, Protocol
 
 import numpy as np
@@ -13,7 +14,11 @@ from core.event_table import EventTable
 
 log = logging.getLogger(__name__)
 
-_FIELDS = ("user_id", "item_id", "event_type", "value", "ts_ms")
+# What retraining reads of a stored event: the projection the event store sends (``ts`` only as the
+# fallback for a document without ``ts_ms``).
+READ_FIELDS = ("user_id", "item_id", "event_type", "value", "ts_ms", "ts")
+# Documents per cursor batch: one batch is decoded and folded at a time.
+READ_BATCH = 5000
 
 
 class EventSource(Protocol):
@@ -25,6 +30,7 @@ class EventSource(Protocol):
         until: datetime | None = None,
         exclude_users: Iterable[str] = (),
         batch_size: int = 5000,
+        fields: Sequence[str] | None = None,
     ) -> Iterator[list[dict[str, Any]]]: ...
 
     def erased_users(self) -> set[str]: ...
@@ -59,50 +65,104 @@ def empty_table() -> EventTable:
     )
 
 
+class _Vocabulary:
+    """Strings to dense int32 codes in first-seen order: each distinct id is held once."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, int] = {}
+
+    def encode(self, values: list[str]) -> np.ndarray:
+        codes = self.codes
+        # setdefault's default is evaluated first: a new string gets the next free code.
+        return np.fromiter((codes.setdefault(v, len(codes)) for v in values), np.int32, len(values))
+
+    def strings(self) -> np.ndarray:
+        return np.array(list(self.codes), dtype=str) if self.codes else np.array([], dtype=str)
+
+
+class EventColumns:
+    """Folds batches of events into compact columns as they arrive: ids and types become int codes,
+    values float64 and timestamps int64 (about 25 bytes an event), so no list of the window's documents
+    is ever held. ``table()`` expands the codes into the ``EventTable`` the gate and trainer read.
+
+    ``exclude_users`` is applied here too, so an adapter that ignores it can never leak erased users.
+    """
+
+    def __init__(self, exclude_users: set[str] | None = None) -> None:
+        self.excluded = exclude_users or set()
+        self.users, self.items, self.types = _Vocabulary(), _Vocabulary(), _Vocabulary()
+        self._chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.skipped = 0
+        self.count = 0
+
+    def add(self, events: Iterable[Any]) -> None:
+        users: list[str] = []
+        items: list[str] = []
+        types: list[str] = []
+        values: list[float] = []
+        ts: list[int] = []
+        excluded = self.excluded
+        for event in events:
+            user = _field(event, "user_id")
+            if user is None or str(user) in excluded:
+                continue
+            item, kind = _field(event, "item_id"), _field(event, "event_type")
+            if item is None or kind is None:
+                self.skipped += 1
+                continue
+            value = _field(event, "value")
+            users.append(str(user))
+            items.append(str(item))
+            types.append(str(getattr(kind, "value", kind)))
+            values.append(np.nan if value is None else float(value))
+            ts.append(_ts_ms(event))
+        if not users:
+            return
+        self._chunks.append(
+            (
+                self.users.encode(users),
+                self.items.encode(items),
+                self.types.encode(types).astype(np.int8 if len(self.types.codes) < 128 else np.int32),
+                np.asarray(values, dtype=np.float64),
+                np.asarray(ts, dtype=np.int64),
+            )
+        )
+        self.count += len(users)
+
+    def table(self) -> EventTable:
+        if self.skipped:
+            log.warning("events_skipped reason=missing_item_or_type count=%d", self.skipped)
+        if not self._chunks:
+            return empty_table()
+        columns = [np.concatenate(parts) for parts in zip(*self._chunks, strict=True)]
+        self._chunks = []
+        user, item, kind, value, ts = columns
+        return EventTable(
+            user_id=self.users.strings()[user],
+            item_id=self.items.strings()[item],
+            event_type=self.types.strings()[kind],
+            value=value,
+            ts_ms=ts,
+        )
+
+
 def read_window(
     source: EventSource, since: datetime | None, until: datetime | None, exclude_users: set[str]
 ) -> EventTable:
-    events = (e for batch in source.iter_events(since, until, exclude_users) for e in batch)
-    return to_event_table(events, exclude_users)
+    """The window's events, streamed from the source in cursor batches of only ``READ_FIELDS``."""
+    columns = EventColumns(exclude_users)
+    for batch in source.iter_events(since, until, exclude_users, READ_BATCH, READ_FIELDS):
+        columns.add(batch)
+    return columns.table()
 
 
 def to_event_table(events: Iterable[Any], exclude_users: set[str] | None = None) -> EventTable:
-    """Events (dicts or objects with the stored field names) → parallel arrays, erased users dropped.
-
-    ``exclude_users`` is applied again here so an adapter that ignores it can never leak erased users.
-    """
-    excluded = exclude_users or set()
-    users: list[str] = []
-    items: list[str] = []
-    types: list[str] = []
-    values: list[float] = []
-    ts: list[int] = []
-    skipped = 0
-    for event in events:
-        user = _field(event, "user_id")
-        if user is None or str(user) in excluded:
-            continue
-        item, kind = _field(event, "item_id"), _field(event, "event_type")
-        if item is None or kind is None:
-            skipped += 1
-            continue
-        value = _field(event, "value")
-        users.append(str(user))
-        items.append(str(item))
-        types.append(str(getattr(kind, "value", kind)))
-        values.append(np.nan if value is None else float(value))
-        ts.append(_ts_ms(event))
-    if skipped:
-        log.warning("events_skipped reason=missing_item_or_type count=%d", skipped)
-    if not users:
-        return empty_table()
-    return EventTable(
-        user_id=np.array(users, dtype=str),
-        item_id=np.array(items, dtype=str),
-        event_type=np.array(types, dtype=str),
-        value=np.array(values, dtype=np.float64),
-        ts_ms=np.array(ts, dtype=np.int64),
-    )
+    """Events (dicts or objects with the stored field names) → parallel arrays, erased users dropped."""
+    columns = EventColumns(exclude_users)
+    it = iter(events)
+    while chunk := list(islice(it, READ_BATCH)):
+        columns.add(chunk)
+    return columns.table()
 
 
 def subset(table: EventTable, mask: np.ndarray) -> EventTable:

@@ -7,6 +7,7 @@ import logging
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from retrain.pipeline import RetrainResult
+from retrain.stages import MIB
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,22 @@ class RetrainMetrics:
         self.model_version = Gauge(
             "streamrec_retrain_model_version", "Version of the last published candidate", registry=r
         )
+        self.stage_duration = Gauge(
+            "streamrec_retrain_stage_duration_seconds",
+            "Wall time of each stage of the last successful run (read, scrub, split, build, train, index,"
+            " gate, publish)",
+            ["stage"],
+            registry=r,
+        )
+        self.stage_peak_rss = Gauge(
+            "streamrec_retrain_stage_peak_rss_bytes",
+            "Peak resident memory during each stage of the last successful run",
+            ["stage"],
+            registry=r,
+        )
+        self.peak_rss = Gauge(
+            "streamrec_retrain_peak_rss_bytes", "Peak resident memory of the last successful run", registry=r
+        )
         self.runs = Counter("streamrec_retrain_runs", "Retrain runs by outcome", ["outcome"], registry=r)
         for outcome in OUTCOMES:
             self.runs.labels(outcome=outcome)
@@ -45,6 +62,12 @@ class RetrainMetrics:
         self.events.set(result.n_events)
         if result.version is not None:
             self.model_version.set(result.version)
+        report = result.run_report
+        for stage, figures in report.get("stages", {}).items():
+            self.stage_duration.labels(stage=stage).set(figures["wall_s"])
+            self.stage_peak_rss.labels(stage=stage).set(figures["peak_rss_mib"] * MIB)
+        if "peak_rss_mib" in report:
+            self.peak_rss.set(report["peak_rss_mib"] * MIB)
         if result.decision is not None:
             self.candidate_ndcg.set(result.decision.candidate_ndcg)
             if result.decision.champion_ndcg is not None:

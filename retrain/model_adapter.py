@@ -10,13 +10,15 @@ import dataclasses
 import logging
 
 from core.event_table import EventTable
+from core.event_weights import event_weights
 from core.settings import ModelSettings
 from model.index import AnnParams
-from model.interactions import build_interactions
+from model.interactions import interactions_from_arrays
 from model.lae import TrainConfig
-from model.pipeline import train_artifact
+from model.pipeline import fit_embeddings, package_artifact
 from model.trained_model import TrainedModel
 from retrain.pipeline import EpochCallback
+from retrain.stages import StageClock
 
 log = logging.getLogger(__name__)
 
@@ -33,22 +35,37 @@ class ModelTrainer:
         self.config = train_config(settings)
         self.weights = settings.weights
 
-    def fit(self, train: EventTable, on_epoch: EpochCallback | None = None) -> TrainedModel:
-        interactions = build_interactions(
-            train.rows(), self.weights, half_life_days=self.settings.time_decay_half_life_days
-        )
-        # The version is only allocated once the gate has run; the artifact is re-stamped in to_files.
-        artifact = train_artifact(
-            interactions,
-            self.config,
-            version=0,
-            exact_max_items=self.settings.exact_search_max_items,
-            ann=AnnParams.from_settings(self.settings),
-        )
+    def fit(
+        self, train: EventTable, on_epoch: EpochCallback | None = None, stages: StageClock | None = None
+    ) -> TrainedModel:
+        clock = stages or StageClock()
+        with clock.stage("build"):
+            # Vectorised: a window of millions of events costs no Python call per event.
+            interactions = interactions_from_arrays(
+                train.user_id,
+                train.item_id,
+                event_weights(train.event_type, train.value, self.weights),
+                train.ts_ms,
+                half_life_days=self.settings.time_decay_half_life_days,
+            )
+        with clock.stage("train"):
+            fitted = fit_embeddings(interactions, self.config)
+        with clock.stage("index"):
+            # The version is only allocated once the gate has run; the artifact is re-stamped in to_files.
+            artifact = package_artifact(
+                interactions,
+                fitted,
+                self.config,
+                version=0,
+                exact_max_items=self.settings.exact_search_max_items,
+                ann=AnnParams.from_settings(self.settings),
+            )
+            del fitted, interactions
+            model = TrainedModel(artifact)
         if on_epoch is not None:
             total = max(1, self.config.epochs)
             on_epoch(total, total, float("nan"))
-        return TrainedModel(artifact)
+        return model
 
     def load(self, files: dict[str, bytes]) -> TrainedModel:
         return TrainedModel.from_files(files)

@@ -32,6 +32,7 @@ from retrain.gate import (
     holdout_split,
     ranking_metrics,
 )
+from retrain.stages import StageClock
 from storage.model_erasure import erasure_mark, scrub_registry
 from storage.model_registry import ModelRecord, ModelRegistry
 
@@ -58,8 +59,12 @@ class Trainer(Protocol):
     def weights(self) -> EventWeights:
         """Per-event-type weights the model folds histories in with; the gate folds them in alike."""
 
-    def fit(self, train: EventTable, on_epoch: EpochCallback | None = None) -> CandidateModel:
-        """Raises ``model.errors.DegenerateModelError`` (NaN/collapsed) or ``EmptyDataError``."""
+    def fit(
+        self, train: EventTable, on_epoch: EpochCallback | None = None, stages: StageClock | None = None
+    ) -> CandidateModel:
+        """Raises ``model.errors.DegenerateModelError`` (NaN/collapsed) or ``EmptyDataError``.
+
+        ``stages`` records the fit's own stages (build, train, index) in the run's report."""
 
     def load(self, files: dict[str, bytes]) -> CandidateModel:
         """Raises ``core.errors.ArtifactError`` for a corrupt or incompatible artifact."""
@@ -98,6 +103,9 @@ class RetrainResult:
     decision: GateDecision | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    # Wall time and peak RSS per stage (``retrain.stages.StageClock.report``); read separately from the
+    # stages after it, since its speed is the event store's.
+    run_report: dict[str, Any] = field(default_factory=dict)
 
 
 def _iso_ms(ms: int) -> str:
@@ -137,17 +145,20 @@ def run_retrain(
     not judged, when there is none).
     """
     started = time.monotonic()
+    clock = StageClock()
     stage = on_stage or (lambda _name: None)
     stage("reading events")
     now = now or datetime.now(UTC)
     since = None if config.window_days is None else now - timedelta(days=config.window_days)
-    erased = source.erased_users()
-    table = read_window(source, since, now, erased)
+    with clock.stage("read"):
+        erased = source.erased_users()
+        table = read_window(source, since, now, erased)
     n_events = len(table)
     log.info("retrain_data events=%d erased_users=%d since=%s until=%s", n_events, len(erased), since, now)
-    # Older versions (the champion scored below, retired ones an operator may promote) lose erased users
-    # before anything reads them; a version that cannot be scrubbed is logged and retried next run.
-    scrub_registry(registry, erased)
+    with clock.stage("scrub"):
+        # Older versions (the champion scored below, retired ones an operator may promote) lose erased
+        # users before anything reads them; a version that cannot be scrubbed is retried next run.
+        scrub_registry(registry, erased)
     if n_events == 0:
         raise RetrainFailed(
             f"no events between {since or 'the beginning'} and {now.isoformat()}; nothing to train on"
@@ -156,20 +167,23 @@ def run_retrain(
     champ = registry.champion()
     champ_until = champ.data_window.get("train_until_ms") if champ is not None else None
     try:
-        split = holdout_split(table, config.holdout_fraction, champ_until, config.gate_max_users)
+        with clock.stage("split"):
+            split = holdout_split(table, config.holdout_fraction, champ_until, config.gate_max_users)
+            del table
     except NotEnoughData as exc:
         raise RetrainFailed(f"cannot train: {exc}") from exc
     stage(f"training on {len(split.train)} events")
     try:
-        candidate = trainer.fit(split.train, on_epoch)
+        candidate = trainer.fit(split.train, on_epoch, clock)
     except ModelError as exc:
         raise RetrainFailed(f"training failed, nothing published: {type(exc).__name__}: {exc}") from exc
 
     stage(f"gating on {len(split.targets)} held-out users")
     users = split.users
-    cand_recs = gate_rankings(candidate, split.histories, users, GATE_K, trainer.weights)
-    cand_metrics = ranking_metrics(cand_recs, split.targets)
-    champ_ndcg, note = _score_champion(champ, registry, trainer, split)
+    with clock.stage("gate"):
+        cand_recs = gate_rankings(candidate, split.histories, users, GATE_K, trainer.weights)
+        cand_metrics = ranking_metrics(cand_recs, split.targets)
+        champ_ndcg, note = _score_champion(champ, registry, trainer, split)
     champ_version = champ.version if champ is not None else None
     decision = decide(
         cand_metrics[f"ndcg@{GATE_K}"],
@@ -213,6 +227,44 @@ def run_retrain(
         "promoted": decision.promote,
     }
     stage("publishing")
+    with clock.stage("publish"):
+        version = _publish(registry, candidate, decision, gate, metrics, data_window, trained_at, erased)
+    report = clock.report()
+    report["read_s"] = round(clock.wall_s("read"), 3)
+    report["after_read_s"] = round(clock.wall_s(*(n for n in clock.stages if n != "read")), 3)
+    outcome: Outcome = "promoted" if decision.promote else "rejected" if decision.judged else "not_judged"
+    log.info(
+        "retrain_done version=%d outcome=%s read_s=%.1f after_read_s=%.1f peak_rss_mib=%.0f reason=%s",
+        version,
+        outcome,
+        report["read_s"],
+        report["after_read_s"],
+        report["peak_rss_mib"],
+        decision.reason,
+    )
+    return RetrainResult(
+        outcome=outcome,
+        n_events=n_events,
+        duration_s=time.monotonic() - started,
+        version=version,
+        decision=decision,
+        metrics=metrics,
+        run_report=report,
+    )
+
+
+def _publish(
+    registry: ModelRegistry,
+    candidate: CandidateModel,
+    decision: GateDecision,
+    gate: dict[str, Any],
+    metrics: dict[str, Any],
+    data_window: dict[str, Any],
+    trained_at: datetime,
+    erased: set[str],
+) -> int:
+    """Publish the candidate with the gate's verdict; returns its version."""
+    n_events = data_window["events"]
     version = registry.next_version()
     files = candidate.to_files(version, metrics=metrics, data_window=data_window, trained_at=trained_at)
     record = {
@@ -227,22 +279,10 @@ def run_retrain(
         "erasure": erasure_mark(erased),
     }
     registry.publish(files, record, version=version)
-    outcome: Outcome
     if decision.promote:
         registry.promote(version, decision.reason)
-        outcome = "promoted"
     elif decision.judged:
         registry.reject(version, decision.reason)
-        outcome = "rejected"
     else:
         registry.mark_not_judged(version, decision.reason)
-        outcome = "not_judged"
-    log.info("retrain_done version=%d outcome=%s reason=%s", version, outcome, decision.reason)
-    return RetrainResult(
-        outcome=outcome,
-        n_events=n_events,
-        duration_s=time.monotonic() - started,
-        version=version,
-        decision=decision,
-        metrics=metrics,
-    )
+    return version

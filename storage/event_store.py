@@ -82,8 +82,12 @@ class EventStore(Protocol):
         until: datetime | None = None,
         exclude_users: Iterable[str] = (),
         batch_size: int = 5000,
+        fields: Sequence[str] | None = None,
     ) -> Iterator[list[Doc]]:
-        """Events with since <= ts < until in ts order, as batches of dicts carrying ``event_id``."""
+        """Events with since <= ts < until in ts order, as batches of dicts carrying ``event_id``.
+
+        With ``fields`` each dict holds only those stored fields (and ``event_id`` only when ``_id`` is
+        one of them): the server sends no more than the reader needs."""
 
     def count_events(self) -> int: ...
 
@@ -184,9 +188,17 @@ def attribution_applies(stored: Doc, update: AttributionUpdate) -> bool:
     )
 
 
+def event_projection(fields: Sequence[str] | None) -> Doc:
+    """The find() projection of ``iter_events``: everything but ``ingested_at``, or only ``fields``."""
+    if fields is None:
+        return {"ingested_at": 0}
+    return {"_id": 1 if "_id" in fields else 0, **{f: 1 for f in fields if f != "_id"}}
+
+
 def as_event(doc: Doc) -> Doc:
     out = dict(doc)
-    out["event_id"] = out["_id"]
+    if "_id" in out:
+        out["event_id"] = out["_id"]
     ts = out.get("ts")
     if isinstance(ts, datetime) and ts.tzinfo is None:
         out["ts"] = ts.replace(tzinfo=UTC)
@@ -306,6 +318,7 @@ class MongoEventStore:
         until: datetime | None = None,
         exclude_users: Iterable[str] = (),
         batch_size: int = 5000,
+        fields: Sequence[str] | None = None,
     ) -> Iterator[list[Doc]]:
         query: Doc = {}
         ts_range: Doc = {}
@@ -319,7 +332,9 @@ class MongoEventStore:
         if excluded:
             query["user_id"] = {"$nin": excluded}
         batch: list[Doc] = []
-        cursor = self.events.find(query, {"ingested_at": 0}, batch_size=batch_size).sort("ts", ASCENDING)
+        # The cursor fetches batch_size documents per round trip; only one batch is held at a time.
+        projection = event_projection(fields)
+        cursor = self.events.find(query, projection, batch_size=batch_size).sort("ts", ASCENDING)
         for doc in cursor:
             batch.append(as_event(doc))
             if len(batch) >= batch_size:

@@ -97,12 +97,14 @@ class InMemoryEventStore:
         until: datetime | None = None,
         exclude_users: Iterable[str] = (),
         batch_size: int = 5000,
+        fields: Sequence[str] | None = None,
     ) -> Iterator[list[Doc]]:
         self._check()
         excluded = set(exclude_users)
-        docs = sorted(
+        keep = None if fields is None else set(fields)
+        stored = sorted(
             (
-                as_event(d)
+                d
                 for d in self.events.values()
                 if (since is None or d["ts"] >= since)
                 and (until is None or d["ts"] < until)
@@ -110,8 +112,9 @@ class InMemoryEventStore:
             ),
             key=lambda d: d["ts"],
         )
-        for start in range(0, len(docs), batch_size):
-            yield docs[start : start + batch_size]
+        for start in range(0, len(stored), batch_size):
+            chunk = stored[start : start + batch_size]
+            yield [as_event(d if keep is None else {k: v for k, v in d.items() if k in keep}) for d in chunk]
 
     def count_events(self) -> int:
         self._check()

@@ -241,3 +241,27 @@ def test_set_attribution_writes_only_over_the_state_it_replaces(any_store) -> No
         == "r3"
     )
     assert any_store.set_attribution([]) == 0
+
+
+def test_retrain_reads_only_the_projected_fields_in_cursor_batches(any_store) -> None:
+    """The same contract on the real server and the twin: the projection retrain asks for, in batches,
+    in ts order, erased users out; and the read folds them into the same table on both."""
+    from retrain.event_source import READ_FIELDS, read_window
+
+    any_store.insert_events(
+        [
+            {**doc(f"e{n}", f"u{n % 3}", minutes=n, offset=n), "properties": {"price": 1.0}}
+            for n in range(25, 0, -1)
+        ]
+    )
+    batches = list(any_store.iter_events(exclude_users={"u2"}, batch_size=4, fields=READ_FIELDS))
+    assert [len(b) for b in batches] == [4, 4, 4, 4, 1]
+    flat = [d for b in batches for d in b]
+    assert all(set(d) == set(READ_FIELDS) for d in flat)
+    assert [d["ts_ms"] for d in flat] == sorted(d["ts_ms"] for d in flat)
+    assert {d["user_id"] for d in flat} == {"u0", "u1"}
+    table = read_window(any_store, T0 + timedelta(minutes=3), T0 + timedelta(minutes=20), {"u2"})
+    assert table.user_id.tolist() == [f"u{n % 3}" for n in range(3, 20) if n % 3 != 2]
+    assert table.ts_ms.tolist() == [
+        int((T0 + timedelta(minutes=n)).timestamp() * 1000) for n in range(3, 20) if n % 3 != 2
+    ]

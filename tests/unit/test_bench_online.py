@@ -115,7 +115,10 @@ class _Store:
     def __init__(self, docs: list[dict[str, Any]]) -> None:
         self.docs = docs
 
-    def iter_events(self, since: Any, until: Any, exclude_users: Any, batch_size: int) -> Any:
+    def iter_events(
+        self, since: Any, until: Any, exclude_users: Any, batch_size: int, fields: Any = None
+    ) -> Any:
+        self.fields = fields
         yield self.docs[:2]
         yield self.docs[2:]
 
@@ -132,7 +135,8 @@ def test_permuted_source_renames_items_only() -> None:
         {"user_id": "u1", "item_id": "b", "event_type": "click", "ts_ms": 2},
         {"user_id": "u2", "item_id": "unknown", "event_type": "view", "ts_ms": 3},
     ]
-    source = PermutedItems(_Store(docs), {"a": "b", "b": "a"})
+    store = _Store(docs)
+    source = PermutedItems(store, {"a": "b", "b": "a"})
     out = [d for batch in source.iter_events() for d in batch]
     assert [d["item_id"] for d in out] == ["b", "a", "unknown"]
     assert [(d["user_id"], d["event_type"], d["ts_ms"]) for d in out] == [
@@ -140,6 +144,9 @@ def test_permuted_source_renames_items_only() -> None:
     ]
     assert docs[0]["item_id"] == "a"  # the stored documents are not changed
     assert source.erased_users() == {"gone"} and source.count_events() == 3
+    # Retrain's projection reaches the store underneath.
+    list(source.iter_events(fields=("user_id", "item_id")))
+    assert store.fields == ("user_id", "item_id")
 
 
 # ---------------------------------------------------------------- the shoppers

@@ -83,3 +83,18 @@ def test_model_skips_events_that_weigh_nothing():
     )
     assert inter.item_ids.tolist() == ["a"]
     assert np.allclose(inter.matrix.toarray(), [[1.0]])
+
+
+def test_the_vectorised_rule_is_the_same_rule():
+    from core.event_weights import event_weights
+
+    custom = EventWeights(view=0.25, purchase=9.0, rate=0.5)
+    types = np.array(["view", "rate", "purchase", "rate", "unknown", "add_to_cart", "rate"])
+    values = np.array([3.0, 4.0, np.nan, np.nan, 1.0, np.nan, -2.0])
+    got = event_weights(types, values, custom)
+    want = [
+        event_weight(str(t), None if math.isnan(v) else float(v), custom)
+        for t, v in zip(types, values, strict=True)
+    ]
+    assert got.tolist() == want
+    assert event_weights(np.array([], dtype=str), np.array([]), W).tolist() == []

@@ -41,3 +41,29 @@ def test_recency_ranks_order() -> None:
 def test_no_positive_events_raises() -> None:
     with pytest.raises(EmptyDataError):
         build_interactions([("u", "a", "rate", 0.0, 1)])
+
+
+def test_arrays_give_the_same_matrix_as_rows() -> None:
+    from core.event_weights import event_weights
+    from model.interactions import interactions_from_arrays
+
+    rng = np.random.default_rng(5)
+    kinds = np.array(["view", "click", "purchase", "rate", "unknown"])
+    n = 500
+    users = np.array([f"u{k}" for k in rng.integers(0, 30, n)])
+    items = np.array([f"i{k}" for k in rng.integers(0, 40, n)])
+    types = kinds[rng.integers(0, len(kinds), n)]
+    values = np.where(types == "rate", rng.integers(0, 6, n).astype(float), np.nan)
+    ts = rng.integers(0, 30 * DAY_MS, n)
+    rows = [
+        (u, i, t, None if np.isnan(v) else float(v), int(s))
+        for u, i, t, v, s in zip(users, items, types, values, ts, strict=True)
+    ]
+    want = build_interactions(rows, half_life_days=7.0)
+    got = interactions_from_arrays(
+        users, items, event_weights(types, values, EventWeights()), ts, half_life_days=7.0
+    )
+    assert got.user_ids.tolist() == want.user_ids.tolist()
+    assert got.item_ids.tolist() == want.item_ids.tolist()
+    assert (got.matrix != want.matrix).nnz == 0
+    assert (got.last_ts != want.last_ts).nnz == 0

@@ -101,3 +101,12 @@ def test_beats_a_random_ranking_on_the_gate_protocol() -> None:
         "ndcg@10"
     ]
     assert ours > rand + 0.05
+
+
+def test_fit_records_its_build_train_and_index_stages() -> None:
+    from retrain.stages import StageClock
+
+    clock = StageClock()
+    ModelTrainer(ModelSettings(factors=8)).fit(_clustered(n_users=40), stages=clock)
+    assert list(clock.stages) == ["build", "train", "index"]
+    assert all(s.wall_s > 0 and s.peak_rss_bytes > 0 for s in clock.stages.values())

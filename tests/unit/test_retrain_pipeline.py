@@ -17,6 +17,7 @@ from core.event_table import EventTable
 from core.settings import EventWeights
 from model.errors import DegenerateModelError
 from retrain.pipeline import EpochCallback, RetrainConfig, RetrainFailed, run_retrain
+from retrain.stages import StageClock
 from storage.event_store_memory import InMemoryEventStore
 from storage.model_registry_memory import InMemoryModelRegistry
 
@@ -60,7 +61,9 @@ class PopularityTrainer:
         self.reverse, self.degenerate = reverse, degenerate
         self.fitted: list[EventTable] = []
 
-    def fit(self, train: EventTable, on_epoch: EpochCallback | None = None) -> PopularityModel:
+    def fit(
+        self, train: EventTable, on_epoch: EpochCallback | None = None, stages: StageClock | None = None
+    ) -> PopularityModel:
         self.fitted.append(train)
         if on_epoch:
             on_epoch(1, 1, 0.0)
@@ -231,3 +234,17 @@ def test_a_new_version_is_marked_with_the_erasures_it_was_trained_without() -> N
     store.erase_user("u3")
     run_retrain(store, reg, PopularityTrainer(), CONFIG, now=NOW)
     assert reg.get(1).erasure["digest"] == erasure_digest({"u3"})
+
+
+def test_the_run_reports_wall_time_and_peak_rss_per_stage_with_the_read_apart() -> None:
+    result = run_retrain(_store(), InMemoryModelRegistry(), PopularityTrainer(), CONFIG, now=NOW)
+    report = result.run_report
+    # The fake trainer records no stages of its own; the model adapter adds build, train and index.
+    assert list(report["stages"]) == ["read", "scrub", "split", "gate", "publish"]
+    for figures in report["stages"].values():
+        assert figures["wall_s"] >= 0.0 and figures["peak_rss_mib"] > 0.0
+    stages = report["stages"]
+    assert report["read_s"] == pytest.approx(stages["read"]["wall_s"], abs=1e-3)
+    after = sum(f["wall_s"] for name, f in stages.items() if name != "read")
+    assert report["after_read_s"] == pytest.approx(after, abs=5e-3)
+    assert report["peak_rss_mib"] == max(f["peak_rss_mib"] for f in stages.values())

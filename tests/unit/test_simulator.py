@@ -128,3 +128,8 @@ def test_invalid_config_is_rejected() -> None:
         StorefrontConfig(items=3, categories=5)
     with pytest.raises(ValueError, match="users"):
         StorefrontConfig(users=0)
+
+
+def test_interaction_rows_are_the_events_without_event_objects(shop: Storefront, events: list) -> None:
+    rows = list(shop.interactions())
+    assert rows == [(e.user_id, e.item_id, e.event_type.value, None, e.ts_ms) for e in events]

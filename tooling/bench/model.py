@@ -1,4 +1,4 @@
-"""`streamrec bench quality` and `streamrec bench train`: the model's offline benchmarks."""
+"""`streamrec bench quality`, `bench train` and `bench retrain`: the model's benchmarks."""
 
 from __future__ import annotations
 
@@ -40,9 +40,39 @@ def quality(
 def train(
     interactions: int = typer.Option(1_000_000, min=1000, help="Size of the synthetic interaction set."),
     factors: int = typer.Option(128, min=2, help="Factor count for both streamrec and iALS."),
+    dataset: str | None = typer.Option(
+        None, help="movielens-1m: the real ML-1M ratings instead of the synthetic set."
+    ),
+    data_dir: Path | None = typer.Option(None, help="Folder of the real data sets (default ../shared/data)."),
     json_out: Path | None = typer.Option(None, "--json", help="Where to write the JSON report."),
 ) -> None:
-    """Training time of streamrec's model vs implicit's iALS on the same synthetic data, same run."""
-    from tooling.bench.train import run_train
+    """Training time of streamrec's model vs implicit's iALS on the same data, same run."""
+    from tooling.bench.train import ML_1M, run_train
 
-    run_train(interactions, json_out, factors=factors)
+    if dataset not in (None, ML_1M):
+        raise StreamrecError(f"unknown dataset {dataset!r}: bench train knows only {ML_1M}")
+    run_train(interactions, json_out, factors=factors, dataset=dataset, data_dir=data_dir)
+
+
+@bench_app.command("retrain")
+def retrain(
+    events: int = typer.Option(
+        3_000_000, min=1000, help="Simulator events stored in MongoDB and retrained on."
+    ),
+    users: int | None = typer.Option(None, min=10, help="Simulated shoppers (default events / 30)."),
+    items: int | None = typer.Option(None, min=100, help="Simulated catalog (default events / 60)."),
+    days: float = typer.Option(7.0, min=0.1, help="Days the simulated events span."),
+    train_only: bool = typer.Option(
+        False, "--train-only", help="No MongoDB: the product's trainer alone on --interactions events."
+    ),
+    interactions: int = typer.Option(10_000_000, min=1000, help="With --train-only: simulator events."),
+    json_out: Path = typer.Option(..., "--json", help="Where to write the JSON report."),
+) -> None:
+    """The whole retrain (read, split, build, train, index, gate, publish) on simulator data loaded into
+    the dev MongoDB, with wall time and peak RSS per stage from the run's own report."""
+    from tooling.bench.retrain import run_retrain_bench, run_train_only
+
+    if train_only:
+        run_train_only(interactions, users, items, days, json_out)
+    else:
+        run_retrain_bench(events, users, items, days, json_out)

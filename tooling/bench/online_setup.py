@@ -12,7 +12,7 @@ real events, and the good one ends up champion (promoted by hand if the gate cou
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -88,8 +88,9 @@ class PermutedItems:
         until: datetime | None = None,
         exclude_users: Iterable[str] = (),
         batch_size: int = 5000,
+        fields: Sequence[str] | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
-        for batch in self.source.iter_events(since, until, exclude_users, batch_size):
+        for batch in self.source.iter_events(since, until, exclude_users, batch_size, fields):
             yield [{**doc, "item_id": self.mapping.get(doc["item_id"], doc["item_id"])} for doc in batch]
 
     def erased_users(self) -> set[str]:

@@ -129,6 +129,12 @@ class Storefront:
         activity = rng.lognormal(0.0, 1.0, cfg.users)
         self.user_activity = activity / activity.sum()
         self._items_by_category = [np.flatnonzero(self.item_category == c) for c in range(cfg.categories)]
+        # Per category, its items' factors (contiguous) and popularity logits, computed once: gathering
+        # them on every draw dominated the cost of large catalogs (the values are the same).
+        self._category_factors = [self.item_factors[items] for items in self._items_by_category]
+        self._category_pop_logits = [
+            cfg.popularity_weight * np.log(self.item_popularity[items]) for items in self._items_by_category
+        ]
         self._session_seed = int(rng.integers(0, 2**63 - 1))
 
     # ----- ground truth -------------------------------------------------------------------------
@@ -144,8 +150,8 @@ class Storefront:
 
     def _within_category(self, user: int, category: int) -> tuple[np.ndarray, np.ndarray]:
         items = self._items_by_category[category]
-        logits = self.config.popularity_weight * np.log(self.item_popularity[items])
-        logits = logits + self.taste(user, items) / self.config.taste_temperature
+        taste = np.asarray(self._category_factors[category] @ self.user_factors[user])
+        logits = self._category_pop_logits[category] + taste / self.config.taste_temperature
         return items, _softmax(logits)
 
     def true_scores(self, user_id: str) -> np.ndarray:
@@ -244,14 +250,36 @@ class Storefront:
                 out.append((ts, kind.value, item_id, price))
         return out
 
-    def events(self) -> Iterator[InteractionEvent]:
-        """Every event of the simulation in timestamp order (ties keep generation order)."""
+    def _entries(self) -> Iterator[tuple[int, int, str, str, str, float, str]]:
+        """(ts_ms, number, event type, user id, item id, price, session id) of every event, in order."""
         cfg = self.config
         rng = np.random.default_rng(self._session_seed)
         sessions = self._sessions(rng)
         end_ms = int(self.end.timestamp() * 1000)
         pending: list[tuple[int, int, str, str, str, float, str]] = []
         seq = 0
+        for session in sessions:
+            while pending and pending[0][0] <= session.start_ms:
+                yield heapq.heappop(pending)
+            session_id = f"sim{cfg.seed}-s{session.index}"
+            user_id = self.user_ids[session.user]
+            for ts, kind, item_id, price in self._session_events(session, rng):
+                heapq.heappush(pending, (min(ts, end_ms), seq, kind, user_id, item_id, price, session_id))
+                seq += 1
+        while pending:
+            yield heapq.heappop(pending)
+
+    def interactions(self) -> Iterator[tuple[str, str, str, None, int]]:
+        """``events()`` as (user_id, item_id, event_type, value, ts_ms) rows, the same events in the same
+        order without building (and validating) an event object each: what a training benchmark of
+        millions of events folds in."""
+        for ts, _number, kind, user_id, item_id, _price, _session in self._entries():
+            yield user_id, item_id, kind, None, ts
+
+    def events(self) -> Iterator[InteractionEvent]:
+        """Every event of the simulation in timestamp order (ties keep generation order)."""
+        cfg = self.config
+        end_ms = int(self.end.timestamp() * 1000)
 
         def emit(entry: tuple[int, int, str, str, str, float, str]) -> InteractionEvent:
             ts, number, kind, user_id, item_id, price, session_id = entry
@@ -272,16 +300,8 @@ class Storefront:
                 properties=props,
             )
 
-        for session in sessions:
-            while pending and pending[0][0] <= session.start_ms:
-                yield emit(heapq.heappop(pending))
-            session_id = f"sim{cfg.seed}-s{session.index}"
-            user_id = self.user_ids[session.user]
-            for ts, kind, item_id, price in self._session_events(session, rng):
-                heapq.heappush(pending, (min(ts, end_ms), seq, kind, user_id, item_id, price, session_id))
-                seq += 1
-        while pending:
-            yield emit(heapq.heappop(pending))
+        for entry in self._entries():
+            yield emit(entry)
 
     @property
     def start(self) -> datetime:
