@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -28,7 +29,7 @@ from serving.auth import KeyRing
 from serving.errors import error_response, install_error_handlers
 from serving.experiments import ExperimentHolder
 from serving.ingest import IngestService
-from serving.metrics import ServingMetrics
+from serving.metrics import ServingMetrics, multiprocess_dir
 from serving.model_holder import ModelHolder
 from serving.popularity import RealtimeSnapshots
 from serving.replica_sync import DEFAULT_POLL_S, ReplicaSyncer
@@ -185,6 +186,11 @@ def create_app(
                 # Before the impression log closes: its last shadow impression can still be offered.
                 await asyncio.to_thread(shadow.stop, 2.0)
             await adapters.aclose()
+            if multiprocess_dir() is not None:
+                # The worker's live gauges (model version) leave the multiprocess files with it.
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(os.getpid())
 
     app = FastAPI(
         title="streamrec",

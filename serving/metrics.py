@@ -1,14 +1,49 @@
-"""Serving metrics, on a registry per app (several apps can live in one test process)."""
+"""Serving metrics, on a registry per app (several apps can live in one test process).
+
+With several uvicorn workers each process counts on its own, and a scrape reaches whichever worker
+accepts it; Prometheus' multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) makes the counters and
+histograms shared files that ``/metrics`` sums over all workers. ``prepare_multiprocess_dir`` sets it
+up before the workers start (``streamrec serve --workers N``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import glob
+import os
+import tempfile
+from collections.abc import Callable, Iterator, MutableMapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from storage.impression_log import DROP_REASONS, ImpressionCounts
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_multiprocess_dir(workers: int, environ: MutableMapping[str, str]) -> tuple[str | None, bool]:
+    """(the multiprocess directory or None, whether it was created here and is ours to remove).
+
+    An operator's ``PROMETHEUS_MULTIPROC_DIR`` is used (and created if missing); without one, more than
+    one worker gets a fresh temporary directory, since per-worker counters scraped at random would
+    jump back and forth. Files left by an earlier run are removed first, as prometheus_client requires:
+    their counts would otherwise be added to this run's."""
+    path = environ.get(MULTIPROC_ENV)
+    if path is None:
+        if workers <= 1:
+            return None, False
+        path = tempfile.mkdtemp(prefix="streamrec-prometheus-")
+        environ[MULTIPROC_ENV] = path
+        return path, True
+    os.makedirs(path, exist_ok=True)
+    for stale in glob.glob(os.path.join(path, "*.db")):
+        os.remove(stale)
+    return path, False
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV)
 
 
 class ServingMetrics:
@@ -37,6 +72,8 @@ class ServingMetrics:
             "streamrec_serving_model_version",
             "Version of the model being served (0: none)",
             registry=registry,
+            # Multiprocess mode: one sample per live worker (label pid), so min() shows a lagging one.
+            multiprocess_mode="liveall",
         )
         self.model_load_failures = Counter(
             "streamrec_serving_model_load_failures_total",
