@@ -210,9 +210,18 @@ def create_app(
     openapi.install(app, settings.serving)
     from prometheus_fastapi_instrumentator import Instrumentator
 
-    Instrumentator(registry=metrics_registry, excluded_handlers=["/metrics"]).instrument(app).expose(
-        app, include_in_schema=False
-    )
+    instrumentator = Instrumentator(registry=metrics_registry, excluded_handlers=["/metrics"]).instrument(app)
+    if multiprocess_dir() is None:
+        instrumentator.expose(app, include_in_schema=False)
+    else:
+        # The instrumentator's own multiprocess exposition would drop the pulled counts.
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from starlette.responses import Response
+
+        def metrics_endpoint(_request: Any) -> Response:  # reads files: run in the threadpool
+            return Response(generate_latest(metrics.exposition_registry()), media_type=CONTENT_TYPE_LATEST)
+
+        app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.add_middleware(BodyLimitMiddleware, limit=settings.serving.max_body_bytes)  # type: ignore[arg-type]
     # Added last, so outermost: the 413 above carries the request id too.
     app.add_middleware(RequestIdMiddleware)

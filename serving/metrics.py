@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from storage.impression_log import DROP_REASONS, ImpressionCounts
@@ -49,6 +50,8 @@ def multiprocess_dir() -> str | None:
 class ServingMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        # Collectors that read a live object's counts at scrape time (no shared file behind them).
+        self.pulled: list[Collector] = []
         self.cache_hits = Counter(
             "streamrec_serving_cache_hits_total",
             "Recommendation results served from the cache",
@@ -98,11 +101,45 @@ class ServingMetrics:
 
     def count_producer_rebuilds(self, rebuilds: Callable[[], int]) -> None:
         """Export the ingest producer's own rebuild count (the producer is built before the app)."""
-        self.registry.register(_RebuildCounter(rebuilds))
+        self._pull(_RebuildCounter(rebuilds))
 
     def count_impressions(self, counts: Callable[[], ImpressionCounts] | None) -> None:
         """Export the impression log's own counts (the log is built before the app; None: disabled)."""
-        self.registry.register(_ImpressionCounter(counts or ImpressionCounts))
+        self._pull(_ImpressionCounter(counts or ImpressionCounts))
+
+    def _pull(self, collector: Collector) -> None:
+        self.pulled.append(collector)
+        self.registry.register(collector)
+
+    def exposition_registry(self) -> CollectorRegistry:
+        """What /metrics renders: this registry, or in multiprocess mode the counters and histograms
+        of every worker summed from the shared files plus the answering worker's pulled counts,
+        labelled with its pid (they live in that worker's memory only; a sum over pids is the total
+        once each worker has answered a scrape)."""
+        if multiprocess_dir() is None:
+            return self.registry
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        for collector in self.pulled:
+            registry.register(PerProcess(collector))
+        return registry
+
+
+class PerProcess(Collector):
+    """Another collector's samples with a ``pid`` label: the worker they were read in."""
+
+    def __init__(self, inner: Collector) -> None:
+        self.inner = inner
+
+    def collect(self) -> Iterator[Metric]:
+        pid = str(os.getpid())
+        for family in self.inner.collect():
+            out = Metric(family.name, family.documentation, family.type, family.unit)
+            for sample in family.samples:
+                out.add_sample(sample.name, {**sample.labels, "pid": pid}, sample.value, sample.timestamp)
+            yield out
 
 
 class _ImpressionCounter(Collector):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from serving.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
 
 
@@ -36,3 +38,23 @@ def test_an_operators_directory_is_kept_but_earlier_counts_are_removed(tmp_path:
     missing = tmp_path / "new"
     assert prepare_multiprocess_dir(1, {MULTIPROC_ENV: str(missing)}) == (str(missing), False)
     assert missing.is_dir()
+
+
+def test_multiprocess_exposition_keeps_the_pulled_counts_labelled_by_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from serving.metrics import ServingMetrics
+    from storage.impression_log import ImpressionCounts
+
+    metrics = ServingMetrics(CollectorRegistry())
+    metrics.count_producer_rebuilds(lambda: 3)
+    metrics.count_impressions(lambda: ImpressionCounts(queued=5, sent=4))
+    assert metrics.exposition_registry() is metrics.registry  # single process: the app's registry
+    monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
+    text = generate_latest(metrics.exposition_registry()).decode()
+    pid = os.getpid()
+    assert f'streamrec_serving_producer_rebuilds_total{{pid="{pid}"}} 3.0' in text
+    assert f'streamrec_serving_impressions_sent_total{{pid="{pid}"}} 4.0' in text
+    assert f'streamrec_serving_impressions_dropped_total{{pid="{pid}",reason="queue_full"}} 0.0' in text

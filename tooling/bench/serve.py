@@ -162,6 +162,9 @@ def run_phase(
         "p50_ms": half["p50_ms"],
         "p99_ms": half["p99_ms"],
         "hit_ratio_closed": hit_ratio(before, closed),
+        # Every request is one cache lookup: with several workers, equal counts show /metrics sums them.
+        "cache_lookups_closed": sum(closed) - sum(before),
+        "requests_closed": recs["requests"],
         "hit_ratio_open": hit_ratio(closed, after),
         "errors": recs["errors"] + health["errors"] + half["errors"],
         "errors_closed_recs": recs["errors"],
