@@ -97,12 +97,14 @@ def test_exact_top_k_scores_every_item() -> None:
 
 
 def test_the_memory_source_reads_a_window_as_the_event_store_does() -> None:
-    def event(user: str, ts_s: int) -> dict[str, object]:
-        return {"user_id": user, "item_id": "i", "event_type": "view", "value": None, "ts_ms": ts_s * 1000}
+    def event(user: str, ts_s: int) -> tuple[str, str, str, float | None, int]:
+        return (user, "i", "view", None, ts_s * 1000)
 
     source = MemoryEventSource([event("a", 10), event("b", 20), event("a", 30), event("c", 40)])
     since, until = datetime.fromtimestamp(20, UTC), datetime.fromtimestamp(40, UTC)
     batches = list(source.iter_events(since, until, exclude_users={"b"}, batch_size=1))
     assert [[e["ts_ms"] for e in b] for b in batches] == [[30_000]]  # since <= ts < until
     assert sum(len(b) for b in source.iter_events(batch_size=3)) == 4
+    first = next(source.iter_events())[0]
+    assert first == {"user_id": "a", "item_id": "i", "event_type": "view", "value": None, "ts_ms": 10_000}
     assert source.count_events() == 4 and source.erased_users() == set()
