@@ -36,22 +36,33 @@ def serve(
 
     The model is polled from the registry every STREAMREC_SERVING__MODEL_POLL_S and hot-swapped.
     """
+    import os
+    import shutil
+
     import uvicorn
 
     from cli.context import configure_logging, load_settings
+    from serving.metrics import prepare_multiprocess_dir
 
     settings = load_settings()
     configure_logging(settings.log_level)
-    uvicorn.run(
-        "cli.serve:app_factory",
-        factory=True,
-        host=host or settings.serving.host,
-        port=port if port is not None else settings.serving.port,
-        workers=workers,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        # uvicorn's own text handlers would bypass the JSON lines configure_logging sets up.
-        log_config=None,
-        # Keep-alive long enough for load balancers and benchmark clients that reuse connections.
-        timeout_keep_alive=30,
-    )
+    # Before the workers are spawned: they inherit the environment, and prometheus_client reads it
+    # when it is imported.
+    metrics_dir, ours = prepare_multiprocess_dir(workers, os.environ)
+    try:
+        uvicorn.run(
+            "cli.serve:app_factory",
+            factory=True,
+            host=host or settings.serving.host,
+            port=port if port is not None else settings.serving.port,
+            workers=workers,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            # uvicorn's own text handlers would bypass the JSON lines configure_logging sets up.
+            log_config=None,
+            # Keep-alive long enough for load balancers and benchmark clients that reuse connections.
+            timeout_keep_alive=30,
+        )
+    finally:
+        if ours and metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

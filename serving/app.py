@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,7 +30,7 @@ from serving.discovery import DiscoveryService
 from serving.errors import error_response, install_error_handlers
 from serving.experiments import ExperimentHolder
 from serving.ingest import IngestService
-from serving.metrics import ServingMetrics
+from serving.metrics import ServingMetrics, multiprocess_dir
 from serving.model_holder import ModelHolder
 from serving.popularity import RealtimeSnapshots
 from serving.replica_sync import DEFAULT_POLL_S, ReplicaSyncer
@@ -191,6 +192,11 @@ def create_app(
                 # Before the impression log closes: its last shadow impression can still be offered.
                 await asyncio.to_thread(shadow.stop, 2.0)
             await adapters.aclose()
+            if multiprocess_dir() is not None:
+                # The worker's live gauges (model version) leave the multiprocess files with it.
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(os.getpid())
 
     app = FastAPI(
         title="streamrec",
@@ -212,9 +218,18 @@ def create_app(
     openapi.install(app, settings.serving)
     from prometheus_fastapi_instrumentator import Instrumentator
 
-    Instrumentator(registry=metrics_registry, excluded_handlers=["/metrics"]).instrument(app).expose(
-        app, include_in_schema=False
-    )
+    instrumentator = Instrumentator(registry=metrics_registry, excluded_handlers=["/metrics"]).instrument(app)
+    if multiprocess_dir() is None:
+        instrumentator.expose(app, include_in_schema=False)
+    else:
+        # The instrumentator's own multiprocess exposition would drop the pulled counts.
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from starlette.responses import Response
+
+        def metrics_endpoint(_request: Any) -> Response:  # reads files: run in the threadpool
+            return Response(generate_latest(metrics.exposition_registry()), media_type=CONTENT_TYPE_LATEST)
+
+        app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.add_middleware(BodyLimitMiddleware, limit=settings.serving.max_body_bytes)  # type: ignore[arg-type]
     # Added last, so outermost: the 413 above carries the request id too.
     app.add_middleware(RequestIdMiddleware)

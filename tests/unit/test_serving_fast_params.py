@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, Response
@@ -66,3 +67,16 @@ def test_openapi_documents_the_model_fields() -> None:
     assert params["n"]["in"] == "query" and params["n"]["required"] is False
     assert params["n"]["schema"]["minimum"] == 1 and params["n"]["description"] == "how many"
     assert params["flag"]["schema"]["type"] == "boolean"
+
+
+def test_healthz_is_served_as_lean_as_the_recommendations_route() -> None:
+    # The serving benchmark's ratio divides the recommendations rate by /healthz's: both must take
+    # LeanRoute's direct path (no dependency walk), or the ceiling measures other machinery.
+    from serving.routes import build_router
+
+    routes = {r.path: r for r in build_router(public_read=True).routes if isinstance(r, APIRoute)}
+    for path in ("/healthz", "/v1/users/{user_id}/recommendations"):
+        route = routes[path]
+        assert isinstance(route, LeanRoute), path
+        dependant = route.dependant
+        assert not (dependant.dependencies or dependant.query_params or dependant.path_params), path

@@ -37,13 +37,13 @@ from typing import Any
 
 from core.settings import Settings
 from tooling.bench.cpu_placement import Placement, pin_api
-from tooling.bench.serve import (
+from tooling.bench.serve import start_api
+from tooling.bench.serve_load import (
     WRK_DONE,
     WRK_REQUEST,
     alternate_closed_loops,
     run_open_loop,
     run_wrk,
-    start_api,
 )
 from tooling.devstack.processes import process_cpu_seconds
 

@@ -1,0 +1,55 @@
+"""`streamrec serve --workers 2` on real Redis and MongoDB: /metrics counts every worker's requests,
+whichever worker answers the scrape (Prometheus multiprocess mode)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from core.settings import Settings
+from tooling.bench.serve_load import parse_cache_counts
+from tooling.devstack.processes import free_port, start_streamrec
+
+REQUESTS = 60
+
+
+def test_metrics_sum_the_requests_of_every_worker(settings: Settings, tmp_path: Path) -> None:
+    port = free_port()
+    serving = settings.serving.model_copy(update={"host": "127.0.0.1", "port": port, "public_read": True})
+    proc = start_streamrec(
+        ["serve", "--workers", "2"],
+        settings.model_copy(update={"serving": serving}),
+        name="serve",
+        log_dir=tmp_path,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(base + "/readyz", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        proc.wait_until(ready, 120, "GET /readyz answers 200", interval_s=0.5)
+        pids = set()
+        for n in range(REQUESTS):
+            # A new connection each time, so the kernel spreads them over both workers.
+            with httpx.Client(base_url=base, timeout=10.0) as client:
+                assert client.get(f"/v1/users/u{n}/recommendations").status_code == 200
+        for _ in range(10):
+            with httpx.Client(base_url=base, timeout=10.0) as client:
+                text = client.get("/metrics").text
+            # Every request is one cache lookup (a miss here: each user asks once).
+            hits, misses = parse_cache_counts(text)
+            assert hits + misses == REQUESTS
+            pids |= {
+                line.split('pid="', 1)[1].split('"', 1)[0]
+                for line in text.splitlines()
+                if line.startswith("streamrec_serving_producer_rebuilds_total{")
+            }
+        # The pulled counts come labelled with the worker that answered.
+        assert len(pids) >= 1
+    finally:
+        assert proc.stop() == 0

@@ -1,0 +1,193 @@
+"""The serving benchmark's model, trained and published as `streamrec retrain` does it.
+
+The storefront simulator (``tooling.producers.simulator``) generates the interactions: shoppers with
+category affinities and latent tastes, Zipf item popularity, sessions and the view → click → cart →
+purchase funnel. ``retrain.pipeline.run_retrain`` then runs exactly what `streamrec retrain` runs
+(read the window, hold out the latest events, fit the LAE with ``ModelSettings`` as configured,
+build the serving index for that catalog size, gate, publish and promote) with one difference: the
+events come from memory instead of MongoDB, since reading millions of documents from the dev server
+measures that server, not serving.
+
+``ann_recall_at_20`` asks the published model back from the registry through the read side serving
+loads (``TrainedModel.from_files``) and compares its index's top 20 with the exact top 20 (every
+item scored) for a sample of users.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from core.errors import StreamrecError
+from tooling.producers.simulator import Storefront, StorefrontConfig
+
+# Items per simulated category: a department of a large catalog (the simulator's default of 20
+# categories would put 5,000-50,000 items in each at these sizes, and its cost grows with that).
+ITEMS_PER_CATEGORY = 500
+RECALL_USERS = 1000
+RECALL_K = 20
+
+
+@dataclass
+class TrainedServeModel:
+    version: int
+    outcome: str  # what retrain's gate decided (promoted, not_judged, ...)
+    items: int  # items the model knows: those seen in the training window
+    users: int
+    factors: int
+    dim: int
+    index: dict[str, Any]  # the artifact config's "ann" (kind, nlist, search effort, calibration recall)
+    ann_recall_at_20: float | None  # None when the catalog is small enough for exact search
+    recall_users: int
+    item_ids: list[str]
+    item_popularity: np.ndarray  # interactions per model item, what Redis popularity is seeded with
+    user_order: list[str]  # simulated shoppers, most active first (Zipf rank 1 = the first)
+    timings: dict[str, float]
+
+
+def storefront(items: int, users: int, events: int, seed: int) -> Storefront:
+    categories = max(20, items // ITEMS_PER_CATEGORY)
+    return Storefront(
+        StorefrontConfig(users=users, items=items, events=events, seed=seed, categories=categories, days=14)
+    )
+
+
+# (user_id, item_id, event_type, value, ts_ms): a tuple costs a third of a dict, which matters at 10M
+# events (the 1M-item run); the strings are the simulator's own, shared between events.
+SimEvent = tuple[str, str, str, float | None, int]
+
+
+class MemoryEventSource:
+    """``retrain.event_source.EventSource`` over simulated events held in memory (ts-ordered)."""
+
+    def __init__(self, events: Sequence[SimEvent]) -> None:
+        self.events = events
+
+    def iter_events(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        exclude_users: Iterable[str] = (),
+        batch_size: int = 5000,
+    ) -> Iterator[list[dict[str, Any]]]:
+        lo = None if since is None else since.timestamp() * 1000
+        hi = None if until is None else until.timestamp() * 1000
+        excluded = set(exclude_users)
+        batch: list[dict[str, Any]] = []
+        for user, item, kind, value, ts in self.events:
+            if (lo is not None and ts < lo) or (hi is not None and ts >= hi) or user in excluded:
+                continue
+            batch.append({"user_id": user, "item_id": item, "event_type": kind, "value": value, "ts_ms": ts})
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def erased_users(self) -> set[str]:
+        return set()
+
+    def count_events(self) -> int:
+        return len(self.events)
+
+
+def simulated_events(shop: Storefront) -> list[SimEvent]:
+    return [
+        (e.user_id, e.item_id, e.event_type.value, e.value, int(e.timestamp.timestamp() * 1000))
+        for e in shop.events()
+    ]
+
+
+def recall_at_k(found: Sequence[Sequence[str]], exact: Sequence[Sequence[str]]) -> float:
+    """Mean over users of |found ∩ exact| / |exact| (users whose exact list is empty are skipped)."""
+    shares = [len(set(f) & set(e)) / len(e) for f, e in zip(found, exact, strict=True) if e]
+    return float(np.mean(shares)) if shares else float("nan")
+
+
+def exact_top_k(user_vectors: np.ndarray, item_vectors: np.ndarray, k: int, chunk: int = 32) -> np.ndarray:
+    """Row indices of each user's k highest inner products over every item, best first (``chunk`` users
+    at a time: 32 x 1M items of float32 scores is 128 MB)."""
+    out = np.empty((len(user_vectors), min(k, len(item_vectors))), dtype=np.int64)
+    for start in range(0, len(user_vectors), chunk):
+        scores = user_vectors[start : start + chunk] @ item_vectors.T
+        top = np.argpartition(-scores, out.shape[1] - 1, axis=1)[:, : out.shape[1]]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+        out[start : start + chunk] = np.take_along_axis(top, order, axis=1)
+    return out
+
+
+def model_recall(
+    model: Any, users: int = RECALL_USERS, k: int = RECALL_K, seed: int = 7
+) -> tuple[float, int]:
+    """(recall@k of the served index vs exact search, users sampled) through ``TrainedModel``."""
+    user_ids = [str(u) for u in model.artifact.user_ids.tolist()]
+    rng = np.random.default_rng(seed)
+    sample = [user_ids[i] for i in rng.choice(len(user_ids), min(users, len(user_ids)), replace=False)]
+    vectors = np.vstack([model.user_vector(u) for u in sample]).astype(np.float32)
+    exact_rows = exact_top_k(vectors, np.asarray(model.artifact.item_embeddings, dtype=np.float32), k)
+    exact = [[model.item_ids[r] for r in row] for row in exact_rows.tolist()]
+    found = [[item for item, _ in model.recommend(vec, k)] for vec in vectors]
+    return recall_at_k(found, exact), len(sample)
+
+
+def train_and_publish(settings: Any, items: int, users: int, events: int, seed: int = 1) -> TrainedServeModel:
+    from model.trained_model import TrainedModel
+    from retrain.model_adapter import trainer_from_settings
+    from retrain.pipeline import RetrainConfig, run_retrain
+    from storage.model_registry_mongo import open_model_registry
+
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    shop = storefront(items, users, events, seed)
+    docs = simulated_events(shop)
+    timings["simulate_s"] = time.perf_counter() - started
+    registry = open_model_registry(settings)
+    try:
+        started = time.perf_counter()
+        result = run_retrain(
+            MemoryEventSource(docs),
+            registry,
+            trainer_from_settings(settings.model),
+            RetrainConfig.from_settings(settings.retrain),
+            now=datetime.now(UTC),
+        )
+        timings["retrain_s"] = time.perf_counter() - started
+        if result.version is None:
+            raise StreamrecError(f"retrain published nothing ({result.outcome}: {result.error})")
+        if result.outcome != "promoted":
+            # The first model of a scratch registry has no champion to beat; whatever the gate
+            # said, the benchmark serves it, as an operator's promote would.
+            registry.promote(result.version, "serving benchmark")
+        started = time.perf_counter()
+        model = TrainedModel.from_files(registry.load_files(result.version))
+        timings["load_s"] = time.perf_counter() - started
+    finally:
+        registry.close()
+    ann = dict(model.config.get("ann", {}))
+    recall, recall_users = (None, 0) if model.index_kind == "exact" else model_recall(model)
+    counts: dict[str, int] = {}
+    for _user, item, *_rest in docs:
+        counts[item] = counts.get(item, 0) + 1
+    timings["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    order = np.argsort(-shop.user_activity, kind="stable")
+    return TrainedServeModel(
+        version=result.version,
+        outcome=result.outcome,
+        items=model.n_items,
+        users=len(model.artifact.user_ids),
+        factors=int(model.config.get("factors", model.dim - 1)),
+        dim=model.dim,
+        index={"kind": model.index_kind, "search_effort": model.search_effort, **ann},
+        ann_recall_at_20=recall,
+        recall_users=recall_users,
+        item_ids=list(model.item_ids),
+        item_popularity=np.array([counts.get(i, 0) for i in model.item_ids], dtype=np.float32),
+        user_order=[shop.user_ids[i] for i in order.tolist()],
+        timings=timings,
+    )
