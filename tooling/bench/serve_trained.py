@@ -75,7 +75,9 @@ class MemoryEventSource:
         until: datetime | None = None,
         exclude_users: Iterable[str] = (),
         batch_size: int = 5000,
+        fields: Sequence[str] | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
+        # ``fields`` is retrain's projection: these documents hold only what it reads already.
         lo = None if since is None else since.timestamp() * 1000
         hi = None if until is None else until.timestamp() * 1000
         excluded = set(exclude_users)
