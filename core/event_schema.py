@@ -59,16 +59,19 @@ ITEM_NOT_EXPRESSIBLE = (
     "answers every refusal with a code and a reason."
 )
 
+# core.storable.property_key_problem: no leading '$', no '.', no control characters (MongoDB reads
+# them as operators and paths; BSON cannot hold NUL in a key). The API's OpenAPI schema uses it too.
+PROPERTY_NAMES: dict[str, Any] = {
+    "minLength": 1,
+    "maxLength": MAX_PROPERTY_KEY,
+    "pattern": f"^[^$.{CONTROL_CLASS}][^.{CONTROL_CLASS}]*$",
+}
+
 PROPERTIES: dict[str, Any] = {
     "type": "object",
     "description": "a flat object of scalars",
     "maxProperties": MAX_PROPERTIES,
-    "propertyNames": {
-        "minLength": 1,
-        "maxLength": MAX_PROPERTY_KEY,
-        # core.storable.property_key_problem: no leading '$', no '.', no control characters.
-        "pattern": f"^[^$.{CONTROL_CLASS}][^.{CONTROL_CLASS}]*$",
-    },
+    "propertyNames": PROPERTY_NAMES,
     "additionalProperties": {
         "anyOf": [
             {"type": "string", "maxLength": MAX_PROPERTY_STR},

@@ -6,7 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool
 
-from core.events import MAX_PROPERTIES, MAX_PROPERTY_KEY, MAX_PROPERTY_STR
+from core.event_schema import CONTROL_CLASS, PROPERTY_NAMES
+from core.events import MAX_PROPERTIES, MAX_PROPERTY_STR
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -142,9 +143,6 @@ class EventBatchIn(BaseModel):
     events: list[Any] = Field(description="interaction events (schema v1)")
 
 
-# The control characters core.storable refuses in ids and keys, as an ECMA-262 character class body.
-CONTROL_CLASS = "\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029"
-
 # A JSON number only (lax pydantic would take false or "5" as prices).
 Price = Annotated[int, Strict(), Field(ge=0)] | Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
 
@@ -167,13 +165,7 @@ class ItemUpdateIn(BaseModel):
         description="flat object of scalars",
         json_schema_extra={
             "maxProperties": MAX_PROPERTIES,
-            "propertyNames": {
-                "minLength": 1,
-                "maxLength": MAX_PROPERTY_KEY,
-                # core.storable.property_key_problem: no leading '$', no '.', no control characters
-                # (MongoDB reads them as operators and paths; BSON cannot hold NUL in a key).
-                "pattern": f"^[^$.{CONTROL_CLASS}][^.{CONTROL_CLASS}]*$",
-            },
+            "propertyNames": PROPERTY_NAMES,
             "additionalProperties": {
                 "anyOf": [
                     {"type": "string", "maxLength": MAX_PROPERTY_STR},
