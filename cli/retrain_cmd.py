@@ -109,7 +109,7 @@ def retrain(
     store = MongoEventStore.from_settings(settings.mongo)
     registry = _registry(settings)
     requests = MongoRetrainRequests.from_settings(settings.mongo)
-    trainer = trainer_from_settings(settings.model)
+    trainer = trainer_from_settings(settings.model, catalog=store.iter_items)
 
     def one_run() -> RetrainResult:
         started = time.monotonic()

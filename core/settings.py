@@ -144,6 +144,13 @@ class ModelSettings(BaseModel):
     # The upper bound of HNSW's calibrated efSearch (used as is when the target is not reached).
     hnsw_ef_search: int = Field(default=512, ge=8)
     artifact_cache_dir: Path = Path(".artifacts")
+    # Cold start (model/content.py): retrain fits a ridge map from catalog metadata to the item
+    # embeddings of trained items that have a catalog document, so serving can embed items that have
+    # no interactions yet. Skipped when fewer trained items than content_min_items have metadata (the
+    # map would be fitted on noise); content_max_words caps the title vocabulary.
+    content_cold_start: bool = True
+    content_min_items: int = Field(default=20, ge=2)
+    content_max_words: int = Field(default=5000, ge=0, le=100_000)
 
 
 class RetrainSettings(BaseModel):
@@ -241,6 +248,10 @@ class ServingSettings(BaseModel):
     exclusion: ExclusionSettings = Field(default_factory=ExclusionSettings)
     # The demo storefront at /demo (serving/demo_page.py): off in production, on for `streamrec demo`.
     demo_page: bool = False
+    # Items the model has no embedding for (new in the catalog, no interactions at its training) get a
+    # content embedding (serving/cold_start.py) searched exactly beside the main index; the newest this
+    # many are kept, so that side search stays about a millisecond. 0 turns cold start off.
+    cold_start_max_items: int = Field(default=10_000, ge=0, le=200_000)
     impressions: ImpressionSettings = Field(default_factory=ImpressionSettings)
     experiments: ExperimentSettings = Field(default_factory=ExperimentSettings)
     trending: TrendingSettings = Field(default_factory=TrendingSettings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from model.artifact import ModelArtifact
+from model.content import ContentModel, fit_content_model
 from model.errors import DegenerateModelError
 from model.index import AnnParams, build_serving_index
 from model.interactions import Interactions
@@ -55,6 +57,35 @@ def fit_embeddings(interactions: Interactions, config: TrainConfig) -> FittedEmb
     return FittedEmbeddings(weights=weights, item_emb=item_emb, user_emb=user_emb)
 
 
+def fit_item_content(
+    interactions: Interactions,
+    fitted: FittedEmbeddings,
+    catalog: Mapping[str, Mapping[str, Any]],
+    *,
+    min_items: int = 20,
+    max_words: int = 5000,
+    seed: int = 0,
+) -> ContentModel | None:
+    """The cold-start content map, fitted on the trained items that have a catalog document: from
+    their metadata to their serving item embedding and input embedding side by side (so a new item
+    can be both recommended and folded into a session). None with fewer than ``min_items`` such items."""
+    ids = interactions.item_ids.astype(str).tolist()
+    rows = [r for r, iid in enumerate(ids) if iid in catalog]
+    if len(rows) < min_items:
+        logger.info("content_model_skipped items_with_metadata=%d min=%d", len(rows), min_items)
+        return None
+    targets = np.hstack([fitted.item_emb[rows], fitted.weights.input_emb[rows]])
+    model = fit_content_model([catalog[ids[r]] for r in rows], targets, max_words=max_words, seed=seed)
+    logger.info(
+        "content_model_fitted items=%d features=%d reg=%s validation_r2=%s",
+        len(rows),
+        model.featurizer.n_features,
+        model.reg,
+        model.validation_r2,
+    )
+    return model
+
+
 def package_artifact(
     interactions: Interactions,
     fitted: FittedEmbeddings,
@@ -64,6 +95,7 @@ def package_artifact(
     data_window: dict[str, Any] | None = None,
     exact_max_items: int = 200_000,
     ann: AnnParams | None = None,
+    content: ContentModel | None = None,
 ) -> ModelArtifact:
     """Build (and calibrate) the serving index over a fit and package both as an artifact."""
     index, report = build_serving_index(
@@ -74,6 +106,12 @@ def package_artifact(
     )
     cfg: dict[str, Any] = dict(config.to_dict())
     cfg.update({"exact_search_max_items": exact_max_items, "ann": report.to_config()})
+    if content is not None:
+        cfg["content"] = {
+            "features": content.featurizer.n_features,
+            "reg": content.reg,
+            "validation_r2": content.validation_r2,
+        }
     return ModelArtifact(
         version=version,
         item_ids=interactions.item_ids.astype(str),
@@ -86,6 +124,8 @@ def package_artifact(
         trained_at=datetime.now(UTC).isoformat(),
         data_window=dict(data_window or {}),
         index_bytes=bytes(faiss.serialize_index(index).tobytes()),
+        content_weights=None if content is None else content.weights.astype(np.float32),
+        content_vocab=None if content is None else content.featurizer.to_json(),
     )
 
 

@@ -1,0 +1,157 @@
+"""A trained model plus a small side set of cold items embedded from their catalog content.
+
+Items that arrived after training (or never had an interaction) have no collaborative embedding. Serving
+embeds them with the artifact's content model (``model.content``) and keeps them here, beside the main
+FAISS index: the side set is small (capped by the caller) and searched exactly, and every answer merges
+the main index's top items with the side set's by score. Once a retrain sees an item interact, the new
+model knows it and the collaborative embedding takes over (the side set is rebuilt per model).
+
+``HybridModel`` answers what serving asks a model (``serving.model_port.ServingModel``); anything else
+is the base ``TrainedModel``'s. Pure numpy, immutable: a change of the side set is a new object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from model.trained_model import Scored, TrainedModel
+
+
+@dataclass(frozen=True)
+class SideItems:
+    """Cold items in arrival order: ids, serving item embeddings (n, dim), input embeddings (n, dim - 1)."""
+
+    ids: tuple[str, ...]
+    item_vecs: np.ndarray
+    input_vecs: np.ndarray
+    pos: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, dim: int) -> SideItems:
+        return cls((), np.zeros((0, dim), np.float32), np.zeros((0, dim - 1), np.float32))
+
+    @classmethod
+    def build(cls, ids: Sequence[str], item_vecs: np.ndarray, input_vecs: np.ndarray) -> SideItems:
+        if not (len(ids) == len(item_vecs) == len(input_vecs)):
+            raise ValueError(f"{len(ids)} ids, {len(item_vecs)} item and {len(input_vecs)} input rows")
+        return cls(
+            tuple(ids),
+            np.ascontiguousarray(item_vecs, np.float32),
+            np.ascontiguousarray(input_vecs, np.float32),
+            {item: i for i, item in enumerate(ids)},
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self.pos
+
+    def upsert(
+        self, ids: Sequence[str], item_vecs: np.ndarray, input_vecs: np.ndarray, max_items: int
+    ) -> SideItems:
+        """These items (re-)embedded: an item already held moves to the newest end; beyond
+        ``max_items`` the oldest arrivals are dropped."""
+        if not ids:
+            return self
+        fresh = set(ids)
+        keep = [i for i, item in enumerate(self.ids) if item not in fresh]
+        all_ids = [self.ids[i] for i in keep] + list(ids)
+        items = np.vstack([self.item_vecs[keep], item_vecs])
+        inputs = np.vstack([self.input_vecs[keep], input_vecs])
+        start = max(0, len(all_ids) - max_items)
+        return SideItems.build(all_ids[start:], items[start:], inputs[start:])
+
+    def without(self, drop: Collection[str]) -> SideItems:
+        if not any(item in self.pos for item in drop):
+            return self
+        keep = [i for i, item in enumerate(self.ids) if item not in drop]
+        return SideItems.build([self.ids[i] for i in keep], self.item_vecs[keep], self.input_vecs[keep])
+
+    def inputs(self) -> dict[str, np.ndarray]:
+        return {item: self.input_vecs[i] for i, item in enumerate(self.ids)}
+
+    def top(self, query: np.ndarray, k: int, exclude: Collection[str] = ()) -> Scored:
+        """Exact inner-product top ``k`` of the side set for one query vector."""
+        if not self.ids or k <= 0:
+            return []
+        scores = self.item_vecs @ np.asarray(query, np.float32).ravel()
+        fetch = min(len(scores), k + len(exclude))
+        best = np.argpartition(-scores, fetch - 1)[:fetch] if fetch < len(scores) else np.arange(len(scores))
+        best = best[np.argsort(-scores[best], kind="stable")]
+        out: Scored = []
+        for row in best.tolist():
+            if self.ids[row] not in exclude:
+                out.append((self.ids[row], float(scores[row])))
+                if len(out) == k:
+                    break
+        return out
+
+
+def merge(a: Scored, b: Scored, k: int) -> Scored:
+    """The top ``k`` of two best-first lists by score (ties keep ``a`` first)."""
+    if not b:
+        return a[:k]
+    return sorted([*a, *b], key=lambda pair: -pair[1])[:k]
+
+
+class HybridModel:
+    """``base`` answering for the items it knows and ``side`` for cold items, searched together."""
+
+    def __init__(self, base: TrainedModel, side: SideItems) -> None:
+        self.base = base
+        self.side = side
+        self._inputs = side.inputs()
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything serving does not need cold items for (version, config, index_kind...).
+        return getattr(self.base, name)
+
+    @property
+    def n_items(self) -> int:
+        return self.base.n_items + len(self.side)
+
+    def is_cold(self, item_id: str) -> bool:
+        """Known only through its content embedding (no collaborative one)."""
+        return item_id in self.side and not self.base.knows_item(item_id)
+
+    def knows_item(self, item_id: str) -> bool:
+        return self.base.knows_item(item_id) or item_id in self.side
+
+    def user_vector(self, user_id: str) -> np.ndarray | None:
+        return self.base.user_vector(user_id)
+
+    def popular_items(self, k: int) -> Scored:
+        return self.base.popular_items(k)
+
+    def fold_in(self, events: Iterable[tuple[str, float]]) -> np.ndarray | None:
+        """A session with a cold item folds in its content input embedding."""
+        return self.base.fold_in(events, self._inputs)
+
+    def item_vectors(self, item_ids: Sequence[str]) -> np.ndarray:
+        if not any(self.is_cold(i) for i in item_ids):
+            return self.base.item_vectors(item_ids)
+        out = np.empty((len(item_ids), self.base.dim), np.float32)
+        for row, item in enumerate(item_ids):
+            if self.base.knows_item(item):
+                out[row] = self.base.item_vectors([item])[0]
+            else:
+                out[row] = self.side.item_vecs[self.side.pos[item]]
+        return out
+
+    def recommend(self, query: np.ndarray | Any, k: int, exclude: Collection[str] = ()) -> Scored:
+        vec = query if isinstance(query, np.ndarray) else self.fold_in(query)
+        if vec is None:  # a history of nothing known: the base model's popularity query
+            return self.base.recommend(query, k, exclude)
+        return merge(self.base.recommend(vec, k, exclude), self.side.top(vec, k, exclude), k)
+
+    def similar(self, item_id: str, k: int) -> Scored:
+        """Items a one-item history leads to; a cold item's history is its content input embedding."""
+        if not self.knows_item(item_id):
+            return []
+        query = self.base.item_query(item_id, self._inputs)
+        return self.recommend(query, k, exclude=(item_id,))
