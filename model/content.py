@@ -73,6 +73,9 @@ def item_tokens(item: Mapping[str, Any]) -> list[tuple[str, str]]:
         parts = [p for p in _CATEGORY_SPLIT.split(_norm(category)) if p]
         if len(parts) > 1:
             out.extend(("catpart", f"catpart={p}") for p in dict.fromkeys(parts))
+    brand = item.get("brand")  # a top-level brand (serving's catalog records carry one)
+    if isinstance(brand, str) and brand.strip():
+        out.append(("brand", f"brand={_norm(brand)}"))
     price = item.get("price")
     if isinstance(price, int | float) and not isinstance(price, bool) and math.isfinite(price):
         out.append(("price", f"price~{_band(float(price))}"))
@@ -84,7 +87,7 @@ def item_tokens(item: Mapping[str, Any]) -> list[tuple[str, str]]:
     if isinstance(props, Mapping):
         for key, value in sorted(props.items()):
             out.extend(_property_tokens(str(key).lower(), value))
-    return out
+    return list(dict.fromkeys(out))  # a brand both top-level and in properties counts once
 
 
 def _property_tokens(key: str, value: Any) -> list[tuple[str, str]]:

@@ -7,11 +7,15 @@ the main index's top items with the side set's by score. Once a retrain sees an 
 model knows it and the collaborative embedding takes over (the side set is rebuilt per model).
 
 ``HybridModel`` answers what serving asks a model (``serving.model_port.ServingModel``); anything else
-is the base ``TrainedModel``'s. Pure numpy, immutable: a change of the side set is a new object.
+is the base ``TrainedModel``'s. ``SideItems`` is immutable; a ``ColdSet`` holds the current one and is
+replaced by one reference assignment, so a model generation keeps one ``HybridModel`` while its side set
+grows. Each call reads the side set once; within a generation items are only added or re-embedded
+(and the oldest dropped beyond the cap), so an item a request found is still there for its reason.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +33,9 @@ class SideItems:
     item_vecs: np.ndarray
     input_vecs: np.ndarray
     pos: Mapping[str, int] = field(default_factory=dict)
+    inputs: Mapping[str, np.ndarray] = field(default_factory=dict)  # id -> input row, for fold-in
+    # A digest of the ids held: cached answers computed with another side set are misses.
+    tag: str = "-"
 
     @classmethod
     def empty(cls, dim: int) -> SideItems:
@@ -38,11 +45,15 @@ class SideItems:
     def build(cls, ids: Sequence[str], item_vecs: np.ndarray, input_vecs: np.ndarray) -> SideItems:
         if not (len(ids) == len(item_vecs) == len(input_vecs)):
             raise ValueError(f"{len(ids)} ids, {len(item_vecs)} item and {len(input_vecs)} input rows")
+        inputs = np.ascontiguousarray(input_vecs, np.float32)
+        digest = hashlib.blake2b("\n".join(ids).encode(), digest_size=6).hexdigest() if ids else "-"
         return cls(
             tuple(ids),
             np.ascontiguousarray(item_vecs, np.float32),
-            np.ascontiguousarray(input_vecs, np.float32),
+            inputs,
             {item: i for i, item in enumerate(ids)},
+            {item: inputs[i] for i, item in enumerate(ids)},
+            digest,
         )
 
     def __len__(self) -> int:
@@ -72,9 +83,6 @@ class SideItems:
         keep = [i for i, item in enumerate(self.ids) if item not in drop]
         return SideItems.build([self.ids[i] for i in keep], self.item_vecs[keep], self.input_vecs[keep])
 
-    def inputs(self) -> dict[str, np.ndarray]:
-        return {item: self.input_vecs[i] for i, item in enumerate(self.ids)}
-
     def top(self, query: np.ndarray, k: int, exclude: Collection[str] = ()) -> Scored:
         """Exact inner-product top ``k`` of the side set for one query vector."""
         if not self.ids or k <= 0:
@@ -99,13 +107,23 @@ def merge(a: Scored, b: Scored, k: int) -> Scored:
     return sorted([*a, *b], key=lambda pair: -pair[1])[:k]
 
 
-class HybridModel:
-    """``base`` answering for the items it knows and ``side`` for cold items, searched together."""
+class ColdSet:
+    """The current side set of one model generation (replaced whole, never changed in place)."""
 
-    def __init__(self, base: TrainedModel, side: SideItems) -> None:
-        self.base = base
+    def __init__(self, side: SideItems) -> None:
         self.side = side
-        self._inputs = side.inputs()
+
+
+class HybridModel:
+    """``base`` answering for the items it knows and ``cold.side`` for cold items, searched together."""
+
+    def __init__(self, base: TrainedModel, cold: ColdSet | SideItems) -> None:
+        self.base = base
+        self.cold = cold if isinstance(cold, ColdSet) else ColdSet(cold)
+
+    @property
+    def side(self) -> SideItems:
+        return self.cold.side
 
     def __getattr__(self, name: str) -> Any:
         # Everything serving does not need cold items for (version, config, index_kind...).
@@ -117,7 +135,7 @@ class HybridModel:
 
     def is_cold(self, item_id: str) -> bool:
         """Known only through its content embedding (no collaborative one)."""
-        return item_id in self.side and not self.base.knows_item(item_id)
+        return not self.base.knows_item(item_id) and item_id in self.side
 
     def knows_item(self, item_id: str) -> bool:
         return self.base.knows_item(item_id) or item_id in self.side
@@ -130,28 +148,31 @@ class HybridModel:
 
     def fold_in(self, events: Iterable[tuple[str, float]]) -> np.ndarray | None:
         """A session with a cold item folds in its content input embedding."""
-        return self.base.fold_in(events, self._inputs)
+        return self.base.fold_in(events, self.side.inputs)
 
     def item_vectors(self, item_ids: Sequence[str]) -> np.ndarray:
-        if not any(self.is_cold(i) for i in item_ids):
+        """Rows for known items; a cold item dropped from the side set since (the cap) gets zeros."""
+        if all(self.base.knows_item(i) for i in item_ids):
             return self.base.item_vectors(item_ids)
-        out = np.empty((len(item_ids), self.base.dim), np.float32)
+        side = self.side
+        out = np.zeros((len(item_ids), self.base.dim), np.float32)
         for row, item in enumerate(item_ids):
             if self.base.knows_item(item):
                 out[row] = self.base.item_vectors([item])[0]
-            else:
-                out[row] = self.side.item_vecs[self.side.pos[item]]
+            elif item in side.pos:
+                out[row] = side.item_vecs[side.pos[item]]
         return out
 
     def recommend(self, query: np.ndarray | Any, k: int, exclude: Collection[str] = ()) -> Scored:
-        vec = query if isinstance(query, np.ndarray) else self.fold_in(query)
+        side = self.side
+        vec = query if isinstance(query, np.ndarray) else self.base.fold_in(query, side.inputs)
         if vec is None:  # a history of nothing known: the base model's popularity query
             return self.base.recommend(query, k, exclude)
-        return merge(self.base.recommend(vec, k, exclude), self.side.top(vec, k, exclude), k)
+        return merge(self.base.recommend(vec, k, exclude), side.top(vec, k, exclude), k)
 
     def similar(self, item_id: str, k: int) -> Scored:
         """Items a one-item history leads to; a cold item's history is its content input embedding."""
         if not self.knows_item(item_id):
             return []
-        query = self.base.item_query(item_id, self._inputs)
+        query = self.base.item_query(item_id, self.side.inputs)
         return self.recommend(query, k, exclude=(item_id,))

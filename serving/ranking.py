@@ -18,7 +18,8 @@ from core.recent import RecentEvent
 from core.settings import EventWeights
 from serving.model_port import ServingModel
 
-ReasonKind = Literal["personalized", "session", "similar_to", "popular", "trending", "new"]
+# content: a cold item, or a neighbour of one, placed by catalog metadata (serving.cold_start).
+ReasonKind = Literal["personalized", "session", "similar_to", "popular", "trending", "new", "content"]
 # Each older event counts this much less than the next newer one (position-based, so replayed
 # histories with old timestamps still form a session).
 RECENCY_DECAY = 0.8

@@ -23,8 +23,14 @@ class ErrorOut(BaseModel):
 
 
 class Reason(BaseModel):
-    kind: Literal["personalized", "session", "similar_to", "popular", "trending", "new"]
-    item_id: str | None = Field(default=None, description="for similar_to: the item this result resembles")
+    kind: Literal["personalized", "session", "similar_to", "popular", "trending", "new", "content"]
+    item_id: str | None = Field(
+        default=None, description="for similar_to (content: when set): the item this result resembles"
+    )
+    # content (serving.cold_start): placed by its catalog metadata through the model's content map.
+    new: bool | None = Field(
+        default=None, description="content: the item has no interactions the model was trained on"
+    )
     # trending (core.trending): the figures the growth was computed from.
     growth: float | None = Field(default=None, description="trending: short rate / (long rate + prior)")
     short_window: str | None = None

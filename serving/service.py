@@ -26,6 +26,7 @@ from core.keys import ALL_TIME
 from core.log_context import current_request_id
 from core.recent import RecentEvent
 from core.settings import Settings
+from serving.cold_start import cold_tag, label_cold, label_similar
 from serving.exclusion import excluded_items, needs_seen
 from serving.experiments import Arm, ExperimentHolder
 from serving.impressions import Shown, offer
@@ -162,7 +163,8 @@ class ReadService:
         version = loaded.version if loaded is not None else None
         # Taken before the unavailable set is read below: a result stored under this tag was
         # filtered with this catalog state or a newer one.
-        tag = cache_tag(version, self.snapshots.catalog_tag)
+        # ... and with the cold items this model generation held (a new item is a miss at once).
+        tag = cache_tag(version, self.snapshots.catalog_tag + cold_tag(loaded.model if loaded else None))
         request_id = current_request_id()
         serving = self.settings.serving
         params = q.cache_params(arm.cache_key) if serving.cache_ttl_s > 0 else None
@@ -234,6 +236,7 @@ class ReadService:
             weights=self.settings.model.weights,
             erased=self.holder.is_erased(q.user_id),
         )
+        ranked = label_cold(loaded.model if loaded is not None else None, ranked)
         self._count(loaded, ranked, degraded)
         # Serialized once: the same bytes go into the cache entry and, as a fragment, the response.
         items_json = orjson.dumps([r.to_json() for r in ranked])
@@ -317,6 +320,7 @@ class ReadService:
             for iid, score in found
             if iid != item_id and iid not in unavailable and iid not in blocked
         ][:k]
+        ranked = label_similar(loaded.model, item_id, ranked)
         request_id = current_request_id()
         shown = Shown(
             request_id,

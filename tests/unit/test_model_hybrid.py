@@ -6,37 +6,14 @@ import numpy as np
 import pytest
 
 from model.hybrid import HybridModel, SideItems, merge
-from model.interactions import build_interactions
-from model.lae import TrainConfig
-from model.pipeline import fit_embeddings, fit_item_content, package_artifact
 from model.trained_model import TrainedModel
-
-BRANDS = ("acme", "zenith", "orbit")
-
-
-def _doc(item: str, cluster: int) -> dict:
-    return {
-        "item_id": item,
-        "title": f"{BRANDS[cluster]} gadget",
-        "category": f"Shop > c{cluster}",
-        "properties": {"brand": BRANDS[cluster]},
-    }
+from tests.unit.cold_start_fixtures import clustered_model
+from tests.unit.cold_start_fixtures import item_doc as _doc
 
 
 @pytest.fixture(scope="module")
 def base() -> TrainedModel:
-    """60 items in 3 clusters (item i in cluster i % 3); user u shops in cluster u % 3."""
-    rng = np.random.default_rng(1)
-    events = []
-    for u in range(90):
-        own = np.arange(u % 3, 60, 3)
-        events += [(f"u{u}", f"i{int(rng.choice(own))}", "view", None, k) for k in range(12)]
-    inter = build_interactions(events)
-    config = TrainConfig(factors=8, reg=5.0, device="cpu")
-    fitted = fit_embeddings(inter, config)
-    content = fit_item_content(inter, fitted, {f"i{i}": _doc(f"i{i}", i % 3) for i in range(60)})
-    assert content is not None
-    return TrainedModel(package_artifact(inter, fitted, config, version=1, content=content))
+    return clustered_model()
 
 
 def _hybrid(base: TrainedModel, docs: list[dict]) -> HybridModel:
