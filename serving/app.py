@@ -26,6 +26,7 @@ from serving.adapters import ServingAdapters
 from serving.admin import AdminService
 from serving.admin_experiments import build_experiment_router
 from serving.auth import KeyRing
+from serving.catalog import CatalogSnapshot
 from serving.discovery import DiscoveryService
 from serving.errors import error_response, install_error_handlers
 from serving.experiments import ExperimentHolder
@@ -135,6 +136,8 @@ def create_app(
                 settings, exp_settings.shadow_version, experiments.model, snapshots, impression_log, metrics
             )
             shadow.start()
+        catalog = CatalogSnapshot(adapters.catalog)
+        app.state.catalog = catalog
         app.state.holder = holder
         app.state.snapshots = snapshots
         app.state.experiments = experiments
@@ -177,6 +180,7 @@ def create_app(
             asyncio.create_task(snapshots.run(), name="snapshot-refresh"),
             asyncio.create_task(syncer.run(sync_poll_s), name="replica-sync"),
             asyncio.create_task(experiments.run(exp_settings.poll_s), name="experiments-poll"),
+            asyncio.create_task(catalog.run(settings.serving.catalog_poll_s), name="catalog-poll"),
         ]
         gc.freeze()  # see ModelHolder.swap: the app's own objects live as long as the process
         log.info("event=serving_started host=%s port=%s", settings.serving.host, settings.serving.port)

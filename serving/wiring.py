@@ -24,6 +24,7 @@ def open_adapters(settings: Settings, *, loader: Loader | None = None) -> Servin
     loader (tests serve a tiny model).
     """
     from serving.model_loader import make_loader
+    from storage.catalog_reader import MongoCatalogReader
     from storage.event_store import MongoEventStore
     from storage.experiments_mongo import MongoExperimentStore
     from storage.impression_log import KafkaImpressionLog
@@ -47,6 +48,8 @@ def open_adapters(settings: Settings, *, loader: Loader | None = None) -> Servin
         closers.append(impressions.close)
         producer = make_resilient_producer(settings.kafka, name="api")
         closers.append(lambda: producer.close(5.0))
+        catalog = MongoCatalogReader.from_settings(settings.mongo)
+        closers.append(catalog.close)
         impression_log = None
         if settings.serving.impressions.enabled:
             # Its own producer and sender thread: impressions never queue behind (or slow) ingest.
@@ -72,5 +75,6 @@ def open_adapters(settings: Settings, *, loader: Loader | None = None) -> Servin
         experiments=experiments,
         impressions=impressions,
         impression_log=impression_log,
+        catalog=catalog,
         closers=closers,
     )
