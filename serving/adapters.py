@@ -20,6 +20,7 @@ from storage.experiments import ExperimentStore, InMemoryExperimentStore
 from storage.impression_log import ImpressionLog
 from storage.impressions import ImpressionStore, InMemoryImpressionStore
 from storage.kafka_producer import ResilientProducer
+from storage.merch_rules import InMemoryRuleStore, RuleStore
 from storage.model_registry import ModelRegistry
 from storage.realtime_reader import RealtimeReader
 from storage.retrain_requests import RetrainRequests
@@ -55,6 +56,8 @@ class ServingAdapters:
     impression_log: ImpressionLog | None = None
     # Catalog changes, polled into serving.catalog.CatalogSnapshot (MongoCatalogReader in production).
     catalog: CatalogReader = field(default_factory=InMemoryCatalogReader)
+    # Merchandising rules with versions (admin writes them, serving.merchandising polls them).
+    rules: RuleStore = field(default_factory=InMemoryRuleStore)
     # Called in reverse order by ``aclose``; each may return an awaitable.
     closers: list[Callable[[], Any]] = field(default_factory=list)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -97,6 +98,9 @@ class CatalogSnapshot:
         # Bumped by every refresh that changed something: what cached answers built from it key on.
         self.version = 0
         self.loaded = False
+        # Every property key some item has had (filters refuse others: a typo would match nothing).
+        self._property_names: set[str] = set()
+        self._sample: tuple[float, list[str]] = (-1.0, [])
 
     # -- reads (event loop) --
     def get(self, item_id: str) -> ItemMeta | None:
@@ -110,6 +114,21 @@ class CatalogSnapshot:
 
     def __iter__(self) -> Iterator[ItemMeta]:
         return iter(list(self._items.values()))
+
+    def has_property(self, name: str) -> bool:
+        return name in self._property_names
+
+    def sample(self, n: int = 2000, max_age_s: float = 30.0) -> list[str]:
+        """About ``n`` item ids spread over the catalog (redrawn at most every ``max_age_s``), for
+        estimating which share of the catalog a filter keeps."""
+        drawn_at, ids = self._sample
+        now = time.monotonic()
+        if now - drawn_at > max_age_s:
+            keys = list(self._items)
+            step = max(1, len(keys) // n)
+            ids = keys[::step][:n]
+            self._sample = (now, ids)
+        return ids
 
     @property
     def items(self) -> Mapping[str, ItemMeta]:
@@ -157,6 +176,8 @@ class CatalogSnapshot:
             added = frozenset(m.item_id for m in fresh if m.item_id not in self._items)
             for meta in fresh:
                 self._items[meta.item_id] = meta
+        for meta in fresh:
+            self._property_names.update(meta.properties)
         self.version += 1
         change = CatalogChange(tuple(fresh), added)
         for callback in list(self._subscribers):

@@ -22,8 +22,18 @@ class ErrorOut(BaseModel):
     error: ErrorBody
 
 
+class RuleRef(BaseModel):
+    rule_id: str
+    kind: Literal["boost", "bury", "pin", "block", "diversity"]
+
+
+RULES_DOC = "the merchandising rules that moved or placed this item (absent when none did)"
+
+
 class Reason(BaseModel):
-    kind: Literal["personalized", "session", "similar_to", "popular", "trending", "new"]
+    kind: Literal["personalized", "session", "similar_to", "popular", "trending", "new", "pinned"] = Field(
+        description="why the item is here; 'pinned': a pin rule placed it (see rules)"
+    )
     item_id: str | None = Field(default=None, description="for similar_to: the item this result resembles")
     # trending (core.trending): the figures the growth was computed from.
     growth: float | None = Field(default=None, description="trending: short rate / (long rate + prior)")
@@ -39,6 +49,7 @@ class Reason(BaseModel):
     note: str | None = Field(
         default=None, description="new: why a personalised list kept this item by recency"
     )
+    rules: list[RuleRef] | None = Field(default=None, description=RULES_DOC)
 
 
 class ScoredItem(BaseModel):

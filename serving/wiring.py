@@ -30,6 +30,7 @@ def open_adapters(settings: Settings, *, loader: Loader | None = None) -> Servin
     from storage.impression_log import KafkaImpressionLog
     from storage.impressions_mongo import MongoImpressionStore
     from storage.kafka import make_resilient_producer
+    from storage.merch_rules import MongoRuleStore
     from storage.model_registry_mongo import open_model_registry
     from storage.realtime_reader import RedisRealtimeReader
     from storage.retrain_requests import MongoRetrainRequests
@@ -50,6 +51,8 @@ def open_adapters(settings: Settings, *, loader: Loader | None = None) -> Servin
         closers.append(lambda: producer.close(5.0))
         catalog = MongoCatalogReader.from_settings(settings.mongo)
         closers.append(catalog.close)
+        rules = MongoRuleStore.from_settings(settings.mongo)
+        closers.append(rules.close)
         impression_log = None
         if settings.serving.impressions.enabled:
             # Its own producer and sender thread: impressions never queue behind (or slow) ingest.
@@ -76,5 +79,6 @@ def open_adapters(settings: Settings, *, loader: Loader | None = None) -> Servin
         impressions=impressions,
         impression_log=impression_log,
         catalog=catalog,
+        rules=rules,
         closers=closers,
     )
