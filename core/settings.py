@@ -256,6 +256,9 @@ class ServingSettings(BaseModel):
     experiments: ExperimentSettings = Field(default_factory=ExperimentSettings)
     trending: TrendingSettings = Field(default_factory=TrendingSettings)
     new: NewArrivalsSettings = Field(default_factory=NewArrivalsSettings)
+    # How often serving reads catalog changes (serving.catalog) and the merchandising rules: a
+    # catalog update or rule change reaches answers within about this long.
+    catalog_poll_s: float = Field(default=1.0, gt=0.0, le=3600.0)
 
 
 class Settings(BaseSettings):

@@ -122,6 +122,7 @@ class ColdStart:
         task.add_done_callback(self._tasks.discard)
 
     def apply(self, items: Sequence[ItemRecord]) -> None:
+        items = sorted(items, key=_arrived)  # oldest first: the cap keeps the newest arrivals
         for base, cold in list(self._generations):
             self._embed(base, cold, [m for m in items if not base.knows_item(m.item_id)])
 
@@ -164,7 +165,9 @@ def label_cold(model: Any, ranked: list[Ranked]) -> list[Ranked]:
     if not isinstance(model, HybridModel) or not len(model.side):
         return ranked
     return [
-        Ranked(r.item_id, r.score, "content", detail={"new": True}) if model.is_cold(r.item_id) else r
+        dataclasses.replace(r, kind="content", because=None, detail={"new": True})
+        if model.is_cold(r.item_id)
+        else r
         for r in ranked
     ]
 
@@ -175,11 +178,13 @@ def label_similar(model: Any, anchor: str, ranked: Iterable[Ranked]) -> list[Ran
         return list(ranked)
     if model.is_cold(anchor):
         return [
-            Ranked(r.item_id, r.score, "content", detail={"item_id": anchor, "new": model.is_cold(r.item_id)})
+            dataclasses.replace(
+                r, kind="content", because=None, detail={"item_id": anchor, "new": model.is_cold(r.item_id)}
+            )
             for r in ranked
         ]
     return [
-        Ranked(r.item_id, r.score, "content", detail={"item_id": anchor, "new": True})
+        dataclasses.replace(r, kind="content", because=None, detail={"item_id": anchor, "new": True})
         if model.is_cold(r.item_id)
         else r
         for r in ranked

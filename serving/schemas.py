@@ -22,12 +22,24 @@ class ErrorOut(BaseModel):
     error: ErrorBody
 
 
+class RuleRef(BaseModel):
+    rule_id: str
+    kind: Literal["boost", "bury", "pin", "block", "diversity"]
+
+
+RULES_DOC = "the merchandising rules that moved or placed this item (absent when none did)"
+
+
 class Reason(BaseModel):
-    kind: Literal["personalized", "session", "similar_to", "popular", "trending", "new", "content"]
+    kind: Literal[
+        "personalized", "session", "similar_to", "popular", "trending", "new", "pinned", "content"
+    ] = Field(
+        description="why the item is here; 'pinned': a pin rule placed it (see rules); 'content': placed "
+        "by its catalog metadata (a new item, or an item similar to one: serving.cold_start)"
+    )
     item_id: str | None = Field(
         default=None, description="for similar_to (content: when set): the item this result resembles"
     )
-    # content (serving.cold_start): placed by its catalog metadata through the model's content map.
     new: bool | None = Field(
         default=None, description="content: the item has no interactions the model was trained on"
     )
@@ -45,6 +57,7 @@ class Reason(BaseModel):
     note: str | None = Field(
         default=None, description="new: why a personalised list kept this item by recency"
     )
+    rules: list[RuleRef] | None = Field(default=None, description=RULES_DOC)
 
 
 class ScoredItem(BaseModel):

@@ -24,11 +24,13 @@ def open_adapters(settings: Settings, *, loader: Loader | None = None) -> Servin
     loader (tests serve a tiny model).
     """
     from serving.model_loader import make_loader
+    from storage.catalog_reader import MongoCatalogReader
     from storage.event_store import MongoEventStore
     from storage.experiments_mongo import MongoExperimentStore
     from storage.impression_log import KafkaImpressionLog
     from storage.impressions_mongo import MongoImpressionStore
     from storage.kafka import make_resilient_producer
+    from storage.merch_rules import MongoRuleStore
     from storage.model_registry_mongo import open_model_registry
     from storage.realtime_reader import RedisRealtimeReader
     from storage.retrain_requests import MongoRetrainRequests
@@ -47,6 +49,10 @@ def open_adapters(settings: Settings, *, loader: Loader | None = None) -> Servin
         closers.append(impressions.close)
         producer = make_resilient_producer(settings.kafka, name="api")
         closers.append(lambda: producer.close(5.0))
+        catalog = MongoCatalogReader.from_settings(settings.mongo)
+        closers.append(catalog.close)
+        rules = MongoRuleStore.from_settings(settings.mongo)
+        closers.append(rules.close)
         impression_log = None
         if settings.serving.impressions.enabled:
             # Its own producer and sender thread: impressions never queue behind (or slow) ingest.
@@ -72,5 +78,7 @@ def open_adapters(settings: Settings, *, loader: Loader | None = None) -> Servin
         experiments=experiments,
         impressions=impressions,
         impression_log=impression_log,
+        catalog=catalog,
+        rules=rules,
         closers=closers,
     )
