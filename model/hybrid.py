@@ -25,6 +25,23 @@ import numpy as np
 from model.trained_model import Scored, TrainedModel
 
 
+class _Rows:
+    """Row storage shared by successive side sets: appends write past the rows any earlier set sees,
+    so the common change (new items arrive) costs their rows, not a copy of the whole set. Only the
+    set that ends at ``used`` may append; any other change copies into fresh storage."""
+
+    def __init__(self, items: np.ndarray, inputs: np.ndarray, capacity: int) -> None:
+        n, dim = items.shape
+        self.items = np.empty((max(capacity, n, 1), dim), np.float32)
+        self.inputs = np.empty((max(capacity, n, 1), dim - 1), np.float32)
+        self.items[:n], self.inputs[:n] = items, inputs
+        self.used = n
+
+
+def _digest(ids: Sequence[str]) -> str:
+    return hashlib.blake2b("\n".join(ids).encode(), digest_size=6).hexdigest() if ids else "-"
+
+
 @dataclass(frozen=True)
 class SideItems:
     """Cold items in arrival order: ids, serving item embeddings (n, dim), input embeddings (n, dim - 1)."""
@@ -36,24 +53,29 @@ class SideItems:
     inputs: Mapping[str, np.ndarray] = field(default_factory=dict)  # id -> input row, for fold-in
     # A digest of the ids held: cached answers computed with another side set are misses.
     tag: str = "-"
+    _rows: _Rows | None = None
 
     @classmethod
     def empty(cls, dim: int) -> SideItems:
-        return cls((), np.zeros((0, dim), np.float32), np.zeros((0, dim - 1), np.float32))
+        return cls.build((), np.zeros((0, dim), np.float32), np.zeros((0, dim - 1), np.float32))
 
     @classmethod
-    def build(cls, ids: Sequence[str], item_vecs: np.ndarray, input_vecs: np.ndarray) -> SideItems:
+    def build(
+        cls, ids: Sequence[str], item_vecs: np.ndarray, input_vecs: np.ndarray, capacity: int = 0
+    ) -> SideItems:
         if not (len(ids) == len(item_vecs) == len(input_vecs)):
             raise ValueError(f"{len(ids)} ids, {len(item_vecs)} item and {len(input_vecs)} input rows")
-        inputs = np.ascontiguousarray(input_vecs, np.float32)
-        digest = hashlib.blake2b("\n".join(ids).encode(), digest_size=6).hexdigest() if ids else "-"
+        rows = _Rows(np.asarray(item_vecs, np.float32), np.asarray(input_vecs, np.float32), capacity)
+        n = len(ids)
+        inputs = rows.inputs[:n]
         return cls(
             tuple(ids),
-            np.ascontiguousarray(item_vecs, np.float32),
+            rows.items[:n],
             inputs,
             {item: i for i, item in enumerate(ids)},
             {item: inputs[i] for i, item in enumerate(ids)},
-            digest,
+            _digest(ids),
+            rows,
         )
 
     def __len__(self) -> int:
@@ -65,17 +87,46 @@ class SideItems:
     def upsert(
         self, ids: Sequence[str], item_vecs: np.ndarray, input_vecs: np.ndarray, max_items: int
     ) -> SideItems:
-        """These items (re-)embedded: an item already held moves to the newest end; beyond
-        ``max_items`` the oldest arrivals are dropped."""
+        """These items (re-)embedded: an item already held moves to the newest end. Beyond
+        ``max_items`` the oldest arrivals are dropped (down to nine tenths of it)."""
         if not ids:
             return self
-        fresh = set(ids)
-        keep = [i for i, item in enumerate(self.ids) if item not in fresh]
-        all_ids = [self.ids[i] for i in keep] + list(ids)
-        items = np.vstack([self.item_vecs[keep], item_vecs])
-        inputs = np.vstack([self.input_vecs[keep], input_vecs])
-        start = max(0, len(all_ids) - max_items)
-        return SideItems.build(all_ids[start:], items[start:], inputs[start:])
+        n, m = len(self.ids), len(ids)
+        rows = self._rows
+        if (
+            rows is not None
+            and rows.used == n
+            and n + m <= min(max_items, len(rows.items))
+            and len(set(ids)) == m
+            and not any(item in self.pos for item in ids)
+        ):
+            rows.items[n : n + m], rows.inputs[n : n + m] = item_vecs, input_vecs
+            rows.used = n + m
+            all_ids = (*self.ids, *ids)
+            inputs = rows.inputs[: n + m]
+            return SideItems(
+                all_ids,
+                rows.items[: n + m],
+                inputs,
+                {**self.pos, **{item: n + j for j, item in enumerate(ids)}},
+                {**self.inputs, **{item: inputs[n + j] for j, item in enumerate(ids)}},
+                _digest(all_ids),
+                rows,
+            )
+        last = {item: j for j, item in enumerate(ids)}  # a repeated id: its last rows win
+        new_rows = sorted(last.values())
+        keep = [i for i, item in enumerate(self.ids) if item not in last]
+        merged_ids = [self.ids[i] for i in keep] + [ids[j] for j in new_rows]
+        items = np.vstack([self.item_vecs[keep], np.asarray(item_vecs)[new_rows]])
+        inputs_all = np.vstack([self.input_vecs[keep], np.asarray(input_vecs)[new_rows]])
+        start = 0
+        if len(merged_ids) > max_items:
+            # Over the cap: the oldest go, a tenth of the cap more than needed, so the next arrivals
+            # append again instead of copying the whole set once per item.
+            start = len(merged_ids) - (max_items - max(1, max_items // 10))
+        # Room to grow by appends before the next copy (at most the cap).
+        capacity = min(max_items, max(2 * (len(merged_ids) - start), 1024))
+        return SideItems.build(merged_ids[start:], items[start:], inputs_all[start:], capacity)
 
     def without(self, drop: Collection[str]) -> SideItems:
         if not any(item in self.pos for item in drop):

@@ -57,16 +57,34 @@ def test_sessions_fold_in_cold_items(base: TrainedModel) -> None:
 def test_side_items_upsert_caps_and_drops() -> None:
     side = SideItems.empty(3)
     one = np.ones((1, 3), np.float32)
-    for n in range(5):
+    for n in range(4):
         side = side.upsert([f"n{n}"], one * n, one[:, :2] * n, max_items=3)
-    assert side.ids == ("n2", "n3", "n4")
+    # Over the cap of 3 the oldest go, down to 3 - max(1, 3 // 10) = 2.
+    assert side.ids == ("n2", "n3")
+    side = side.upsert(["n4"], one * 4, one[:, :2] * 4, max_items=3)
     side = side.upsert(["n2"], one * 9, one[:, :2] * 9, max_items=3)
     assert side.ids == ("n3", "n4", "n2") and side.item_vecs[side.pos["n2"]][0] == 9
+    assert side.inputs["n2"][0] == 9 and side.inputs["n3"][0] == 3
     assert side.without({"n3"}).ids == ("n4", "n2") and side.without({"zz"}) is side
     assert [i for i, _ in side.top(np.ones(3), 2)] == ["n2", "n4"]
     assert [i for i, _ in side.top(np.ones(3), 2, exclude={"n2"})] == ["n4", "n3"]
     with pytest.raises(ValueError):
         SideItems.build(["a"], np.zeros((2, 3)), np.zeros((2, 2)))
+
+
+def test_appends_share_rows_without_changing_earlier_sets() -> None:
+    one = np.ones((1, 3), np.float32)
+    first = SideItems.build(["a"], one, one[:, :2], capacity=10)
+    second = first.upsert(["b"], one * 2, one[:, :2] * 2, max_items=100)
+    assert second.item_vecs.base is first.item_vecs.base  # appended in place
+    # An earlier set that is no longer the newest copies instead of writing over ``b``.
+    other = first.upsert(["c"], one * 3, one[:, :2] * 3, max_items=100)
+    assert other.ids == ("a", "c") and second.ids == ("a", "b")
+    assert second.item_vecs[1][0] == 2 and other.item_vecs[1][0] == 3 and len(first) == 1
+    assert first.tag != second.tag != other.tag
+    # A repeated id in one batch: its last rows win.
+    dup = first.upsert(["d", "d"], np.vstack([one, one * 5]), np.vstack([one[:, :2], one[:, :2] * 5]), 100)
+    assert dup.ids == ("a", "d") and dup.item_vecs[1][0] == 5
 
 
 def test_merge_keeps_the_best_by_score() -> None:

@@ -110,7 +110,7 @@ def test_side_set_keeps_the_newest(base: TrainedModel) -> None:
     _, model = _attach(base, catalog, max_items=3)
     assert model.side.ids == ("o2", "o3", "o4")
     catalog.update(meta("n9", 0, minute=99))
-    assert model.side.ids == ("o3", "o4", "n9")
+    assert model.side.ids == ("o4", "n9")  # over the cap: the oldest go, down to 3 - max(1, 3 // 10)
 
 
 def test_large_changes_are_embedded_off_the_event_loop(base: TrainedModel) -> None:
@@ -150,3 +150,18 @@ def test_reasons_say_content(base: TrainedModel) -> None:
     )
     assert [r.kind for r in similar_to_warm] == ["similar_to", "content"]
     assert label_cold(base, ranked) == ranked
+
+
+def test_the_next_model_takes_over_items_it_was_trained_on(base: TrainedModel) -> None:
+    catalog = FakeCatalog({"i61": meta("i61", 1), "n1": meta("n1", 1)})
+    cold = ColdStart(catalog, 100)
+    first = cold.attach(LoadedModel(model=base, version="1")).model
+    assert isinstance(first, HybridModel) and first.is_cold("i61")
+    # The next retrain saw i61 interact: its collaborative embedding serves it, n1 stays cold.
+    retrained = clustered_model(version=2, n_items=63)
+    second = cold.attach(LoadedModel(model=retrained, version="2")).model
+    assert isinstance(second, HybridModel)
+    assert not second.is_cold("i61") and second.knows_item("i61") and second.side.ids == ("n1",)
+    # Catalog changes reach both generations while the new one is being swapped in.
+    catalog.update(meta("n2", 2))
+    assert first.is_cold("n2") and second.is_cold("n2")
