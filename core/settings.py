@@ -147,7 +147,9 @@ class ModelSettings(BaseModel):
     # Cold start (model/content.py): retrain fits a ridge map from catalog metadata to the item
     # embeddings of trained items that have a catalog document, so serving can embed items that have
     # no interactions yet. Skipped when fewer trained items than content_min_items have metadata (the
-    # map would be fitted on noise); content_max_words caps the title vocabulary.
+    # map would be fitted on noise); content_max_words caps the title vocabulary. Cost, measured on
+    # ml-latest-small's 9,742 movies (3,705 features) on the 2-core dev machine: 10 s to tune the
+    # ridge strength and 2 s to fit, once per retrain (2,000 words: 2,509 features, 5 s and 1 s).
     content_cold_start: bool = True
     content_min_items: int = Field(default=20, ge=2)
     content_max_words: int = Field(default=5000, ge=0, le=100_000)
