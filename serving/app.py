@@ -142,7 +142,7 @@ def create_app(
         catalog = CatalogSnapshot(adapters.catalog)
         app.state.catalog = catalog
         # New catalog items get content embeddings in every model the holder loads (serving.cold_start).
-        app.state.cold_start = ColdStart(catalog, settings.serving.cold_start_max_items)
+        app.state.cold_start = ColdStart(catalog, settings.serving.cold_start_max_items, metrics.cold_items)
         holder.loader = app.state.cold_start.wrap(holder.loader)
         rules = RulesHolder(adapters.rules)
         with contextlib.suppress(Exception):

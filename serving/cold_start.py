@@ -76,9 +76,11 @@ def _arrived(meta: ItemRecord) -> datetime:
 
 
 class ColdStart:
-    def __init__(self, catalog: Catalog, max_items: int) -> None:
+    def __init__(self, catalog: Catalog, max_items: int, gauge: Any | None = None) -> None:
         self.catalog = catalog
         self.max_items = max_items
+        # streamrec_serving_cold_items: the side set of the newest model generation.
+        self.gauge = gauge
         # The generations updates go to: the one being loaded and the one serving (at most two).
         self._generations: list[tuple[TrainedModel, ColdSet]] = []
         self._lock = threading.Lock()
@@ -151,6 +153,8 @@ class ColdStart:
             else:
                 side = side.upsert(list(fresh.ids), fresh.item_vecs, fresh.input_vecs, self.max_items)
             cold.side = side.without(gone)
+            if self.gauge is not None and self._generations and self._generations[-1][1] is cold:
+                self.gauge.set(len(cold.side))
         if live:
             log.debug("event=cold_items_embedded items=%d held=%d", len(live), len(cold.side))
 

@@ -165,3 +165,15 @@ def test_the_next_model_takes_over_items_it_was_trained_on(base: TrainedModel) -
     # Catalog changes reach both generations while the new one is being swapped in.
     catalog.update(meta("n2", 2))
     assert first.is_cold("n2") and second.is_cold("n2")
+
+
+def test_the_gauge_counts_the_newest_generations_cold_items(base: TrainedModel) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from serving.metrics import ServingMetrics
+
+    metrics = ServingMetrics(CollectorRegistry())
+    catalog = FakeCatalog({"n1": meta("n1", 1)})
+    ColdStart(catalog, 100, metrics.cold_items).attach(LoadedModel(model=base, version="1"))
+    catalog.update(meta("n2", 2))
+    assert metrics.registry.get_sample_value("streamrec_serving_cold_items") == 2
