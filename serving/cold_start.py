@@ -134,7 +134,8 @@ class ColdStart:
         """Embed ``metas`` (oldest first) into ``cold``; unavailable ones leave it. ``keep_newer``: what
         the set already holds arrived while ``metas`` were read, so it stays the newest end."""
         gone = {m.item_id for m in metas if m.available is False}
-        live = [m for m in metas if m.available is not False]
+        # Oldest first: only the newest max_items could stay (a first catalog load may hold millions).
+        live = [m for m in metas if m.available is not False][-self.max_items :]
         ids = [m.item_id for m in live]
         fresh = SideItems.empty(base.dim)
         for start in range(0, len(live), EMBED_CHUNK):
