@@ -98,9 +98,11 @@ def retrain(
     from retrain.loop import run_every
     from retrain.metrics import RetrainMetrics
     from retrain.pipeline import RetrainConfig, RetrainFailed, RetrainResult
+    from retrain.segments import SegmentConfig
     from storage.event_store import MongoEventStore
     from storage.model_erasure import scrub_registry
     from storage.retrain_requests import MongoRetrainRequests
+    from storage.shoppers_mongo import MongoShopperStore
 
     # The composition root: everything a run uses is built here from Settings and handed in.
     metrics = RetrainMetrics()
@@ -110,12 +112,19 @@ def retrain(
     registry = _registry(settings)
     requests = MongoRetrainRequests.from_settings(settings.mongo)
     trainer = trainer_from_settings(settings.model)
+    shoppers = MongoShopperStore.from_settings(settings.mongo)
+    segments = SegmentConfig(
+        shoppers,
+        settings.model.segment_attribute,
+        settings.model.segment_min_users,
+        settings.retrain.gate_min_users,
+    )
 
     def one_run() -> RetrainResult:
         started = time.monotonic()
         try:
             with mongo_guard(settings):
-                result = _run_with_progress(store, registry, trainer, config)
+                result = _run_with_progress(store, registry, trainer, config, segments)
         except (StreamrecError, ModelError) as exc:
             failed = RetrainResult(
                 outcome="failed", n_events=0, duration_s=time.monotonic() - started, error=str(exc)
@@ -149,12 +158,15 @@ def retrain(
             poll_s=min(EVENT_COUNT_POLL_S, interval_s),
         )
     finally:
+        shoppers.close()
         requests.close()
         registry.close()
         store.close()
 
 
-def _run_with_progress(store: Any, registry: Any, trainer: Any, config: RetrainConfig) -> RetrainResult:
+def _run_with_progress(
+    store: Any, registry: Any, trainer: Any, config: RetrainConfig, segments: Any = None
+) -> RetrainResult:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from retrain.pipeline import run_retrain
@@ -177,7 +189,9 @@ def _run_with_progress(store: Any, registry: Any, trainer: Any, config: RetrainC
         def on_stage(name: str) -> None:
             progress.update(task, stage=name)
 
-        return run_retrain(store, registry, trainer, config, on_epoch=on_epoch, on_stage=on_stage)
+        return run_retrain(
+            store, registry, trainer, config, on_epoch=on_epoch, on_stage=on_stage, segments=segments
+        )
 
 
 def _print_result(result: RetrainResult) -> None:

@@ -144,6 +144,18 @@ class ModelSettings(BaseModel):
     # The upper bound of HNSW's calibrated efSearch (used as is when the target is not reached).
     hnsw_ef_search: int = Field(default=512, ge=8)
     artifact_cache_dir: Path = Path(".artifacts")
+    # The shopper attribute (PUT /v1/users/{user_id}) whose values are segments: retrain computes
+    # popularity per value and serves it to shoppers without history when it beats global popularity
+    # on validation (model.segment_popularity). A MongoDB field name: the item-property key rule.
+    segment_attribute: str = Field(
+        default="segment",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[^$.\x00-\x1f\x7f-\x9f][^.\x00-\x1f\x7f-\x9f]*$",
+    )
+    # A segment gets its own list only with this many training shoppers: fewer is noise, and a list
+    # of one or two people's items would describe identifiable shoppers.
+    segment_min_users: int = Field(default=20, ge=1)
 
 
 class RetrainSettings(BaseModel):

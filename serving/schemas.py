@@ -23,8 +23,11 @@ class ErrorOut(BaseModel):
 
 
 class Reason(BaseModel):
-    kind: Literal["personalized", "session", "similar_to", "popular", "trending", "new"]
+    kind: Literal["personalized", "session", "similar_to", "popular", "segment_popular", "trending", "new"]
     item_id: str | None = Field(default=None, description="for similar_to: the item this result resembles")
+    segment: str | None = Field(
+        default=None, description="segment_popular: the shopper's segment whose popular items these are"
+    )
     # trending (core.trending): the figures the growth was computed from.
     growth: float | None = Field(default=None, description="trending: short rate / (long rate + prior)")
     short_window: str | None = None
@@ -182,6 +185,7 @@ class ItemUpdateIn(BaseModel):
 class ErasureCounts(BaseModel):
     events: int
     impressions: int
+    attributes: int = Field(description="stored shopper attributes deleted (0 or 1)")
     realtime_keys: int
     cached_results: int
     embeddings_suppressed: int

@@ -34,6 +34,7 @@ from serving.model_holder import ModelHolder
 from serving.model_port import LoadedModel
 from serving.popularity import TOP_UP_WINDOWS, RealtimeSnapshots
 from serving.ranking import Filters, Ranked, popular_only, recommend
+from serving.segment_fallback import SegmentFallback
 from serving.service_errors import NotFound, Unavailable
 from serving.shadow import ShadowJob, ShadowRunner
 from storage.errors import RealtimeUnavailable
@@ -98,6 +99,7 @@ class ReadService:
         experiments: ExperimentHolder | None = None,
         impression_log: ImpressionLog | None = None,
         shadow: ShadowRunner | None = None,
+        segments: SegmentFallback | None = None,
     ) -> None:
         self.settings = settings
         self.reader = reader
@@ -107,6 +109,8 @@ class ReadService:
         self.experiments = experiments
         self.impression_log = impression_log
         self.shadow = shadow
+        # Segment popularity for shoppers without history (serving.segment_fallback).
+        self.segments = segments
 
     def _arm(self, surface: str, user_id: str | None) -> Arm:
         """The model (and experiment variant) that answers; grabbed once per request, so a concurrent
@@ -234,6 +238,9 @@ class ReadService:
             weights=self.settings.model.weights,
             erased=self.holder.is_erased(q.user_id),
         )
+        if self.segments is not None:
+            erased = self.holder.is_erased(q.user_id)
+            ranked = await self.segments.apply(loaded, q.user_id, ranked, q.k, filters, erased=erased)
         self._count(loaded, ranked, degraded)
         # Serialized once: the same bytes go into the cache entry and, as a fragment, the response.
         items_json = orjson.dumps([r.to_json() for r in ranked])
@@ -264,7 +271,7 @@ class ReadService:
             self.metrics.fallbacks.labels(kind="redis_unavailable").inc()
         if loaded is None:
             self.metrics.fallbacks.labels(kind="no_model").inc()
-        elif ranked and all(r.kind == "popular" for r in ranked):
+        elif ranked and all(r.kind in ("popular", "segment_popular") for r in ranked):
             self.metrics.fallbacks.labels(kind="popular").inc()
         elif ranked and ranked[-1].kind == "popular":
             self.metrics.fallbacks.labels(kind="top_up").inc()
