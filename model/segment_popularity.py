@@ -30,7 +30,7 @@ from core.errors import ArtifactError
 from core.event_table import EventTable
 from core.event_weights import event_weights
 from core.settings import EventWeights
-from model.metrics import ndcg_at_k
+from model.metrics import ndcg_at_k, paired_bootstrap
 
 FILE_NAME = "segment_popularity.json"
 FORMAT_VERSION = 1
@@ -55,6 +55,8 @@ class SegmentPopularity:
     global_ndcg: float | None = None
     eval_users: int = 0
     lists: Mapping[str, Scored] = field(default_factory=dict)
+    # 95% paired bootstrap interval of segment minus global NDCG@10 over the evaluated shoppers.
+    interval: tuple[float, float] | None = None
 
     def list_for(self, segment: str) -> Scored | None:
         return self.lists.get(segment)
@@ -68,6 +70,7 @@ class SegmentPopularity:
             f"segment_ndcg@{EVAL_K}": self.segment_ndcg,
             f"global_ndcg@{EVAL_K}": self.global_ndcg,
             "eval_users": self.eval_users,
+            "difference_interval": list(self.interval) if self.interval is not None else None,
             "segments": len(self.lists),
         }
 
@@ -98,6 +101,7 @@ class SegmentPopularity:
                 global_ndcg=_opt_float(doc.get(f"global_ndcg@{EVAL_K}")),
                 eval_users=int(doc.get("eval_users", 0)),
                 lists=lists,
+                interval=_interval(doc.get("difference_interval")),
             )
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ArtifactError(f"{FILE_NAME} is unreadable: {exc}") from exc
@@ -105,6 +109,13 @@ class SegmentPopularity:
 
 def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _interval(value: Any) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    lo, hi = value
+    return float(lo), float(hi)
 
 
 def segments_from_files(files: Mapping[str, bytes]) -> SegmentPopularity | None:
@@ -187,12 +198,28 @@ def topped_up(first: Sequence[tuple[str, float]], rest: Sequence[tuple[str, floa
     return out
 
 
-def _ndcg(ranked: list[list[str]], targets: list[set[str]]) -> float:
+def _ndcg(ranked: list[list[str]], targets: list[set[str]]) -> np.ndarray:
+    """NDCG@10 per shopper."""
     hits = np.zeros((len(ranked), EVAL_K), dtype=bool)
     for row, (items, wanted) in enumerate(zip(ranked, targets, strict=True)):
         hits[row, : len(items)] = [i in wanted for i in items]
     n_test = np.array([len(t) for t in targets], dtype=np.float64)
-    return float(ndcg_at_k(hits, n_test, EVAL_K).mean())
+    return ndcg_at_k(hits, n_test, EVAL_K)
+
+
+def cold_start_ndcgs(
+    global_list: Scored,
+    lists: Mapping[str, Scored],
+    targets: Mapping[str, set[str]],
+    user_segments: Mapping[str, str],
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The evaluated shoppers (new ones whose segment has a list) and, per shopper, NDCG@10 of their
+    segment's list and of the global list."""
+    users = sorted(u for u in targets if user_segments.get(u) in lists)
+    wanted = [targets[u] for u in users]
+    seg_ranked = [topped_up(lists[user_segments[u]], global_list, EVAL_K) for u in users]
+    glob = topped_up(global_list, (), EVAL_K)
+    return users, _ndcg(seg_ranked, wanted), _ndcg([glob] * len(users), wanted)
 
 
 def decide_segments(
@@ -205,7 +232,7 @@ def decide_segments(
     min_eval_users: int,
 ) -> SegmentPopularity:
     """Segment lists against the global list on the new shoppers whose segment has a list."""
-    users = sorted(u for u in targets if user_segments.get(u) in lists)
+    users, seg_each, glob_each = cold_start_ndcgs(global_list, lists, targets, user_segments)
     if not lists:
         why = f"no value of '{attribute}' is carried by enough training shoppers to have a list"
         return SegmentPopularity(attribute, False, f"global popularity kept: {why}", eval_users=len(users))
@@ -216,13 +243,11 @@ def decide_segments(
             "global popularity kept: no shopper new in the held-out period has a segment with a list",
             lists=dict(lists),
         )
-    wanted = [targets[u] for u in users]
-    seg_ranked = [topped_up(lists[user_segments[u]], global_list, EVAL_K) for u in users]
-    glob = topped_up(global_list, (), EVAL_K)
-    seg_ndcg = _ndcg(seg_ranked, wanted)
-    glob_ndcg = _ndcg([glob] * len(users), wanted)
+    seg_ndcg, glob_ndcg = float(seg_each.mean()), float(glob_each.mean())
+    _, lo, hi = paired_bootstrap(seg_each, glob_each)
     figures = (
-        f"NDCG@{EVAL_K} {seg_ndcg:.4f} (segment) vs {glob_ndcg:.4f} (global) on {len(users)} new shoppers"
+        f"NDCG@{EVAL_K} {seg_ndcg:.4f} (segment) vs {glob_ndcg:.4f} (global) on {len(users)} new "
+        f"shoppers, difference interval [{lo:+.4f}, {hi:+.4f}]"
     )
     if len(users) < min_eval_users:
         wins, reason = (
@@ -233,4 +258,6 @@ def decide_segments(
         wins, reason = True, f"segment popularity wins: {figures}"
     else:
         wins, reason = False, f"global popularity kept: {figures}"
-    return SegmentPopularity(attribute, wins, reason, seg_ndcg, glob_ndcg, len(users), dict(lists))
+    return SegmentPopularity(
+        attribute, wins, reason, seg_ndcg, glob_ndcg, len(users), dict(lists), interval=(lo, hi)
+    )

@@ -96,6 +96,7 @@ def test_segments_win_when_new_shoppers_take_their_segment_items() -> None:
     assert got.wins and got.eval_users == 10
     assert got.segment_ndcg == pytest.approx(1.0) and got.global_ndcg == 0.0
     assert got.reason.startswith("segment popularity wins")
+    assert got.interval is not None and got.interval[0] > 0  # every shopper gains: a clear interval
 
 
 def test_global_is_kept_when_it_does_as_well_or_evidence_is_short() -> None:
