@@ -190,14 +190,14 @@ def test_retrain_records_the_decision_and_the_lists_in_the_artifact_and_the_regi
     seg = segments_from_files(reg.load_files(result.version))
     assert seg is not None and seg.wins and set(seg.lists) == {"A", "B"}
     assert all(item.startswith("b") for item, _ in seg.lists["B"])
-    # Without segment data the global list is kept, and the run is otherwise the same.
-    plain = run_retrain(
-        store, reg, PopularityTrainer(), CONFIG, now=NOW, segments=dataclasses.replace(config, min_users=500)
-    )
-    assert reg.get(plain.version).metrics["segment_popularity"]["wins"] is False  # type: ignore[arg-type]
-    assert FILE_NAME not in reg.load_files(
-        run_retrain(store, reg, PopularityTrainer(), CONFIG, now=NOW).version
-    )  # type: ignore[arg-type]
+    # Segments too small for a list: the global list is kept, and the run is otherwise the same.
+    small = dataclasses.replace(config, min_users=500)
+    plain = run_retrain(store, reg, PopularityTrainer(), CONFIG, now=NOW, segments=small).version
+    assert plain is not None and reg.get(plain).metrics["segment_popularity"]["wins"] is False
+    # Without segments configured, nothing about them is published.
+    bare = run_retrain(store, reg, PopularityTrainer(), CONFIG, now=NOW).version
+    assert bare is not None and FILE_NAME not in reg.load_files(bare)
+    assert "segment_popularity" not in reg.get(bare).metrics
 
 
 def test_erasure_scrub_keeps_the_segment_file() -> None:

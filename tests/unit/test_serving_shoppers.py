@@ -79,8 +79,8 @@ def test_mongo_down_is_a_503() -> None:
         def down(*_args: Any) -> Any:
             raise ConnectionError("mongo is down")
 
-        h.shoppers.put_attributes = down  # type: ignore[method-assign]
-        h.shoppers.get_attributes = down  # type: ignore[method-assign]
+        h.shoppers.put_attributes = down  # type: ignore[method-assign,assignment]
+        h.shoppers.get_attributes = down  # type: ignore[method-assign,assignment]
         assert_error(put(h, "carol", {"attributes": {"a": 1}}), 503, "mongodb_unavailable")
         assert_error(h.get(URL.format("carol"), key=INGEST), 503, "mongodb_unavailable")
 
@@ -155,7 +155,7 @@ def test_a_shopper_without_history_gets_their_segment_list_when_it_wins() -> Non
             raise ConnectionError("mongo is down")
 
         put(h, "frank", {"attributes": {"segment": "gamers"}})
-        h.shoppers.get_attributes = down  # type: ignore[method-assign]
+        h.shoppers.get_attributes = down  # type: ignore[method-assign,assignment]
         body = h.recs("frank", k=3)
         assert set(kinds(body)) == {"popular"} and body["degraded"] is False
 
