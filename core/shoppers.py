@@ -13,18 +13,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from core.events import (
-    MAX_EVENT_BYTES,
-    ParseError,
-    Scalar,
-    _check_properties,
-    _from_validation,
-    _unstorable,
-)
-from core.storable import property_key_problem
-
-# A body is at most this many bytes of JSON (the same bound as one event: attributes are as small).
-MAX_SHOPPER_BYTES = MAX_EVENT_BYTES
+# core.events' own checks (private there, shared on purpose: one rule for properties and attributes).
+from core.events import ParseError, Scalar, _check_properties, _from_validation, _unstorable
 
 
 class ShopperUpdate(BaseModel):
@@ -56,13 +46,6 @@ def validate_shopper_update(data: Any) -> ShopperUpdate | ParseError:
         return ShopperUpdate.model_validate(data)
     except ValidationError as exc:
         return _from_validation(exc)
-
-
-def attribute_name_problem(name: str) -> str | None:
-    """Why ``name`` cannot name an attribute (it is a MongoDB field path part), or None."""
-    if not name or len(name) > 64:
-        return "an attribute name must be 1..64 characters"
-    return property_key_problem(name)
 
 
 def segment_key(value: Any) -> str | None:

@@ -78,7 +78,7 @@ class SegmentFallback:
         if segments is None or not segments.wins or erased or not history_less(ranked):
             return ranked
         segment = await self.segment_of(user_id, segments)
-        items = segments.list_for(segment) if segment is not None else None
-        if not items:
+        if segment is None:
             return ranked
-        return segment_ranked(items, segment, ranked, k, filters) if segment is not None else ranked
+        items = segments.list_for(segment)
+        return segment_ranked(items, segment, ranked, k, filters) if items else ranked

@@ -28,7 +28,7 @@ class MongoShopperStore(OwnedCollection):
         return ShopperRecord(user_id, dict(doc.get("attributes") or {}), updated)
 
     def attribute_values(self, name: str) -> dict[str, Any]:
-        # ``name`` is a validated attribute name (no '.' and no leading '$': see core.shoppers).
+        # ``name`` is model.segment_attribute, validated in core.settings (no '.', no leading '$').
         path = f"attributes.{name}"
         found = self._collection.find({path: {"$ne": None}}, {path: 1}, batch_size=10_000)
         return {str(doc["_id"]): doc["attributes"][name] for doc in found}

@@ -71,6 +71,7 @@ def test_malformed_bodies_auth_and_unknown_users() -> None:
         assert_error(h.get(URL.format("nobody"), key=INGEST), 404, "unknown_user")
         assert_error(put(h, "%20", {"attributes": {"a": 1}}), 422, "invalid_value")
         assert_error(put(h, "a%07b", {"attributes": {"a": 1}}), 422, "control_character")
+        assert_error(h.get(URL.format("a%07b"), key=INGEST), 404, "unknown_user")  # never stored
 
 
 def test_mongo_down_is_a_503() -> None:
