@@ -254,7 +254,9 @@ def decide_segments(
             False,
             f"global popularity kept: too little evidence, {figures} (need {min_eval_users})",
         )
-    elif math.isfinite(seg_ndcg) and seg_ndcg > glob_ndcg:
+    elif math.isfinite(lo) and lo > 0.0:
+        # "Beats" means the paired interval excludes zero, not a higher mean: on a few hundred new
+        # shoppers a mean difference is often noise, and a noisy win would replace a sound default.
         wins, reason = True, f"segment popularity wins: {figures}"
     else:
         wins, reason = False, f"global popularity kept: {figures}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import numpy as np
 from core.settings import EventWeights
 from model.segment_popularity import decide_segments, new_user_first_items, popularity_lists
 from retrain.event_source import subset
+from tooling.bench.common import git_revision
 from tooling.offline.datasets import DEFAULT_DATA_DIR, load_dataset
 
 ATTRIBUTES = ("age_band", "gender", "occupation")
@@ -74,6 +76,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     report = run(args.data_dir, args.holdout, args.min_users, args.min_eval_users)
+    report["command"] = "python -m tooling.bench.segments " + " ".join(sys.argv[1:])
+    report["git_revision"] = git_revision()
     text = json.dumps(report, indent=2, sort_keys=True)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
