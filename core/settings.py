@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -97,6 +97,23 @@ class ConsumerSettings(BaseModel):
     # running consumer of a group needs its own id: two consumers on one host need two values. Unset:
     # dynamic membership. A broker that refuses static membership gets a dynamic member (logged).
     instance_id: str | None = Field(default=None, min_length=1, max_length=249)
+    # Explicit partition ownership, ``i/n`` (consumer.partition_ownership): this consumer assigns
+    # itself every partition p with p % n == i instead of joining the group, so a restart waits for
+    # no session timeout or rebalance (the fallback where the broker lacks static membership). Run n
+    # consumers with i = 0..n-1; nothing moves a stopped consumer's share. Unset: group membership.
+    partitions: str | None = Field(default=None, pattern=r"^\d{1,4}/\d{1,4}$")
+
+    @model_validator(mode="after")
+    def _one_assignment_mode(self) -> ConsumerSettings:
+        if self.partitions is not None:
+            index, count = (int(x) for x in self.partitions.split("/"))
+            if count < 1 or index >= count:
+                raise ValueError(f"partitions {self.partitions!r}: need n >= 1 and 0 <= i < n (e.g. '0/2')")
+            if self.instance_id is not None:
+                raise ValueError(
+                    "set either partitions (explicit ownership) or instance_id (static membership)"
+                )
+        return self
 
 
 class EventWeights(BaseModel):
