@@ -128,6 +128,16 @@ class ModelSettings(BaseModel):
     epochs: int = Field(default=0, ge=0, le=1000)
     seed: int = 42
     time_decay_half_life_days: float | None = None
+    # How a (user, item) pair's summed event weight enters the model (model.history_weighting): linear
+    # = the sum as is (a purchase outweighs a view, repeats add up); binary = 1 for any pair with a
+    # positive weight (the quality benchmark's protocol on ratings data); log = 1 + ln(max(sum, 1)), which
+    # keeps a purchase above a view but damps long repeat streaks. Training, the gate and serving's
+    # fold-in all apply it; the benchmark picks it on validation, so production must be able to match.
+    input_weighting: Literal["linear", "binary", "log"] = "linear"
+    # Which timestamp orders a user's history for the recency boost: latest = when the user last touched
+    # the item (production's choice: a re-viewed item counts as recent), first = when they first did
+    # (the offline protocol's order, which keeps one pair per first interaction).
+    history_order: Literal["latest", "first"] = "latest"
     # Exact FAISS search costs ~30 us per 1k items per query; above this catalog size an approximate
     # index (ann_index) is built and its search effort calibrated at build time: the smallest IVF
     # nprobe / HNSW efSearch whose recall@50 vs exact search, on a sample of the model's unit-normalized
