@@ -168,6 +168,14 @@ class RetrainSettings(BaseModel):
     gate_min_users: int = Field(default=50, ge=1)
     gate_min_events: int = Field(default=200, ge=1)
     metrics_port: int = Field(default=9102, ge=0, le=65535)
+    # `retrain --tune` (retrain.tuning): a seeded Optuna search over the modelling settings on the
+    # store's own recent events, so a storefront without a data scientist still gets a tuned model.
+    # tune_every ("24h", "7d"): the retrain loop tunes again once the latest tuned config is this old
+    # (None: only when asked). The search stops starting trials after tune_budget_s (a trial in flight
+    # finishes) or after tune_trials trials, whichever comes first.
+    tune_every: str | None = None
+    tune_budget_s: float = Field(default=900.0, gt=0.0, le=7 * 86400.0)
+    tune_trials: int = Field(default=40, ge=1, le=10_000)
 
 
 class ExperimentSettings(BaseModel):
