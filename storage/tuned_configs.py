@@ -94,7 +94,10 @@ def tuned_from_doc(doc: dict[str, Any]) -> TunedConfig:
 
 def new_tuned_doc(seq: int, tuned: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
     check_tuned(tuned)
-    return {"_id": seq, "created_at": now or datetime.now(UTC), **tuned}
+    at = now or datetime.now(UTC)
+    # MongoDB keeps milliseconds: truncated here, the twin and the adapter hand back the same record.
+    at = at.replace(microsecond=at.microsecond // 1000 * 1000)
+    return {"_id": seq, "created_at": at, **tuned}
 
 
 class MemoryTunedConfigs:
