@@ -20,7 +20,15 @@ from serving.model_port import ServingModel
 
 # content: a cold item, or a neighbour of one, placed by catalog metadata (serving.cold_start).
 ReasonKind = Literal[
-    "personalized", "session", "similar_to", "popular", "trending", "new", "pinned", "content"
+    "personalized",
+    "session",
+    "similar_to",
+    "popular",
+    "segment_popular",
+    "trending",
+    "new",
+    "pinned",
+    "content",
 ]
 # Each older event counts this much less than the next newer one (position-based, so replayed
 # histories with old timestamps still form a session).

@@ -32,7 +32,15 @@ RULES_DOC = "the merchandising rules that moved or placed this item (absent when
 
 class Reason(BaseModel):
     kind: Literal[
-        "personalized", "session", "similar_to", "popular", "trending", "new", "pinned", "content"
+        "personalized",
+        "session",
+        "similar_to",
+        "popular",
+        "segment_popular",
+        "trending",
+        "new",
+        "pinned",
+        "content",
     ] = Field(
         description="why the item is here; 'pinned': a pin rule placed it (see rules); 'content': placed "
         "by its catalog metadata (a new item, or an item similar to one: serving.cold_start)"
@@ -42,6 +50,9 @@ class Reason(BaseModel):
     )
     new: bool | None = Field(
         default=None, description="content: the item has no interactions the model was trained on"
+    )
+    segment: str | None = Field(
+        default=None, description="segment_popular: the shopper's segment whose popular items these are"
     )
     # trending (core.trending): the figures the growth was computed from.
     growth: float | None = Field(default=None, description="trending: short rate / (long rate + prior)")
@@ -201,6 +212,7 @@ class ItemUpdateIn(BaseModel):
 class ErasureCounts(BaseModel):
     events: int
     impressions: int
+    attributes: int = Field(description="stored shopper attributes deleted (0 or 1)")
     realtime_keys: int
     cached_results: int
     embeddings_suppressed: int
