@@ -92,12 +92,20 @@ class Merch:
         item = self.catalog.get(item_id) if self.catalog is not None else None
         return item is not None and item.available is not False and not blocked(item_id)
 
-    def finish(self, ranked: Sequence[Ranked], k: int, blocked: Callable[[str], bool]) -> list[Ranked]:
-        """The top ``k`` of ``ranked`` (best first, already filtered) under the rules."""
+    def finish(
+        self, ranked: Sequence[Ranked], k: int, blocked: Callable[[str], bool], *, keep_rest: bool = False
+    ) -> list[Ranked]:
+        """The top ``k`` of ``ranked`` (best first, already filtered) under the rules; ``keep_rest``:
+        candidates the diversity cap left out follow (re-ranking keeps every candidate)."""
         if not self.rules.rules:
             return list(ranked[:k])
         placed = arrange(
-            [r.item_id for r in ranked], k, self.rules, self.facts, lambda i: self.may_pin(i, blocked)
+            [r.item_id for r in ranked],
+            k,
+            self.rules,
+            self.facts,
+            lambda i: self.may_pin(i, blocked),
+            keep_rest=keep_rest,
         )
         out: list[Ranked] = []
         for p in placed:
