@@ -266,4 +266,7 @@ def fetch_size(k: int, rules: RuleSet, filtering: bool, overfetch: int = 3) -> i
     pins = len(rules.of("pin"))
     if not filtering and not rules.reorders:
         return k + pins
-    return overfetch * k + pins
+    caps = [int(r.max_per_category or 1) for r in rules.of("diversity")]
+    # A cap of c needs candidates from at least k / c categories: the deeper the list, the more it has.
+    spread = k * -(-k // min(caps)) if caps else 0
+    return overfetch * k + spread + pins

@@ -30,6 +30,8 @@ from storage.merch_rules import RuleStore
 
 log = logging.getLogger(__name__)
 SHARE_TTL_S = 10.0
+# How deep filters and reordering rules look into a list held in memory (see ``Merch.fetch``).
+IN_MEMORY_FETCH = 1000
 MAX_SHARES = 1000
 
 
@@ -74,8 +76,13 @@ class Merch:
             return self.blocks
         return None
 
-    def fetch(self, k: int) -> int:
-        return fetch_size(k, self.rules, self.item_filter.active)
+    def fetch(self, k: int, *, in_memory: bool = False) -> int:
+        """Candidates to rank for ``k`` answers. ``in_memory``: the candidates are a list already
+        held (popularity, trending, new arrivals), so a deep one costs little and fills more lists."""
+        size = fetch_size(k, self.rules, self.item_filter.active)
+        if in_memory and size > k + len(self.rules.of("pin")):
+            return max(size, IN_MEMORY_FETCH)
+        return size
 
     def cache_key(self) -> str:
         key = f"r{self.rules.version}"

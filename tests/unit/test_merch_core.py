@@ -181,9 +181,9 @@ def test_arranged_lists_keep_the_invariants(order: list[str], k: int, made: list
     pins = [r for r in made if r.kind == "pin"]
     for rule in pins:
         shared = [r for r in pins if r.position == rule.position or r.item_id == rule.item_id]
-        if len(shared) == 1 and rule.position is not None and rule.position <= k and len(ids) == k:
-            if not ruleset.blocked(str(rule.item_id), facts(str(rule.item_id))):
-                assert ids[rule.position - 1] == rule.item_id
+        full = rule.position is not None and rule.position <= k and len(ids) == k
+        if len(shared) == 1 and full and not ruleset.blocked(str(rule.item_id), facts(str(rule.item_id))):
+            assert ids[int(rule.position or 0) - 1] == rule.item_id
     caps = [r.max_per_category for r in made if r.kind == "diversity"]
     if caps:
         counts: dict[str, int] = {}
