@@ -258,7 +258,7 @@ def test_rules_list_history_and_versions(shared: Any) -> None:
     gone = h.client.delete(f"/v1/admin/rules/{made['rule']['rule_id']}", headers={"X-API-Key": ADMIN}).json()
     assert gone["version"] == start + 2
     history = h.client.get(
-        "/v1/admin/rules/history", headers={"X-API-Key": ADMIN}, params={"limit": 2}
+        "/v1/admin/rules-history", headers={"X-API-Key": ADMIN}, params={"limit": 2}
     ).json()
     assert [v["version"] for v in history["versions"]] == [start + 2, start + 1]
     assert history["versions"][0]["change"]["op"] == "remove"
