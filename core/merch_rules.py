@@ -9,8 +9,9 @@ an integer version (storage.merch_rules) and every list endpoint applies the act
   scores of different kinds (model scores, popularity counts) that cannot be scaled against each other.
 - ``pin``: ``item_id`` is shown at ``position`` (1-based) when the list is at least that long and
   the item passes the request's filters; positions beyond ``k`` do not apply to that request.
-- ``diversity``: at most ``max_per_category`` items of one category in the top ``k``; the rest
-  move after the top ``k`` (out of a truncated list).
+- ``diversity``: at most ``max_per_category`` items of one category in the top ``k`` (pinned items
+  aside); over-capped items leave the list, which may then be shorter than ``k`` (services fetch
+  extra candidates so it rarely is), or, with ``keep_rest`` (re-ranking a given page), follow it.
 
 Order of application: block, boost/bury, diversity, pins (a pin wins over the diversity cap).
 Every item a rule moved or placed carries (rule_id, kind) tags, which serving shows in its reason.
@@ -156,6 +157,8 @@ def arrange(
     rules: RuleSet,
     facts: Facts,
     may_show: Callable[[str], bool] = lambda _item_id: True,
+    *,
+    keep_rest: bool = False,
 ) -> list[Placed]:
     """The top ``k`` of the ranked ``candidates`` (distinct ids, best first) under ``rules``.
 
@@ -180,15 +183,21 @@ def arrange(
         keyed.append((place, index, Placed(iid, index, tuple(tags))))
     keyed.sort(key=lambda t: (t[0], t[1]))
     ordered = [p for _place, _index, p in keyed]
-    ordered = _cap_categories(ordered, k, rules, facts)
-    ordered = _pin(ordered, k, rules, facts, may_show)
-    return ordered[:k]
+    top, rest = _cap_categories(ordered, k, rules, facts)
+    top = _pin(top, {p.item_id: p for p in ordered}, k, rules, facts, may_show)[:k]
+    if not keep_rest:
+        return top
+    shown = {p.item_id for p in top}
+    return top + [p for p in rest if p.item_id not in shown]
 
 
-def _cap_categories(ordered: list[Placed], k: int, rules: RuleSet, facts: Facts) -> list[Placed]:
+def _cap_categories(
+    ordered: list[Placed], k: int, rules: RuleSet, facts: Facts
+) -> tuple[list[Placed], list[Placed]]:
+    """(the top ``k`` under the cap, the candidates left out of it)"""
     caps = rules.of("diversity")
     if not caps:
-        return ordered
+        return ordered[:k], ordered[k:]
     tightest = min(caps, key=lambda r: r.max_per_category or 0)
     cap = int(tightest.max_per_category or 0)
     counts: dict[str, int] = {}
@@ -208,29 +217,46 @@ def _cap_categories(ordered: list[Placed], k: int, rules: RuleSet, facts: Facts)
             continue
         counts[category] = counts.get(category, 0) + 1
         top.append(placed)
-    return top + moved
+    return top, moved
 
 
 def _pin(
-    ordered: list[Placed], k: int, rules: RuleSet, facts: Facts, may_show: Callable[[str], bool]
+    ordered: list[Placed],
+    candidates: dict[str, Placed],
+    k: int,
+    rules: RuleSet,
+    facts: Facts,
+    may_show: Callable[[str], bool],
 ) -> list[Placed]:
-    pins = [r for r in rules.of("pin") if (r.position or 0) <= k]
-    if not pins:
-        return ordered
-    # Later rules are placed last, so of two pins at one position the newer one takes it.
-    pins.sort(key=lambda r: r.position or 0)
-    out = list(ordered)
-    for rule in pins:
-        iid = str(rule.item_id)
-        if rules.blocked(iid, facts(iid)) or not may_show(iid):
+    """Pinned items take their positions; the others fill the remaining places in order. A list too
+    short to reach a pin's position ends with the pinned item. Of two pins at one position (or of
+    one item), the later rule wins."""
+    slots: dict[int, Placed] = {}
+    for rule in rules.of("pin"):
+        iid, pos = str(rule.item_id), int(rule.position or 1) - 1
+        if pos >= k or rules.blocked(iid, facts(iid)) or not may_show(iid):
             continue
-        found = next((i for i, p in enumerate(out) if p.item_id == iid), None)
-        if found is None:
-            placed = Placed(iid, None, (rule.tag,))
-        else:
-            old = out.pop(found)
-            placed = Placed(iid, old.index, (*old.tags, rule.tag))
-        out.insert(min(int(rule.position or 1) - 1, len(out)), placed)
+        for taken in [p for p, placed in slots.items() if placed.item_id == iid]:
+            del slots[taken]
+        slots[pos] = Placed(iid, None, (rule.tag,))
+    if not slots:
+        return ordered
+    pinned = {placed.item_id for placed in slots.values()}
+    for pos, placed in slots.items():
+        old = candidates.get(placed.item_id)
+        if old is not None:  # a candidate pinned: keeps its reason and earlier tags
+            slots[pos] = Placed(old.item_id, old.index, (*old.tags, *placed.tags))
+    others = iter(p for p in ordered if p.item_id not in pinned)
+    out: list[Placed] = []
+    for pos in range(k):
+        if pos in slots:
+            out.append(slots.pop(pos))
+            continue
+        following = next(others, None)
+        if following is None:
+            break
+        out.append(following)
+    out.extend(slots[pos] for pos in sorted(slots))
     return out
 
 
@@ -240,4 +266,7 @@ def fetch_size(k: int, rules: RuleSet, filtering: bool, overfetch: int = 3) -> i
     pins = len(rules.of("pin"))
     if not filtering and not rules.reorders:
         return k + pins
-    return overfetch * k + pins
+    caps = [int(r.max_per_category or 1) for r in rules.of("diversity")]
+    # A cap of c needs candidates from at least k / c categories: the deeper the list, the more it has.
+    spread = k * -(-k // min(caps)) if caps else 0
+    return overfetch * k + spread + pins

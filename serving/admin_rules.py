@@ -1,4 +1,5 @@
-"""Admin routes of the merchandising rules (``/v1/admin/rules``), behind the admin key.
+"""Admin routes of the merchandising rules, behind the admin key: ``/v1/admin/rules`` and the earlier
+versions at ``/v1/admin/rules-history`` (a path of its own, not under ``/v1/admin/rules/{rule_id}``).
 
 Each change writes a new rules version (storage.merch_rules); this replica takes it at once, the
 others within ``serving.catalog_poll_s`` (their poll), so every endpoint follows it within 2 s.
@@ -179,7 +180,7 @@ def build_rules_router() -> APIRouter:
         summary="Add a rule (boost, bury, pin, block, diversity): a new version, live within 2 s",
     )
     router.add_api_route(
-        "/v1/admin/rules/history",
+        "/v1/admin/rules-history",
         rules_history,
         methods=["GET"],
         response_model=None,

@@ -159,7 +159,12 @@ class CatalogSnapshot:
         out = []
         for meta in metas:
             held = self._items.get(meta.item_id)
-            if held is None or _newer(meta.updated_at, held.updated_at):
+            # An equal stamp with other content: a second write within the same millisecond.
+            if (
+                held is None
+                or _newer(meta.updated_at, held.updated_at)
+                or (meta.updated_at == held.updated_at and meta != held)
+            ):
                 out.append(meta)
         return out
 

@@ -114,7 +114,7 @@ class DiscoveryService:
         windows = (cfg.short_window, cfg.long_window)
         filters = Filters(unavailable=unavailable, extra=merch.predicate)
         ranked = merch.finish(
-            trending_list(scores or [], merch.fetch(k), filters, windows), k, filters.blocks
+            trending_list(scores or [], merch.fetch(k, in_memory=True), filters, windows), k, filters.blocks
         )
         loaded = self.holder.current
         version = loaded.version if loaded is not None else None
@@ -157,7 +157,7 @@ class DiscoveryService:
             user_vector = loaded.model.user_vector(user_id)
         ranked = new_list(
             recent,
-            merch.fetch(k),
+            merch.fetch(k, in_memory=True),
             filters,
             model=loaded.model if loaded is not None else None,
             user_vector=user_vector,

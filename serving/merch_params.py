@@ -9,6 +9,7 @@ from typing import Annotated
 from urllib.parse import parse_qsl
 
 from fastapi import Depends, Query, Request
+from pydantic import Field
 
 from core.merch_filters import MAX_FILTER_CHARS, FilterError, parse_filters
 from serving.errors import ApiError
@@ -18,12 +19,23 @@ FILTER_DOC = (
     "repeatable prop:value: only items whose catalog field or property prop equals value (text "
     "case-insensitive, numbers numerically, true/false); several values of one property match any"
 )
+# Documents the grammar's shape only: core.merch_filters checks it, so a malformed filter gets its
+# own reason (400 invalid_filter), not a generic validation error.
+FILTER_PATTERN = r"^[^:]*[^:\s][^:]*:.*\S.*$"
+BRAND_PATTERN = r"\S"
 PriceMin = Annotated[float | None, Query(ge=0, description="only items priced at least this")]
 PriceMax = Annotated[float | None, Query(ge=0, description="only items priced at most this")]
 Brand = Annotated[
-    str | None, Query(min_length=1, max_length=256, description="only items of this brand (properties.brand)")
+    str | None,
+    Query(
+        min_length=1,
+        max_length=256,
+        description="only items of this brand (properties.brand)",
+        json_schema_extra={"pattern": BRAND_PATTERN},
+    ),
 ]
-FilterParam = Annotated[list[str] | None, Query(max_length=MAX_FILTER_CHARS, description=FILTER_DOC)]
+FilterItem = Annotated[str, Field(max_length=MAX_FILTER_CHARS, json_schema_extra={"pattern": FILTER_PATTERN})]
+FilterParam = Annotated[list[FilterItem] | None, Query(description=FILTER_DOC)]
 FILTER_FIELDS = ("price_min", "price_max", "brand", "filter")
 
 

@@ -30,6 +30,8 @@ from storage.merch_rules import RuleStore
 
 log = logging.getLogger(__name__)
 SHARE_TTL_S = 10.0
+# How deep filters and reordering rules look into a list held in memory (see ``Merch.fetch``).
+IN_MEMORY_FETCH = 1000
 MAX_SHARES = 1000
 
 
@@ -74,8 +76,13 @@ class Merch:
             return self.blocks
         return None
 
-    def fetch(self, k: int) -> int:
-        return fetch_size(k, self.rules, self.item_filter.active)
+    def fetch(self, k: int, *, in_memory: bool = False) -> int:
+        """Candidates to rank for ``k`` answers. ``in_memory``: the candidates are a list already
+        held (popularity, trending, new arrivals), so a deep one costs little and fills more lists."""
+        size = fetch_size(k, self.rules, self.item_filter.active)
+        if in_memory and size > k + len(self.rules.of("pin")):
+            return max(size, IN_MEMORY_FETCH)
+        return size
 
     def cache_key(self) -> str:
         key = f"r{self.rules.version}"
@@ -92,12 +99,20 @@ class Merch:
         item = self.catalog.get(item_id) if self.catalog is not None else None
         return item is not None and item.available is not False and not blocked(item_id)
 
-    def finish(self, ranked: Sequence[Ranked], k: int, blocked: Callable[[str], bool]) -> list[Ranked]:
-        """The top ``k`` of ``ranked`` (best first, already filtered) under the rules."""
+    def finish(
+        self, ranked: Sequence[Ranked], k: int, blocked: Callable[[str], bool], *, keep_rest: bool = False
+    ) -> list[Ranked]:
+        """The top ``k`` of ``ranked`` (best first, already filtered) under the rules; ``keep_rest``:
+        candidates the diversity cap left out follow (re-ranking keeps every candidate)."""
         if not self.rules.rules:
             return list(ranked[:k])
         placed = arrange(
-            [r.item_id for r in ranked], k, self.rules, self.facts, lambda i: self.may_pin(i, blocked)
+            [r.item_id for r in ranked],
+            k,
+            self.rules,
+            self.facts,
+            lambda i: self.may_pin(i, blocked),
+            keep_rest=keep_rest,
         )
         out: list[Ranked] = []
         for p in placed:

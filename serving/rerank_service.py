@@ -71,7 +71,7 @@ async def rerank_for(read: ReadService, q: RerankQuery) -> dict[str, Any]:
     )
     # The whole list is "the top k" here: rules reorder it; a pin applies to a candidate only.
     ranked_ids = {r.item_id for r in result.ranked}
-    arranged = merch.finish(result.ranked, len(result.ranked), lambda i: i not in ranked_ids)
+    arranged = merch.finish(result.ranked, len(result.ranked), lambda i: i not in ranked_ids, keep_rest=True)
     items: list[dict[str, Any]] = [r.to_json() for r in arranged]
     if not q.drop_unknown:
         items += [{"item_id": iid, "score": None, "reason": UNKNOWN_REASON} for iid in result.unknown]

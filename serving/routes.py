@@ -14,7 +14,7 @@ from serving.deps import AdminDep, IngestDep, ReadDep, SettingsDep, get_read, ge
 from serving.discovery_routes import add_discovery_routes
 from serving.errors import ApiError
 from serving.fast_params import LeanRoute, openapi_parameters, parse_params
-from serving.merch_params import FILTER_DOC, MerchDep, lean_merch
+from serving.merch_params import BRAND_PATTERN, FILTER_DOC, FilterItem, MerchDep, lean_merch
 from serving.merchandising import NO_MERCH
 from serving.responses import FastJSONResponse
 from serving.schemas import (
@@ -103,8 +103,14 @@ class RecsParams(BaseModel):
     # Item filters (serving.merch_params checks them: a bad one is a 400 with the reason).
     price_min: float | None = Field(None, ge=0, description="only items priced at least this")
     price_max: float | None = Field(None, ge=0, description="only items priced at most this")
-    brand: str | None = Field(None, min_length=1, max_length=256, description="only items of this brand")
-    filter: list[str] | None = Field(None, description=FILTER_DOC)
+    brand: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="only items of this brand",
+        json_schema_extra={"pattern": BRAND_PATTERN},
+    )
+    filter: list[FilterItem] | None = Field(None, description=FILTER_DOC)
 
 
 RECS_PATH_FIELDS = frozenset({"user_id"})

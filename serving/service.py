@@ -348,7 +348,7 @@ class ReadService:
         self, k: int, window: str, category: str | None, merch: Merch | None = None
     ) -> dict[str, Any]:
         merch = self.merch(merch)
-        fetch_k = merch.fetch(k)
+        fetch_k = merch.fetch(k, in_memory=True)
         loaded = self.holder.current
         items = await self.snapshots.popular(window, category)
         degraded = items is None or not self.snapshots.healthy

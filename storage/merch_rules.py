@@ -9,6 +9,7 @@ the duplicate ``_id`` and it re-reads and retries on the new set.
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -102,6 +103,8 @@ class InMemoryRuleStore:
     def __init__(self) -> None:
         self.versions: list[Doc] = []
         self.fail_with: Exception | None = None
+        # A change is read-modify-write: the lock stands in for MongoDB's unique _id.
+        self._lock = threading.Lock()
 
     def _check(self) -> None:
         if self.fail_with is not None:
@@ -117,10 +120,12 @@ class InMemoryRuleStore:
         return rules
 
     def add(self, rule: Rule) -> RuleSet:
-        return self._write(_added(self.current(), rule))
+        with self._lock:
+            return self._write(_added(self.current(), rule))
 
     def remove(self, rule_id: str) -> RuleSet:
-        return self._write(_removed(self.current(), rule_id))
+        with self._lock:
+            return self._write(_removed(self.current(), rule_id))
 
     def history(self, limit: int = 50) -> list[Doc]:
         self._check()

@@ -79,3 +79,14 @@ def test_a_failing_subscriber_or_read_keeps_the_snapshot() -> None:
 def test_item_meta_without_properties() -> None:
     meta = ItemMeta.from_doc({"item_id": "x", "price": 2})
     assert meta.brand is None and meta.value("size") is None and meta.price == 2.0
+
+
+def test_a_second_write_in_the_same_millisecond_is_taken_a_repeat_is_not() -> None:
+    from datetime import UTC, datetime
+
+    stamp = datetime(2026, 1, 1, tzinfo=UTC)
+    snap = CatalogSnapshot(InMemoryCatalogReader())
+    assert snap.apply([ItemMeta("a", price=1.0, updated_at=stamp)]) is not None
+    assert snap.apply([ItemMeta("a", price=1.0, updated_at=stamp)]) is None
+    change = snap.apply([ItemMeta("a", price=2.0, updated_at=stamp)])
+    assert change is not None and change.added == frozenset() and snap.get("a").price == 2.0  # type: ignore[union-attr]
