@@ -148,3 +148,43 @@ def test_new_item_is_similar_and_recommended_within_2s_of_its_catalog_update(
     # A shopper of another cluster is not shown it in their top 10.
     other = client.get("/v1/users/u2/recommendations", params={"k": 10}).json()
     assert new not in _ids(other)
+
+
+def test_retrain_once_stores_the_content_map_fitted_on_the_catalog_in_mongodb(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import cli.retrain_cmd  # noqa: F401  (registers the commands)
+    from cli.app import app
+    from model.trained_model import TrainedModel
+    from tests.integration.test_retrain_once import N_ITEMS as RETRAIN_ITEMS
+    from tests.integration.test_retrain_once import _events as retrain_events
+
+    for key, value in {
+        "STREAMREC_MONGO__URI": settings.mongo.uri.get_secret_value(),
+        "STREAMREC_MONGO__DATABASE": settings.mongo.database,
+        "STREAMREC_MODEL__ARTIFACT_CACHE_DIR": str(settings.model.artifact_cache_dir),
+        "STREAMREC_MODEL__FACTORS": "16",
+        "STREAMREC_RETRAIN__METRICS_PORT": "0",
+        "STREAMREC_RETRAIN__WINDOW_DAYS": "30",
+    }.items():
+        monkeypatch.setenv(key, value)
+    store = MongoEventStore.from_settings(settings.mongo)
+    try:
+        store.insert_events(retrain_events())
+        store.upsert_items([_doc(f"item-{i}", i % 3) for i in range(RETRAIN_ITEMS)])
+    finally:
+        store.close()
+    result = CliRunner().invoke(app, ["retrain", "--once"])
+    assert result.exit_code == 0, result.output
+    registry = open_model_registry(settings)
+    try:
+        champ = registry.champion()
+        assert champ is not None
+        model = TrainedModel.from_files(registry.load_files(champ.version))
+    finally:
+        registry.close()
+    assert model.content is not None and model.config["content"]["features"] > 3
+    vecs = model.content_vectors([_doc("brand-new", 1)])
+    assert vecs is not None and vecs[0].shape == (1, model.dim)
