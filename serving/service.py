@@ -345,7 +345,9 @@ class ReadService:
         if len(items or []) < fetch_k and category is None and loaded is not None:
             # A fresh deployment (or Redis never reached): the training data's popularity fills in.
             self.metrics.fallbacks.labels(kind="model_popularity").inc()
-            sources.append(loaded.model.popular_items(int(fetch_k / max(merch.share, 1e-2)) + 50))
+            sources.append(
+                loaded.model.popular_items(min(int(fetch_k / max(merch.share, 1e-2)), 10_000) + 50)
+            )
         if degraded:
             self.metrics.degraded.inc()
             self.metrics.fallbacks.labels(kind="redis_unavailable").inc()
