@@ -24,6 +24,7 @@ from storage.merch_rules import InMemoryRuleStore, RuleStore
 from storage.model_registry import ModelRegistry
 from storage.realtime_reader import RealtimeReader
 from storage.retrain_requests import RetrainRequests
+from storage.shoppers import InMemoryShopperStore, ShopperStore
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class ServingAdapters:
     # impressions the online report reads.
     experiments: ExperimentStore = field(default_factory=InMemoryExperimentStore)
     impressions: ImpressionStore = field(default_factory=InMemoryImpressionStore)
+    # Shopper attributes (PUT /v1/users/{user_id}); erased with the shopper.
+    shoppers: ShopperStore = field(default_factory=InMemoryShopperStore)
     # Where every served list is logged (serving.impressions); None when
     # serving.impressions.enabled is false. Production: storage.impression_log.KafkaImpressionLog.
     impression_log: ImpressionLog | None = None

@@ -41,8 +41,10 @@ from serving.request_id import RequestIdMiddleware
 from serving.rerank_route import build_rerank_router
 from serving.routes import build_router
 from serving.schema_route import build_schema_router
+from serving.segment_fallback import SegmentFallback
 from serving.service import ReadService
 from serving.shadow import ShadowRunner
+from serving.shoppers import ShopperService, build_shopper_router
 from storage.experiment_admin import ExperimentAdmin
 
 log = logging.getLogger(__name__)
@@ -160,6 +162,7 @@ def create_app(
             impression_log=impression_log,
             shadow=shadow,
             merchandiser=merchandiser,
+            segments=SegmentFallback(adapters.shoppers),
         )
         app.state.discovery = DiscoveryService(
             settings,
@@ -179,7 +182,9 @@ def create_app(
             snapshots=snapshots,
             ingest_health=kafka.probe,
             impressions=adapters.impressions,
+            shoppers=adapters.shoppers,
         )
+        app.state.shoppers = ShopperService(adapters.shoppers)
         app.state.experiment_admin = ExperimentAdmin(
             experiments=adapters.experiments,
             registry=adapters.registry,
@@ -233,6 +238,7 @@ def create_app(
     app.include_router(build_experiment_router())
     app.include_router(build_rules_router())
     app.include_router(build_rerank_router(settings.serving.public_read))
+    app.include_router(build_shopper_router())
     app.include_router(build_schema_router())
     if settings.serving.demo_page:
         app.include_router(demo_page.router)

@@ -18,7 +18,9 @@ from core.recent import RecentEvent
 from core.settings import EventWeights
 from serving.model_port import ServingModel
 
-ReasonKind = Literal["personalized", "session", "similar_to", "popular", "trending", "new", "pinned"]
+ReasonKind = Literal[
+    "personalized", "session", "similar_to", "popular", "segment_popular", "trending", "new", "pinned"
+]
 # Each older event counts this much less than the next newer one (position-based, so replayed
 # histories with old timestamps still form a session).
 RECENCY_DECAY = 0.8

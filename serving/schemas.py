@@ -31,10 +31,13 @@ RULES_DOC = "the merchandising rules that moved or placed this item (absent when
 
 
 class Reason(BaseModel):
-    kind: Literal["personalized", "session", "similar_to", "popular", "trending", "new", "pinned"] = Field(
-        description="why the item is here; 'pinned': a pin rule placed it (see rules)"
-    )
+    kind: Literal[
+        "personalized", "session", "similar_to", "popular", "segment_popular", "trending", "new", "pinned"
+    ] = Field(description="why the item is here; 'pinned': a pin rule placed it (see rules)")
     item_id: str | None = Field(default=None, description="for similar_to: the item this result resembles")
+    segment: str | None = Field(
+        default=None, description="segment_popular: the shopper's segment whose popular items these are"
+    )
     # trending (core.trending): the figures the growth was computed from.
     growth: float | None = Field(default=None, description="trending: short rate / (long rate + prior)")
     short_window: str | None = None
@@ -193,6 +196,7 @@ class ItemUpdateIn(BaseModel):
 class ErasureCounts(BaseModel):
     events: int
     impressions: int
+    attributes: int = Field(description="stored shopper attributes deleted (0 or 1)")
     realtime_keys: int
     cached_results: int
     embeddings_suppressed: int

@@ -33,6 +33,7 @@ from serving.model_port import LoadedModel
 from serving.popularity import TOP_UP_WINDOWS, RealtimeSnapshots
 from serving.ranking import Filters, Ranked, popular_only, recommend
 from serving.recs_query import RecsQuery, recent_distinct
+from serving.segment_fallback import SegmentFallback
 from serving.service_errors import NotFound, Unavailable
 from serving.shadow import ShadowJob, ShadowRunner
 from storage.errors import RealtimeUnavailable
@@ -55,6 +56,7 @@ class ReadService:
         impression_log: ImpressionLog | None = None,
         shadow: ShadowRunner | None = None,
         merchandiser: Merchandiser | None = None,
+        segments: SegmentFallback | None = None,
     ) -> None:
         self.merchandiser = merchandiser
         self.settings = settings
@@ -65,6 +67,8 @@ class ReadService:
         self.experiments = experiments
         self.impression_log = impression_log
         self.shadow = shadow
+        # Segment popularity for shoppers without history (serving.segment_fallback).
+        self.segments = segments
 
     def merch(self, given: Merch | None = None) -> Merch:
         """The request's merchandising: taken once, so one answer follows one rules version."""
@@ -203,6 +207,9 @@ class ReadService:
             weights=self.settings.model.weights,
             erased=self.holder.is_erased(q.user_id),
         )
+        if self.segments is not None:
+            erased = self.holder.is_erased(q.user_id)
+            ranked = await self.segments.apply(loaded, q.user_id, ranked, fetch_k, filters, erased=erased)
         ranked = merch.finish(ranked, q.k, filters.blocks)
         self._count(loaded, ranked, degraded)
         # Serialized once: the same bytes go into the cache entry and, as a fragment, the response.
@@ -234,7 +241,7 @@ class ReadService:
             self.metrics.fallbacks.labels(kind="redis_unavailable").inc()
         if loaded is None:
             self.metrics.fallbacks.labels(kind="no_model").inc()
-        elif ranked and all(r.kind == "popular" for r in ranked):
+        elif ranked and all(r.kind in ("popular", "segment_popular") for r in ranked):
             self.metrics.fallbacks.labels(kind="popular").inc()
         elif ranked and ranked[-1].kind == "popular":
             self.metrics.fallbacks.labels(kind="top_up").inc()

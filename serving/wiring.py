@@ -34,6 +34,7 @@ def open_adapters(settings: Settings, *, loader: Loader | None = None) -> Servin
     from storage.model_registry_mongo import open_model_registry
     from storage.realtime_reader import RedisRealtimeReader
     from storage.retrain_requests import MongoRetrainRequests
+    from storage.shoppers_mongo import MongoShopperStore
 
     closers: list[Any] = []
     try:
@@ -47,6 +48,8 @@ def open_adapters(settings: Settings, *, loader: Loader | None = None) -> Servin
         closers.append(experiments.close)
         impressions = MongoImpressionStore.from_settings(settings.mongo)
         closers.append(impressions.close)
+        shoppers = MongoShopperStore.from_settings(settings.mongo)
+        closers.append(shoppers.close)
         producer = make_resilient_producer(settings.kafka, name="api")
         closers.append(lambda: producer.close(5.0))
         catalog = MongoCatalogReader.from_settings(settings.mongo)
@@ -77,6 +80,7 @@ def open_adapters(settings: Settings, *, loader: Loader | None = None) -> Servin
         recent_users=store,
         experiments=experiments,
         impressions=impressions,
+        shoppers=shoppers,
         impression_log=impression_log,
         catalog=catalog,
         rules=rules,
