@@ -212,7 +212,7 @@ class ReadService:
         ranked = label_cold(loaded.model if loaded is not None else None, ranked)
         if self.segments is not None:
             erased = self.holder.is_erased(q.user_id)
-            ranked = await self.segments.apply(loaded, q.user_id, ranked, q.k, filters, erased=erased)
+            ranked = await self.segments.apply(loaded, q.user_id, ranked, fetch_k, filters, erased=erased)
         ranked = merch.finish(ranked, q.k, filters.blocks)
         self._count(loaded, ranked, degraded)
         # Serialized once: the same bytes go into the cache entry and, as a fragment, the response.
@@ -356,7 +356,9 @@ class ReadService:
         if len(items or []) < fetch_k and category is None and loaded is not None:
             # A fresh deployment (or Redis never reached): the training data's popularity fills in.
             self.metrics.fallbacks.labels(kind="model_popularity").inc()
-            sources.append(loaded.model.popular_items(int(fetch_k / max(merch.share, 1e-2)) + 50))
+            sources.append(
+                loaded.model.popular_items(min(int(fetch_k / max(merch.share, 1e-2)), 10_000) + 50)
+            )
         if degraded:
             self.metrics.degraded.inc()
             self.metrics.fallbacks.labels(kind="redis_unavailable").inc()
