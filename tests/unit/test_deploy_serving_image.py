@@ -21,7 +21,7 @@ from tests.unit.lean_image import blocked_modules, lean_tree
 
 # The only product modules that need torch: training. A new one is a deliberate choice (it must not be
 # on serving's path), so it is added here by hand.
-TRAINING_MODULES = {"model.lae", "model.pipeline", "retrain.model_adapter"}
+TRAINING_MODULES = {"model.lae", "model.pipeline", "retrain.model_adapter", "retrain.tuning"}
 
 
 @pytest.fixture(scope="module")
