@@ -100,6 +100,9 @@ def test_hybrid_ranks_cold_items_of_the_users_colour_first() -> None:
     assert figures.users > 20
     assert figures.metrics["ndcg@4"] > 0.6
     assert hybrid.warm_scores(np.arange(2), 0.5).shape == (2, len(split.warm_ids))
+    # The content profile alone (weight far above the embedding's) ranks by colour too.
+    profiled = Hybrid(factors=8, reg=10.0, profile=100.0).fit(split, Features.of(split, catalog))
+    assert cold_figures(profiled.cold_scores, split, k=4).metrics["ndcg@4"] > 0.6
 
 
 def test_lightfm_scores_cold_items_from_features() -> None:

@@ -5,7 +5,8 @@ items (and, for the hybrid, its warm items) for given user rows.
   tower; ``model.content`` maps catalog features to those embeddings (ridge, fitted on warm items) and
   embeds every cold item from its metadata; a user scores an item by the inner product of their vector
   (recency-weighted history through the input embeddings, as serving folds in) with it. For warm items
-  the content embedding may be blended in with weight ``beta`` (0 = pure collaborative).
+  the content embedding may be blended in with weight ``beta`` (0 = pure collaborative). With
+  ``profile`` > 0 a cold item's score also counts the user's content profile (see the field).
 - ``CategoryPopularity``: a cold item scores the user's own share of training items in its categories,
   smoothed towards the categories' global share by ``alpha`` pseudo-items (averaged over an item's
   categories; ties broken by a seeded random order, never by item id, which follows release order).
@@ -54,21 +55,38 @@ class Features:
         return cls(featurizer.transform(warm_docs), featurizer.transform(cold_docs), featurizer.n_features)
 
 
+def _standardise(scores: np.ndarray) -> np.ndarray:
+    """Per row: zero mean, unit spread, so components of different scales can be mixed by weights."""
+    centred = scores - scores.mean(axis=1, keepdims=True)
+    return np.asarray(centred / np.maximum(centred.std(axis=1, keepdims=True), 1e-12))
+
+
 @dataclass
 class Hybrid:
     factors: int = 256
     reg: float = 200.0
     content_reg: float | None = None  # None: chosen by model.content's held-out R² on warm items
     diag_correction: bool = True
+    recency_boost: float = 3.0  # streamrec's defaults (TrainConfig)
+    recency_half_life: float = 10.0
+    # Weight of a content-to-content signal for cold items: the user's content profile (the features of
+    # their training items, recency-weighted like the user tower) against the item's features, mixed
+    # with the embedding score after both are standardised per user. Where metadata is one coarse
+    # category (Taobao) the embedding route averages many one-off items; the profile sees it directly.
+    profile: float = 0.0
     seed: int = 42
     beta: float = 0.0  # weight of the content embedding in a warm item's embedding
     content_reg_grid: tuple[float, ...] = DEFAULT_REG_GRID
     chosen_content_reg: float = field(init=False, default=0.0)
-    _spectra: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def config(self) -> TrainConfig:
         return TrainConfig(
-            factors=self.factors, reg=self.reg, diag_correction=self.diag_correction, seed=self.seed
+            factors=self.factors,
+            reg=self.reg,
+            diag_correction=self.diag_correction,
+            recency_boost=self.recency_boost,
+            recency_half_life=self.recency_half_life,
+            seed=self.seed,
         )
 
     def fit(
@@ -92,10 +110,17 @@ class Hybrid:
         content_map = fit_content_map(features.warm, weights.output_emb, self.chosen_content_reg)
         self._cold = np.asarray(features.cold @ content_map, dtype=np.float32)
         self._warm_content = np.asarray(features.warm @ content_map, dtype=np.float32)
+        if self.profile:
+            self._profiles = sp.csr_matrix(history @ features.warm)
+            self._cold_features = features.cold
         return self
 
     def cold_scores(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(self._users[rows] @ self._cold.T)
+        scores = np.asarray(self._users[rows] @ self._cold.T)
+        if not self.profile:
+            return scores
+        profile = np.asarray((self._profiles[rows] @ self._cold_features.T).todense())
+        return _standardise(scores) + self.profile * _standardise(profile)
 
     def warm_scores(self, rows: np.ndarray, beta: float | None = None) -> np.ndarray:
         b = self.beta if beta is None else beta
@@ -156,7 +181,7 @@ class LightFMModel:
     learning_rate: float = 0.05
     item_alpha: float = 1e-6
     seed: int = 42
-    threads: int = 2
+    threads: int = 1  # LightFM is Hogwild: more than one thread makes its result vary run to run
 
     def fit(self, split: ColdSplit, features: Features) -> LightFMModel:
         from lightfm import LightFM
