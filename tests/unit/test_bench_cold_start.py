@@ -144,6 +144,8 @@ def test_report_has_every_field(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert lo <= saved["warm_difference"]["mean"] <= hi
     assert saved["warm_difference"]["resamples"] == 1000
     assert "lightfm is not importable" in saved["notes"][0]
+    diff = saved["cold_ndcg@20_hybrid_minus"]["category_popularity"]
+    assert diff["ci95"][0] <= diff["mean"] <= diff["ci95"][1]
     assert saved["command"].startswith("streamrec")
     assert "hybrid_at_least_1.5x_category_popularity" in saved["targets"]
 

@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -149,6 +150,7 @@ def run_cold_start(dataset: str, data_dir: Path, json_out: Path | None, seed: in
     h_figures = cold_figures(hybrid.cold_scores, split)
     chosen = {**h_params, "content_reg_used": hybrid.chosen_content_reg, "warm_beta": beta}
     results.append(_row("hybrid", h_figures, split, chosen, h_val, fit_s))
+    per_user: dict[str, Figures] = {"hybrid": h_figures}
 
     def category_val(p: Params) -> float:
         model = CategoryPopularity(**p, seed=seed).fit(val.split, catalog)
@@ -158,8 +160,9 @@ def run_cold_start(dataset: str, data_dir: Path, json_out: Path | None, seed: in
     start = time.perf_counter()
     category = CategoryPopularity(**c_params, seed=seed).fit(split, catalog)
     fit_s = time.perf_counter() - start
+    per_user["category_popularity"] = cold_figures(category.cold_scores, split)
     results.append(
-        _row("category_popularity", cold_figures(category.cold_scores, split), split, c_params, c_val, fit_s)
+        _row("category_popularity", per_user["category_popularity"], split, c_params, c_val, fit_s)
     )
     g_figures = cold_figures(category.global_scores, split)
     g_val = cold_figures(CategoryPopularity(seed=seed).fit(val.split, catalog).global_scores, val.split)
@@ -178,9 +181,8 @@ def run_cold_start(dataset: str, data_dir: Path, json_out: Path | None, seed: in
         start = time.perf_counter()
         lightfm = LightFMModel(**l_params, seed=seed).fit(split, full.features)
         fit_s = time.perf_counter() - start
-        results.append(
-            _row("lightfm", cold_figures(lightfm.cold_scores, split), split, l_params, l_val, fit_s)
-        )
+        per_user["lightfm"] = cold_figures(lightfm.cold_scores, split)
+        results.append(_row("lightfm", per_user["lightfm"], split, l_params, l_val, fit_s))
     else:
         notes.append(
             "lightfm is not importable: its row is skipped (build it with pip<25 and --no-use-pep517; see "
@@ -213,6 +215,12 @@ def run_cold_start(dataset: str, data_dir: Path, json_out: Path | None, seed: in
             "val_ndcg@10_by_beta": {str(b): round(v, 4) for b, v in betas.items()},
         },
         "tuning": {"hybrid": h_trials, "category_popularity": c_trials, "lightfm": l_trials},
+        # The same users in the same order for every model: the hybrid's cold NDCG@20 minus each other's.
+        f"cold_ndcg@{COLD_K}_hybrid_minus": {
+            name: _interval(h_figures.per_user_ndcg, other.per_user_ndcg, seed)
+            for name, other in per_user.items()
+            if name != "hybrid"
+        },
         "targets": _targets(results, lo, hi),
         "notes": notes,
         "elapsed_s": round(time.perf_counter() - started, 1),
@@ -222,6 +230,11 @@ def run_cold_start(dataset: str, data_dir: Path, json_out: Path | None, seed: in
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _interval(a: np.ndarray, b: np.ndarray, seed: int) -> dict[str, Any]:
+    mean, lo, hi = paired_bootstrap(a, b, resamples=BOOTSTRAP_RESAMPLES, seed=seed)
+    return {"mean": round(mean, 4), "ci95": [round(lo, 4), round(hi, 4)]}
 
 
 def _targets(results: list[dict[str, Any]], lo: float, hi: float) -> dict[str, Any]:
@@ -269,6 +282,9 @@ def _print(report: dict[str, Any]) -> None:
         f"without {report[f'warm_ndcg@{WARM_K}_without_content']:.4f}; difference {warm['mean']:+.4f} "
         f"[{warm['ci95'][0]:+.4f}, {warm['ci95'][1]:+.4f}] over {warm['users']} users"
     )
+    for name, diff in report[f"cold_ndcg@{COLD_K}_hybrid_minus"].items():
+        lo, hi = diff["ci95"]
+        console.print(f"hybrid minus {name}, cold NDCG@{COLD_K}: {diff['mean']:+.4f} [{lo:+.4f}, {hi:+.4f}]")
     console.print(f"targets: {report['targets']}")
     for note in report["notes"]:
         console.print(f"[yellow]note:[/yellow] {note}")
