@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "cli.export_cmd",
     "cli.report",
     "cli.retrain_cmd",
+    "cli.rules_cmd",
     "cli.serve",
 )
 # The tooling (benchmarks, dev stack, demo, producers) is a separate package that the production image

@@ -15,13 +15,14 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import confluent_kafka
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from consumer import metrics
 from consumer.batch import RawMessage
 from consumer.dead_letters import KafkaDeadLetterSink
+from consumer.kafka_records import fmt_partitions, short_error, to_raw
+from consumer.partition_ownership import ManualAssignment
 from consumer.processor import BatchOutcome, BatchProcessor, SinkUnavailable, as_sink_error
 from consumer.store_ahead import StoreAhead
 from consumer.wiring import KafkaClients
@@ -42,13 +43,6 @@ REDIS_PROBE_EVERY_S = 1.0
 
 class FatalKafkaError(StreamrecError):
     """Kafka reported an error no retry can fix (authentication, authorization, bad config)."""
-
-
-def to_raw(msg: Message) -> RawMessage:
-    kind, ts = msg.timestamp()
-    stamp = int(ts) if kind != confluent_kafka.TIMESTAMP_NOT_AVAILABLE and ts > 0 else None
-    topic, partition, offset = str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)
-    return RawMessage(topic, partition, offset, msg.key(), msg.value(), stamp)
 
 
 class ConsumerRunner:
@@ -75,6 +69,9 @@ class ConsumerRunner:
         self._kafka = kafka
         # Static group membership (STREAMREC_CONSUMER__INSTANCE_ID) until the broker refuses it.
         self.static = kafka.instance_id is not None
+        # STREAMREC_CONSUMER__PARTITIONS: a fixed share of the partitions instead of group membership.
+        share = settings.consumer.partitions
+        self._manual = ManualAssignment(self._topics(), share) if share else None
         self._static_refused: str | None = None
         self.consumer: Consumer = kafka.consumer(self._on_error, self.static)
         self.producer = kafka.dead_letters
@@ -121,8 +118,7 @@ class ConsumerRunner:
         self._watchdog.start()
 
     def run(self) -> int:
-        names = self.settings.kafka.topics
-        topics = [names.events, names.items, names.impressions]
+        topics = self._topics()
         try:
             if self._with_backoff(self._ensure_indexes) is None:
                 return 0
@@ -138,6 +134,8 @@ class ConsumerRunner:
                 if self._static_refused is not None:
                     self._rejoin_dynamic(topics)
                 self._check_fatal()
+                if self._manual is not None:
+                    self._manual.refresh(self.consumer, paused=self._paused)
                 if self._ahead.active and self._ahead.probe_due():
                     self._reread_if_redis_back()
                 batch = self._carry + self._decode(
@@ -153,7 +151,14 @@ class ConsumerRunner:
         finally:
             self._close()
 
+    def _topics(self) -> list[str]:
+        names = self.settings.kafka.topics
+        return [names.events, names.items, names.impressions]
+
     def _subscribe(self, topics: list[str]) -> None:
+        if self._manual is not None:
+            self._manual.refresh(self.consumer, paused=self._paused, force=True)
+            return
         self.consumer.subscribe(
             topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
@@ -240,7 +245,9 @@ class ConsumerRunner:
             if exc.sink != "redis":
                 raise
             # MongoDB holds the batch and its dead letters are out: keep storing, apply effects later.
-            log.warning("event=redis_unavailable action=store_ahead_then_reread error=%s", _short(exc.error))
+            log.warning(
+                "event=redis_unavailable action=store_ahead_then_reread error=%s", short_error(exc.error)
+            )
             return BatchOutcome(deferred=True)
 
     def _reread_if_redis_back(self) -> None:
@@ -315,7 +322,7 @@ class ConsumerRunner:
             sink,
             state.attempt_number,
             delay,
-            _short(error),
+            short_error(error),
         )
 
     def _sleep_polling(self, seconds: float) -> None:
@@ -359,7 +366,7 @@ class ConsumerRunner:
             raise FatalKafkaError(f"fatal Kafka error, stopping: {self._fatal}")
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("event=partitions_assigned partitions=%s", _fmt(partitions))
+        log.info("event=partitions_assigned partitions=%s", fmt_partitions(partitions))
         if self._paused and partitions:
             # A partition handed over during an outage must not start fetching: assign it here
             # (the client then skips its own assign) and pause it at once.
@@ -389,12 +396,12 @@ class ConsumerRunner:
                 log.warning("event=commit_on_revoke_failed error=%s", exc)
         for tp in gone:
             self._uncommitted.pop(tp, None)
-        log.info("event=partitions_revoked partitions=%s", _fmt(partitions))
+        log.info("event=partitions_revoked partitions=%s", fmt_partitions(partitions))
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in self._drop(partitions):
             self._uncommitted.pop(tp, None)
-        log.warning("event=partitions_lost partitions=%s", _fmt(partitions))
+        log.warning("event=partitions_lost partitions=%s", fmt_partitions(partitions))
 
     def _update_lag(self) -> None:
         now = time.monotonic()
@@ -402,13 +409,3 @@ class ConsumerRunner:
             return
         self._lag_at = now
         metrics.record_lag(self.consumer)
-
-
-def _short(error: BaseException | None) -> str:
-    """First line of an error, without pymongo's topology dump."""
-    text = str(error).splitlines()[0] if error is not None and str(error) else type(error).__name__
-    return text.split(", Timeout:")[0].split(" (configured timeouts")[0][:200]
-
-
-def _fmt(partitions: list[TopicPartition]) -> str:
-    return ",".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "-"

@@ -3,6 +3,10 @@
 Layout (one flat namespace, so it maps onto files in a directory or onto GridFS blobs alike):
 manifest.json, config.json, metrics.json, <array>.npy for each array, and optionally index.faiss.
 The manifest records the format version, shapes and a sha256 of every file so truncation is caught.
+
+Format 2 adds the optional content model for cold start (``model.content``): content_weights.npy (the
+ridge map, features x (dim + dim - 1): serving item embedding then input embedding) and
+content_vocab.json (the featurizer's vocabulary). Format 1 artifacts (no content model) still load.
 """
 
 from __future__ import annotations
@@ -22,9 +26,12 @@ from core.errors import ArtifactError
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 ARRAYS = ("item_ids", "user_ids", "item_embeddings", "user_embeddings", "input_embeddings")
 INDEX_FILE = "index.faiss"
+CONTENT_WEIGHTS = "content_weights"
+CONTENT_VOCAB = "content_vocab.json"
 
 
 @dataclass
@@ -40,6 +47,10 @@ class ModelArtifact:
     trained_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     data_window: dict[str, Any] = field(default_factory=dict)
     index_bytes: bytes | None = None  # faiss.serialize_index output, optional
+    # The cold-start content map (model.content): (n_features, 2 * dim - 1) float32 and its vocabulary
+    # as JSON; both or neither.
+    content_weights: np.ndarray | None = None
+    content_vocab: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -76,15 +87,30 @@ class ModelArtifact:
                 raise ArtifactError(f"{name} contains NaN or inf")
         if len(np.unique(self.item_ids)) != n_items:
             raise ArtifactError("item_ids contains duplicates")
+        self._validate_content(dim)
         if not isinstance(self.version, int) or isinstance(self.version, bool):
             raise ArtifactError(f"version must be an integer, got {self.version!r}")
+
+    def _validate_content(self, dim: int) -> None:
+        if (self.content_weights is None) != (self.content_vocab is None):
+            raise ArtifactError("content_weights and content_vocab come together or not at all")
+        w = self.content_weights
+        if w is None:
+            return
+        if w.ndim != 2 or w.shape[1] != 2 * dim - 1 or w.dtype != np.float32:
+            raise ArtifactError(
+                f"content_weights must be float32 of shape (features, {2 * dim - 1}), got {w.dtype} {w.shape}"
+            )
+        if not np.isfinite(w).all():
+            raise ArtifactError("content_weights contains NaN or inf")
 
     def to_files(self) -> dict[str, bytes]:
         files: dict[str, bytes] = {}
         for name in ARRAYS:
-            buf = io.BytesIO()
-            np.save(buf, getattr(self, name), allow_pickle=False)
-            files[f"{name}.npy"] = buf.getvalue()
+            files[f"{name}.npy"] = _npy_bytes(getattr(self, name))
+        if self.content_weights is not None and self.content_vocab is not None:
+            files[f"{CONTENT_WEIGHTS}.npy"] = _npy_bytes(self.content_weights)
+            files[CONTENT_VOCAB] = self.content_vocab.encode()
         files["config.json"] = json.dumps(self.config, sort_keys=True, default=str).encode()
         files["metrics.json"] = json.dumps(self.metrics, sort_keys=True, default=str).encode()
         if self.index_bytes is not None:
@@ -108,8 +134,9 @@ class ModelArtifact:
         if not isinstance(manifest, dict):
             raise ArtifactError("manifest.json must hold a JSON object")
         fmt = manifest.get("format_version")
-        if fmt != FORMAT_VERSION:
-            raise ArtifactError(f"unknown artifact format_version {fmt!r}; this code reads {FORMAT_VERSION}")
+        if fmt not in READABLE_FORMATS:
+            readable = ", ".join(map(str, READABLE_FORMATS))
+            raise ArtifactError(f"unknown artifact format_version {fmt!r}; this code reads {readable}")
         checksums = manifest.get("sha256")
         if not isinstance(checksums, dict):
             raise ArtifactError("manifest.json lacks the sha256 map")
@@ -120,7 +147,7 @@ class ModelArtifact:
                 raise ArtifactError(
                     f"artifact file {name} is corrupt (sha256 mismatch; truncated or altered)"
                 )
-        arrays = {name: _npy(files, f"{name}.npy") for name in ARRAYS}
+        arrays: dict[str, Any] = {name: _npy(files, f"{name}.npy") for name in ARRAYS}
         for key in ("n_items", "n_users"):
             ids = arrays["item_ids" if key == "n_items" else "user_ids"]
             if manifest.get(key) != len(ids):
@@ -137,6 +164,7 @@ class ModelArtifact:
             trained_at=trained_at,
             data_window=dict(manifest.get("data_window") or {}),
             index_bytes=files.get(INDEX_FILE),
+            **_content(files),
             **arrays,
         )
 
@@ -157,6 +185,23 @@ class ModelArtifact:
             raise ArtifactError(f"{directory} holds no manifest.json; not a model artifact")
         files = {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
         return cls.from_files(files)
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _content(files: dict[str, bytes]) -> dict[str, Any]:
+    """The optional content model (format 2); a format-1 artifact has none."""
+    if f"{CONTENT_WEIGHTS}.npy" not in files and CONTENT_VOCAB not in files:
+        return {}
+    try:
+        vocab = files[CONTENT_VOCAB].decode()
+    except (KeyError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"artifact file {CONTENT_VOCAB} is missing or not UTF-8: {exc}") from exc
+    return {"content_weights": _npy(files, f"{CONTENT_WEIGHTS}.npy"), "content_vocab": vocab}
 
 
 def _json(files: dict[str, bytes], name: str) -> Any:

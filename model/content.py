@@ -50,7 +50,11 @@ BIAS = "_bias"
 # Group weights before row normalisation: a title has many words, a category one value; without them
 # the title would dominate every row.
 GROUP_WEIGHTS = {"cat": 1.0, "catpart": 1.0, "brand": 1.0, "price": 0.5, "word": 1.0, "prop": 0.7}
-DEFAULT_REG_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+# Up to 1000: strong shrinkage toward the mean warm item is the right answer when the metadata says
+# little about taste; each point costs little (one eigendecomposition serves the whole grid).
+DEFAULT_REG_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+# Target columns the reg search scores through (a random projection of wider targets).
+PROJECTED_DIM = 64
 
 
 def _band(value: float) -> int:
@@ -73,6 +77,9 @@ def item_tokens(item: Mapping[str, Any]) -> list[tuple[str, str]]:
         parts = [p for p in _CATEGORY_SPLIT.split(_norm(category)) if p]
         if len(parts) > 1:
             out.extend(("catpart", f"catpart={p}") for p in dict.fromkeys(parts))
+    brand = item.get("brand")  # a top-level brand (serving's catalog records carry one)
+    if isinstance(brand, str) and brand.strip():
+        out.append(("brand", f"brand={_norm(brand)}"))
     price = item.get("price")
     if isinstance(price, int | float) and not isinstance(price, bool) and math.isfinite(price):
         out.append(("price", f"price~{_band(float(price))}"))
@@ -84,7 +91,7 @@ def item_tokens(item: Mapping[str, Any]) -> list[tuple[str, str]]:
     if isinstance(props, Mapping):
         for key, value in sorted(props.items()):
             out.extend(_property_tokens(str(key).lower(), value))
-    return out
+    return list(dict.fromkeys(out))  # a brand both top-level and in properties counts once
 
 
 def _property_tokens(key: str, value: Any) -> list[tuple[str, str]]:
@@ -225,16 +232,33 @@ def tune_content_reg(
     seed: int = 0,
 ) -> tuple[float, dict[float, float]]:
     """The ridge strength with the best R² on a random ``holdout`` share of the (warm) items, fitted on
-    the rest; returns (best reg, {reg: held-out R²}). Too few items to hold out: the grid's middle."""
+    the rest; returns (best reg, {reg: held-out R²}). Too few items to hold out: the grid's middle.
+
+    The whole grid costs one eigendecomposition of the smaller Gram matrix, and wide targets (an item
+    embedding is 2 * 512 - 1 numbers) are scored through a random projection to ``PROJECTED_DIM``
+    columns: ridge is linear in the targets, so the projection keeps the squared error's expectation."""
     n = features.shape[0]
     n_val = round(n * holdout)
     if n_val < 2 or n - n_val < 2:
         return float(grid[len(grid) // 2]), {}
-    order = np.random.default_rng(seed).permutation(n)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
-    x_tr, x_val = features[train], features[val]
-    y_tr, y_val = np.asarray(targets)[train], np.asarray(targets, np.float64)[val]
-    scores = {float(r): r2_score(x_val @ fit_content_map(x_tr, y_tr, r), y_val) for r in grid}
+    y = np.asarray(targets, np.float64)
+    if y.shape[1] > PROJECTED_DIM:
+        y = y @ rng.normal(size=(y.shape[1], PROJECTED_DIM)) / np.sqrt(PROJECTED_DIM)
+    x_tr = sp.csr_matrix(features[train], dtype=np.float64)
+    x_val = sp.csr_matrix(features[val], dtype=np.float64)
+    y_tr, y_val = y[train], y[val]
+    primal = x_tr.shape[1] <= x_tr.shape[0]
+    gram = (x_tr.T @ x_tr if primal else x_tr @ x_tr.T).toarray()
+    evals, evecs = np.linalg.eigh(gram)
+    evals = np.clip(evals, 0.0, None)
+    # primal: W = V diag(1/(s+reg)) V^T X^T Y; dual: W = X^T U diag(1/(s+reg)) U^T Y
+    rhs = evecs.T @ (x_tr.T @ y_tr if primal else y_tr)
+    left = evecs if primal else np.asarray(x_tr.T @ evecs)
+    val_left = np.asarray(x_val @ left)  # (n_val, rank)
+    scores = {float(r): r2_score(val_left @ (rhs / (evals + r)[:, None]), y_val) for r in grid}
     best = max(scores, key=lambda r: (scores[r], r))
     return best, scores
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,14 @@ import scipy.sparse as sp
 
 from core.errors import ArtifactError
 from model.artifact import ModelArtifact
+from model.content import ContentFeaturizer, ContentModel
+from model.history_weighting import (
+    DEFAULT_ORDER,
+    DEFAULT_WEIGHTING,
+    check_order,
+    check_weighting,
+    fold_history,
+)
 from model.index import (
     EXACT,
     AnnParams,
@@ -83,6 +91,9 @@ class TrainedModel:
         self._user_pos = {user: i for i, user in enumerate(artifact.user_ids.tolist())}
         self._recency_boost = float(cfg.get("recency_boost", 0.0))
         self._recency_half_life = float(cfg.get("recency_half_life", 1.0))
+        # Artifacts from before these settings carry neither: they trained as the defaults do.
+        self._weighting = check_weighting(str(cfg.get("input_weighting", DEFAULT_WEIGHTING)))
+        self._order = check_order(str(cfg.get("history_order", DEFAULT_ORDER)))
         items = np.ascontiguousarray(artifact.item_embeddings, dtype=np.float32)
         self._items = items
         # The output tower and the bias apart, laid out as training's LAEWeights holds them, so dense
@@ -95,6 +106,7 @@ class TrainedModel:
         self._popularity = pop
         self._popular_order: list[int] = np.argsort(-pop, kind="stable")[:10_000].tolist()
         self._index: faiss.Index | None = self._load_index() if load_index else None
+        self.content = _content_model(artifact)
 
     @classmethod
     def from_files(
@@ -192,6 +204,18 @@ class TrainedModel:
     def knows_item(self, item_id: str) -> bool:
         return item_id in self._item_pos
 
+    def input_vectors(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Input (user-tower) embeddings for ``item_ids`` (all must be known), shape (len, dim - 1)."""
+        return self.artifact.input_embeddings[[self._item_pos[i] for i in item_ids]]
+
+    def content_vectors(self, items: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray] | None:
+        """(serving item embeddings (n, dim), input embeddings (n, dim - 1)) predicted from catalog
+        documents by the artifact's content model; None when the artifact has none."""
+        if self.content is None:
+            return None
+        both = self.content.embed(items)
+        return np.ascontiguousarray(both[:, : self.dim]), np.ascontiguousarray(both[:, self.dim :])
+
     def user_vector(self, user_id: str) -> np.ndarray | None:
         pos = self._user_pos.get(user_id)
         return None if pos is None else self.artifact.user_embeddings[pos].copy()
@@ -208,27 +232,39 @@ class TrainedModel:
         pop = self._popularity
         return [(self.item_ids[r], float(pop[r])) for r in order[:k]]
 
-    def _weighted_sum(self, pairs: Iterable[tuple[str, float]]) -> np.ndarray:
+    def _weighted_sum(
+        self, pairs: Iterable[tuple[str, float]], extra: Mapping[str, np.ndarray] | None = None
+    ) -> np.ndarray:
         """Sum of input embeddings with 1 in the bias dimension; unknown items and non-finite weights
-        add nothing, so an empty history gives the pure-bias (popularity) vector."""
+        add nothing, so an empty history gives the pure-bias (popularity) vector. ``extra`` holds
+        input embeddings of items the model does not know (cold items' content embeddings)."""
         vec = np.zeros(self.dim, dtype=np.float32)
         vec[-1] = 1.0
         for item_id, weight in pairs:
+            if not np.isfinite(weight):
+                continue
             pos = self._item_pos.get(item_id)
-            if pos is not None and np.isfinite(weight):
+            if pos is not None:
                 vec[:-1] += np.float32(weight) * self.artifact.input_embeddings[pos]
+            elif extra is not None and item_id in extra:
+                vec[:-1] += np.float32(weight) * extra[item_id]
         return vec
 
-    def fold_in(self, events: Iterable[tuple[str, float]]) -> np.ndarray | None:
+    def fold_in(
+        self, events: Iterable[tuple[str, float]], extra: Mapping[str, np.ndarray] | None = None
+    ) -> np.ndarray | None:
         """The user vector of a history of (item, weight) pairs ordered oldest first, with the model's
-        recency boost as in training. Items the model does not know are dropped before the boost is
-        counted, since training saw none; None when no item is known."""
-        known = [(item, w) for item, w in events if item in self._item_pos]
+        recency boost as in training. Items the model does not know (and ``extra`` does not embed)
+        are dropped before the boost is counted, since training saw none; None when no item is known. A
+        model trained with a non-default input weighting or history order folds in per item as it
+        trained (``model.history_weighting.fold_history``)."""
+        known = [(i, w) for i, w in events if i in self._item_pos or (extra is not None and i in extra)]
+        known = fold_history(known, self._weighting, self._order)
         if not known:
             return None
         base = np.asarray([w for _, w in known], np.float32)
         boost = recency_weights(len(known), self._recency_boost, self._recency_half_life)
-        return self._weighted_sum(zip((i for i, _ in known), (base * boost).tolist(), strict=True))
+        return self._weighted_sum(zip((i for i, _ in known), (base * boost).tolist(), strict=True), extra)
 
     def _query(self, query: np.ndarray | History) -> np.ndarray:
         if isinstance(query, np.ndarray):
@@ -283,11 +319,15 @@ class TrainedModel:
             out.extend(self._ranked(s, r, k, e) for s, r, e in zip(scores, rows, chunk_excl, strict=True))
         return out
 
+    def item_query(self, item_id: str, extra: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """The query of a one-item history (what ``similar`` searches with); ``extra`` as in fold_in."""
+        return self._weighted_sum([(item_id, 1.0)], extra)
+
     def similar(self, item_id: str, k: int) -> Scored:
         """Items a one-item history leads to (the model's item-item weights), excluding the item itself."""
         if not self.knows_item(item_id):
             return []
-        return self.recommend(self._weighted_sum([(item_id, 1.0)]), k, exclude=(item_id,))
+        return self.recommend(self.item_query(item_id), k, exclude=(item_id,))
 
     def scores(self, histories: sp.csr_matrix, recency_ranks: sp.csr_matrix) -> np.ndarray:
         """Dense scores of every item for a users x items matrix of history weights over this model's
@@ -309,3 +349,12 @@ class TrainedModel:
             trained_at=trained_at.isoformat(),
         )
         return final.to_files()
+
+
+def _content_model(artifact: ModelArtifact) -> ContentModel | None:
+    if artifact.content_weights is None or artifact.content_vocab is None:
+        return None
+    try:
+        return ContentModel(ContentFeaturizer.from_json(artifact.content_vocab), artifact.content_weights)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"the artifact's content model cannot be read: {exc}") from exc

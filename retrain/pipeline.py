@@ -20,6 +20,8 @@ from typing import Any, Literal, Protocol
 from core.errors import ArtifactError, ModelError, StreamrecError
 from core.event_table import EventTable
 from core.settings import EventWeights, RetrainSettings
+from model.segment_popularity import FILE_NAME as SEGMENTS_FILE
+from model.segment_popularity import new_user_first_items
 from retrain.event_source import EventSource, read_window
 from retrain.gate import (
     GATE_K,
@@ -32,6 +34,7 @@ from retrain.gate import (
     holdout_split,
     ranking_metrics,
 )
+from retrain.segments import SegmentConfig, segment_stage
 from retrain.stages import StageClock
 from storage.model_erasure import erasure_mark, scrub_registry
 from storage.model_registry import ModelRecord, ModelRegistry
@@ -136,6 +139,7 @@ def run_retrain(
     now: datetime | None = None,
     on_epoch: EpochCallback | None = None,
     on_stage: Callable[[str], None] | None = None,
+    segments: SegmentConfig | None = None,
 ) -> RetrainResult:
     """Read the window, train, gate against the champion, publish; raises ``RetrainFailed``.
 
@@ -143,6 +147,10 @@ def run_retrain(
     its figures and the reason, so it can be inspected or promoted by hand; one the gate had too little
     evidence to judge is published as ``not_judged`` beside the champion (or becomes champion, marked
     not judged, when there is none).
+
+    With ``segments``, popularity per shopper segment is computed and judged against global
+    popularity for new shoppers (``retrain.segments``); the decision goes into the metrics and the
+    lists into the artifact (``segment_popularity.json``).
     """
     started = time.monotonic()
     clock = StageClock()
@@ -169,6 +177,8 @@ def run_retrain(
     try:
         with clock.stage("split"):
             split = holdout_split(table, config.holdout_fraction, champ_until, config.gate_max_users)
+            # Shoppers new in the held-out part: what segment popularity is judged on.
+            firsts = new_user_first_items(table, split.cut_ms) if segments is not None else {}
             del table
     except NotEnoughData as exc:
         raise RetrainFailed(f"cannot train: {exc}") from exc
@@ -212,7 +222,13 @@ def run_retrain(
         "train_events": len(split.train),
         "erased_users_excluded": len(erased),
     }
-    metrics = {f"holdout_{k}": v for k, v in cand_metrics.items()}
+    metrics: dict[str, Any] = {f"holdout_{k}": v for k, v in cand_metrics.items()}
+    extra_files: dict[str, bytes] = {}
+    if segments is not None:
+        with clock.stage("segments"):
+            seg = segment_stage(segments, split.train, firsts, trainer.weights, erased)
+        metrics["segment_popularity"] = seg.summary()
+        extra_files[SEGMENTS_FILE] = seg.to_bytes()
     gate = {
         "candidate_ndcg": decision.candidate_ndcg,
         "champion_ndcg": decision.champion_ndcg,
@@ -228,7 +244,9 @@ def run_retrain(
     }
     stage("publishing")
     with clock.stage("publish"):
-        version = _publish(registry, candidate, decision, gate, metrics, data_window, trained_at, erased)
+        version = _publish(
+            registry, candidate, decision, gate, metrics, data_window, trained_at, erased, extra_files
+        )
     report = clock.report()
     report["read_s"] = round(clock.wall_s("read"), 3)
     report["after_read_s"] = round(clock.wall_s(*(n for n in clock.stages if n != "read")), 3)
@@ -262,11 +280,14 @@ def _publish(
     data_window: dict[str, Any],
     trained_at: datetime,
     erased: set[str],
+    extra_files: dict[str, bytes] | None = None,
 ) -> int:
     """Publish the candidate with the gate's verdict; returns its version."""
     n_events = data_window["events"]
     version = registry.next_version()
     files = candidate.to_files(version, metrics=metrics, data_window=data_window, trained_at=trained_at)
+    # Beside the model's own files (the registry checks each file's sha256).
+    files.update(extra_files or {})
     record = {
         "trained_at": trained_at,
         "metrics": metrics,

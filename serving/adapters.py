@@ -15,13 +15,16 @@ from typing import Any, Protocol
 
 from serving.model_holder import Loader
 from serving.ports import EventProducer, EventStorePort
+from storage.catalog_reader import CatalogReader, InMemoryCatalogReader
 from storage.experiments import ExperimentStore, InMemoryExperimentStore
 from storage.impression_log import ImpressionLog
 from storage.impressions import ImpressionStore, InMemoryImpressionStore
 from storage.kafka_producer import ResilientProducer
+from storage.merch_rules import InMemoryRuleStore, RuleStore
 from storage.model_registry import ModelRegistry
 from storage.realtime_reader import RealtimeReader
 from storage.retrain_requests import RetrainRequests
+from storage.shoppers import InMemoryShopperStore, ShopperStore
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +52,15 @@ class ServingAdapters:
     # impressions the online report reads.
     experiments: ExperimentStore = field(default_factory=InMemoryExperimentStore)
     impressions: ImpressionStore = field(default_factory=InMemoryImpressionStore)
+    # Shopper attributes (PUT /v1/users/{user_id}); erased with the shopper.
+    shoppers: ShopperStore = field(default_factory=InMemoryShopperStore)
     # Where every served list is logged (serving.impressions); None when
     # serving.impressions.enabled is false. Production: storage.impression_log.KafkaImpressionLog.
     impression_log: ImpressionLog | None = None
+    # Catalog changes, polled into serving.catalog.CatalogSnapshot (MongoCatalogReader in production).
+    catalog: CatalogReader = field(default_factory=InMemoryCatalogReader)
+    # Merchandising rules with versions (admin writes them, serving.merchandising polls them).
+    rules: RuleStore = field(default_factory=InMemoryRuleStore)
     # Called in reverse order by ``aclose``; each may return an awaitable.
     closers: list[Callable[[], Any]] = field(default_factory=list)
 

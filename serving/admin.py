@@ -27,6 +27,7 @@ from storage.model_erasure import promote_erased, rollback_erased
 from storage.model_registry import ModelRegistry
 from storage.realtime_reader import RealtimeReader
 from storage.retrain_requests import RetrainRequests
+from storage.shoppers import ShopperStore
 
 log = logging.getLogger(__name__)
 READY_CHECK_TIMEOUT_S = 2.0
@@ -52,12 +53,15 @@ class AdminService:
         snapshots: RealtimeSnapshots | None = None,
         ingest_health: Callable[[], ProducerHealth] | None = None,
         impressions: ImpressionStore | None = None,
+        shoppers: ShopperStore | None = None,
     ) -> None:
         self.holder = holder
         self.reader = reader
         self.erasures = erasures
         # What the shopper was shown is personal data too: erased with their events.
         self.impressions = impressions
+        # So are the shopper's stored attributes (PUT /v1/users/{user_id}).
+        self.shoppers = shoppers
         self.retrain = retrain
         self.snapshots = snapshots
         self.ingest_health = ingest_health
@@ -68,6 +72,9 @@ class AdminService:
             events_deleted = await run_in_threadpool(self.erasures.erase_user, user_id)
             impressions_deleted = (
                 await run_in_threadpool(self.impressions.erase_user, user_id) if self.impressions else 0
+            )
+            attributes_deleted = (
+                await run_in_threadpool(self.shoppers.erase_user, user_id) if self.shoppers else 0
             )
         except Exception as exc:
             raise Unavailable(
@@ -98,6 +105,7 @@ class AdminService:
             "deleted": {
                 "events": events_deleted,
                 "impressions": impressions_deleted,
+                "attributes": attributes_deleted,
                 "realtime_keys": state.state_keys,
                 "cached_results": state.cached_results,
                 "embeddings_suppressed": int(had_embedding),

@@ -25,11 +25,15 @@ from serving import demo_page, openapi
 from serving.adapters import ServingAdapters
 from serving.admin import AdminService
 from serving.admin_experiments import build_experiment_router
+from serving.admin_rules import build_rules_router
 from serving.auth import KeyRing
+from serving.catalog import CatalogSnapshot
+from serving.cold_start import ColdStart
 from serving.discovery import DiscoveryService
 from serving.errors import error_response, install_error_handlers
 from serving.experiments import ExperimentHolder
 from serving.ingest import IngestService
+from serving.merchandising import Merchandiser, RulesHolder
 from serving.metrics import ServingMetrics, multiprocess_dir
 from serving.model_holder import ModelHolder
 from serving.popularity import RealtimeSnapshots
@@ -38,8 +42,10 @@ from serving.request_id import RequestIdMiddleware
 from serving.rerank_route import build_rerank_router
 from serving.routes import build_router
 from serving.schema_route import build_schema_router
+from serving.segment_fallback import SegmentFallback
 from serving.service import ReadService
 from serving.shadow import ShadowRunner
+from serving.shoppers import ShopperService, build_shopper_router
 from storage.experiment_admin import ExperimentAdmin
 
 log = logging.getLogger(__name__)
@@ -135,6 +141,17 @@ def create_app(
                 settings, exp_settings.shadow_version, experiments.model, snapshots, impression_log, metrics
             )
             shadow.start()
+        catalog = CatalogSnapshot(adapters.catalog)
+        app.state.catalog = catalog
+        # New catalog items get content embeddings in every model the holder loads (serving.cold_start).
+        app.state.cold_start = ColdStart(catalog, settings.serving.cold_start_max_items, metrics.cold_items)
+        holder.loader = app.state.cold_start.wrap(holder.loader)
+        rules = RulesHolder(adapters.rules)
+        with contextlib.suppress(Exception):
+            await rules.refresh()  # the first answers already follow the stored rules (cheap: one read)
+        merchandiser = Merchandiser(catalog, rules)
+        app.state.rules = rules
+        app.state.merchandiser = merchandiser
         app.state.holder = holder
         app.state.snapshots = snapshots
         app.state.experiments = experiments
@@ -148,9 +165,17 @@ def create_app(
             experiments=experiments,
             impression_log=impression_log,
             shadow=shadow,
+            merchandiser=merchandiser,
+            segments=SegmentFallback(adapters.shoppers),
         )
         app.state.discovery = DiscoveryService(
-            settings, reader, holder, snapshots, metrics, impression_log=impression_log
+            settings,
+            reader,
+            holder,
+            snapshots,
+            metrics,
+            impression_log=impression_log,
+            merchandiser=merchandiser,
         )
         app.state.ingest = IngestService(settings, kafka)
         app.state.admin = AdminService(
@@ -161,7 +186,9 @@ def create_app(
             snapshots=snapshots,
             ingest_health=kafka.probe,
             impressions=adapters.impressions,
+            shoppers=adapters.shoppers,
         )
+        app.state.shoppers = ShopperService(adapters.shoppers)
         app.state.experiment_admin = ExperimentAdmin(
             experiments=adapters.experiments,
             registry=adapters.registry,
@@ -177,6 +204,8 @@ def create_app(
             asyncio.create_task(snapshots.run(), name="snapshot-refresh"),
             asyncio.create_task(syncer.run(sync_poll_s), name="replica-sync"),
             asyncio.create_task(experiments.run(exp_settings.poll_s), name="experiments-poll"),
+            asyncio.create_task(catalog.run(settings.serving.catalog_poll_s), name="catalog-poll"),
+            asyncio.create_task(rules.run(settings.serving.catalog_poll_s), name="rules-poll"),
         ]
         gc.freeze()  # see ModelHolder.swap: the app's own objects live as long as the process
         log.info("event=serving_started host=%s port=%s", settings.serving.host, settings.serving.port)
@@ -211,7 +240,9 @@ def create_app(
     install_error_handlers(app)
     app.include_router(build_router(settings.serving.public_read))
     app.include_router(build_experiment_router())
+    app.include_router(build_rules_router())
     app.include_router(build_rerank_router(settings.serving.public_read))
+    app.include_router(build_shopper_router())
     app.include_router(build_schema_router())
     if settings.serving.demo_page:
         app.include_router(demo_page.router)

@@ -22,6 +22,7 @@ from core.settings import Settings
 from core.trending import TrendScore, exposure_s, trending
 from serving.discovery_ranking import new_list, trending_list
 from serving.impressions import Shown, offer
+from serving.merchandising import NO_MERCH, Merch, Merchandiser
 from serving.metrics import ServingMetrics
 from serving.model_holder import ModelHolder
 from serving.popularity import MAX_CATEGORIES, RealtimeSnapshots
@@ -65,7 +66,9 @@ class DiscoveryService:
         metrics: ServingMetrics,
         *,
         impression_log: ImpressionLog | None = None,
+        merchandiser: Merchandiser | None = None,
     ) -> None:
+        self.merchandiser = merchandiser
         self.settings = settings
         self.reader = reader
         self.holder = holder
@@ -91,19 +94,28 @@ class DiscoveryService:
             prior_count=cfg.prior_count,
         )
 
+    def _merch(self, given: Merch | None) -> Merch:
+        if given is not None:
+            return given
+        return self.merchandiser.for_request() if self.merchandiser is not None else NO_MERCH
+
     def _degraded(self) -> None:
         self.snapshots.mark_unhealthy()
         self.metrics.degraded.inc()
         self.metrics.fallbacks.labels(kind="redis_unavailable").inc()
 
-    async def trending(self, k: int, category: str | None) -> dict[str, Any]:
+    async def trending(self, k: int, category: str | None, merch: Merch | None = None) -> dict[str, Any]:
+        merch = self._merch(merch)
         cfg = self.settings.serving.trending
         scores, fresh = await self._trending.get(category, lambda: self._trend_scores(category))
         if not fresh:
             self._degraded()
         unavailable = await self.snapshots.unavailable()
         windows = (cfg.short_window, cfg.long_window)
-        ranked = trending_list(scores or [], k, Filters(unavailable=unavailable), windows)
+        filters = Filters(unavailable=unavailable, extra=merch.predicate)
+        ranked = merch.finish(
+            trending_list(scores or [], merch.fetch(k, in_memory=True), filters, windows), k, filters.blocks
+        )
         loaded = self.holder.current
         version = loaded.version if loaded is not None else None
         request_id = current_request_id()
@@ -118,7 +130,10 @@ class DiscoveryService:
             "request_id": request_id,
         }
 
-    async def new(self, k: int, category: str | None, user_id: str | None) -> dict[str, Any]:
+    async def new(
+        self, k: int, category: str | None, user_id: str | None, merch: Merch | None = None
+    ) -> dict[str, Any]:
+        merch = self._merch(merch)
         cfg = self.settings.serving.new
         since_ms = now_ms() - int(cfg.max_age_days * 86_400_000)
         depth = max(self.snapshots.depth, cfg.pool)
@@ -133,19 +148,22 @@ class DiscoveryService:
             self._degraded()
         # A held list may be older than the age limit by now.
         recent = [(i, t) for i, t in newest or [] if t >= since_ms]
-        filters = Filters(unavailable=await self.snapshots.unavailable(), allowed=allowed)
+        filters = Filters(
+            unavailable=await self.snapshots.unavailable(), allowed=allowed, extra=merch.predicate
+        )
         loaded = self.holder.current
         user_vector = None
         if user_id is not None and loaded is not None and not self.holder.is_erased(user_id):
             user_vector = loaded.model.user_vector(user_id)
         ranked = new_list(
             recent,
-            k,
+            merch.fetch(k, in_memory=True),
             filters,
             model=loaded.model if loaded is not None else None,
             user_vector=user_vector,
             pool=cfg.pool,
         )
+        ranked = merch.finish(ranked, k, filters.blocks)
         version = loaded.version if loaded is not None else None
         request_id = current_request_id()
         offer(self.impression_log, Shown(request_id, "new", user_id, version, ranked, now_ms()))

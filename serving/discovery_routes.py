@@ -10,6 +10,8 @@ from starlette.responses import Response
 
 from serving.deps import DiscoveryDep, SettingsDep
 from serving.errors import ApiError
+from serving.merch_params import MerchDep
+from serving.merchandising import NO_MERCH
 from serving.responses import FastJSONResponse
 from serving.schemas import NewOut, TrendingOut, errors
 
@@ -34,10 +36,14 @@ def _check_k(settings: Any, k: int) -> None:
 
 
 async def trending(
-    discovery: DiscoveryDep, settings: SettingsDep, k: K = 10, category: Category = None
+    discovery: DiscoveryDep,
+    settings: SettingsDep,
+    k: K = 10,
+    category: Category = None,
+    merch: MerchDep = NO_MERCH,
 ) -> Response:
     _check_k(settings, k)
-    return FastJSONResponse(await discovery.trending(k, category))
+    return FastJSONResponse(await discovery.trending(k, category, merch))
 
 
 async def new_arrivals(
@@ -46,9 +52,10 @@ async def new_arrivals(
     k: K = 10,
     category: Category = None,
     user_id: Shopper = None,
+    merch: MerchDep = NO_MERCH,
 ) -> Response:
     _check_k(settings, k)
-    return FastJSONResponse(await discovery.new(k, category, user_id))
+    return FastJSONResponse(await discovery.new(k, category, user_id, merch))
 
 
 def add_discovery_routes(router: APIRouter, read: Sequence[Any], read_auth: tuple[int, ...]) -> None:

@@ -10,6 +10,7 @@ documents the model's fields so /docs and schema-driven tests see the same contr
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
@@ -27,8 +28,11 @@ def parse_params(model: type[M], request: Request, path_fields: frozenset[str]) 
     data: dict[str, Any] = {name: request.path_params[name] for name in path_fields}
     # Parsed as Starlette's QueryParams does, without building the multidict this route never uses.
     query = request.scope.get("query_string", b"").decode("latin-1")
+    lists = _list_fields(model)
     for name, value in parse_qsl(query, keep_blank_values=True):
-        if name not in path_fields:
+        if name in lists:
+            data.setdefault(name, []).append(value)  # a repeatable parameter keeps every value
+        elif name not in path_fields:
             data[name] = value  # like FastAPI: the last of repeated scalar parameters wins
     try:
         return model.model_validate(data)
@@ -38,6 +42,15 @@ def parse_params(model: type[M], request: Request, path_fields: frozenset[str]) 
             for err in exc.errors(include_url=False)
         ]
         raise RequestValidationError(errors) from None
+
+
+@functools.cache
+def _list_fields(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(
+        name
+        for name, info in model.model_fields.items()
+        if "list[" in str(info.annotation) or getattr(info.annotation, "__origin__", None) is list
+    )
 
 
 def openapi_parameters(model: type[BaseModel], path_fields: frozenset[str]) -> list[dict[str, Any]]:

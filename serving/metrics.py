@@ -78,6 +78,12 @@ class ServingMetrics:
             # Multiprocess mode: one sample per live worker (label pid), so min() shows a lagging one.
             multiprocess_mode="liveall",
         )
+        self.cold_items = Gauge(
+            "streamrec_serving_cold_items",
+            "Catalog items served by their content embedding (no collaborative one yet; serving.cold_start)",
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
         self.model_load_failures = Counter(
             "streamrec_serving_model_load_failures_total",
             "Model versions refused because they failed to load or validate",

@@ -15,6 +15,7 @@ import numpy as np
 from core.errors import ArtifactError
 from core.settings import Settings
 from model.index import AnnParams
+from model.segment_popularity import segments_from_files
 from model.trained_model import TrainedModel
 from serving.model_holder import Loader
 from serving.model_port import LoadedModel, ServingModel
@@ -50,6 +51,7 @@ def make_loader(settings: Settings) -> Loader:
             trained_at=getattr(record, "trained_at", None),
             loaded_at=datetime.now(UTC),
             index=model.index_kind,
+            segments=segments_from_files(files),
         )
 
     return load

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from model.segment_popularity import SegmentPopularity
+
 
 class ServingModel(Protocol):
     @property
@@ -51,3 +53,6 @@ class LoadedModel:
     trained_at: datetime | None = None
     loaded_at: datetime | None = None
     index: str = "unknown"
+    # Popularity per shopper segment and whether it beat global popularity on validation (the
+    # artifact's segment_popularity.json); None for an artifact published without it.
+    segments: SegmentPopularity | None = None

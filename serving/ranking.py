@@ -7,7 +7,7 @@ already fetched (one Redis round trip), and this module does one vector search.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,7 +18,18 @@ from core.recent import RecentEvent
 from core.settings import EventWeights
 from serving.model_port import ServingModel
 
-ReasonKind = Literal["personalized", "session", "similar_to", "popular", "trending", "new"]
+# content: a cold item, or a neighbour of one, placed by catalog metadata (serving.cold_start).
+ReasonKind = Literal[
+    "personalized",
+    "session",
+    "similar_to",
+    "popular",
+    "segment_popular",
+    "trending",
+    "new",
+    "pinned",
+    "content",
+]
 # Each older event counts this much less than the next newer one (position-based, so replayed
 # histories with old timestamps still form a session).
 RECENCY_DECAY = 0.8
@@ -35,6 +46,8 @@ class Ranked:
     because: str | None = None
     # Figures the reason shows (trending rates, a new item's added time); None on the hot paths.
     detail: Mapping[str, object] | None = None
+    # Merchandising rules that moved or placed this item: (rule_id, kind) (core.merch_rules).
+    rules: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, object]:
         if self.detail is not None:
@@ -43,12 +56,15 @@ class Ranked:
             reason = _REASONS[self.kind]
         else:
             reason = {"kind": self.kind, "item_id": self.because}
+        if self.rules:
+            reason = {**reason, "rules": [{"rule_id": rid, "kind": kind} for rid, kind in self.rules]}
         return {"item_id": self.item_id, "score": round(self.score, 6), "reason": reason}
 
 
 # Shared (read-only) reason objects: one per kind instead of one per returned item.
 _REASONS: dict[str, dict[str, object]] = {
-    kind: {"kind": kind} for kind in ("personalized", "session", "similar_to", "popular", "trending", "new")
+    kind: {"kind": kind}
+    for kind in ("personalized", "session", "similar_to", "popular", "trending", "new", "pinned")
 }
 
 
@@ -59,6 +75,10 @@ class Filters:
     unavailable: frozenset[str] = frozenset()
     # None: no category filter; otherwise only these items may be returned.
     allowed: frozenset[str] | None = None
+    # Request filters and block rules (serving.merchandising); None: none apply.
+    extra: Callable[[str], bool] | None = None
+    # The estimated share of the catalog ``extra`` lets through (widens the candidate search).
+    extra_share: float = 1.0
 
     def blocks(self, item_id: str) -> bool:
         return (
@@ -66,6 +86,7 @@ class Filters:
             or item_id in self.purchased
             or item_id in self.unavailable
             or (self.allowed is not None and item_id not in self.allowed)
+            or (self.extra is not None and self.extra(item_id))
         )
 
     @property
@@ -186,6 +207,9 @@ def recommend(
         # Only a fraction of the catalog can pass a category filter: widen the net accordingly.
         share = max(len(filters.allowed), 1) / model.n_items
         fetch = min(model.n_items, MAX_FETCH, max(fetch, int(OVERFETCH * k / share)))
+    if filters.extra is not None and filters.extra_share < 1.0:
+        # Property filters keep only part of the catalog too (estimated on a sample of it).
+        fetch = min(model.n_items, MAX_FETCH, max(fetch, int(OVERFETCH * k / max(filters.extra_share, 1e-3))))
     kept = _first_allowed(model.recommend(q.query, max(fetch, 1)), filters, k)
     ranked = explain(model, kept, q)
     return top_up(ranked, k, filters, popular)

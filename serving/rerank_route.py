@@ -14,10 +14,12 @@ from core.events import _check_id
 from serving.auth import require
 from serving.deps import ReadDep
 from serving.errors import ApiError
+from serving.merch_params import MerchDep
+from serving.merchandising import NO_MERCH
 from serving.rerank import MAX_CANDIDATES, distinct
 from serving.rerank_service import RerankQuery, rerank_for
 from serving.responses import FastJSONResponse
-from serving.schemas import ExperimentFields, errors
+from serving.schemas import RULES_DOC, ExperimentFields, RuleRef, errors
 
 # The pattern documents the id rule; core.events._check_id enforces it and words the reason.
 CandidateId = Annotated[str, Field(min_length=1, max_length=256, json_schema_extra={"pattern": ID_PATTERN})]
@@ -40,11 +42,12 @@ class RerankIn(BaseModel):
 
 
 class RerankReason(BaseModel):
-    kind: Literal["personalized", "session", "similar_to", "popular", "unknown"] = Field(
+    kind: Literal["personalized", "session", "similar_to", "popular", "unknown", "pinned"] = Field(
         description="as for recommendations; 'unknown': the model cannot score this id (a new item, "
         "or not an item it knows), kept in the given order after the ranked ones"
     )
     item_id: str | None = Field(default=None, description="for similar_to: the item this result resembles")
+    rules: list[RuleRef] | None = Field(default=None, description=RULES_DOC)
 
 
 class RerankItem(BaseModel):
@@ -76,11 +79,11 @@ def _problem(item_id: str) -> str | None:
     return None
 
 
-async def rerank(read: ReadDep, user_id: UserId, body: RerankIn) -> Response:
+async def rerank(read: ReadDep, user_id: UserId, body: RerankIn, merch: MerchDep = NO_MERCH) -> Response:
     for index, item_id in enumerate(body.item_ids):
         if (problem := _problem(item_id)) is not None:
             raise ApiError(422, "invalid_request", f"item_ids.{index}: {problem}")
-    query = RerankQuery(user_id, distinct(body.item_ids), body.drop_unknown)
+    query = RerankQuery(user_id, distinct(body.item_ids), body.drop_unknown, merch)
     return FastJSONResponse(await rerank_for(read, query))
 
 

@@ -18,6 +18,7 @@ from core.log_context import current_request_id
 from core.recent import RecentEvent
 from serving.experiments import Arm
 from serving.impressions import Shown, offer
+from serving.merchandising import Merch
 from serving.model_port import LoadedModel
 from serving.popularity import TOP_UP_WINDOWS
 from serving.rerank import rerank
@@ -35,11 +36,17 @@ class RerankQuery:
     user_id: str
     item_ids: list[str]  # distinct, each a valid id (the route checks both)
     drop_unknown: bool = False
+    # The request's item filters (candidates failing them, or blocked by a rule, are left out).
+    merch: Merch | None = None
 
 
 async def rerank_for(read: ReadService, q: RerankQuery) -> dict[str, Any]:
     arm = read.experiments.choose("rerank", q.user_id) if read.experiments else Arm(read.holder.current)
     loaded = arm.loaded
+    merch = read.merch(q.merch)
+    candidates = q.item_ids
+    if merch.predicate is not None:
+        candidates = [c for c in candidates if not merch.blocks(c)]
     serving = read.settings.serving
     degraded = False
     recent: Sequence[RecentEvent] = ()
@@ -55,14 +62,17 @@ async def rerank_for(read: ReadService, q: RerankQuery) -> dict[str, Any]:
     result = rerank(
         loaded.model if loaded is not None else None,
         user_id=q.user_id,
-        candidates=q.item_ids,
+        candidates=candidates,
         recent=recent,
         popular=_sources(found, loaded),
         session_weight=serving.session_weight if arm.session_weight is None else arm.session_weight,
         weights=read.settings.model.weights,
         erased=read.holder.is_erased(q.user_id),
     )
-    items: list[dict[str, Any]] = [r.to_json() for r in result.ranked]
+    # The whole list is "the top k" here: rules reorder it; a pin applies to a candidate only.
+    ranked_ids = {r.item_id for r in result.ranked}
+    arranged = merch.finish(result.ranked, len(result.ranked), lambda i: i not in ranked_ids, keep_rest=True)
+    items: list[dict[str, Any]] = [r.to_json() for r in arranged]
     if not q.drop_unknown:
         items += [{"item_id": iid, "score": None, "reason": UNKNOWN_REASON} for iid in result.unknown]
     items_json = orjson.dumps(items)

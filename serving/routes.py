@@ -14,6 +14,8 @@ from serving.deps import AdminDep, IngestDep, ReadDep, SettingsDep, get_read, ge
 from serving.discovery_routes import add_discovery_routes
 from serving.errors import ApiError
 from serving.fast_params import LeanRoute, openapi_parameters, parse_params
+from serving.merch_params import BRAND_PATTERN, FILTER_DOC, FilterItem, MerchDep, lean_merch
+from serving.merchandising import NO_MERCH
 from serving.responses import FastJSONResponse
 from serving.schemas import (
     CONTROL_CLASS,
@@ -98,6 +100,17 @@ class RecsParams(BaseModel):
     category: str | None = Field(None, min_length=1, max_length=256)
     include_purchased: bool | None = Field(None, description=INCLUDE_PURCHASED_DOC)
     exclude_seen: bool | None = Field(None, description=EXCLUDE_SEEN_DOC)
+    # Item filters (serving.merch_params checks them: a bad one is a 400 with the reason).
+    price_min: float | None = Field(None, ge=0, description="only items priced at least this")
+    price_max: float | None = Field(None, ge=0, description="only items priced at most this")
+    brand: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="only items of this brand",
+        json_schema_extra={"pattern": BRAND_PATTERN},
+    )
+    filter: list[FilterItem] | None = Field(None, description=FILTER_DOC)
 
 
 RECS_PATH_FIELDS = frozenset({"user_id"})
@@ -118,6 +131,7 @@ async def recommendations(request: Request) -> Response:
         params.category,
         include_purchased=params.include_purchased,
         exclude_seen=params.exclude_seen,
+        merch=lean_merch(request),
     )
     return FastJSONResponse(await get_read(request).recommendations(query))
 
@@ -130,9 +144,10 @@ async def similar(
     user_id: ShopperId = None,
     include_purchased: IncludePurchased = None,
     exclude_seen: ExcludeSeen = None,
+    merch: MerchDep = NO_MERCH,
 ) -> Response:
     _check_k(settings, k)
-    return FastJSONResponse(await read.similar(item_id, k, user_id, include_purchased, exclude_seen))
+    return FastJSONResponse(await read.similar(item_id, k, user_id, include_purchased, exclude_seen, merch))
 
 
 async def recent(read: ReadDep, settings: SettingsDep, user_id: UserId, limit: Limit = 10) -> Response:
@@ -148,9 +163,10 @@ async def popular(
     k: K = 10,
     category: Category = None,
     window: Literal["1h", "7d", "all"] = "7d",
+    merch: MerchDep = NO_MERCH,
 ) -> Response:
     _check_k(settings, k)
-    return FastJSONResponse(await read.popular(k, window, category))
+    return FastJSONResponse(await read.popular(k, window, category, merch))
 
 
 async def post_events(

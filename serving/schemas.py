@@ -22,9 +22,38 @@ class ErrorOut(BaseModel):
     error: ErrorBody
 
 
+class RuleRef(BaseModel):
+    rule_id: str
+    kind: Literal["boost", "bury", "pin", "block", "diversity"]
+
+
+RULES_DOC = "the merchandising rules that moved or placed this item (absent when none did)"
+
+
 class Reason(BaseModel):
-    kind: Literal["personalized", "session", "similar_to", "popular", "trending", "new"]
-    item_id: str | None = Field(default=None, description="for similar_to: the item this result resembles")
+    kind: Literal[
+        "personalized",
+        "session",
+        "similar_to",
+        "popular",
+        "segment_popular",
+        "trending",
+        "new",
+        "pinned",
+        "content",
+    ] = Field(
+        description="why the item is here; 'pinned': a pin rule placed it (see rules); 'content': placed "
+        "by its catalog metadata (a new item, or an item similar to one: serving.cold_start)"
+    )
+    item_id: str | None = Field(
+        default=None, description="for similar_to (content: when set): the item this result resembles"
+    )
+    new: bool | None = Field(
+        default=None, description="content: the item has no interactions the model was trained on"
+    )
+    segment: str | None = Field(
+        default=None, description="segment_popular: the shopper's segment whose popular items these are"
+    )
     # trending (core.trending): the figures the growth was computed from.
     growth: float | None = Field(default=None, description="trending: short rate / (long rate + prior)")
     short_window: str | None = None
@@ -39,6 +68,7 @@ class Reason(BaseModel):
     note: str | None = Field(
         default=None, description="new: why a personalised list kept this item by recency"
     )
+    rules: list[RuleRef] | None = Field(default=None, description=RULES_DOC)
 
 
 class ScoredItem(BaseModel):
@@ -182,6 +212,7 @@ class ItemUpdateIn(BaseModel):
 class ErasureCounts(BaseModel):
     events: int
     impressions: int
+    attributes: int = Field(description="stored shopper attributes deleted (0 or 1)")
     realtime_keys: int
     cached_results: int
     embeddings_suppressed: int

@@ -12,11 +12,8 @@ this replica knows to be erased (the cache entry may predate the erasure).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -26,14 +23,18 @@ from core.keys import ALL_TIME
 from core.log_context import current_request_id
 from core.recent import RecentEvent
 from core.settings import Settings
+from serving.cold_start import cold_tag, label_cold, label_similar
 from serving.exclusion import excluded_items, needs_seen
 from serving.experiments import Arm, ExperimentHolder
 from serving.impressions import Shown, offer
+from serving.merchandising import NO_MERCH, Merch, Merchandiser
 from serving.metrics import ServingMetrics
 from serving.model_holder import ModelHolder
 from serving.model_port import LoadedModel
 from serving.popularity import TOP_UP_WINDOWS, RealtimeSnapshots
 from serving.ranking import Filters, Ranked, popular_only, recommend
+from serving.recs_query import RecsQuery, recent_distinct
+from serving.segment_fallback import SegmentFallback
 from serving.service_errors import NotFound, Unavailable
 from serving.shadow import ShadowJob, ShadowRunner
 from storage.errors import RealtimeUnavailable
@@ -41,49 +42,6 @@ from storage.impression_log import ImpressionLog
 from storage.realtime_reader import RealtimeReader, UserSnapshot, now_ms
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RecsQuery:
-    user_id: str
-    k: int
-    exclude: frozenset[str]
-    category: str | None
-    # None: the exclusion policy decides (serving.exclusion.recommendations).
-    include_purchased: bool | None = None
-    exclude_seen: bool | None = None
-
-    def cache_params(self, variant: str | None = None) -> str:
-        """Stable, short key part: every parameter that changes the answer, and the experiment
-        variant that computed it (``Arm.cache_key``), so one variant's list never reaches another."""
-        excl = ",".join(sorted(self.exclude))
-        digest = hashlib.blake2b(excl.encode(), digest_size=8).hexdigest() if excl else "-"
-        params = (
-            f"k{self.k}:p{_flag(self.include_purchased)}:s{_flag(self.exclude_seen)}"
-            f":x{digest}:c{self.category or ''}"
-        )
-        return params if variant is None else f"{params}:v{variant}"
-
-
-def _flag(value: bool | None) -> str:
-    return "-" if value is None else str(int(value))
-
-
-def recent_distinct(events: Sequence[RecentEvent], limit: int) -> list[dict[str, Any]]:
-    """One entry per item, at its newest interaction (``events`` is newest first)."""
-    out: list[dict[str, Any]] = []
-    taken: set[str] = set()
-    for ev in events:
-        if ev.item_id in taken:
-            continue
-        taken.add(ev.item_id)
-        stamp = datetime.fromtimestamp(ev.ts_ms / 1000, UTC).isoformat(timespec="milliseconds")
-        out.append(
-            {"item_id": ev.item_id, "event_type": ev.event_type, "ts_ms": ev.ts_ms, "timestamp": stamp}
-        )
-        if len(out) == limit:
-            break
-    return out
 
 
 class ReadService:
@@ -98,7 +56,10 @@ class ReadService:
         experiments: ExperimentHolder | None = None,
         impression_log: ImpressionLog | None = None,
         shadow: ShadowRunner | None = None,
+        merchandiser: Merchandiser | None = None,
+        segments: SegmentFallback | None = None,
     ) -> None:
+        self.merchandiser = merchandiser
         self.settings = settings
         self.reader = reader
         self.holder = holder
@@ -107,6 +68,14 @@ class ReadService:
         self.experiments = experiments
         self.impression_log = impression_log
         self.shadow = shadow
+        # Segment popularity for shoppers without history (serving.segment_fallback).
+        self.segments = segments
+
+    def merch(self, given: Merch | None = None) -> Merch:
+        """The request's merchandising: taken once, so one answer follows one rules version."""
+        if given is not None:
+            return given
+        return self.merchandiser.for_request() if self.merchandiser is not None else NO_MERCH
 
     def _arm(self, surface: str, user_id: str | None) -> Arm:
         """The model (and experiment variant) that answers; grabbed once per request, so a concurrent
@@ -162,10 +131,13 @@ class ReadService:
         version = loaded.version if loaded is not None else None
         # Taken before the unavailable set is read below: a result stored under this tag was
         # filtered with this catalog state or a newer one.
-        tag = cache_tag(version, self.snapshots.catalog_tag)
+        # ... and with the cold items this model generation held (a new item is a miss at once).
+        tag = cache_tag(version, self.snapshots.catalog_tag + cold_tag(loaded.model if loaded else None))
         request_id = current_request_id()
         serving = self.settings.serving
-        params = q.cache_params(arm.cache_key) if serving.cache_ttl_s > 0 else None
+        merch = self.merch(q.merch)
+        # The rules version (and a filter's catalog version) is part of the key: a change is a miss.
+        params = q.cache_params(arm.cache_key, merch.cache_key()) if serving.cache_ttl_s > 0 else None
         # One read serves both the session vector and the recent exclusion.
         recent_n = max(serving.recent_events_for_session, serving.exclusion.recent_events)
         snap: UserSnapshot | None
@@ -221,12 +193,15 @@ class ReadService:
             exclude=q.exclude | done if done else q.exclude,
             unavailable=await self.snapshots.unavailable(),
             allowed=allowed,
+            extra=merch.predicate,
+            extra_share=merch.share,
         )
-        popular = await self._popular_sources(loaded, q.category, q.k + filters.n_blocked_hint)
+        fetch_k = merch.fetch(q.k)
+        popular = await self._popular_sources(loaded, q.category, fetch_k + filters.n_blocked_hint)
         ranked = recommend(
             loaded.model if loaded is not None else None,
             user_id=q.user_id,
-            k=q.k,
+            k=fetch_k,
             recent=snap.recent[: serving.recent_events_for_session] if snap is not None else (),
             filters=filters,
             popular=popular,
@@ -234,6 +209,11 @@ class ReadService:
             weights=self.settings.model.weights,
             erased=self.holder.is_erased(q.user_id),
         )
+        ranked = label_cold(loaded.model if loaded is not None else None, ranked)
+        if self.segments is not None:
+            erased = self.holder.is_erased(q.user_id)
+            ranked = await self.segments.apply(loaded, q.user_id, ranked, q.k, filters, erased=erased)
+        ranked = merch.finish(ranked, q.k, filters.blocks)
         self._count(loaded, ranked, degraded)
         # Serialized once: the same bytes go into the cache entry and, as a fragment, the response.
         items_json = orjson.dumps([r.to_json() for r in ranked])
@@ -264,7 +244,7 @@ class ReadService:
             self.metrics.fallbacks.labels(kind="redis_unavailable").inc()
         if loaded is None:
             self.metrics.fallbacks.labels(kind="no_model").inc()
-        elif ranked and all(r.kind == "popular" for r in ranked):
+        elif ranked and all(r.kind in ("popular", "segment_popular") for r in ranked):
             self.metrics.fallbacks.labels(kind="popular").inc()
         elif ranked and ranked[-1].kind == "popular":
             self.metrics.fallbacks.labels(kind="top_up").inc()
@@ -276,9 +256,11 @@ class ReadService:
         user_id: str | None = None,
         include_purchased: bool | None = None,
         exclude_seen: bool | None = None,
+        merch: Merch | None = None,
     ) -> dict[str, Any]:
         """Items like ``item_id``, never the item itself; for a given shopper, without what the
         exclusion policy's ``similar`` surface leaves out."""
+        merch = self.merch(merch)
         arm = self._arm("similar", user_id)
         loaded = arm.loaded
         if loaded is None:
@@ -310,13 +292,17 @@ class ReadService:
                     include_purchased=include_purchased,
                     exclude_seen=exclude_seen,
                 )
-        fetch = k + min(len(unavailable), 500) + min(len(blocked), 2000) + 1
+        fetch_k = merch.fetch(k)
+        fetch = fetch_k + min(len(unavailable), 500) + min(len(blocked), 2000) + 1
+        if merch.share < 1.0:
+            fetch = max(fetch, int(fetch_k / max(merch.share, 1e-3)))
         found = loaded.model.similar(item_id, min(loaded.model.n_items, fetch))
-        ranked = [
-            Ranked(iid, score, "similar_to", item_id)
-            for iid, score in found
-            if iid != item_id and iid not in unavailable and iid not in blocked
-        ][:k]
+        filters = Filters(exclude=blocked | {item_id}, unavailable=unavailable, extra=merch.predicate)
+        candidates = [
+            Ranked(iid, score, "similar_to", item_id) for iid, score in found if not filters.blocks(iid)
+        ]
+        candidates = label_similar(loaded.model, item_id, candidates)
+        ranked = merch.finish(candidates, k, filters.blocks)
         request_id = current_request_id()
         shown = Shown(
             request_id,
@@ -358,20 +344,25 @@ class ReadService:
             "request_id": current_request_id(),
         }
 
-    async def popular(self, k: int, window: str, category: str | None) -> dict[str, Any]:
+    async def popular(
+        self, k: int, window: str, category: str | None, merch: Merch | None = None
+    ) -> dict[str, Any]:
+        merch = self.merch(merch)
+        fetch_k = merch.fetch(k, in_memory=True)
         loaded = self.holder.current
         items = await self.snapshots.popular(window, category)
         degraded = items is None or not self.snapshots.healthy
         sources: list[Sequence[tuple[str, float]]] = [items or []]
-        if len(items or []) < k and category is None and loaded is not None:
+        if len(items or []) < fetch_k and category is None and loaded is not None:
             # A fresh deployment (or Redis never reached): the training data's popularity fills in.
             self.metrics.fallbacks.labels(kind="model_popularity").inc()
-            sources.append(loaded.model.popular_items(k + 50))
+            sources.append(loaded.model.popular_items(int(fetch_k / max(merch.share, 1e-2)) + 50))
         if degraded:
             self.metrics.degraded.inc()
             self.metrics.fallbacks.labels(kind="redis_unavailable").inc()
         unavailable = await self.snapshots.unavailable()
-        ranked = popular_only(k, Filters(unavailable=unavailable), sources)
+        filters = Filters(unavailable=unavailable, extra=merch.predicate)
+        ranked = merch.finish(popular_only(fetch_k, filters, sources), k, filters.blocks)
         request_id = current_request_id()
         version = loaded.version if loaded is not None else None
         offer(self.impression_log, Shown(request_id, "popular", None, version, ranked, now_ms()))

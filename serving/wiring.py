@@ -24,14 +24,17 @@ def open_adapters(settings: Settings, *, loader: Loader | None = None) -> Servin
     loader (tests serve a tiny model).
     """
     from serving.model_loader import make_loader
+    from storage.catalog_reader import MongoCatalogReader
     from storage.event_store import MongoEventStore
     from storage.experiments_mongo import MongoExperimentStore
     from storage.impression_log import KafkaImpressionLog
     from storage.impressions_mongo import MongoImpressionStore
     from storage.kafka import make_resilient_producer
+    from storage.merch_rules import MongoRuleStore
     from storage.model_registry_mongo import open_model_registry
     from storage.realtime_reader import RedisRealtimeReader
     from storage.retrain_requests import MongoRetrainRequests
+    from storage.shoppers_mongo import MongoShopperStore
 
     closers: list[Any] = []
     try:
@@ -45,8 +48,14 @@ def open_adapters(settings: Settings, *, loader: Loader | None = None) -> Servin
         closers.append(experiments.close)
         impressions = MongoImpressionStore.from_settings(settings.mongo)
         closers.append(impressions.close)
+        shoppers = MongoShopperStore.from_settings(settings.mongo)
+        closers.append(shoppers.close)
         producer = make_resilient_producer(settings.kafka, name="api")
         closers.append(lambda: producer.close(5.0))
+        catalog = MongoCatalogReader.from_settings(settings.mongo)
+        closers.append(catalog.close)
+        rules = MongoRuleStore.from_settings(settings.mongo)
+        closers.append(rules.close)
         impression_log = None
         if settings.serving.impressions.enabled:
             # Its own producer and sender thread: impressions never queue behind (or slow) ingest.
@@ -71,6 +80,9 @@ def open_adapters(settings: Settings, *, loader: Loader | None = None) -> Servin
         recent_users=store,
         experiments=experiments,
         impressions=impressions,
+        shoppers=shoppers,
         impression_log=impression_log,
+        catalog=catalog,
+        rules=rules,
         closers=closers,
     )

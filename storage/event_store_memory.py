@@ -76,8 +76,12 @@ class InMemoryEventStore:
     def upsert_items(self, updates: list[Doc]) -> None:
         self._check()
         added = first_added(updates)
+        # Stamped like the MongoDB adapter (to its milliseconds): the catalog reader's twin reads it.
+        stamp = datetime.now(UTC)
+        now = stamp.replace(microsecond=stamp.microsecond // 1000 * 1000)
         for iid, fields in merge_item_updates(updates).items():
             self._encode({"_id": iid, **fields})
+            fields = {**fields, "updated_at": now}
             if iid not in self.items and iid in added:
                 fields = {**fields, "added_at": added[iid]}
             self.items.setdefault(iid, {"_id": iid}).update(fields)

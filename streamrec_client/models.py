@@ -15,8 +15,9 @@ class _Answer(BaseModel):
 
 
 class Reason(_Answer):
-    kind: str  # personalized, session, similar_to, popular (rerank: also unknown)
+    kind: str  # personalized, session, similar_to, popular, segment_popular (rerank: also unknown)
     item_id: str | None = None  # for similar_to: the item this result resembles
+    segment: str | None = None  # for segment_popular: the shopper's segment
 
 
 class ScoredItem(_Answer):

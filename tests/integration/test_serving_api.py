@@ -85,6 +85,10 @@ def test_erasure_end_to_end(settings: Settings, redis_client: Any, mongo_db: Any
         [{"_id": "r-eve", "user_id": "eve", "items": []}, {"_id": "r-zed", "user_id": "zed", "items": []}]
     )
     with live_app(settings) as client:
+        # Her attributes, stored through the API (MongoDB's users collection), and someone else's.
+        for user in ("eve", "zed"):
+            put = client.put(f"/v1/users/{user}", json={"attributes": {"segment": "b2b"}}, headers=AUTH)
+            assert put.status_code == 200, put.text
         recs = client.get("/v1/users/eve/recommendations", params={"k": 5}, headers=AUTH).json()
         assert recs["degraded"] is False
         assert "games-4" not in [i["item_id"] for i in recs["items"]]  # purchased
@@ -99,6 +103,7 @@ def test_erasure_end_to_end(settings: Settings, redis_client: Any, mongo_db: Any
         assert resp.json()["deleted"] == {
             "events": 4,
             "impressions": 1,
+            "attributes": 1,
             "realtime_keys": 4,
             "cached_results": 1,
             "embeddings_suppressed": 0,
@@ -107,6 +112,8 @@ def test_erasure_end_to_end(settings: Settings, redis_client: Any, mongo_db: Any
         assert mongo_db["events"].count_documents({"user_id": "eve"}) == 0
         assert mongo_db["events"].count_documents({"user_id": "zed"}) == 1
         assert [d["_id"] for d in mongo_db["impressions"].find()] == ["r-zed"]
+        assert [d["_id"] for d in mongo_db["users"].find()] == ["zed"]
+        assert client.get("/v1/users/eve", headers=AUTH).status_code == 404
         assert "eve" in store.erased_users()
         after = client.get("/v1/users/eve/recommendations", params={"k": 3}, headers=AUTH).json()
         assert all(i["reason"]["kind"] == "popular" for i in after["items"])

@@ -75,7 +75,7 @@ class FakeMessage:
 def test_to_raw_keeps_the_kafka_timestamp_when_there_is_one() -> None:
     from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE
 
-    from consumer.runner import to_raw
+    from consumer.kafka_records import to_raw
 
     raw = to_raw(FakeMessage((TIMESTAMP_CREATE_TIME, 1_714_564_800_123)))  # type: ignore[arg-type]
     assert (raw.topic, raw.partition, raw.offset, raw.ts_ms) == ("it", 2, 9, 1_714_564_800_123)

@@ -126,3 +126,48 @@ def test_unknown_format_version_rejected() -> None:
     files["manifest.json"] = json.dumps(manifest).encode()
     with pytest.raises(ArtifactError, match="format_version 99"):
         ModelArtifact.from_files(files)
+
+
+def _with_content(art: ModelArtifact) -> ModelArtifact:
+    import dataclasses
+
+    from model.content import ContentFeaturizer
+
+    feat = ContentFeaturizer(min_count=1).fit([{"category": "a"}, {"category": "b"}])
+    weights = np.arange(feat.n_features * (2 * art.dim - 1), dtype=np.float32).reshape(feat.n_features, -1)
+    return dataclasses.replace(art, content_weights=weights, content_vocab=feat.to_json())
+
+
+def test_content_model_round_trips_and_format_1_still_loads() -> None:
+    import json
+
+    art = _with_content(_artifact())
+    files = art.to_files()
+    assert json.loads(files["manifest.json"])["format_version"] == 2
+    back = ModelArtifact.from_files(files)
+    assert back.content_vocab == art.content_vocab
+    assert back.content_weights is not None and art.content_weights is not None
+    assert np.array_equal(back.content_weights, art.content_weights)
+    assert TrainedModel(back).content is not None
+    # A format-1 artifact (what earlier releases published: no content files) loads without a content model.
+    old = _artifact().to_files()
+    manifest = json.loads(old["manifest.json"])
+    manifest["format_version"] = 1
+    old["manifest.json"] = json.dumps(manifest).encode()
+    loaded = ModelArtifact.from_files(old)
+    assert loaded.content_weights is None and TrainedModel(loaded).content is None
+
+
+def test_content_weights_are_checked() -> None:
+    import dataclasses
+
+    art = _with_content(_artifact())
+    assert art.content_weights is not None
+    with pytest.raises(ArtifactError, match="content_weights must be float32"):
+        dataclasses.replace(art, content_weights=art.content_weights[:, :-1])
+    with pytest.raises(ArtifactError, match="together"):
+        dataclasses.replace(art, content_vocab=None)
+    files = art.to_files()
+    files.pop("content_vocab.json")
+    with pytest.raises(ArtifactError, match="missing"):
+        ModelArtifact.from_files(files)

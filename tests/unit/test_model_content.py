@@ -150,3 +150,19 @@ def test_content_model_checks_weight_shape() -> None:
     feat = ContentFeaturizer().fit(_catalog(20)[0])
     with pytest.raises(ValueError):
         ContentModel(feat, np.zeros((feat.n_features + 1, 3), np.float32))
+
+
+@pytest.mark.parametrize("n", [40, 300])  # dual (fewer items than features) and primal
+def test_tuning_scores_match_direct_fits(n: int) -> None:
+    from model.content import r2_score
+
+    rng = np.random.default_rng(n)
+    x = sp.random(n, 80, density=0.15, random_state=n, format="csr")
+    y = rng.normal(size=(n, 5))
+    _, scores = tune_content_reg(x, y, grid=(0.1, 1.0), seed=3)
+    order = np.random.default_rng(3).permutation(n)
+    n_val = round(n * 0.2)
+    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    for reg, got in scores.items():
+        direct = r2_score(x[val] @ fit_content_map(x[train], y[train], reg), y[val])
+        assert got == pytest.approx(direct, abs=1e-4)

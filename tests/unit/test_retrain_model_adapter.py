@@ -110,3 +110,50 @@ def test_fit_records_its_build_train_and_index_stages() -> None:
     ModelTrainer(ModelSettings(factors=8)).fit(_clustered(n_users=40), stages=clock)
     assert list(clock.stages) == ["build", "train", "index"]
     assert all(s.wall_s > 0 and s.peak_rss_bytes > 0 for s in clock.stages.values())
+
+
+def _catalog_docs(n_items: int = 60) -> list[dict]:
+    brands = ("acme", "zenith", "orbit")
+    return [
+        {
+            "item_id": f"i{i}",
+            "title": f"{brands[i % 3]} gadget {i}",
+            "category": f"Shop > c{i % 3}",
+            "price": 10.0 * (1 + i % 3),
+            "properties": {"brand": brands[i % 3]},
+        }
+        for i in range(n_items)
+    ]
+
+
+def test_fit_with_a_catalog_stores_a_content_model_that_embeds_new_items() -> None:
+    from retrain.stages import StageClock
+
+    clock = StageClock()
+    trainer = ModelTrainer(ModelSettings(factors=8), catalog=lambda: [_catalog_docs()])
+    model = trainer.fit(_clustered(n_users=60), stages=clock)
+    assert list(clock.stages) == ["build", "train", "content", "index"]
+    assert model.content is not None and model.config["content"]["features"] > 3
+    again = trainer.load(model.to_files(3, metrics={}, data_window={}, trained_at=datetime.now(UTC)))
+    assert again.content is not None
+    new = {
+        "item_id": "n1",
+        "title": "zenith gadget new",
+        "category": "Shop > c1",
+        "properties": {"brand": "zenith"},
+    }
+    vecs = again.content_vectors([new])
+    assert vecs is not None and vecs[0].shape == (1, again.dim) and vecs[1].shape == (1, again.dim - 1)
+    # Its content embedding lies closest to its own cluster's warm items.
+    warm = again.item_vectors([f"i{i}" for i in range(60)])
+    top = np.argsort(-(warm[:, :-1] @ vecs[1][0]))[:10]
+    assert sum(int(i) % 3 == 1 for i in top) >= 8
+
+
+def test_content_model_skipped_without_enough_catalog_items() -> None:
+    trainer = ModelTrainer(
+        ModelSettings(factors=8, content_min_items=50), catalog=lambda: [_catalog_docs(10)]
+    )
+    assert trainer.fit(_clustered(n_users=40)).content is None
+    off = ModelTrainer(ModelSettings(factors=8, content_cold_start=False), catalog=lambda: [_catalog_docs()])
+    assert off.fit(_clustered(n_users=40)).content is None

@@ -238,6 +238,7 @@ def test_erasure_removes_state_cache_events_and_embedding_use() -> None:
         assert deleted == {
             "events": 1,
             "impressions": 1,
+            "attributes": 0,
             "realtime_keys": 3,
             "cached_results": 1,
             "embeddings_suppressed": 1,

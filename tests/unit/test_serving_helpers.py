@@ -29,6 +29,7 @@ from storage.impressions import InMemoryImpressionStore
 from storage.model_registry_memory import InMemoryModelRegistry
 from storage.realtime_reader_twin import InMemoryRealtimeReader
 from storage.retrain_requests import InMemoryRetrainRequests
+from storage.shoppers import InMemoryShopperStore
 
 CATEGORIES = ("books", "games", "music", "tools")
 PER_CATEGORY = 10
@@ -146,6 +147,8 @@ class Harness:
     loader: Loader = tiny_loader
     # Stored impressions (what the consumer wrote): erasure and the online report read them.
     impression_store: InMemoryImpressionStore = field(default_factory=InMemoryImpressionStore)
+    # Shopper attributes (PUT /v1/users/{user_id}).
+    shoppers: InMemoryShopperStore = field(default_factory=InMemoryShopperStore)
 
     def adapters(self) -> ServingAdapters:
         """The twins as the app's adapters (a fresh set each call: each app closes its own)."""
@@ -160,6 +163,7 @@ class Harness:
             experiments=self.experiments,
             impression_log=self.impression_log,
             impressions=self.impression_store,
+            shoppers=self.shoppers,
         )
 
     @property

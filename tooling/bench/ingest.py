@@ -19,6 +19,7 @@ from rich.console import Console
 
 from core.errors import StreamrecError
 from core.events import EventType, InteractionEvent
+from core.settings import ConsumerSettings, Settings
 from storage.kafka import make_producer
 from tooling.app import bench_app
 from tooling.bench.common import (
@@ -131,6 +132,16 @@ def _event_id(value: bytes) -> str:
     return str(json.loads(value)["event_id"])
 
 
+def with_membership(settings: Settings, instance_id: str, partitions: str) -> Settings:
+    """The measured consumer's group mode: explicit partition ownership, static or dynamic membership."""
+    if partitions:
+        update: dict[str, str | None] = {"partitions": partitions, "instance_id": None}
+    else:
+        update = {"instance_id": instance_id or None}
+    consumer = ConsumerSettings.model_validate({**settings.consumer.model_dump(), **update})
+    return settings.model_copy(update={"consumer": consumer})
+
+
 @bench_app.command("ingest")
 def bench_ingest(
     events: int = typer.Option(20_000, "--events", min=1000, help="Events in the timed full-path run."),
@@ -143,14 +154,17 @@ def bench_ingest(
         "--instance-id",
         help="STREAMREC_CONSUMER__INSTANCE_ID of the measured consumer ('' for dynamic membership).",
     ),
+    partitions: str = typer.Option(
+        "",
+        "--partitions",
+        help="STREAMREC_CONSUMER__PARTITIONS, e.g. '0/1': explicit ownership (replaces --instance-id).",
+    ),
     seed: int = typer.Option(7, "--seed"),
 ) -> None:
     """Producer → Kafka → consumer → MongoDB + Redis vs parse and sink ceilings; CPU, effects, recovery."""
     console = Console()
     with bench_run("ingest", console) as run:
-        run.settings = run.settings.model_copy(
-            update={"consumer": run.settings.consumer.model_copy(update={"instance_id": instance_id or None})}
-        )
+        run.settings = with_membership(run.settings, instance_id, partitions)
         batch_size = run.settings.consumer.batch_size
         with console.status("generating events"):
             shop = storefront(events, seed)
@@ -221,6 +235,7 @@ def bench_ingest(
             "recovery_s": max(measured) if len(measured) == len(recovered) and measured else None,
             "recovery_each_s": recovered,
             "consumer_instance_id": run.settings.consumer.instance_id,
+            "consumer_partitions": run.settings.consumer.partitions,
             "redis_consistent": consistent,
             "redis_differences": diffs,
             "produced_acked": produced.acked,
@@ -252,15 +267,18 @@ def bench_crash(
         "--instance-id",
         help="STREAMREC_CONSUMER__INSTANCE_ID of the consumer ('' for dynamic membership).",
     ),
+    partitions: str = typer.Option(
+        "",
+        "--partitions",
+        help="STREAMREC_CONSUMER__PARTITIONS, e.g. '0/1': explicit ownership (replaces --instance-id).",
+    ),
 ) -> None:
     """SIGKILL the consumer K times while events stream; check loss, duplicates, Redis and recovery."""
     console = Console()
     rng = random.Random(seed)
     stream_rate = rate or events / max(30.0, 14.0 * kills + 10.0)
     with bench_run("crash", console) as run:
-        run.settings = run.settings.model_copy(
-            update={"consumer": run.settings.consumer.model_copy(update={"instance_id": instance_id or None})}
-        )
+        run.settings = with_membership(run.settings, instance_id, partitions)
         with console.status("generating events"):
             shop = storefront(events, seed)
             main_events = list(shop.events())
@@ -337,6 +355,7 @@ def bench_crash(
             "recovery_s": recovered,
             "recovery_max_s": None if None in recovered else max(recovered),
             "consumer_instance_id": run.settings.consumer.instance_id,
+            "consumer_partitions": run.settings.consumer.partitions,
             "caught_up_s": [d["caught_up_s"] for d in details],
             "kill_details": details,
             "stream_events_per_s": round(stream_rate, 1),

@@ -118,7 +118,13 @@ def train(settings: Settings, console: Console) -> tuple[int, EventTable]:
                 )
 
             result = run_retrain(
-                store, registry, trainer_from_settings(settings.model), cfg, now=now, on_epoch=on_epoch
+                store,
+                registry,
+                # The catalog the demo streamed: its model carries the cold-start content map.
+                trainer_from_settings(settings.model, catalog=store.iter_items),
+                cfg,
+                now=now,
+                on_epoch=on_epoch,
             )
         champion = registry.champion()
     finally:
