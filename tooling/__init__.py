@@ -8,6 +8,7 @@ registers the modules below as `streamrec` subcommands when this package is inst
 # Each module registers its commands on cli.app (or on the groups in tooling.app) when imported.
 COMMAND_MODULES = (
     "tooling.bench.chaos",
+    "tooling.bench.cold_start",
     "tooling.bench.export",
     "tooling.bench.freshness",
     "tooling.bench.ingest",

@@ -1,0 +1,290 @@
+"""``streamrec bench cold-start``: the hybrid (streamrec's embeddings + the content map) against category
+popularity and LightFM on items no model has seen interact.
+
+Each model is tuned on the same protocol applied inside the training pairs (``ColdSplit.validation``),
+with grids of equal size for the hybrid and LightFM, then refitted on all training pairs and tested once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from model.lae import spectrum
+from model.metrics import paired_bootstrap
+from tooling.bench.cold_start_data import Catalog, load_cold_start
+from tooling.bench.cold_start_eval import COLD_K, WARM_K, Figures, cold_figures, warm_figures
+from tooling.bench.cold_start_models import (
+    CategoryPopularity,
+    Features,
+    Hybrid,
+    LightFMModel,
+    Params,
+    lightfm_available,
+)
+from tooling.bench.cold_start_split import ColdSplit, cold_split
+
+logger = logging.getLogger(__name__)
+
+PROTOCOL = (
+    "pairs merged keeping the first timestamp; items ordered by their first interaction, the newest 20% "
+    "(first seen strictly after the cutoff) are cold: all their interactions leave training, only their "
+    "catalog metadata is known; of the warm pairs, per user with >= 5 warm items the newest ceil(20%) are "
+    "the warm test, the rest is training; users with >= 1 training item are evaluated. Cold Recall@20 and "
+    "NDCG@20: each user's cold items ranked among ALL cold items only (no warm item competes: the "
+    "question is which new items to show, not whether new beats old, and category popularity has no "
+    "score comparable to a warm item's). Warm NDCG@10: warm test items ranked among training items minus "
+    "the user's own, for the tuned hybrid with the content embedding blended into warm items (weight "
+    "beta chosen on validation, 0 allowed) and without content; the paired bootstrap interval of "
+    "with minus without is over warm-test users. Tuning: the same protocol inside the training pairs "
+    "(validation cold NDCG@20), equal grids for hybrid and LightFM, then refit on all training pairs"
+)
+# Eight points each for the hybrid and LightFM. The hybrid's: (factors, LAE ridge, content-map ridge,
+# where None picks it by held-out R² on warm items, content-profile weight).
+HYBRID_GRID: list[Params] = [
+    {"factors": f, "reg": r, "content_reg": cr, "profile": p}
+    for f, r, cr, p in (
+        (64, 200.0, None, 0.0),
+        (64, 200.0, None, 0.5),
+        (256, 200.0, None, 0.0),
+        (512, 800.0, 100.0, 0.0),
+        (512, 800.0, 100.0, 1.0),
+        (512, 800.0, 100.0, 2.0),
+        (1024, 200.0, None, 0.0),
+        (1024, 200.0, None, 1.0),
+    )
+]
+LIGHTFM_GRID: list[Params] = [
+    {"no_components": c, "identity": i, "epochs": e}
+    for c in (32, 64)
+    for i in (True, False)
+    for e in (10, 30)
+]
+CATEGORY_GRID: list[Params] = [{"alpha": a} for a in (0.1, 1.0, 10.0)]
+BETA_GRID = (0.0, 0.1, 0.25, 0.5, 0.75)
+CONTENT_REG_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)  # model.content's, widened upwards
+BOOTSTRAP_RESAMPLES = 1000
+SEED = 42
+TARGET_VS_CATEGORY = 1.5
+
+
+class Prepared:
+    """One split with what every candidate on it shares: catalog features and the LAE spectrum."""
+
+    def __init__(self, split: ColdSplit, catalog: Catalog, seed: int) -> None:
+        self.split = split
+        self.catalog = catalog
+        self.features = Features.of(split, catalog)
+        torch.manual_seed(seed)
+        self.sv = spectrum(split.train, max(p["factors"] for p in HYBRID_GRID), torch.device("cpu"))
+
+    def hybrid(self, params: Params, seed: int) -> Hybrid:
+        model = Hybrid(**params, seed=seed, content_reg_grid=CONTENT_REG_GRID)
+        return model.fit(self.split, self.features, self.sv)
+
+
+def _tune(name: str, grid: list[Params], score: Callable[[Params], float]) -> tuple[Params, float, list[Any]]:
+    """The grid point with the best validation figure (ties keep the earlier one) and every score."""
+    trials = []
+    best: tuple[Params, float] = (grid[0], -1.0)
+    for params in grid:
+        value = score(params)
+        trials.append({**params, "val": round(value, 4)})
+        logger.info("tune model=%s params=%s val=%.4f", name, params, value)
+        if value > best[1]:
+            best = (params, value)
+    return best[0], best[1], trials
+
+
+def _row(
+    name: str, figures: Figures, split: ColdSplit, params: Params, val: float, fit_s: float
+) -> dict[str, Any]:
+    return {
+        "model": name,
+        f"recall@{COLD_K}": round(figures.metrics[f"recall@{COLD_K}"], 4),
+        f"ndcg@{COLD_K}": round(figures.metrics[f"ndcg@{COLD_K}"], 4),
+        "cold_items": len(split.cold_ids),
+        "users": figures.users,
+        "params": params,
+        f"val_ndcg@{COLD_K}": round(val, 4),
+        "fit_s": round(fit_s, 2),
+    }
+
+
+def run_cold_start(dataset: str, data_dir: Path, json_out: Path | None, seed: int = SEED) -> dict[str, Any]:
+    started = time.perf_counter()
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    table, catalog = load_cold_start(dataset, data_dir)
+    split = cold_split(table.user_id, table.item_id, table.ts_ms)
+    val = Prepared(split.validation(), catalog, seed)
+    full = Prepared(split, catalog, seed)
+    logger.info("cold_split dataset=%s %s validation=%s", dataset, split.stats(), val.split.stats())
+    results: list[dict[str, Any]] = []
+    notes: list[str] = []
+
+    # Hybrid: the grid on validation cold NDCG@20, then beta for warm items on validation warm NDCG@10.
+    def hybrid_val(p: Params) -> float:
+        return cold_figures(val.hybrid(p, seed).cold_scores, val.split).metrics[f"ndcg@{COLD_K}"]
+
+    h_params, h_val, h_trials = _tune("hybrid", HYBRID_GRID, hybrid_val)
+    val_model = val.hybrid(h_params, seed)
+    betas = {
+        b: warm_figures(partial(val_model.warm_scores, beta=b), val.split).metrics[f"ndcg@{WARM_K}"]
+        for b in BETA_GRID
+    }
+    beta = max(betas, key=lambda b: (betas[b], -b))
+    start = time.perf_counter()
+    hybrid = full.hybrid(h_params, seed)
+    fit_s = time.perf_counter() - start
+    h_figures = cold_figures(hybrid.cold_scores, split)
+    chosen = {**h_params, "content_reg_used": hybrid.chosen_content_reg, "warm_beta": beta}
+    results.append(_row("hybrid", h_figures, split, chosen, h_val, fit_s))
+    per_user: dict[str, Figures] = {"hybrid": h_figures}
+
+    def category_val(p: Params) -> float:
+        model = CategoryPopularity(**p, seed=seed).fit(val.split, catalog)
+        return cold_figures(model.cold_scores, val.split).metrics[f"ndcg@{COLD_K}"]
+
+    c_params, c_val, c_trials = _tune("category_popularity", CATEGORY_GRID, category_val)
+    start = time.perf_counter()
+    category = CategoryPopularity(**c_params, seed=seed).fit(split, catalog)
+    fit_s = time.perf_counter() - start
+    per_user["category_popularity"] = cold_figures(category.cold_scores, split)
+    results.append(
+        _row("category_popularity", per_user["category_popularity"], split, c_params, c_val, fit_s)
+    )
+    g_figures = cold_figures(category.global_scores, split)
+    g_val = cold_figures(CategoryPopularity(seed=seed).fit(val.split, catalog).global_scores, val.split)
+    results.append(
+        _row("category_popularity_global", g_figures, split, {}, g_val.metrics[f"ndcg@{COLD_K}"], fit_s)
+    )
+
+    l_trials: list[Any] = []
+    if lightfm_available():
+
+        def lightfm_val(p: Params) -> float:
+            model = LightFMModel(**p, seed=seed).fit(val.split, val.features)
+            return cold_figures(model.cold_scores, val.split).metrics[f"ndcg@{COLD_K}"]
+
+        l_params, l_val, l_trials = _tune("lightfm", LIGHTFM_GRID, lightfm_val)
+        start = time.perf_counter()
+        lightfm = LightFMModel(**l_params, seed=seed).fit(split, full.features)
+        fit_s = time.perf_counter() - start
+        per_user["lightfm"] = cold_figures(lightfm.cold_scores, split)
+        results.append(_row("lightfm", per_user["lightfm"], split, l_params, l_val, fit_s))
+    else:
+        notes.append(
+            "lightfm is not importable: its row is skipped (build it with pip<25 and --no-use-pep517; see "
+            "BENCHMARKS.md)"
+        )
+
+    with_content = warm_figures(lambda r: hybrid.warm_scores(r, beta), split)
+    without = warm_figures(lambda r: hybrid.warm_scores(r, 0.0), split)
+    mean, lo, hi = paired_bootstrap(
+        with_content.per_user_ndcg, without.per_user_ndcg, resamples=BOOTSTRAP_RESAMPLES, seed=seed
+    )
+    report: dict[str, Any] = {
+        "command": " ".join(["streamrec", *sys.argv[1:]]),
+        "git_revision": _git_revision(),
+        "dataset": dataset,
+        "metadata": catalog.source,
+        "protocol": PROTOCOL,
+        "split": split.stats(),
+        "validation_split": val.split.stats(),
+        "results": results,
+        f"warm_ndcg@{WARM_K}_with_content": round(with_content.metrics[f"ndcg@{WARM_K}"], 4),
+        f"warm_ndcg@{WARM_K}_without_content": round(without.metrics[f"ndcg@{WARM_K}"], 4),
+        "warm_difference": {
+            "mean": round(mean, 4),
+            "ci95": [round(lo, 4), round(hi, 4)],
+            "resamples": BOOTSTRAP_RESAMPLES,
+            "seed": seed,
+            "users": with_content.users,
+            "beta": beta,
+            "val_ndcg@10_by_beta": {str(b): round(v, 4) for b, v in betas.items()},
+        },
+        "tuning": {"hybrid": h_trials, "category_popularity": c_trials, "lightfm": l_trials},
+        # The same users in the same order for every model: the hybrid's cold NDCG@20 minus each other's.
+        f"cold_ndcg@{COLD_K}_hybrid_minus": {
+            name: _interval(h_figures.per_user_ndcg, other.per_user_ndcg, seed)
+            for name, other in per_user.items()
+            if name != "hybrid"
+        },
+        "targets": _targets(results, lo, hi),
+        "notes": notes,
+        "elapsed_s": round(time.perf_counter() - started, 1),
+    }
+    _print(report)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _interval(a: np.ndarray, b: np.ndarray, seed: int) -> dict[str, Any]:
+    mean, lo, hi = paired_bootstrap(a, b, resamples=BOOTSTRAP_RESAMPLES, seed=seed)
+    return {"mean": round(mean, 4), "ci95": [round(lo, 4), round(hi, 4)]}
+
+
+def _targets(results: list[dict[str, Any]], lo: float, hi: float) -> dict[str, Any]:
+    ndcg = {r["model"]: r[f"ndcg@{COLD_K}"] for r in results}
+    out: dict[str, Any] = {}
+    cat = ndcg["category_popularity"]
+    ratio = ndcg["hybrid"] / cat if cat > 0 else float("inf")
+    out["hybrid_over_category_popularity_ndcg@20"] = round(ratio, 2)
+    out["hybrid_at_least_1.5x_category_popularity"] = bool(ratio >= TARGET_VS_CATEGORY)
+    if "lightfm" in ndcg:
+        out["hybrid_at_least_lightfm_ndcg@20"] = bool(ndcg["hybrid"] >= ndcg["lightfm"])
+    # "Not worse": the interval of (with - without) does not lie wholly below zero.
+    out["warm_with_content_not_worse"] = bool(hi >= 0.0)
+    return out
+
+
+def _git_revision() -> str:
+    from tooling.bench.common import git_revision
+
+    return git_revision()
+
+
+def _print(report: dict[str, Any]) -> None:
+    split = report["split"]
+    table = Table(
+        title=f"cold start: {report['dataset']} ({split['cold_items']} cold items, "
+        f"{split['cold_test_users']} users with cold test items)"
+    )
+    for col in ("model", f"recall@{COLD_K}", f"ndcg@{COLD_K}", "users", "fit_s"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in report["results"]:
+        table.add_row(
+            r["model"],
+            f"{r[f'recall@{COLD_K}']:.4f}",
+            f"{r[f'ndcg@{COLD_K}']:.4f}",
+            str(r["users"]),
+            f"{r['fit_s']:.2f}",
+        )
+    console = Console()
+    console.print(table)
+    warm = report["warm_difference"]
+    console.print(
+        f"warm NDCG@{WARM_K}: with content {report[f'warm_ndcg@{WARM_K}_with_content']:.4f} "
+        f"(beta {warm['beta']}), "
+        f"without {report[f'warm_ndcg@{WARM_K}_without_content']:.4f}; difference {warm['mean']:+.4f} "
+        f"[{warm['ci95'][0]:+.4f}, {warm['ci95'][1]:+.4f}] over {warm['users']} users"
+    )
+    for name, diff in report[f"cold_ndcg@{COLD_K}_hybrid_minus"].items():
+        lo, hi = diff["ci95"]
+        console.print(f"hybrid minus {name}, cold NDCG@{COLD_K}: {diff['mean']:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+    console.print(f"targets: {report['targets']}")
+    for note in report["notes"]:
+        console.print(f"[yellow]note:[/yellow] {note}")
