@@ -63,6 +63,9 @@ def test_demo_exit_runs_every_step_and_is_rerunnable(settings: Settings) -> None
         "popularity",
         "NDCG@10: streamrec is ",
         "recommendations changed",
+        "its reason names the rule",
+        "rule demo-pin (pin)",
+        "after its catalog update",
         f"http://127.0.0.1:{settings.serving.port}/docs",
         f"http://127.0.0.1:{settings.serving.port}/demo",
         f"http://127.0.0.1:{settings.serving.port}/metrics",
@@ -87,6 +90,7 @@ def test_demo_exit_runs_every_step_and_is_rerunnable(settings: Settings) -> None
     # 3,000 streamed events plus the 3 demo clicks of the first run, nothing more.
     assert "stored MongoDB holds 3,003 events" in again, again[-4000:]
     assert "recommendations changed" in again and "demo complete" in again
+    assert "its reason names the rule" in again and "after its catalog update" in again
     # The demo stopped every process it started before exiting.
     assert len(re.findall(r"\(pid (\d+),", first.stdout + second.stdout)) == 4
     assert not leftover and not leftover_again

@@ -66,3 +66,16 @@ def test_reasons_and_changes() -> None:
     body = {"items": [{"item_id": "a"}, {"item_id": "b"}]}
     assert item_ids(body) == ["a", "b"]
     assert changed(["a", "b"], ["b", "a"]) and not changed(["a"], ["a"])
+
+
+def test_reason_text_names_content_pins_and_rules() -> None:
+    titles = {"m1": "Toy Story (1995)"}
+    assert reason_text({"kind": "content", "new": True}, titles) == "new item (catalog content)"
+    assert (
+        reason_text({"kind": "content", "item_id": "m1"}, titles)
+        == "similar to Toy Story (1995) (by catalog content)"
+    )
+    pinned = {"kind": "pinned", "rules": [{"rule_id": "demo-pin", "kind": "pin"}]}
+    assert reason_text(pinned, titles) == "pinned · rule demo-pin (pin)"
+    boosted = {"kind": "personalized", "rules": [{"rule_id": "b1", "kind": "boost"}]}
+    assert reason_text(boosted, titles).endswith("rule b1 (boost)")

@@ -8,7 +8,9 @@
    paired bootstrap intervals, and a plot of NDCG@K and Recall@K),
 5. recommendations with reasons for three users over HTTP, then a few clicks for one of them through
    `POST /v1/events` and how their list changed,
-6. the URLs to explore, running until Ctrl-C (or exiting at once with --exit).
+6. a merchandising rule (a pin) in action, and a brand-new catalog item answered by `/similar` through
+   its catalog content seconds after its update (``tooling.demo.features``),
+7. the URLs to explore, running until Ctrl-C (or exiting at once with --exit).
 
 The demo uses the configured topics, database and key prefix so the API can be explored afterwards;
 deterministic event ids make it re-runnable (a second run stores nothing new and still works).
@@ -34,6 +36,7 @@ from rich.table import Table
 from cli.app import app
 from core.errors import DependencyUnavailable, StreamrecError
 from tooling.demo.data import DemoData, choose_dataset, event_cap, load_demo_data, simulated_period_end
+from tooling.demo.features import show_features
 from tooling.demo.pipeline import DemoError, judge, stream, train, wait_stored
 from tooling.demo.report import (
     changed,
@@ -57,14 +60,15 @@ CLICKS = 3
 # A user's recommendations must reflect clicks within this time (they take Kafka -> consumer -> Redis).
 CLICK_EFFECT_TIMEOUT_S = 20.0
 MODEL_LOAD_TIMEOUT_S = 90.0
+STEPS = 7
 
 
 _current_step = ["start"]
 
 
 def _step(n: int, title: str) -> None:
-    _current_step[0] = f"step {n}/6 ({title})"
-    console.rule(f"[bold]{n}/6 {title}")
+    _current_step[0] = f"step {n}/{STEPS} ({title})"
+    console.rule(f"[bold]{n}/{STEPS} {title}")
 
 
 def _port_busy(host: str, port: int) -> bool:
@@ -96,6 +100,11 @@ def _demo_settings(settings: ToolingSettings, exit_after: bool) -> ToolingSettin
         # POST /v1/events always needs a key; a one-off key for the API this demo starts (printed at the end).
         serving = serving.model_copy(
             update={"api_keys_ingest": [SecretStr(f"demo-{secrets.token_urlsafe(18)}")]}
+        )
+    if not serving.api_keys_admin:
+        # The merchandising step writes a rule through the admin API (a one-off key, like the ingest one).
+        serving = serving.model_copy(
+            update={"api_keys_admin": [SecretStr(f"demo-admin-{secrets.token_urlsafe(18)}")]}
         )
     return settings.model_copy(update={"serving": serving, "model": model, "consumer": consumer})
 
@@ -320,7 +329,24 @@ def _run(settings: ToolingSettings, name: str, path: Path | None, cap: int | Non
                 ingest_keys = settings.serving.api_keys_ingest or settings.serving.api_keys_admin
                 _click_and_compare(http, data, users[0], lists[1:], _headers(ingest_keys))
 
-            _step(6, "explore")
+                _step(6, "merchandising and a new item")
+                show_features(
+                    console,
+                    settings,
+                    http,
+                    _headers(settings.serving.api_keys_admin),
+                    users[0],
+                    titles,
+                    {u.item_id: u.category for u in data.items if u.category},
+                    lambda u: _recs(http, u),
+                    _print_recs,
+                    keep_rule=not exit_after,
+                    # Their history and every item the click step may have clicked.
+                    avoid={e.item_id for e in data.events if e.user_id == users[0]}
+                    | {i for lst in lists for i in lst},
+                )
+
+            _step(7, "explore")
             console.print(f"API docs      {base}/docs")
             ingest = (settings.serving.api_keys_ingest or settings.serving.api_keys_admin)[
                 0

@@ -57,14 +57,24 @@ def changed(before: Sequence[str], after: Sequence[str]) -> bool:
 
 def reason_text(reason: Mapping[str, Any], titles: Mapping[str, str]) -> str:
     kind = str(reason.get("kind", "?"))
-    if kind == "similar_to" and reason.get("item_id"):
+    if kind in ("similar_to", "content") and reason.get("item_id"):
         other = str(reason["item_id"])
-        return f"similar to {titles.get(other, other)}"
-    return {
-        "personalized": "personalized (long-term taste)",
-        "session": "session (recent activity)",
-        "popular": "popular (top-up)",
-    }.get(kind, kind)
+        text = f"similar to {titles.get(other, other)}" + (
+            " (by catalog content)" if kind == "content" else ""
+        )
+    else:
+        text = {
+            "personalized": "personalized (long-term taste)",
+            "session": "session (recent activity)",
+            "popular": "popular (top-up)",
+            "pinned": "pinned",
+            "content": "new item (catalog content)",
+            "segment_popular": f"popular in segment {reason.get('segment', '?')}",
+        }.get(kind, kind)
+    rules = reason.get("rules") or []
+    if rules:
+        text += " · " + ", ".join(f"rule {r.get('rule_id')} ({r.get('kind')})" for r in rules)
+    return text
 
 
 def click_events(user: str, items: Sequence[str], ids: Sequence[str], ts_ms: int) -> list[dict[str, Any]]:
