@@ -122,3 +122,12 @@ def test_suggest_draws_every_param_of_the_space() -> None:
     params = suggest(study.ask())
     assert set(params) == set(SASREC_SPACE)
     SASRec(**params)  # every drawn combination is a valid model
+
+
+def test_chunked_loss_trains_like_one_big_softmax(monkeypatch: pytest.MonkeyPatch) -> None:
+    split = cyclic_split(n_users=30)
+    rows = np.arange(split.n_users)
+    whole = fitted(split, epochs=2, dropout=0.0).score(rows)
+    monkeypatch.setattr("tooling.offline.sasrec.LOGITS_PER_CHUNK", 7 * split.n_items)  # 7 positions a chunk
+    chunked = fitted(split, epochs=2, dropout=0.0).score(rows)
+    assert np.allclose(whole, chunked, atol=1e-4)
