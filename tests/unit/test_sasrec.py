@@ -110,6 +110,11 @@ def test_bad_use_gets_a_clear_error() -> None:
     model.set_order(split.recency_ranks()[:5])
     with pytest.raises(ValueError, match="same split"):
         model.fit(split.train)
+    shifted = split.recency_ranks().copy()
+    shifted.indices = (shifted.indices + 1) % split.n_items  # same shape and count, other items
+    model.set_order(shifted)
+    with pytest.raises(ValueError, match="same split"):
+        model.fit(split.train)
     with pytest.raises(ValueError, match="before fit"):
         SASRec().score(np.array([0]))
     with pytest.raises(ValueError, match="divisible"):

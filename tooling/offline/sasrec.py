@@ -141,6 +141,11 @@ def training_windows(histories: list[np.ndarray], max_len: int) -> tuple[np.ndar
     return np.stack(inputs), np.stack(targets)
 
 
+def _same_entries(a: sp.csr_matrix, b: sp.csr_matrix) -> bool:
+    a, b = a.sorted_indices(), b.sorted_indices()
+    return bool(np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices))
+
+
 def last_window(hist: np.ndarray, max_len: int) -> np.ndarray:
     """The newest ``max_len`` items of a history as left-padded token ids (the scoring input)."""
     seq = np.zeros(max_len, dtype=np.int64)
@@ -160,13 +165,13 @@ class SASRec:
         blocks: int = 2,
         heads: int = 1,
         dropout: float = 0.2,
-        max_len: int = 100,
+        max_len: int = 50,
         lr: float = 1e-3,
         epochs: int = 200,
         batch_size: int = 128,
         weight_decay: float = 0.0,
         seed: int = 42,
-        max_train_s: float = 300.0,
+        max_train_s: float = 300.0,  # checked after every batch: a fit overruns by at most one batch
     ) -> None:
         if max_len < 2:
             raise ValueError(f"max_len must be at least 2, got {max_len}")
@@ -200,7 +205,8 @@ class SASRec:
         if self._ranks is None:
             raise ValueError("SASRec needs the training items' time order: call set_order(ranks) before fit")
         train = train.tocsr()
-        if self._ranks.shape != train.shape or self._ranks.nnz != train.nnz:
+        same = self._ranks.shape == train.shape and self._ranks.nnz == train.nnz
+        if not (same and _same_entries(self._ranks, train)):
             raise ValueError(
                 f"set_order got ranks of shape {self._ranks.shape} with {self._ranks.nnz} entries; the train "
                 f"matrix is {train.shape} with {train.nnz}: they must come from the same split"
