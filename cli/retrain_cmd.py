@@ -15,6 +15,7 @@ from rich.table import Table
 
 from cli.app import app, model_app
 from cli.context import configure_logging, load_settings, mongo_guard
+from cli.retrain_tune import Tuning, open_tuned_configs
 from core.errors import ConfigError, NotInstalled, StreamrecError
 
 if TYPE_CHECKING:
@@ -77,8 +78,30 @@ def retrain(
         "--report",
         help="Write each successful run's report (outcome, wall time and peak RSS per stage) as JSON here.",
     ),
+    tune: bool = typer.Option(
+        False,
+        "--tune",
+        help="Tune the model settings on the recent events (seeded Optuna search) and record them; "
+        "alone it tunes and exits, with --once/--every it tunes, then retrains with the result. "
+        "STREAMREC_RETRAIN__TUNE_EVERY tunes on a schedule inside --every.",
+    ),
+    tune_budget_s: float | None = typer.Option(
+        None,
+        "--tune-budget-s",
+        min=1.0,
+        help="No new trial after this many seconds (default: STREAMREC_RETRAIN__TUNE_BUDGET_S, 900).",
+    ),
+    tune_trials: int | None = typer.Option(
+        None,
+        "--tune-trials",
+        min=1,
+        help="At most this many trials (default: STREAMREC_RETRAIN__TUNE_TRIALS, 40).",
+    ),
 ) -> None:
-    """Train a candidate on the recent events, gate it against the champion, publish it."""
+    """Train a candidate on the recent events, gate it against the champion, publish it.
+
+    Retraining uses the newest tuned configuration (`streamrec model tuned`) for every model setting
+    the environment or .env does not set."""
     from retrain.duration import parse_duration
 
     # First: no setting can make up for a missing torch, and nothing (metrics port) is started yet.
@@ -88,6 +111,12 @@ def retrain(
     configure_logging(settings.log_level)
     if once and (every or after_events):
         raise ConfigError("--once runs a single time; drop --every/--after-events or drop --once")
+    if not tune and (tune_budget_s is not None or tune_trials is not None):
+        raise ConfigError("--tune-budget-s and --tune-trials only apply with --tune")
+    tune_only = tune and not once and every is None and after_events is None
+    if tune_only:
+        _tune_only(settings, tune_budget_s, tune_trials)
+        return
     every = every or (None if once else settings.retrain.every)
     if once == (every is not None):
         raise ConfigError("pass --once or --every DURATION (e.g. 15m), or set STREAMREC_RETRAIN__EVERY")
@@ -109,12 +138,17 @@ def retrain(
     store = MongoEventStore.from_settings(settings.mongo)
     registry = _registry(settings)
     requests = MongoRetrainRequests.from_settings(settings.mongo)
-    trainer = trainer_from_settings(settings.model)
+    tuned_store = open_tuned_configs(settings)
+    tuning = Tuning(
+        settings, store, tuned_store, config, budget_s=tune_budget_s, trials=tune_trials, first=tune
+    )
 
     def one_run() -> RetrainResult:
         started = time.monotonic()
         try:
             with mongo_guard(settings):
+                # Per run: a (scheduled) tuning may have recorded a new configuration since the last.
+                trainer = trainer_from_settings(tuning.model_settings())
                 result = _run_with_progress(store, registry, trainer, config)
         except (StreamrecError, ModelError) as exc:
             failed = RetrainResult(
@@ -149,8 +183,33 @@ def retrain(
             poll_s=min(EVENT_COUNT_POLL_S, interval_s),
         )
     finally:
+        tuned_store.close()
         requests.close()
         registry.close()
+        store.close()
+
+
+def _tune_only(settings: Settings, budget_s: float | None, trials: int | None) -> None:
+    """`streamrec retrain --tune` alone: tune, record, exit."""
+    from retrain.pipeline import RetrainConfig
+    from storage.event_store import MongoEventStore
+
+    store = MongoEventStore.from_settings(settings.mongo)
+    tuned_store = open_tuned_configs(settings)
+    try:
+        tuning = Tuning(
+            settings,
+            store,
+            tuned_store,
+            RetrainConfig.from_settings(settings.retrain),
+            budget_s=budget_s,
+            trials=trials,
+            first=True,
+        )
+        with mongo_guard(settings):
+            tuning.run_now()
+    finally:
+        tuned_store.close()
         store.close()
 
 

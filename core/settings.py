@@ -128,6 +128,16 @@ class ModelSettings(BaseModel):
     epochs: int = Field(default=0, ge=0, le=1000)
     seed: int = 42
     time_decay_half_life_days: float | None = None
+    # How a (user, item) pair's summed event weight enters the model (model.history_weighting): linear
+    # = the sum as is (a purchase outweighs a view, repeats add up); binary = 1 for any pair with a
+    # positive weight (the quality benchmark's protocol on ratings data); log = 1 + ln(max(sum, 1)), which
+    # keeps a purchase above a view but damps long repeat streaks. Training, the gate and serving's
+    # fold-in all apply it; the benchmark picks it on validation, so production must be able to match.
+    input_weighting: Literal["linear", "binary", "log"] = "linear"
+    # Which timestamp orders a user's history for the recency boost: latest = when the user last touched
+    # the item (production's choice: a re-viewed item counts as recent), first = when they first did
+    # (the offline protocol's order, which keeps one pair per first interaction).
+    history_order: Literal["latest", "first"] = "latest"
     # Exact FAISS search costs ~30 us per 1k items per query; above this catalog size an approximate
     # index (ann_index) is built and its search effort calibrated at build time: the smallest IVF
     # nprobe / HNSW efSearch whose recall@50 vs exact search, on a sample of the model's unit-normalized
@@ -158,6 +168,14 @@ class RetrainSettings(BaseModel):
     gate_min_users: int = Field(default=50, ge=1)
     gate_min_events: int = Field(default=200, ge=1)
     metrics_port: int = Field(default=9102, ge=0, le=65535)
+    # `retrain --tune` (retrain.tuning): a seeded Optuna search over the modelling settings on the
+    # store's own recent events, so a storefront without a data scientist still gets a tuned model.
+    # tune_every ("24h", "7d"): the retrain loop tunes again once the latest tuned config is this old
+    # (None: only when asked). The search stops starting trials after tune_budget_s (a trial in flight
+    # finishes) or after tune_trials trials, whichever comes first.
+    tune_every: str | None = None
+    tune_budget_s: float = Field(default=900.0, gt=0.0, le=7 * 86400.0)
+    tune_trials: int = Field(default=40, ge=1, le=10_000)
 
 
 class ExperimentSettings(BaseModel):

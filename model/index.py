@@ -379,3 +379,20 @@ def ann_recall(
         item_embeddings, exact_max_items=0, params=params, calibration_queries=calibration_queries
     )
     return index_recall(index, item_embeddings, queries, k)
+
+
+def serving_index_for(
+    item_embeddings: np.ndarray,
+    user_embeddings: np.ndarray,
+    settings: Any,
+    *,
+    exact_max_items: int | None = None,
+) -> tuple[faiss.Index, IndexReport]:
+    """The index ``streamrec retrain`` builds for this catalog under ``settings`` (a
+    ``core.settings.ModelSettings``): exact up to ``settings.exact_search_max_items`` items, otherwise
+    its ``ann_index`` calibrated on the users' vectors. ``exact_max_items`` overrides the threshold (0
+    forces the approximate index on any catalog, to measure what it costs)."""
+    limit = int(settings.exact_search_max_items if exact_max_items is None else exact_max_items)
+    return build_serving_index(
+        item_embeddings, user_embeddings, exact_max_items=limit, params=AnnParams.from_settings(settings)
+    )

@@ -1,7 +1,9 @@
 """Events -> a weighted users x items CSR matrix with id maps.
 
 Each event contributes its weight (``core.event_weights``: its type's weight, ``rate`` contributes
-``weight * value``), optionally decayed by age with a half-life; repeated (user, item) pairs add up.
+``weight * value``), optionally decayed by age with a half-life; repeated (user, item) pairs add up, and
+the sum is weighed by ``ModelSettings.input_weighting`` (``model.history_weighting``). Each pair keeps
+the timestamp ``ModelSettings.history_order`` names (its latest or first event) for the recency order.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import scipy.sparse as sp
 from core.event_weights import event_weight
 from core.settings import EventWeights
 from model.errors import EmptyDataError
+from model.history_weighting import DEFAULT_ORDER, DEFAULT_WEIGHTING, check_order, weigh_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +34,9 @@ class Interactions:
     matrix: sp.csr_matrix  # users x items, float32 weights
     user_ids: np.ndarray  # numpy unicode, row order
     item_ids: np.ndarray  # numpy unicode, column order
-    last_ts: sp.csr_matrix  # same sparsity as matrix: latest epoch ms of each pair (for recency)
+    # Same sparsity as matrix: the epoch ms of each pair that orders the history for recency: its
+    # latest event (history_order "latest", the name's origin) or its first ("first").
+    last_ts: sp.csr_matrix
 
     @property
     def n_users(self) -> int:
@@ -63,6 +68,8 @@ def build_interactions(
     weights: EventWeights | None = None,
     half_life_days: float | None = None,
     now_ms: int | None = None,
+    weighting: str = DEFAULT_WEIGHTING,
+    order: str = DEFAULT_ORDER,
 ) -> Interactions:
     """Events weigh ``core.event_weights.event_weight`` (default weights: the settings' defaults); unknown
     event types and non-positive weights are skipped (a 1-star rating still counts if rate>0)."""
@@ -83,6 +90,8 @@ def build_interactions(
         np.asarray(stamps, dtype=np.int64),
         half_life_days=half_life_days,
         now_ms=now_ms,
+        weighting=weighting,
+        order=order,
     )
 
 
@@ -93,6 +102,8 @@ def interactions_from_arrays(
     ts_ms: np.ndarray,
     half_life_days: float | None = None,
     now_ms: int | None = None,
+    weighting: str = DEFAULT_WEIGHTING,
+    order: str = DEFAULT_ORDER,
 ) -> Interactions:
     """``build_interactions`` over parallel arrays of already weighed events (what retrain hands in: a
     few million events cost no Python call each); non-finite and non-positive weights are skipped."""
@@ -112,13 +123,17 @@ def interactions_from_arrays(
     shape = (len(user_ids), len(item_ids))
     matrix = sp.csr_matrix((w_arr.astype(np.float32), (u_idx, i_idx)), shape=shape)
     matrix.sum_duplicates()
-    # Latest timestamp per pair: sort so the last write for each pair is the max, then take it via COO->CSR
-    # on unique keys.
+    matrix.data = weigh_pairs(matrix.data, weighting)
+    # One timestamp per pair: sorted by (pair, time), the latest is each pair's last row, the first its
+    # first row; taken via COO->CSR on unique keys.
     key = u_idx.astype(np.int64) * shape[1] + i_idx
-    order = np.lexsort((ts, key))
-    last = np.ones(len(order), dtype=bool)
-    last[:-1] = key[order][1:] != key[order][:-1]
-    sel = order[last]
+    by_time = np.lexsort((ts, key))
+    pick = np.ones(len(by_time), dtype=bool)
+    if check_order(order) == "latest":
+        pick[:-1] = key[by_time][1:] != key[by_time][:-1]
+    else:
+        pick[1:] = key[by_time][1:] != key[by_time][:-1]
+    sel = by_time[pick]
     last_ts = sp.csr_matrix((ts[sel].astype(np.float64) + 1.0, (u_idx[sel], i_idx[sel])), shape=shape)
     last_ts.sort_indices()
     matrix.sort_indices()

@@ -44,6 +44,10 @@ class TrainConfig:
     batch_size: int = 256
     seed: int = 42
     device: str = "auto"
+    # How the input matrix was built (model.history_weighting): training itself ignores them, but they
+    # travel in the artifact's config so the gate's and serving's fold-in build histories alike.
+    input_weighting: str = "linear"
+    history_order: str = "latest"
 
     def to_dict(self) -> dict[str, float | int | str]:
         return asdict(self)

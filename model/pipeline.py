@@ -1,21 +1,33 @@
-"""Interactions -> trained LAE -> a publishable ``ModelArtifact`` (what retrain calls)."""
+"""An interaction table -> trained LAE -> a publishable ``ModelArtifact`` and its read side.
+
+``fit_model`` is the one training path: ``streamrec retrain`` (``retrain.model_adapter``) and the quality
+benchmark both call it with a ``ModelSettings``, so what the benchmark measures is what ships.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import faiss
 import numpy as np
 import scipy.sparse as sp
 
+from core.event_table import EventTable
+from core.event_weights import event_weights
+from core.settings import ModelSettings
 from model.artifact import ModelArtifact
 from model.errors import DegenerateModelError
 from model.index import AnnParams, build_serving_index
-from model.interactions import Interactions
+from model.interactions import Interactions, interactions_from_arrays
 from model.lae import LAEWeights, TrainConfig, apply_recency, train_lae
+from model.trained_model import Scored, TrainedModel
 
 logger = logging.getLogger(__name__)
 
@@ -101,3 +113,123 @@ def train_artifact(
     """Train and package; raises ``DegenerateModelError`` instead of returning an unusable model."""
     fitted = fit_embeddings(interactions, config)
     return package_artifact(interactions, fitted, config, version, metrics, data_window, exact_max_items, ann)
+
+
+def train_config(settings: ModelSettings) -> TrainConfig:
+    """TrainConfig fields that ModelSettings also has take the setting; the rest keep the model's defaults."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in settings.model_dump().items() if k in names})
+
+
+def interactions_for(table: EventTable, settings: ModelSettings) -> Interactions:
+    """The training matrix of ``table`` under ``settings``: event weights (``settings.weights``), time
+    decay, input weighting and history order. Vectorised: millions of events cost no Python call each."""
+    return interactions_from_arrays(
+        table.user_id,
+        table.item_id,
+        event_weights(table.event_type, table.value, settings.weights),
+        table.ts_ms,
+        half_life_days=settings.time_decay_half_life_days,
+        weighting=settings.input_weighting,
+        order=settings.history_order,
+    )
+
+
+Stage = Callable[[str], AbstractContextManager[object]]
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    """A trained model with the training matrix it was fitted on.
+
+    ``model`` is what retrain publishes and serving loads (its FAISS index is the one retrain built for
+    this catalog size); ``interactions`` holds each training user's history as the model weighs it."""
+
+    model: TrainedModel
+    interactions: Interactions
+
+    def rows(self, user_ids: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Row of each training user in ``interactions``; raises ``KeyError`` for an unknown one."""
+        ids = self.interactions.user_ids
+        wanted = np.asarray(user_ids).astype(str)
+        pos = np.searchsorted(ids, wanted)
+        ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == wanted)
+        if not ok.all():
+            raise KeyError(f"not training users: {wanted[~ok][:5].tolist()}")
+        return pos
+
+    def seen(self, row: int) -> set[str]:
+        """The items training user ``row`` interacted with: what ``exclude_seen=true`` leaves out."""
+        m = self.interactions.matrix
+        return set(self.interactions.item_ids[m.indices[m.indptr[row] : m.indptr[row + 1]]].tolist())
+
+    @cached_property
+    def recency_ranks(self) -> sp.csr_matrix:
+        return self.interactions.recency_ranks()
+
+    def scores(self, rows: np.ndarray) -> np.ndarray:
+        """Dense scores of every item (``interactions.item_ids`` order) for training users ``rows``: the
+        exact ranking of each user's served vector (``TrainedModel.user_vector``)."""
+        return self.model.scores(self.interactions.matrix[rows], self.recency_ranks[rows])
+
+    def recommend(self, rows: np.ndarray, k: int, *, exclude_seen: bool = True) -> list[Scored]:
+        """Top ``k`` per training user through the model's index, as serving ranks a known user's stored
+        vector; ``exclude_seen`` leaves out every item the user interacted with in training."""
+        ids = self.interactions.user_ids
+        vectors = [self.model.user_vector(str(ids[r])) for r in rows.tolist()]
+        queries = [v for v in vectors if v is not None]
+        if len(queries) != len(vectors):
+            raise KeyError("a row has no stored user vector")
+        exclude: list[Collection[str]] = (
+            [self.seen(r) for r in rows.tolist()] if exclude_seen else [() for _ in queries]
+        )
+        return self.model.recommend_batch(queries, k, exclude)
+
+    def reindexed(self, settings: ModelSettings, exact_max_items: int | None = None) -> FittedModel:
+        """The same model over the index ``model.index.serving_index_for`` builds: retrain's choice for
+        this catalog size, or with ``exact_max_items=0`` the approximate index whatever the size."""
+        limit = settings.exact_search_max_items if exact_max_items is None else exact_max_items
+        artifact = dataclasses.replace(self.model.artifact, index_bytes=None)
+        model = TrainedModel(artifact, exact_max_items=limit, ann=AnnParams.from_settings(settings))
+        return FittedModel(model=model, interactions=self.interactions)
+
+
+def fit_model(
+    table: EventTable, settings: ModelSettings, *, stage: Stage | None = None, version: int = 0
+) -> FittedModel:
+    """Train exactly as ``streamrec retrain`` does.
+
+    Args:
+        table: the interaction events, one row per event: ``user_id``, ``item_id``, ``event_type``,
+            ``value`` (NaN where none; a ``rate`` event's rating) and ``ts_ms`` (epoch ms).
+        settings: every modelling choice (``core.settings.ModelSettings``): event weights, input
+            weighting, history order, time decay, factors, reg, recency boost and half-life, pop weight,
+            diagonal correction, epochs, seed, and the index (exact below ``exact_search_max_items``).
+        stage: optional ``name -> context manager`` timing the stages ``build``, ``train``, ``index``.
+        version: stamped into the artifact (retrain re-stamps it at publication).
+
+    Returns:
+        ``FittedModel``: ``.model`` is the ``TrainedModel`` retrain publishes and serving loads;
+        ``.scores(rows)`` its exact dense ranking, ``.recommend(rows, k, exclude_seen=True)`` the ranking
+        through its index with serving's ``exclude_seen=true`` policy.
+
+    Raises ``model.errors.EmptyDataError`` (no positive event) or ``DegenerateModelError``.
+    """
+    timed: Stage = stage or (lambda _name: nullcontext())
+    config = train_config(settings)
+    with timed("build"):
+        interactions = interactions_for(table, settings)
+    with timed("train"):
+        fitted = fit_embeddings(interactions, config)
+    with timed("index"):
+        artifact = package_artifact(
+            interactions,
+            fitted,
+            config,
+            version=version,
+            exact_max_items=settings.exact_search_max_items,
+            ann=AnnParams.from_settings(settings),
+        )
+        del fitted
+        model = TrainedModel(artifact)
+    return FittedModel(model=model, interactions=interactions)

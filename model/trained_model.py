@@ -21,6 +21,13 @@ import scipy.sparse as sp
 
 from core.errors import ArtifactError
 from model.artifact import ModelArtifact
+from model.history_weighting import (
+    DEFAULT_ORDER,
+    DEFAULT_WEIGHTING,
+    check_order,
+    check_weighting,
+    fold_history,
+)
 from model.index import (
     EXACT,
     AnnParams,
@@ -83,6 +90,9 @@ class TrainedModel:
         self._user_pos = {user: i for i, user in enumerate(artifact.user_ids.tolist())}
         self._recency_boost = float(cfg.get("recency_boost", 0.0))
         self._recency_half_life = float(cfg.get("recency_half_life", 1.0))
+        # Artifacts from before these settings carry neither: they trained as the defaults do.
+        self._weighting = check_weighting(str(cfg.get("input_weighting", DEFAULT_WEIGHTING)))
+        self._order = check_order(str(cfg.get("history_order", DEFAULT_ORDER)))
         items = np.ascontiguousarray(artifact.item_embeddings, dtype=np.float32)
         self._items = items
         # The output tower and the bias apart, laid out as training's LAEWeights holds them, so dense
@@ -222,8 +232,11 @@ class TrainedModel:
     def fold_in(self, events: Iterable[tuple[str, float]]) -> np.ndarray | None:
         """The user vector of a history of (item, weight) pairs ordered oldest first, with the model's
         recency boost as in training. Items the model does not know are dropped before the boost is
-        counted, since training saw none; None when no item is known."""
+        counted, since training saw none; None when no item is known. A model trained with a
+        non-default input weighting or history order folds in per item as it trained
+        (``model.history_weighting.fold_history``)."""
         known = [(item, w) for item, w in events if item in self._item_pos]
+        known = fold_history(known, self._weighting, self._order)
         if not known:
             return None
         base = np.asarray([w for _, w in known], np.float32)

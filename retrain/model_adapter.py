@@ -6,30 +6,23 @@ gate (``retrain.gate.gate_rankings``) judges a model exactly as shoppers will be
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 from core.event_table import EventTable
-from core.event_weights import event_weights
 from core.settings import ModelSettings
-from model.index import AnnParams
-from model.interactions import interactions_from_arrays
-from model.lae import TrainConfig
-from model.pipeline import fit_embeddings, package_artifact
+from model.pipeline import fit_model, train_config
 from model.trained_model import TrainedModel
 from retrain.pipeline import EpochCallback
 from retrain.stages import StageClock
 
 log = logging.getLogger(__name__)
 
-
-def train_config(settings: ModelSettings) -> TrainConfig:
-    """TrainConfig fields that ModelSettings also has take the setting; the rest keep the model's defaults."""
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in settings.model_dump().items() if k in names})
+__all__ = ["ModelTrainer", "train_config", "trainer_from_settings"]
 
 
 class ModelTrainer:
+    """Trains through ``model.pipeline.fit_model``, the one path the quality benchmark also measures."""
+
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
         self.config = train_config(settings)
@@ -39,29 +32,8 @@ class ModelTrainer:
         self, train: EventTable, on_epoch: EpochCallback | None = None, stages: StageClock | None = None
     ) -> TrainedModel:
         clock = stages or StageClock()
-        with clock.stage("build"):
-            # Vectorised: a window of millions of events costs no Python call per event.
-            interactions = interactions_from_arrays(
-                train.user_id,
-                train.item_id,
-                event_weights(train.event_type, train.value, self.weights),
-                train.ts_ms,
-                half_life_days=self.settings.time_decay_half_life_days,
-            )
-        with clock.stage("train"):
-            fitted = fit_embeddings(interactions, self.config)
-        with clock.stage("index"):
-            # The version is only allocated once the gate has run; the artifact is re-stamped in to_files.
-            artifact = package_artifact(
-                interactions,
-                fitted,
-                self.config,
-                version=0,
-                exact_max_items=self.settings.exact_search_max_items,
-                ann=AnnParams.from_settings(self.settings),
-            )
-            del fitted, interactions
-            model = TrainedModel(artifact)
+        # The version is only allocated once the gate has run; the artifact is re-stamped in to_files.
+        model = fit_model(train, self.settings, stage=clock.stage).model
         if on_epoch is not None:
             total = max(1, self.config.epochs)
             on_epoch(total, total, float("nan"))
