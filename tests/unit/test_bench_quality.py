@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
+from tooling.bench import quality_rows
 from tooling.bench.quality import run_quality
 from tooling.offline.baselines import ItemKNN
 
@@ -31,7 +33,10 @@ def _events(path: Path, users: int = 48, items: int = 30, seed: int = 0) -> None
     path.write_text("\n".join(lines) + "\n")
 
 
-def test_every_row_gets_the_same_trials_and_the_report_keeps_its_keys(tmp_path: Path) -> None:
+def test_every_row_gets_the_same_trials_and_the_report_keeps_its_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(quality_rows, "SASREC_TRAIN_S", 0.05)  # a batch or two: the row, not its quality
     events = tmp_path / "events.csv"
     _events(events)
     out = tmp_path / "q.json"
@@ -50,7 +55,10 @@ def test_every_row_gets_the_same_trials_and_the_report_keeps_its_keys(tmp_path: 
     assert {"ndcg@10_ann", "ndcg@10_ann_forced", "verdict_vs_best_baseline"} <= set(sr)
     assert sr["ndcg@10_ann"] == sr["ndcg@10"]  # 30 items: retrain searches exactly
     assert rows["streamrec_no_recency"]["params"]["recency_boost"] == 0.0
-    assert report["served_path"] is False and report["command"] == "test" and report["git_revision"]
+    # The production path: ModelSettings fields chosen for streamrec, trained by fit_model.
+    assert {"input_weighting", "factors", "reg", "recency_boost"} <= set(sr["params"])
+    assert "recency_boost" not in rows["streamrec_no_recency"]["edge_params"]
+    assert report["served_path"] is True and report["command"] == "test" and report["git_revision"]
     assert {"dataset", "protocol", "validation_folds", "split", "notes"} <= set(report)
 
 

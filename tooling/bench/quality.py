@@ -22,25 +22,24 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from core.settings import ModelSettings
-from model.index import AnnParams
-from model.lae import train_lae
-from tooling.bench.quality_report import RowOutcome, build_report, git_revision, plot_curves, print_report
-from tooling.bench.quality_rows import (
-    SEED,
-    Row,
-    baseline_rows,
-    ease_recency_row,
-    streamrec_rows,
-    train_config,
+from core.event_weights import event_weights
+from core.settings import EventWeights, ModelSettings
+from tooling.bench.quality_report import (
+    Indexed,
+    RowOutcome,
+    build_report,
+    git_revision,
+    plot_curves,
+    print_report,
 )
-from tooling.offline.ann_eval import IndexedFigures, indexed_evaluation, indexed_model
+from tooling.bench.quality_rows import SEED, Row, baseline_rows, ease_recency_row, streamrec_rows
 from tooling.offline.datasets import load_dataset
 from tooling.offline.evaluation import evaluate, evaluate_users
 from tooling.offline.filters import drop_rare_items
 from tooling.offline.folds import Fold, lae_scores, tune, validation_folds
-from tooling.offline.input_weights import event_strengths, pair_strengths
+from tooling.offline.input_weights import pair_strengths
 from tooling.offline.search import SearchResult, search
+from tooling.offline.served import fit_served, reindexed, settings_for, training_events
 from tooling.offline.split import Split, temporal_split
 
 logger = logging.getLogger(__name__)
@@ -76,16 +75,18 @@ class Prepared:
 def prepare(dataset: str, data_dir: Path, path: Path | None, min_item_users: int) -> Prepared:
     table = drop_rare_items(load_dataset(dataset, data_dir=data_dir, path=path), min_item_users)
     split = temporal_split(table.user_id, table.item_id, table.ts_ms)
-    # Engagement strength by event type and repeats (a rating's value is not used: every rating is a
-    # positive). Worth tuning only when the training pairs' strengths differ.
-    strengths = event_strengths(table.event_type)
-    train_strength = pair_strengths(split, table.user_id, table.item_id, table.ts_ms, strengths)
-    weighted = bool(np.unique(train_strength.data).size > 1)
+    # Each training pair's summed production event weight (type weight, times the rating for ``rate``),
+    # counted up to the user's training cutoff: iALS's weighted input. A choice only where it differs.
+    weights = event_weights(table.event_type, table.value, EventWeights())
+    train_weight = pair_strengths(split, table.user_id, table.item_id, table.ts_ms, weights)
+    weighted = bool(np.unique(train_weight.data).size > 1)
 
-    def strength_of(s: Split) -> sp.csr_matrix | None:
-        return pair_strengths(s, table.user_id, table.item_id, table.ts_ms, strengths) if weighted else None
+    def fold_of(s: Split, weight: sp.csr_matrix | None = None) -> Fold:
+        if weighted and weight is None:
+            weight = pair_strengths(s, table.user_id, table.item_id, table.ts_ms, weights)
+        return Fold(s, weight if weighted else None, training_events(s, table))
 
-    folds = [Fold(f, strength_of(f)) for f in validation_folds(split)]
+    folds = [fold_of(f) for f in validation_folds(split)]
     logger.info(
         "bench_split dataset=%s users=%d items=%d train=%d test=%d folds=%d weighted=%s",
         dataset,
@@ -96,7 +97,7 @@ def prepare(dataset: str, data_dir: Path, path: Path | None, min_item_users: int
         len(folds),
         weighted,
     )
-    return Prepared(split, Fold(split, train_strength if weighted else None), folds, weighted)
+    return Prepared(split, fold_of(split, train_weight), folds, weighted)
 
 
 def tune_row(row: Row, folds: list[Fold], trials: int) -> SearchResult:
@@ -132,22 +133,20 @@ def run_row(row: Row, prepared: Prepared, trials: int) -> RowOutcome:
     return RowOutcome(row.name, result, evaluation, fit_s, tune_s)
 
 
-def streamrec_indexed(params: dict[str, Any], prepared: Prepared) -> dict[str, IndexedFigures]:
-    """streamrec's chosen fit searched through retrain's index for this catalog ("as_retrain"), and
-    through the approximate index forced on it ("forced_ann") when retrain would search exactly."""
+def streamrec_indexed(params: dict[str, Any], prepared: Prepared) -> dict[str, Indexed]:
+    """streamrec's chosen settings trained by ``fit_model`` as retrain runs it (its index built for this
+    catalog size) and ranked through that index with ``exclude_seen`` ("as_retrain"); where retrain
+    would search exactly, also through the approximate index forced on the same fit ("forced_ann")."""
     full = prepared.full
-    mode = params.get("input", "binary")
-    cfg = train_config(params, full.rank)
-    inputs = full.inputs(mode)
-    weights = train_lae(inputs, cfg, precomputed=full.spectrum(mode, SEED))
-    settings = ModelSettings()
-    ann = AnnParams.from_settings(settings)
-    split = prepared.split
-    model = indexed_model(split, inputs, full.ranks, weights, cfg, settings.exact_search_max_items, ann)
-    out = {"as_retrain": indexed_evaluation(model, split)}
-    if model.index_kind == "exact":
-        forced = indexed_model(split, inputs, full.ranks, weights, cfg, 0, ann)
-        out["forced_ann"] = indexed_evaluation(forced, split)
+    assert full.events is not None
+    settings = settings_for({**params, "factors": min(int(params["factors"]), full.rank), "seed": SEED})
+    fit = fit_served(prepared.split, full.events, settings)
+    out = {"as_retrain": Indexed(fit.served_ranking(), fit.index_config())}
+    if fit.fitted.model.index_kind == "exact":
+        forced = reindexed(fit, settings, 0)
+        out["forced_ann"] = Indexed(forced.served_ranking(), forced.index_config())
+    for name, figures in out.items():
+        logger.info("served_ranking %s ndcg10=%.4f", name, figures.evaluation.metrics["ndcg@10"])
     return out
 
 
@@ -170,7 +169,7 @@ def run_quality(
     say = progress or (lambda _msg: None)
 
     outcomes: list[RowOutcome] = []
-    for row in baseline_rows(prepared.weighted) + streamrec_rows(prepared.weighted, rank):
+    for row in baseline_rows(prepared.weighted) + streamrec_rows(rank):
         say(f"tuning {row.name} ({trials} trials)")
         outcomes.append(run_row(row, prepared, trials))
     streamrec = next(o for o in outcomes if o.name == "streamrec")

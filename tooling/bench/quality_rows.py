@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from model.lae import TrainConfig
 from model.recency import apply_recency
+from retrain.tuning import SEARCH_SPACE
 from tooling.offline.baselines import EASE, Baseline, ImplicitFactors, ItemKNN, Popularity, implicit_available
 from tooling.offline.evaluation import ScoreFn
-from tooling.offline.folds import MAX_FACTORS, Fold, lae_scores
-from tooling.offline.input_weights import INPUT_MODES
+from tooling.offline.folds import Fold
 from tooling.offline.search import Dim, Space
+from tooling.offline.served import NO_ANN, fit_served, production_inputs, settings_for
 
 Params = dict[str, Any]
 SEED = 42
@@ -37,15 +37,21 @@ class Row:
     fixed: Params = field(default_factory=dict)
 
 
+# iALS's input choices, named as ModelSettings.input_weighting names them for streamrec: linear = the
+# pair's summed production event weight (rating values included), binary, log = 1 + ln(max(sum, 1)).
+INPUT_MODES = {"binary": "binary", "linear": "strength", "log": "log"}
+
+
 def _input_dim(weighted: bool) -> dict[str, Dim]:
-    """Event-strength input is a tuned choice only where the training pairs' strengths differ."""
-    return {"input": Dim(choices=INPUT_MODES)} if weighted else {}
+    """Weighted input is a tuned choice only where the training pairs' weights differ."""
+    return {"input": Dim(choices=tuple(INPUT_MODES))} if weighted else {}
 
 
 def _fit_baseline(make: Callable[[Params], Baseline], uses_input: bool = False) -> Callable[..., ScoreFn]:
     def fit(params: Params, fold: Fold) -> ScoreFn:
         model = make({k: v for k, v in params.items() if k != "input"})
-        model.fit(fold.inputs(params.get("input", "binary")) if uses_input else fold.split.train)
+        mode = INPUT_MODES[params.get("input", "binary")]
+        model.fit(fold.inputs(mode) if uses_input else fold.split.train)
         return model.score
 
     return fit
@@ -102,16 +108,31 @@ def baseline_rows(weighted: bool) -> list[Row]:
     return rows
 
 
+# SASRec's training time per fit (its max_train_s): with the same trial count as every model, this is
+# what keeps one data set's run within 15 minutes on 2 cores. Each fit reports whether time stopped it.
+SASREC_TRAIN_S = 15.0
+
+
+def _dims_of(space: dict[str, Any]) -> dict[str, Dim]:
+    """SASRec's declared space (lists: choices; (low, high[, "log"]): ranges) as search dims."""
+    dims = {}
+    for name, spec in space.items():
+        if isinstance(spec, list):
+            dims[name] = Dim(choices=tuple(spec))
+        else:
+            integer = all(isinstance(v, int) for v in spec[:2])
+            dims[name] = Dim(spec[0], spec[1], log=len(spec) > 2 and spec[2] == "log", integer=integer)
+    return dims
+
+
 def sasrec_row() -> Row | None:
-    """The sequential baseline (``tooling.offline.sasrec``) when it is there and PyTorch can run it;
-    it is told each user's training order (``set_order``) before it fits."""
+    """The sequential baseline (``tooling.offline.sasrec``) when it is there; it is told each user's
+    training order (``set_order``, the split's recency ranks) before it fits."""
     try:
         module = importlib.import_module("tooling.offline.sasrec")
     except ImportError:
         return None
     cls = module.SASRec
-    space: Space = getattr(module, "SEARCH_SPACE", {})
-    first = tuple(getattr(module, "FIRST_TRIALS", ()))
 
     def fit(params: Params, fold: Fold) -> ScoreFn:
         model = cls(**params)
@@ -120,93 +141,82 @@ def sasrec_row() -> Row | None:
         model.fit(fold.split.train)
         return model.score  # type: ignore[no-any-return]
 
-    return Row("sasrec", space, fit, first=first)
+    space = _dims_of(getattr(module, "SASREC_SPACE", {}))
+    fixed = {"max_train_s": SASREC_TRAIN_S, "seed": SEED}
+    # SASRec's own defaults as the first trial.
+    default: Params = {"hidden": 64, "blocks": 2, "heads": 1, "dropout": 0.2, "max_len": 50, "lr": 1e-3}
+    first = ({k: v for k, v in default.items() if k in space},)
+    return Row("sasrec", space, fit, first=first, fixed=fixed)
 
 
-def streamrec_space(weighted: bool, rank: int, recency: bool = True) -> dict[str, Dim]:
-    """``rank`` is the smallest fold's min(users, items): factors at or above it are full rank."""
-    high = min(MAX_FACTORS, rank)
-    space = {
-        "factors": Dim(16, high, log=True, integer=True, natural_high=high == rank),
-        "reg": Dim(1.0, 1e5, log=True),
-        "diag_correction": Dim(choices=(True, False)),
-        "pop_weight": Dim(0.0, 1.0, natural_low=True),
-        **_input_dim(weighted),
-    }
-    if recency:
-        space["recency_boost"] = Dim(0.0, 30.0, natural_low=True)
-        space["recency_half_life"] = Dim(1.0, 300.0, log=True)
+def streamrec_space(rank: int, recency: bool = True) -> dict[str, Dim]:
+    """The space ``streamrec retrain --tune`` searches (``retrain.tuning.SEARCH_SPACE``), so the
+    benchmark tunes what production would. ``rank`` is the smallest fold's min(users, items): factors
+    at or above it are full rank (a natural end); a boost or pop weight of 0 is "off" (natural too)."""
+    space: dict[str, Dim] = {}
+    for name, (kind, *args) in SEARCH_SPACE.items():
+        if not recency and name in ("recency_boost", "recency_half_life", "history_order"):
+            continue
+        if kind == "choice":
+            space[name] = Dim(choices=tuple(args))
+        elif name == "factors":
+            high = min(int(args[1]), rank)
+            space[name] = Dim(min(args[0], high - 1), high, log=True, integer=True, natural_high=high == rank)
+        else:
+            natural_low = name in ("recency_boost", "pop_weight") and args[0] == 0
+            space[name] = Dim(args[0], args[1], log=kind != "float", natural_low=natural_low)
     return space
 
 
-def train_config(params: Params, rank: int | None = None) -> TrainConfig:
-    factors = int(params["factors"])
-    return TrainConfig(
-        factors=factors if rank is None else min(factors, rank),
-        reg=float(params["reg"]),
-        recency_boost=float(params.get("recency_boost", 0.0)),
-        recency_half_life=float(params.get("recency_half_life", 10.0)),
-        pop_weight=float(params.get("pop_weight", 0.0)),
-        diag_correction=bool(params.get("diag_correction", True)),
-        seed=SEED,
-    )
-
-
 def fit_streamrec(params: Params, fold: Fold) -> ScoreFn:
-    mode = params.get("input", "binary")
-    # Factors above the rank add zero columns only; clamping saves the work, the scores are the same.
-    cfg = train_config(params, fold.rank)
-    return lae_scores(fold.split, fold.inputs(mode), fold.ranks, cfg, fold.spectrum(mode, SEED))
+    """``fit_model`` on the fold's training events; factors above the rank add zero columns only, so
+    they are clamped (same scores, less work); trials use an exact index (same scores, no k-means)."""
+    assert fold.events is not None
+    factors = min(int(params["factors"]), fold.rank)
+    settings = settings_for({**params, "factors": factors, "seed": SEED, "exact_search_max_items": NO_ANN})
+    return fit_served(fold.split, fold.events, settings).score
 
 
-def streamrec_rows(weighted: bool, rank: int) -> list[Row]:
-    """streamrec and its ablation without the recency boost, searched separately with the same budget."""
-    default = {
-        "factors": min(512, rank),
-        "reg": 200.0,
-        "diag_correction": True,
-        "pop_weight": 0.0,
-        "input": "binary",
-    }
+def streamrec_rows(rank: int) -> list[Row]:
+    """streamrec and its ablation without the recency boost, searched separately with the same budget;
+    each starts from ModelSettings' defaults."""
+    default = settings_for({}).model_dump()
+    space = streamrec_space(rank)
+    no_recency = streamrec_space(rank, recency=False)
+    first = {k: default[k] for k in space}
+    first["factors"] = min(first["factors"], rank)
     return [
-        Row(
-            "streamrec",
-            streamrec_space(weighted, rank),
-            fit_streamrec,
-            first=({**default, "recency_boost": 3.0, "recency_half_life": 10.0},),
-        ),
+        Row("streamrec", space, fit_streamrec, first=(first,)),
         Row(
             "streamrec_no_recency",
-            streamrec_space(weighted, rank, recency=False),
+            no_recency,
             fit_streamrec,
-            first=(default,),
+            first=({k: v for k, v in first.items() if k in no_recency},),
             fixed={"recency_boost": 0.0},
         ),
     ]
 
 
 def ease_recency_row(streamrec_params: Params) -> Row:
-    """EASE trained on streamrec's chosen input matrix and scored from the same recency-weighted history
-    streamrec's user tower reads: what streamrec adds beyond that input is then its low rank, bias and
-    diagonal choice."""
-    mode = streamrec_params.get("input", "binary")
-    boost = float(streamrec_params.get("recency_boost", 0.0))
-    half_life = float(streamrec_params.get("recency_half_life", 10.0))
+    """EASE trained on the input matrix production builds with streamrec's chosen input weighting and
+    history order, and scored from the same recency-weighted history streamrec's user tower reads:
+    what streamrec adds beyond that input is then its rank, bias and diagonal choice."""
+    keys = ("input_weighting", "history_order", "recency_boost", "recency_half_life")
+    fixed = {k: streamrec_params[k] for k in keys if k in streamrec_params}
+    settings = settings_for(fixed)
 
     def fit(params: Params, fold: Fold) -> ScoreFn:
-        inputs = fold.inputs(mode)
+        assert fold.events is not None
+        inputs, ranks = production_inputs(fold.split, fold.events, settings)
         model = EASE(lam=float(params["lam"]))
         model.fit(inputs)
 
         def score(rows: np.ndarray) -> np.ndarray:
-            return model.scores_of(apply_recency(inputs[rows], fold.ranks[rows], boost, half_life))
+            history = apply_recency(
+                inputs[rows], ranks[rows], settings.recency_boost, settings.recency_half_life
+            )
+            return model.scores_of(history)
 
         return score
 
-    return Row(
-        "ease_recency",
-        {"lam": Dim(1.0, 1e5, log=True)},
-        fit,
-        first=({"lam": 200.0},),
-        fixed={"input": mode, "recency_boost": boost, "recency_half_life": half_life},
-    )
+    return Row("ease_recency", {"lam": Dim(1.0, 1e5, log=True)}, fit, first=({"lam": 200.0},), fixed=fixed)

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from core.event_table import EventTable
 from model.errors import EmptyDataError
 from model.lae import TrainConfig, spectrum, train_lae
 from model.trained_model import TrainedModel
@@ -36,7 +37,8 @@ class Fold:
     """One split plus its event strengths, recency ranks, input matrices and their spectra (cached)."""
 
     split: Split
-    strength: sp.csr_matrix | None  # summed event strengths of the training pairs (None: binary only)
+    strength: sp.csr_matrix | None  # summed event weights of the training pairs (None: binary only)
+    events: EventTable | None = None  # the raw training events (tooling.offline.served.training_events)
     ranks: sp.csr_matrix = field(init=False)
     _inputs: dict[str, sp.csr_matrix] = field(default_factory=dict)
     _spectra: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
