@@ -20,7 +20,7 @@ def quality(
     json_out: Path | None = typer.Option(None, "--json", help="Where to write the JSON report."),
     plot: Path | None = typer.Option(None, help="PNG of Recall@K and NDCG@K for K = 1..50."),
     trials: int = typer.Option(
-        20, min=1, help="Validation trials per model (the same seeded Optuna TPE search for every model)."
+        12, min=1, help="Validation trials per model (the same seeded Optuna TPE search for every model)."
     ),
     min_item_users: int = typer.Option(
         1, min=1, help="Drop items with fewer distinct users before the split (1 keeps all)."

@@ -49,9 +49,10 @@ __all__ = ["EASE_GRID", "KNN_GRID", "lae_scores", "plot_curves", "run_quality", 
 # Kept for the demo's cheap comparison (tooling.demo.quality), which grid-tunes EASE and ItemKNN.
 EASE_GRID: list[dict[str, Any]] = [{"lam": v} for v in (10.0, 50.0, 200.0, 500.0, 2000.0)]
 KNN_GRID: list[dict[str, Any]] = [{"k": v} for v in (20, 50, 100, 200)]
-# Trials per model: ~1 to 4 s each per fold on the shared sets on 2 cores, so 7 to 8 rows stay
-# within 15 minutes per data set. Raise it with --trials where time allows.
-DEFAULT_TRIALS = 20
+# Trials per model. Measured on ml-100k on 2 cores: one trial round of every row but SASRec ~11 s
+# (2 folds), SASRec ~16 s a fit (its SASREC_TRAIN_S cap); 12 trials keep a data set near 10 minutes.
+# Raise it with --trials where time allows.
+DEFAULT_TRIALS = 12
 
 PROTOCOL = (
     "every event positive; pairs merged keeping the first timestamp; items with fewer than "
@@ -163,6 +164,7 @@ def run_quality(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
+    revision = git_revision()  # at the start: the code that runs, even if the tree changes meanwhile
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     prepared = prepare(dataset, data_dir, path, min_item_users)
     rank = min(f.rank for f in prepared.folds)
@@ -189,7 +191,7 @@ def run_quality(
         min_item_users=min_item_users,
         exact_search_max_items=ModelSettings().exact_search_max_items,
         command=command,
-        revision=git_revision(),
+        revision=revision,
         wall_s=time.perf_counter() - started,
     )
     print_report(report)

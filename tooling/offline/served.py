@@ -89,11 +89,13 @@ class ServedFit:
     def index_config(self) -> dict[str, Any]:
         """What the model's index is: its kind plus what retrain's artifact config records about it."""
         model = self.fitted.model
-        return {
-            "kind": model.index_kind,
-            "search_effort": model.search_effort,
-            **dict(model.config.get("ann") or {}),
-        }
+        recorded = dict(model.config.get("ann") or {})
+        live = {"kind": model.index_kind, "search_effort": model.search_effort}
+        nlist = getattr(model.index, "nlist", None)
+        if nlist is not None:
+            live["nlist"] = int(nlist)
+        # A reindexed model keeps its artifact's record of the index it was trained with: drop it then.
+        return {**recorded, **live} if recorded.get("kind") == live["kind"] else live
 
     def served_ranking(self, k: int = 20) -> UserEvaluation:
         """Each test user's top ``k`` through the model's index with serving's ``exclude_seen=true``."""
