@@ -168,7 +168,7 @@ class SASRec:
         dropout: float = 0.2,
         max_len: int = 50,
         lr: float = 3e-3,
-        epochs: int = 20,  # ml-100k peaks near 20 epochs at lr 3e-3 and slowly overfits after
+        epochs: int = 20,  # ml-100k validation NDCG@10 is flat over 15-25 epochs, then falls
         batch_size: int = 128,
         weight_decay: float = 0.0,
         seed: int = 42,
