@@ -27,16 +27,17 @@ from torch.nn import functional as F
 logger = logging.getLogger(__name__)
 
 # A suggested search space for an Optuna search (``trial.suggest_*``): (low, high) ranges, "log" marks a
-# log-uniform float, lists are categorical. Epochs are not searched: max_train_s bounds a trial instead,
-# and a larger epoch cap only matters when training is fast enough to reach it.
+# log-uniform float, lists are categorical. Epochs are searched (too many overfit a small data set);
+# max_train_s, not searched, bounds each trial's wall clock.
 SASREC_SPACE: dict[str, Any] = {
     "hidden": [32, 64, 128],
     "blocks": [1, 2, 3],
     "heads": [1, 2],
     "dropout": (0.1, 0.5),
     "max_len": [50, 100, 200],
-    "lr": (3e-4, 3e-3, "log"),
-    "weight_decay": (1e-6, 1e-2, "log"),
+    "lr": (3e-4, 1e-2, "log"),
+    "weight_decay": (1e-5, 1e-1, "log"),
+    "epochs": (5, 60),
     "batch_size": [64, 128],
 }
 
@@ -166,8 +167,8 @@ class SASRec:
         heads: int = 1,
         dropout: float = 0.2,
         max_len: int = 50,
-        lr: float = 1e-3,
-        epochs: int = 200,
+        lr: float = 3e-3,
+        epochs: int = 20,  # ml-100k validation NDCG@10 is flat over 15-25 epochs, then falls
         batch_size: int = 128,
         weight_decay: float = 0.0,
         seed: int = 42,
