@@ -97,6 +97,8 @@ def test_retrain_tune_records_a_config_the_next_retrain_uses(env: Settings) -> N
     refused = runner.invoke(app, ["retrain", "--once", "--tune-trials", "3"])
     assert refused.exit_code != 0 and "only apply with --tune" in str(refused.exception or refused.output)
 
+    empty = runner.invoke(app, ["model", "tuned"])
+    assert empty.exit_code == 0 and "no tuned configuration yet" in empty.output
     tuned = runner.invoke(app, ["retrain", "--tune", "--tune-trials", "3", "--tune-budget-s", "120"])
     assert tuned.exit_code == 0, tuned.output
     assert "tuned config #1" in tuned.output
@@ -106,6 +108,8 @@ def test_retrain_tune_records_a_config_the_next_retrain_uses(env: Settings) -> N
         record = tuned_store.latest()
         assert record is not None and record.trials == 3
         assert registry.list() == []  # tuning alone publishes no model
+        listed = runner.invoke(app, ["model", "tuned"])
+        assert listed.exit_code == 0 and f"{record.score:.4f}" in listed.output
 
         run = runner.invoke(app, ["retrain", "--once"])
         assert run.exit_code == 0, run.output
