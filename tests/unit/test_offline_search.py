@@ -34,6 +34,9 @@ def test_the_search_is_seeded_and_starts_from_the_given_default() -> None:
     again = search(objective, space, trials=6, seed=3, first=({"x": 0.5},))
     assert [h for h, _ in first.history] == [h for h, _ in again.history]
     assert first.history[0][0] == {"x": 0.5}
+    # A default outside the range is left to the sampler rather than forced in.
+    outside = search(objective, {"x": Dim(0.1, 1.0, log=True)}, trials=2, seed=3, first=({"x": 0.0},))
+    assert all(0.1 <= h["x"] <= 1.0 for h, _ in outside.history)
     assert first.value == max(v for _, v in first.history)
 
 

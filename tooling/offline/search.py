@@ -50,6 +50,11 @@ class Dim:
             return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
         return trial.suggest_float(name, self.low, self.high, log=self.log)
 
+    def contains(self, value: Any) -> bool:
+        if self.choices:
+            return value in self.choices
+        return isinstance(value, int | float) and self.low <= float(value) <= self.high
+
     def edge(self, value: Any) -> str | None:
         """'low' or 'high' when ``value`` sits on an end of the range that is not natural, else None."""
         if self.choices:
@@ -109,7 +114,8 @@ def search(
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(1, trials // 3)))
     study = optuna.create_study(direction="maximize", sampler=sampler)
     for params in first[:trials]:
-        study.enqueue_trial({k: v for k, v in params.items() if k in space})
+        # A default outside a range (e.g. weight decay 0 on a log range) is left to the sampler.
+        study.enqueue_trial({k: v for k, v in params.items() if k in space and space[k].contains(v)})
     history: list[tuple[Params, float]] = []
 
     def run(trial: optuna.Trial) -> float:
