@@ -127,6 +127,8 @@ def run_row(row: Row, prepared: Prepared, trials: int) -> RowOutcome:
     result = tune_row(row, prepared.folds, trials)
     tune_s = time.perf_counter() - started
     fit_start = time.perf_counter()
+    if row.final:
+        result.params = {**result.params, **row.final}
     scorer = row.fit(result.params, prepared.full)
     fit_s = time.perf_counter() - fit_start
     split = prepared.split
