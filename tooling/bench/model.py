@@ -9,18 +9,27 @@ import typer
 from core.errors import StreamrecError
 from tooling.app import bench_app
 
-DATASETS = ("ml-latest-small", "ml-100k", "taobao", "csv")
+DATASETS = ("ml-latest-small", "ml-100k", "taobao", "amazon-magazine", "csv")
 
 
 @bench_app.command("quality")
 def quality(
-    dataset: str = typer.Option(..., help="ml-latest-small | ml-100k | taobao | csv"),
+    dataset: str = typer.Option(..., help="ml-latest-small | ml-100k | taobao | amazon-magazine | csv"),
     data_dir: Path | None = typer.Option(None, help="Folder of the real data sets (default ../shared/data)."),
     path: Path | None = typer.Option(None, help="The events file for --dataset csv."),
     json_out: Path | None = typer.Option(None, "--json", help="Where to write the JSON report."),
     plot: Path | None = typer.Option(None, help="PNG of Recall@K and NDCG@K for K = 1..50."),
+    trials: int = typer.Option(
+        12, min=1, help="Validation trials per model (the same seeded Optuna TPE search for every model)."
+    ),
+    min_item_users: int = typer.Option(
+        1, min=1, help="Drop items with fewer distinct users before the split (1 keeps all)."
+    ),
 ) -> None:
-    """Popularity, EASE, ItemKNN, iALS, BPR and streamrec on one split; tuned on validation only."""
+    """Popularity, EASE, ItemKNN, iALS, BPR and streamrec on one split; equal tuning budgets on
+    validation only, bootstrap intervals against the best baseline."""
+    import sys
+
     from tooling.bench.quality import run_quality
     from tooling.offline.datasets import DEFAULT_DATA_DIR
 
@@ -33,7 +42,10 @@ def quality(
         raise StreamrecError(
             f"data folder {folder} not found: pass --data-dir or put the data sets in ../shared/data"
         )
-    run_quality(dataset, folder, path, json_out, plot)
+    command = "streamrec " + " ".join(sys.argv[1:])
+    run_quality(
+        dataset, folder, path, json_out, plot, trials=trials, min_item_users=min_item_users, command=command
+    )
 
 
 @bench_app.command("train")

@@ -1,328 +1,207 @@
-"""``streamrec bench quality``: streamrec vs popularity, EASE, ItemKNN, iALS and BPR on one split.
+"""``streamrec bench quality``: streamrec vs popularity, EASE, ItemKNN, iALS, BPR (and SASRec where
+present) on one split, every model tuned with the same budget.
 
-Every model is tuned on the mean of two validation splits made by the same protocol inside the training
-data (and inside that), then refit on all training data and evaluated once on the test split (see
-``tooling.offline.split``). streamrec may choose to weight its input by event strength
-(``tooling.offline.input_weights``).
+Every row gets the same seeded Optuna TPE search (``tooling.offline.search``) with the same number of
+trials, each trial scored by the mean validation NDCG@10 over the validation folds (the protocol applied
+inside training, and inside that); the best trial is refit on all training data and tested once. Ranges
+are wide, and a choice on a range's edge is reported per row. streamrec's row is reported exactly and
+through the FAISS index retrain would publish; its NDCG@10 difference to the best baseline carries a
+paired bootstrap 95% interval over test users.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-from rich.console import Console
-from rich.table import Table
 
-from model.errors import EmptyDataError
-from model.lae import TrainConfig, spectrum, train_lae
-from model.trained_model import TrainedModel
-from tooling.offline.baselines import EASE, Baseline, ImplicitFactors, ItemKNN, Popularity, implicit_available
+from core.event_weights import event_weights
+from core.settings import EventWeights, ModelSettings
+from tooling.bench.quality_report import (
+    Indexed,
+    RowOutcome,
+    build_report,
+    git_revision,
+    plot_curves,
+    print_report,
+)
+from tooling.bench.quality_rows import SEED, Row, baseline_rows, ease_recency_row, streamrec_rows
 from tooling.offline.datasets import load_dataset
-from tooling.offline.evaluation import evaluate
-from tooling.offline.input_weights import INPUT_MODES, event_strengths, input_matrix, pair_strengths
+from tooling.offline.evaluation import evaluate, evaluate_users
+from tooling.offline.filters import drop_rare_items
+from tooling.offline.folds import Fold, lae_scores, tune, validation_folds
+from tooling.offline.input_weights import pair_strengths
+from tooling.offline.search import SearchResult, search
+from tooling.offline.served import fit_served, reindexed, settings_for, training_events
 from tooling.offline.split import Split, temporal_split
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["EASE_GRID", "KNN_GRID", "lae_scores", "plot_curves", "run_quality", "tune", "validation_folds"]
+
+# Kept for the demo's cheap comparison (tooling.demo.quality), which grid-tunes EASE and ItemKNN.
+EASE_GRID: list[dict[str, Any]] = [{"lam": v} for v in (10.0, 50.0, 200.0, 500.0, 2000.0)]
+KNN_GRID: list[dict[str, Any]] = [{"k": v} for v in (20, 50, 100, 200)]
+# Trials per model. Measured on ml-100k on 2 cores: one trial round of every row but SASRec ~11 s
+# (2 folds), SASRec ~16 s a fit (its SASREC_TRAIN_S cap); 12 trials keep a data set near 10 minutes.
+# Raise it with --trials where time allows.
+DEFAULT_TRIALS = 12
+
 PROTOCOL = (
-    "every event positive; pairs merged keeping the first timestamp; users >= 5 items; per user the last "
-    "ceil(20%) items by time are test; unseen test items dropped; full ranking over training items minus "
-    "the user's own; every model tuned on the mean NDCG@10 of 2 validation folds (the same split made "
-    "inside training, and again inside that), refit on all training, tested once; streamrec's input matrix "
-    "may weight pairs by event strength seen up to each user's training cutoff, targets stay binary"
+    "every event positive; pairs merged keeping the first timestamp; items with fewer than "
+    "--min-item-users distinct users dropped first; users >= 5 items; per user the last ceil(20%) items "
+    "by time are test; unseen test items dropped; full ranking over training items minus the user's own; "
+    "every model (popularity has no parameters) gets the same number of seeded Optuna TPE trials, each "
+    "scored by the mean NDCG@10 of 2 validation folds (the same split made inside training, and again "
+    "inside that), refit on all training, tested once; event-strength input is a tuned choice for "
+    "streamrec and iALS where strengths differ; targets stay binary"
 )
-Params = dict[str, Any]
-
-EASE_GRID: list[Params] = [{"lam": v} for v in (10.0, 50.0, 200.0, 500.0, 2000.0)]
-KNN_GRID: list[Params] = [{"k": v} for v in (20, 50, 100, 200)]
-IALS_GRID: list[Params] = [
-    {"factors": f, "regularization": r, "alpha": a, "iterations": 15}
-    for f, r, a in ((64, 1.0, 1.0), (128, 10.0, 1.0), (256, 10.0, 1.0), (256, 30.0, 1.0), (128, 0.1, 10.0))
-]
-BPR_GRID: list[Params] = [
-    {"factors": f, "learning_rate": lr, "regularization": reg, "iterations": 100}
-    for f, lr, reg in ((64, 0.01, 0.01), (128, 0.05, 0.01), (128, 0.01, 0.001))
-]
-LAE_FACTORS = (128, 256, 512, 1024)  # 1024 >= min(users, items) on every bundled data set: full rank
-LAE_REGS = (50.0, 200.0, 800.0, 3200.0)
-LAE_RECENCY = ((0.0, 10.0), (1.0, 10.0), (3.0, 5.0), (3.0, 10.0), (6.0, 10.0), (3.0, 30.0))
-LAE_POP = (0.02, 0.1)
-VALIDATION_FOLDS = 2
 
 
-@dataclass
-class Fold:
-    """One validation split plus what every streamrec candidate on it shares (computed once)."""
-
+@dataclass(frozen=True)
+class Prepared:
     split: Split
-    strength: sp.csr_matrix | None  # summed event strengths of the training pairs (None: binary only)
-    ranks: sp.csr_matrix = field(init=False)
-    _inputs: dict[str, sp.csr_matrix] = field(default_factory=dict)
-    _spectra: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.ranks = self.split.recency_ranks()
-
-    def inputs(self, mode: str) -> sp.csr_matrix:
-        if mode not in self._inputs:
-            self._inputs[mode] = input_matrix(self.split, self.strength, mode)
-        return self._inputs[mode]
-
-    def spectrum(self, mode: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        if mode not in self._spectra:
-            torch.manual_seed(seed)
-            self._spectra[mode] = spectrum(self.inputs(mode), max(LAE_FACTORS), torch.device("cpu"))
-        return self._spectra[mode]
+    full: Fold
+    folds: list[Fold]
+    weighted: bool
 
 
-def validation_folds(split: Split, n_folds: int = VALIDATION_FOLDS) -> list[Split]:
-    """The protocol applied inside training, then again inside that training (one step earlier), ...
-
-    Averaging over folds (different time windows) makes model selection less noisy where a validation
-    test set holds few hits (Taobao: ~20)."""
-    folds = [split.validation()]
-    while len(folds) < n_folds:
-        try:
-            nxt = folds[-1].validation()
-        except EmptyDataError:
-            break
-        if nxt.test.nnz == 0:
-            break
-        folds.append(nxt)
-    return folds
-
-
-def tune(make: Callable[[Params], Baseline], grid: list[Params], folds: list[Split]) -> tuple[Params, float]:
-    best: tuple[Params, float] = (grid[0], -1.0)
-    for params in grid:
-        scores = []
-        for val in folds:
-            model = make(params)
-            model.fit(val.train)
-            scores.append(evaluate(model.score, val.train, val.test)[0]["ndcg@10"])
-        ndcg = float(np.mean(scores))
-        logger.info("tune params=%s val_ndcg10=%.4f folds=%s", params, ndcg, [round(x, 4) for x in scores])
-        if ndcg > best[1]:
-            best = (params, ndcg)
-    return best
-
-
-def lae_scores(
-    split: Split,
-    inputs: sp.csr_matrix,
-    ranks: sp.csr_matrix,
-    cfg: TrainConfig,
-    sv: tuple[np.ndarray, np.ndarray],
-) -> Callable[..., np.ndarray]:
-    model = TrainedModel.from_weights(train_lae(inputs, cfg, precomputed=sv), cfg, split.item_ids)
-    return lambda rows: model.scores(inputs[rows], ranks[rows])
-
-
-def tune_streamrec(folds: list[Fold], seed: int = 42) -> tuple[TrainConfig, str, float]:
-    """Coordinate search on the mean validation NDCG@10 over the folds: (factors, reg, diag correction)
-    on binary input, then the input weighting with its own reg, a finer reg step, the recency boost, and
-    the popularity bias. Ties keep the earlier (simpler) candidate."""
-    cache: dict[tuple[TrainConfig, str], float] = {}
-
-    def score(cfg: TrainConfig, mode: str) -> float:
-        if (cfg, mode) not in cache:
-            vals = [
-                evaluate(
-                    lae_scores(f.split, f.inputs(mode), f.ranks, cfg, f.spectrum(mode, seed)),
-                    f.split.train,
-                    f.split.test,
-                )[0]["ndcg@10"]
-                for f in folds
-            ]
-            cache[(cfg, mode)] = float(np.mean(vals))
-            logger.info(
-                "tune streamrec=%s input=%s val_ndcg10=%.4f folds=%s",
-                cfg.to_dict(),
-                mode,
-                cache[(cfg, mode)],
-                [round(v, 4) for v in vals],
-            )
-        return cache[(cfg, mode)]
-
-    def with_(cfg: TrainConfig, **changes: Any) -> TrainConfig:
-        return TrainConfig(**{**cfg.to_dict(), **changes})  # type: ignore[arg-type]
-
-    best_cfg, best_mode, best_val = TrainConfig(seed=seed), "binary", -1.0
-
-    def consider(cfg: TrainConfig, mode: str) -> None:
-        nonlocal best_cfg, best_mode, best_val
-        val = score(cfg, mode)
-        if val > best_val:
-            best_cfg, best_mode, best_val = cfg, mode, val
-
-    for dc in (True, False):
-        for f in LAE_FACTORS:
-            for r in LAE_REGS:
-                consider(TrainConfig(factors=f, reg=r, diag_correction=dc, seed=seed), "binary")
-    weighted = [m for m in INPUT_MODES if m != "binary"] if folds[0].strength is not None else []
-    base = best_cfg
-    for mode in weighted:
-        for r in LAE_REGS:
-            consider(with_(base, reg=r), mode)
-    for factor in (0.5, 2.0):
-        consider(with_(best_cfg, reg=best_cfg.reg * factor), best_mode)
-    base = best_cfg
-    for boost, half in LAE_RECENCY:
-        consider(with_(base, recency_boost=boost, recency_half_life=half), best_mode)
-    base = best_cfg
-    for pop in LAE_POP:
-        consider(with_(base, pop_weight=pop), best_mode)
-    return best_cfg, best_mode, best_val
-
-
-def _baselines() -> list[tuple[str, Callable[[Params], Baseline], list[Params]]]:
-    rows: list[tuple[str, Callable[[Params], Baseline], list[Params]]] = [
-        ("popularity", lambda p: Popularity(), [{}]),
-        ("ease", lambda p: EASE(**p), EASE_GRID),
-        ("itemknn", lambda p: ItemKNN(**p), KNN_GRID),
-    ]
-    if implicit_available():
-        rows.append(("ials", lambda p: ImplicitFactors("ials", **p), IALS_GRID))
-        rows.append(("bpr", lambda p: ImplicitFactors("bpr", **p), BPR_GRID))
-    return rows
-
-
-def _result(name: str, metrics: dict[str, float], fit_s: float, params: Params) -> dict[str, Any]:
-    return {
-        "model": name,
-        "recall@10": round(metrics["recall@10"], 4),
-        "recall@20": round(metrics["recall@20"], 4),
-        "ndcg@10": round(metrics["ndcg@10"], 4),
-        "hr@10": round(metrics["hr@10"], 4),
-        "fit_s": round(fit_s, 2),
-        "params": params,
-    }
-
-
-def run_quality(
-    dataset: str, data_dir: Path, path: Path | None, json_out: Path | None, plot: Path | None = None
-) -> dict[str, Any]:
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    table = load_dataset(dataset, data_dir=data_dir, path=path)
+def prepare(dataset: str, data_dir: Path, path: Path | None, min_item_users: int) -> Prepared:
+    table = drop_rare_items(load_dataset(dataset, data_dir=data_dir, path=path), min_item_users)
     split = temporal_split(table.user_id, table.item_id, table.ts_ms)
-    folds = validation_folds(split)
-    # Engagement strength by event type and repeats; a rating's value is not used (every rating is a
-    # positive in the protocol). Worth tuning only when the training pairs' strengths differ (judged on
-    # training events alone); otherwise every input mode is the binary matrix.
-    strengths = event_strengths(table.event_type)
-    train_strength = pair_strengths(split, table.user_id, table.item_id, table.ts_ms, strengths)
-    weighted = bool(np.unique(train_strength.data).size > 1)
+    # Each training pair's summed production event weight (type weight, times the rating for ``rate``),
+    # counted up to the user's training cutoff: iALS's weighted input. A choice only where it differs.
+    weights = event_weights(table.event_type, table.value, EventWeights())
+    train_weight = pair_strengths(split, table.user_id, table.item_id, table.ts_ms, weights)
+    weighted = bool(np.unique(train_weight.data).size > 1)
 
-    def strength_of(s: Split) -> sp.csr_matrix | None:
-        return pair_strengths(s, table.user_id, table.item_id, table.ts_ms, strengths) if weighted else None
+    def fold_of(s: Split, weight: sp.csr_matrix | None = None) -> Fold:
+        if weighted and weight is None:
+            weight = pair_strengths(s, table.user_id, table.item_id, table.ts_ms, weights)
+        return Fold(s, weight if weighted else None, training_events(s, table))
 
+    folds = [fold_of(f) for f in validation_folds(split)]
     logger.info(
-        "bench_split dataset=%s users=%d items=%d train=%d test=%d",
+        "bench_split dataset=%s users=%d items=%d train=%d test=%d folds=%d weighted=%s",
         dataset,
         split.n_users,
         split.n_items,
         split.train.nnz,
         split.test.nnz,
+        len(folds),
+        weighted,
     )
-    results: list[dict[str, Any]] = []
-    curves: dict[str, dict[str, list[float]]] = {}
-    notes: list[str] = []
-    for name, make, grid in _baselines():
-        params, val_ndcg = tune(make, grid, folds)
-        model = make(params)
-        start = time.perf_counter()
-        model.fit(split.train)
-        fit_s = time.perf_counter() - start
-        metrics, curve = evaluate(model.score, split.train, split.test, with_curves=plot is not None)
-        results.append(_result(name, metrics, fit_s, {**params, "val_ndcg@10": round(val_ndcg, 4)}))
-        if curve:
-            curves[name] = curve
-    if not implicit_available():
-        notes.append("implicit is not installed: iALS and BPR rows skipped")
+    return Prepared(split, fold_of(split, train_weight), folds, weighted)
 
-    cfg, mode, val_ndcg = tune_streamrec([Fold(f, strength_of(f)) for f in folds])
-    start = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    inputs = input_matrix(split, train_strength if weighted else None, mode)
-    sv = spectrum(inputs, cfg.factors, torch.device("cpu"))
-    scorer = lae_scores(split, inputs, split.recency_ranks(), cfg, sv)
-    fit_s = time.perf_counter() - start
-    metrics, curve = evaluate(scorer, split.train, split.test, with_curves=plot is not None)
-    params = {**cfg.to_dict(), "input": mode, "val_ndcg@10": round(val_ndcg, 4)}
-    results.append(_result("streamrec", metrics, fit_s, params))
-    if curve:
-        curves["streamrec"] = curve
 
-    report: dict[str, Any] = {
-        "dataset": dataset,
-        "protocol": PROTOCOL,
-        "validation_folds": len(folds),
-        "split": {
-            "users": split.n_users,
-            "items": split.n_items,
-            "train": int(split.train.nnz),
-            "test": int(split.test.nnz),
-        },
-        "results": results,
-        "notes": notes,
-    }
-    _print(report)
+def tune_row(row: Row, folds: list[Fold], trials: int) -> SearchResult:
+    def objective(params: dict[str, Any]) -> float:
+        vals = []
+        for fold in folds:
+            scorer = row.fit(params, fold)
+            vals.append(evaluate(scorer, fold.split.train, fold.split.test)[0]["ndcg@10"])
+        return float(np.mean(vals))
+
+    started = time.perf_counter()
+    result = search(objective, row.space, trials, seed=SEED, fixed=row.fixed, first=row.first)
+    logger.info(
+        "tuned row=%s trials=%d val_ndcg10=%.4f s=%.1f edges=%s",
+        row.name,
+        result.trials,
+        result.value,
+        time.perf_counter() - started,
+        result.edge_params,
+    )
+    return result
+
+
+def run_row(row: Row, prepared: Prepared, trials: int) -> RowOutcome:
+    started = time.perf_counter()
+    result = tune_row(row, prepared.folds, trials)
+    tune_s = time.perf_counter() - started
+    fit_start = time.perf_counter()
+    if row.final:
+        result.params = {**result.params, **row.final}
+    scorer = row.fit(result.params, prepared.full)
+    fit_s = time.perf_counter() - fit_start
+    split = prepared.split
+    evaluation = evaluate_users(scorer, split.train, split.test)
+    return RowOutcome(row.name, result, evaluation, fit_s, tune_s)
+
+
+def streamrec_indexed(params: dict[str, Any], prepared: Prepared) -> dict[str, Indexed]:
+    """streamrec's chosen settings trained by ``fit_model`` as retrain runs it (its index built for this
+    catalog size) and ranked through that index with ``exclude_seen`` ("as_retrain"); where retrain
+    would search exactly, also through the approximate index forced on the same fit ("forced_ann")."""
+    full = prepared.full
+    assert full.events is not None
+    settings = settings_for({**params, "factors": min(int(params["factors"]), full.rank), "seed": SEED})
+    fit = fit_served(prepared.split, full.events, settings)
+    out = {"as_retrain": Indexed(fit.served_ranking(), fit.index_config())}
+    if fit.fitted.model.index_kind == "exact":
+        forced = reindexed(fit, settings, 0)
+        out["forced_ann"] = Indexed(forced.served_ranking(), forced.index_config())
+    for name, figures in out.items():
+        logger.info("served_ranking %s ndcg10=%.4f", name, figures.evaluation.metrics["ndcg@10"])
+    return out
+
+
+def run_quality(
+    dataset: str,
+    data_dir: Path,
+    path: Path | None,
+    json_out: Path | None,
+    plot: Path | None = None,
+    *,
+    trials: int = DEFAULT_TRIALS,
+    min_item_users: int = 1,
+    command: str = "",
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    revision = git_revision()  # at the start: the code that runs, even if the tree changes meanwhile
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    prepared = prepare(dataset, data_dir, path, min_item_users)
+    rank = min(f.rank for f in prepared.folds)
+    say = progress or (lambda _msg: None)
+
+    outcomes: list[RowOutcome] = []
+    for row in baseline_rows(prepared.weighted) + streamrec_rows(rank):
+        say(f"tuning {row.name} ({trials} trials)")
+        outcomes.append(run_row(row, prepared, trials))
+    streamrec = next(o for o in outcomes if o.name == "streamrec")
+    say("tuning ease_recency")
+    outcomes.append(run_row(ease_recency_row(streamrec.search.params), prepared, trials))
+    say("streamrec through the serving index")
+    indexed = streamrec_indexed(streamrec.search.params, prepared)
+
+    report = build_report(
+        dataset=dataset,
+        protocol=PROTOCOL,
+        prepared_split=prepared.split,
+        folds=len(prepared.folds),
+        outcomes=outcomes,
+        indexed=indexed,
+        trials=trials,
+        min_item_users=min_item_users,
+        exact_search_max_items=ModelSettings().exact_search_max_items,
+        command=command,
+        revision=revision,
+        wall_s=time.perf_counter() - started,
+    )
+    print_report(report)
     if json_out is not None:
+        import json
+
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report, indent=2))
     if plot is not None:
-        plot_curves(curves, dataset, plot)
+        plot_curves({o.name: o.evaluation.curves for o in outcomes}, dataset, plot)
     return report
-
-
-def _print(report: dict[str, Any]) -> None:
-    table = Table(
-        title=f"quality: {report['dataset']} ({report['split']['users']} users, "
-        f"{report['split']['items']} items)"
-    )
-    for col in ("model", "recall@10", "recall@20", "ndcg@10", "hr@10", "fit_s"):
-        table.add_column(col, justify="left" if col == "model" else "right")
-    best = max(r["ndcg@10"] for r in report["results"] if r["model"] != "streamrec")
-    for r in report["results"]:
-        style = "bold green" if r["model"] == "streamrec" and r["ndcg@10"] >= best else None
-        table.add_row(
-            r["model"],
-            *(f"{r[c]:.4f}" for c in ("recall@10", "recall@20", "ndcg@10", "hr@10")),
-            f"{r['fit_s']:.2f}",
-            style=style,
-        )
-    console = Console()
-    console.print(table)
-    for note in report["notes"]:
-        console.print(f"[yellow]note:[/yellow] {note}")
-
-
-def plot_curves(curves: dict[str, dict[str, list[float]]], dataset: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name, curve in curves.items():
-        ks = range(1, len(curve["recall"]) + 1)
-        axes[0].plot(ks, curve["recall"], label=name)
-        axes[1].plot(ks, curve["ndcg"], label=name)
-    for ax, metric in zip(axes, ("Recall@K", "NDCG@K"), strict=True):
-        ax.set_xlabel("K")
-        ax.set_title(f"{metric} — {dataset}")
-        ax.grid(alpha=0.3)
-    axes[1].legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -64,19 +64,28 @@ class EASE:
 
     def score(self, rows: np.ndarray) -> np.ndarray:
         assert self._train is not None
-        hist = self._train[rows]
+        return self.scores_of(self._train[rows])
+
+    def scores_of(self, hist: sp.csr_matrix) -> np.ndarray:
+        """Scores for any (e.g. recency-weighted) history rows; exact for the items not in them."""
+        assert self._train is not None
         if self._b.size:
             return np.asarray(hist @ self._b)
         return np.asarray((hist @ self._train.T) @ self._dual_items)
 
 
 class ItemKNN:
-    """Cosine item-item similarity keeping the ``k`` nearest neighbours of each item."""
+    """Cosine item-item similarity keeping the ``k`` nearest neighbours of each item.
+
+    Items no neighbour of the user's history reaches rank after every scored item, by popularity: a
+    user whose history has no neighbours at all (common on sparse data) gets the popularity list, not
+    an arbitrary order of zeros."""
 
     def __init__(self, k: int = 100) -> None:
         self.k = k
         self._sim: sp.csr_matrix | None = None
         self._train: sp.csr_matrix | None = None
+        self._fallback = np.zeros(0)
 
     def fit(self, train: sp.csr_matrix) -> None:
         x = train.tocsc().astype(np.float32)
@@ -87,10 +96,16 @@ class ItemKNN:
         sim.eliminate_zeros()
         self._sim = _keep_top_k_per_row(sim, self.k).T.tocsr()
         self._train = train
+        pop = np.asarray(train.sum(axis=0), dtype=np.float64).ravel()
+        # In [-1, 0): below every positive similarity sum, in popularity order.
+        self._fallback = pop / (pop.max() + 1.0) - 1.0 if pop.size else pop
 
     def score(self, rows: np.ndarray) -> np.ndarray:
         assert self._sim is not None and self._train is not None
-        return np.asarray((self._train[rows] @ self._sim).toarray())
+        scores = np.asarray((self._train[rows] @ self._sim).toarray(), dtype=np.float64)
+        unscored = scores <= 0.0
+        scores[unscored] = np.broadcast_to(self._fallback, scores.shape)[unscored]
+        return scores
 
 
 def _keep_top_k_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
@@ -133,18 +148,22 @@ class ImplicitFactors:
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
         model: Any
-        if self.kind == "ials":
-            model = AlternatingLeastSquares(
-                random_state=self.seed, num_threads=self.threads, calculate_training_loss=False, **self.params
-            )
-        elif self.kind == "bpr":
-            model = BayesianPersonalizedRanking(
-                random_state=self.seed, num_threads=self.threads, **self.params
-            )
-        else:
-            raise ValueError(f"unknown implicit model {self.kind!r}")
-        # implicit runs its own threads; a multi-threaded BLAS underneath them oversubscribes or hangs.
+        # implicit runs its own threads; a multi-threaded BLAS underneath them oversubscribes or hangs
+        # (implicit checks this when the model is built, so both happen under the limit).
         with threadpool_limits(limits=1, user_api="blas"):
+            if self.kind == "ials":
+                model = AlternatingLeastSquares(
+                    random_state=self.seed,
+                    num_threads=self.threads,
+                    calculate_training_loss=False,
+                    **self.params,
+                )
+            elif self.kind == "bpr":
+                model = BayesianPersonalizedRanking(
+                    random_state=self.seed, num_threads=self.threads, **self.params
+                )
+            else:
+                raise ValueError(f"unknown implicit model {self.kind!r}")
             model.fit(train.astype(np.float32).tocsr(), show_progress=False)
         self._user = np.asarray(model.user_factors)
         self._item = np.asarray(model.item_factors)

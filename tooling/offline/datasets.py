@@ -33,6 +33,7 @@ DATASETS: dict[str, str] = {
     "ml-latest-small": "movielens-latest-small/ratings.csv",
     "ml-100k": "movielens-100k/u.data",
     "taobao": "taobao-userbehavior-head/UserBehavior_head.csv",
+    "amazon-magazine": "amazon-2018-magazine-subscriptions/Magazine_Subscriptions.csv",
 }
 TAOBAO_BEHAVIOR = {"pv": "view", "cart": "add_to_cart", "fav": "favorite", "buy": "purchase"}
 # ../shared/data next to the repository (tooling/offline/datasets.py is three levels below it).
@@ -123,6 +124,18 @@ def movielens_udata_rows(path: Path) -> Iterator[Parsed]:
                 yield RowError(line, f"expected 4 tab-separated columns, got {len(parts)}")
             else:
                 yield _rating_row(line, *parts)
+
+
+def amazon_ratings_rows(path: Path) -> Iterator[Parsed]:
+    """Amazon Review Data (2018) "ratings only" file: item,user,rating,timestamp (epoch seconds at day
+    resolution), no header. Repeated (item, user) pairs are kept as published."""
+    with _open(path) as fh:
+        for line, rec in enumerate(csv.reader(fh), start=1):
+            if len(rec) != 4:
+                yield RowError(line, f"expected 4 columns item,user,rating,timestamp, got {len(rec)}")
+            else:
+                item, user, rating, ts = rec
+                yield _rating_row(line, user, item, rating, ts)
 
 
 def taobao_rows(path: Path) -> Iterator[Parsed]:
@@ -235,6 +248,10 @@ def read_taobao(path: Path) -> EventTable:
     return table_of(path, taobao_rows(path))
 
 
+def read_amazon_ratings(path: Path) -> EventTable:
+    return table_of(path, amazon_ratings_rows(path))
+
+
 def read_events_csv(path: Path) -> EventTable:
     """Header ``user_id,item_id,event_type,timestamp`` plus optional ``event_id,session_id,value``."""
     table = table_of(path, generic_csv_rows(Path(path)))
@@ -243,7 +260,7 @@ def read_events_csv(path: Path) -> EventTable:
 
 
 def load_dataset(name: str, data_dir: Path | None = None, path: Path | None = None) -> EventTable:
-    """``name`` is ml-latest-small, ml-100k, taobao, or csv (then ``path`` is the file)."""
+    """``name`` is ml-latest-small, ml-100k, taobao, amazon-magazine, or csv (then ``path`` is the file)."""
     if name == "csv":
         if path is None:
             raise DatasetError("the csv data set needs a path")
@@ -253,6 +270,7 @@ def load_dataset(name: str, data_dir: Path | None = None, path: Path | None = No
         "ml-latest-small": read_movielens_latest,
         "ml-100k": read_movielens_100k,
         "taobao": read_taobao,
+        "amazon-magazine": read_amazon_ratings,
     }
     table = readers[name](file)
     logger.info("dataset_read name=%s events=%d", name, len(table))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from model.metrics import curves, per_user_at_k, summarize
+from model.metrics import curves, hit_matrix, per_user_at_k, summarize
 
 # Given user row indices, return dense scores (len(rows), n_items).
 ScoreFn = Callable[[np.ndarray], np.ndarray]
@@ -52,6 +52,7 @@ class UserEvaluation:
     metrics: dict[str, float]  # means, as ``evaluate`` returns them
     per_user: dict[str, np.ndarray]  # metric@k per evaluated user, in the split's row order
     curves: dict[str, list[float]]  # recall and ndcg at K = 1..k_max
+    hits: int = 0  # test items found in the top k, summed over users (what a margin is made of)
 
 
 def evaluate_users(
@@ -59,7 +60,13 @@ def evaluate_users(
 ) -> UserEvaluation:
     """``evaluate`` with curves, plus each user's NDCG/Recall/HR@k from the same top-k_max ranking."""
     rows = np.flatnonzero(np.diff(test.indptr) > 0)
-    top = top_k(score_fn, train, rows, max(k, k_max))
+    return evaluate_top(top_k(score_fn, train, rows, max(k, k_max)), test, k, k_max)
+
+
+def evaluate_top(top: np.ndarray, test: sp.csr_matrix, k: int = 10, k_max: int = 50) -> UserEvaluation:
+    """``evaluate_users`` of a ranking already made (one row per user with test items, in row order;
+    -1 marks an empty rank), e.g. by an approximate index."""
+    rows = np.flatnonzero(np.diff(test.indptr) > 0)
     if top.shape[1] < max(k, k_max):
         # A catalog smaller than K: the empty ranks are misses (-1 is never a test item).
         pad = np.full((top.shape[0], max(k, k_max) - top.shape[1]), -1, dtype=top.dtype)
@@ -70,4 +77,5 @@ def evaluate_users(
         metrics=summarize(top, sub_test),
         per_user=per_user_at_k(top, sub_test, k),
         curves=curves(top, sub_test, k_max),
+        hits=int(hit_matrix(top[:, :k], sub_test).sum()),
     )
