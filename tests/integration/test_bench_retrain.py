@@ -28,7 +28,18 @@ def test_load_then_the_products_retrain_reports_every_stage(
     run = run_product_retrain(settings, tmp_path)
     assert run["outcome"] == "promoted" and run["version"] == 1 and run["n_events"] == 6000
     stages = run["stages"]
-    assert list(stages) == ["read", "scrub", "split", "build", "train", "index", "gate", "publish"]
+    assert list(stages) == [
+        "read",
+        "scrub",
+        "split",
+        "build",
+        "train",
+        "content",
+        "index",
+        "gate",
+        "segments",
+        "publish",
+    ]
     assert all(f["wall_s"] >= 0 and f["peak_rss_mib"] > 0 for f in stages.values())
     assert run["read_s"] == stages["read"]["wall_s"]
     assert run["after_read_s"] == pytest.approx(
