@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool
 
 from core.event_schema import CONTROL_CLASS, PROPERTY_NAMES
 from core.events import MAX_PROPERTIES, MAX_PROPERTY_STR
+from serving.ranking import ReasonKind
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -31,17 +32,7 @@ RULES_DOC = "the merchandising rules that moved or placed this item (absent when
 
 
 class Reason(BaseModel):
-    kind: Literal[
-        "personalized",
-        "session",
-        "similar_to",
-        "popular",
-        "segment_popular",
-        "trending",
-        "new",
-        "pinned",
-        "content",
-    ] = Field(
+    kind: ReasonKind = Field(
         description="why the item is here; 'pinned': a pin rule placed it (see rules); 'content': placed "
         "by its catalog metadata (a new item, or an item similar to one: serving.cold_start)"
     )
