@@ -33,9 +33,9 @@ DENSE_SVD_MAX = 3000  # below this smaller dimension the exact Gram eigendecompo
 @dataclass(frozen=True)
 class TrainConfig:
     factors: int = 512
-    reg: float = 200.0  # ridge strength of the closed-form fit
-    recency_boost: float = 3.0  # the most recent history item weighs (1 + boost) times an old one
-    recency_half_life: float = 10.0  # ... and the boost halves every this many items back
+    reg: float = 300.0  # ridge strength of the closed-form fit
+    recency_boost: float = 6.0  # the most recent history item weighs (1 + boost) times an old one
+    recency_half_life: float = 4.0  # ... and the boost halves every this many items back
     pop_weight: float = 0.0  # weight of the log-popularity bias
     diag_correction: bool = True  # rescale output embeddings as EASE's zero-diagonal constraint does
     epochs: int = 0  # softmax fine-tuning epochs after the closed-form fit
@@ -46,7 +46,7 @@ class TrainConfig:
     device: str = "auto"
     # How the input matrix was built (model.history_weighting): training itself ignores them, but they
     # travel in the artifact's config so the gate's and serving's fold-in build histories alike.
-    input_weighting: str = "linear"
+    input_weighting: str = "binary"
     history_order: str = "latest"
 
     def to_dict(self) -> dict[str, float | int | str]:

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from core.errors import ModelError, StreamrecError
 from core.event_table import EventTable
 from core.settings import ModelSettings
-from model.history_weighting import ORDERS, WEIGHTINGS
+from model.history_weighting import WEIGHTINGS
 from model.pipeline import fit_model
 from retrain.event_source import EventSource, read_window
 from retrain.gate import GATE_K, HoldoutSplit, NotEnoughData, gate_rankings, holdout_split, ranking_metrics
@@ -39,15 +39,17 @@ from storage.tuned_configs import TunedConfig, TunedConfigs
 log = logging.getLogger(__name__)
 
 # kind, then the choices or (low, high); "log" ranges are sampled on a log scale.
+# Light tuning around the defaults: the model's structure (factors, diagonal correction, history order)
+# stays at the operator's settings and only the scale-like choices that depend on the store's data are
+# searched. With about a dozen trials on two small validation folds, the earlier eight-dimensional
+# search (factors and structure included) overfitted them: it chose ranks near 16 that lost on test to
+# the full-rank closed form it could have kept (bench quality, BENCHMARKS.md, issue 12).
 SEARCH_SPACE: dict[str, tuple[Any, ...]] = {
-    "input_weighting": ("choice", *WEIGHTINGS),
-    "history_order": ("choice", *ORDERS),
-    "factors": ("int_log", 16, 1024),
-    "reg": ("float_log", 1.0, 10_000.0),
-    "recency_boost": ("float", 0.0, 10.0),
+    "reg": ("float_log", 10.0, 10_000.0),
+    "recency_boost": ("float", 0.0, 15.0),
     "recency_half_life": ("float_log", 1.0, 100.0),
-    "pop_weight": ("float", 0.0, 0.5),
-    "diag_correction": ("choice", True, False),
+    "pop_weight": ("float", 0.0, 1.0),
+    "input_weighting": ("choice", *WEIGHTINGS),
 }
 TUNABLE = tuple(SEARCH_SPACE)
 # A chosen numeric value this close to a bound (as a fraction of the range, log range for log scales)
@@ -80,15 +82,6 @@ class TuneResult:
             "validation": self.validation,
             "data_window": data_window,
         }
-
-
-def _space_for(n_items: int) -> dict[str, tuple[Any, ...]]:
-    """The search space for this catalog: more factors than items add nothing (a full-rank fit)."""
-    space = dict(SEARCH_SPACE)
-    low, high = SEARCH_SPACE["factors"][1:]
-    top = max(2, min(high, n_items))
-    space["factors"] = ("int_log", min(low, top), top)
-    return space
 
 
 def _suggest(trial: Any, space: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
@@ -134,19 +127,16 @@ def tune_settings(
     budget_s: float,
     trials: int,
     seed: int | None = None,
-    n_items: int | None = None,
 ) -> TuneResult:
     """Search ``TUNABLE`` on ``split`` for at most ``trials`` trials, starting none after ``budget_s``
     seconds (the trial in flight finishes); ``base``'s own values are the first trial."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    items = n_items if n_items is not None else len(set(split.train.item_id.tolist()))
-    space = _space_for(items)
+    space = dict(SEARCH_SPACE)
     sampler = optuna.samplers.TPESampler(seed=base.seed if seed is None else seed)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     start_params = {k: getattr(base, k) for k in TUNABLE}
-    start_params["factors"] = min(int(start_params["factors"]), space["factors"][2])
     study.enqueue_trial(start_params)
 
     def objective(trial: Any) -> float:
@@ -231,9 +221,8 @@ def run_tuning(
     if len(table) == 0:
         raise TuningFailed("no events in the retrain window; nothing to tune on")
     split = tuning_split(table, config)
-    n_items = len(set(table.item_id.tolist()))
     del table
-    result = tune_settings(split, base, budget_s=budget_s, trials=trials, n_items=n_items)
+    result = tune_settings(split, base, budget_s=budget_s, trials=trials)
     window = {
         "since": since.isoformat() if since else None,
         "until": now.isoformat(),

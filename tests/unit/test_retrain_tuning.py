@@ -67,7 +67,7 @@ def test_tuning_records_a_config_no_worse_than_the_operators_on_validation() -> 
     assert set(tuned.params) == set(TUNABLE)
     assert tuned.trials == 6 and tuned.budget_s == 120.0
     assert tuned.baseline_score is not None and tuned.score >= tuned.baseline_score
-    assert tuned.validation["users"] >= 10 and tuned.validation["search_space"]["factors"][2] == 45
+    assert tuned.validation["users"] >= 10 and tuned.validation["search_space"]["reg"][2] == 10_000.0
     assert tuned.data_window["until"] == NOW.isoformat()
 
 

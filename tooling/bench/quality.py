@@ -169,11 +169,10 @@ def run_quality(
     revision = git_revision()  # at the start: the code that runs, even if the tree changes meanwhile
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     prepared = prepare(dataset, data_dir, path, min_item_users)
-    rank = min(f.rank for f in prepared.folds)
     say = progress or (lambda _msg: None)
 
     outcomes: list[RowOutcome] = []
-    for row in baseline_rows(prepared.weighted) + streamrec_rows(rank):
+    for row in baseline_rows(prepared.weighted) + streamrec_rows():
         say(f"tuning {row.name} ({trials} trials)")
         outcomes.append(run_row(row, prepared, trials))
     streamrec = next(o for o in outcomes if o.name == "streamrec")

@@ -157,19 +157,16 @@ def sasrec_row() -> Row | None:
     return Row("sasrec", space, fit, first=first, fixed=fixed, final=final)
 
 
-def streamrec_space(rank: int, recency: bool = True) -> dict[str, Dim]:
+def streamrec_space(recency: bool = True) -> dict[str, Dim]:
     """The space ``streamrec retrain --tune`` searches (``retrain.tuning.SEARCH_SPACE``), so the
-    benchmark tunes what production would. ``rank`` is the smallest fold's min(users, items): factors
-    at or above it are full rank (a natural end); a boost or pop weight of 0 is "off" (natural too)."""
+    benchmark tunes what production would: the scale-like choices, around the default structure. A
+    boost or pop weight of 0 is "off" (a natural end, not an edge of the grid)."""
     space: dict[str, Dim] = {}
     for name, (kind, *args) in SEARCH_SPACE.items():
-        if not recency and name in ("recency_boost", "recency_half_life", "history_order"):
+        if not recency and name in ("recency_boost", "recency_half_life"):
             continue
         if kind == "choice":
             space[name] = Dim(choices=tuple(args))
-        elif name == "factors":
-            high = min(int(args[1]), rank)
-            space[name] = Dim(min(args[0], high - 1), high, log=True, integer=True, natural_high=high == rank)
         else:
             natural_low = name in ("recency_boost", "pop_weight") and args[0] == 0
             space[name] = Dim(args[0], args[1], log=kind != "float", natural_low=natural_low)
@@ -185,22 +182,25 @@ def fit_streamrec(params: Params, fold: Fold) -> ScoreFn:
     return fit_served(fold.split, fold.events, settings).score
 
 
-def streamrec_rows(rank: int) -> list[Row]:
+def streamrec_rows() -> list[Row]:
     """streamrec and its ablation without the recency boost, searched separately with the same budget;
-    each starts from ModelSettings' defaults."""
+    each starts from ModelSettings' defaults, and what the search leaves alone (factors, diagonal
+    correction, history order) stays at them, as in ``streamrec retrain --tune``."""
     default = settings_for({}).model_dump()
-    space = streamrec_space(rank)
-    no_recency = streamrec_space(rank, recency=False)
+    space = streamrec_space()
+    no_recency = streamrec_space(recency=False)
     first = {k: default[k] for k in space}
-    first["factors"] = min(first["factors"], rank)
+    # Factors stay at the default: each fit clamps them to its own fold's rank (fit_streamrec), so the
+    # refit on all training keeps the rank the smaller validation folds could not have.
+    structure = {k: default[k] for k in ("factors", "diag_correction", "history_order")}
     return [
-        Row("streamrec", space, fit_streamrec, first=(first,)),
+        Row("streamrec", space, fit_streamrec, first=(first,), fixed=structure),
         Row(
             "streamrec_no_recency",
             no_recency,
             fit_streamrec,
             first=({k: v for k, v in first.items() if k in no_recency},),
-            fixed={"recency_boost": 0.0},
+            fixed={**structure, "recency_boost": 0.0},
         ),
     ]
 
