@@ -38,10 +38,10 @@ def test_scheduled_tuning_runs_when_due_and_runs_train_with_it() -> None:
 
 def test_no_schedule_no_tuning_but_the_stored_config_applies() -> None:
     store = MemoryTunedConfigs()
-    recorded = store.record({"params": {"reg": 77.0, "history_order": "first"}, "score": 0.2})
+    recorded = store.record({"params": {"reg": 77.0, "recency_boost": 1.5}, "score": 0.2})
     tuning = _tuning(store, every=None, first=False, events=_store())
     settings = tuning.model_settings()
-    assert (settings.reg, settings.history_order) == (77.0, "first")
+    assert (settings.reg, settings.recency_boost) == (77.0, 1.5)
     assert store.latest() == recorded
 
 

@@ -14,6 +14,7 @@ import pytest
 from pydantic import BaseModel, SecretStr
 
 from core.settings import Settings
+from retrain.tuning import TUNABLE
 from tooling.settings import ToolingSettings
 
 ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
@@ -56,17 +57,32 @@ def setting_variables() -> list[tuple[str, Any]]:
     return _variables(ToolingSettings, "STREAMREC_")
 
 
+# The modelling choices `streamrec retrain --tune` searches: a value set in .env is the operator's and
+# always wins over the tuned one, so a copied .env.example must not set them.
+TUNED = {f"STREAMREC_MODEL__{name.upper()}" for name in TUNABLE}
+TUNED_NOTE = (
+    "# Commented out: `streamrec retrain --tune` chooses these; a value set here (or in the environment)\n"
+    "# is the operator's and always wins over the tuned one."
+)
+
+
 def render() -> str:
     lines = [HEADER.rstrip("\n")]
     section = None
+    noted = False
     for variable, default in setting_variables():
         parts = variable.removeprefix("STREAMREC_").split("__")
         current = parts[0].lower() if len(parts) > 1 else "general"
         if current != section:
             lines.append(f"\n# --- {current}")
             section = current
+        if variable in TUNED and not noted:
+            lines.append(TUNED_NOTE)
+            noted = True
         if default is None:
             lines.append(f"# {variable}=")
+        elif variable in TUNED:
+            lines.append(f"# {variable}={_render_value(default)}")
         else:
             lines.append(f"{variable}={_render_value(default)}")
     return "\n".join(lines) + "\n"

@@ -60,8 +60,8 @@ def test_fold_in_of_the_event_history_is_the_trained_user_vector(weighting: str,
         np.testing.assert_allclose(folded, stored, rtol=1e-4, atol=1e-4)
 
 
-def test_default_fold_in_stays_per_event() -> None:
-    fitted = fit_model(_table(), _settings())
+def test_linear_latest_fold_in_stays_per_event() -> None:
+    fitted = fit_model(_table(), _settings(input_weighting="linear", history_order="latest"))
     once = fitted.model.fold_in([("i0", 1.0)])
     twice = fitted.model.fold_in([("i0", 1.0), ("i0", 1.0)])
     assert once is not None and twice is not None

@@ -27,9 +27,10 @@ def _pair(inter, user: str, item: str, matrix: str = "matrix") -> float:  # type
     return float(getattr(inter, matrix)[row, col])
 
 
-def test_defaults_keep_production_behaviour() -> None:
+def test_defaults_and_the_legacy_linear_mode() -> None:
     s = ModelSettings()
-    assert (s.input_weighting, s.history_order) == ("linear", "latest")
+    assert (s.input_weighting, s.history_order) == ("binary", "latest")  # fitted on validation
+    # Without settings (an artifact from before them), the pair weights are linear, as they were.
     inter = interactions_from_arrays(USERS, ITEMS, WEIGHTS, TS)
     assert _pair(inter, "a", "x") == 3.0  # three views add up
     assert _pair(inter, "a", "x", "last_ts") == 40  # the latest of them orders the history

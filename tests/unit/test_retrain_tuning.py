@@ -105,11 +105,12 @@ def test_operator_settings_win_over_the_tuned_config(monkeypatch: pytest.MonkeyP
     tuned = MemoryTunedConfigs().record(
         {"params": {"factors": 64, "reg": 50.0, "input_weighting": "log", "unknown": 1}, "score": 0.3}
     )
-    monkeypatch.setenv("STREAMREC_MODEL__REG", "200")
+    monkeypatch.setenv("STREAMREC_MODEL__REG", "300")
     settings = Settings(_env_file=None).model  # type: ignore[call-arg]
     effective = effective_settings(settings, tuned)
-    assert (effective.factors, effective.input_weighting) == (64, "log")
-    assert effective.reg == 200.0  # set by the operator, even to the default value
+    # factors is no longer tuned (a record from the earlier, wider search): the setting stays.
+    assert (effective.factors, effective.input_weighting) == (512, "log")
+    assert effective.reg == 300.0  # set by the operator, even to the default value
     assert effective_settings(settings, None) is settings
 
 

@@ -25,6 +25,13 @@ def quality(
     min_item_users: int = typer.Option(
         1, min=1, help="Drop items with fewer distinct users before the split (1 keeps all)."
     ),
+    holdout_shift: int = typer.Option(
+        0,
+        min=0,
+        max=3,
+        help="A fresh split: drop each user's last test window N times (test figures read before were "
+        "on those windows) and split the rest the same way.",
+    ),
 ) -> None:
     """Popularity, EASE, ItemKNN, iALS, BPR and streamrec on one split; equal tuning budgets on
     validation only, bootstrap intervals against the best baseline."""
@@ -44,7 +51,15 @@ def quality(
         )
     command = "streamrec " + " ".join(sys.argv[1:])
     run_quality(
-        dataset, folder, path, json_out, plot, trials=trials, min_item_users=min_item_users, command=command
+        dataset,
+        folder,
+        path,
+        json_out,
+        plot,
+        trials=trials,
+        min_item_users=min_item_users,
+        holdout_shift=holdout_shift,
+        command=command,
     )
 
 

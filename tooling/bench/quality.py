@@ -73,9 +73,15 @@ class Prepared:
     weighted: bool
 
 
-def prepare(dataset: str, data_dir: Path, path: Path | None, min_item_users: int) -> Prepared:
+def prepare(
+    dataset: str, data_dir: Path, path: Path | None, min_item_users: int, holdout_shift: int = 0
+) -> Prepared:
     table = drop_rare_items(load_dataset(dataset, data_dir=data_dir, path=path), min_item_users)
     split = temporal_split(table.user_id, table.item_id, table.ts_ms)
+    for _ in range(holdout_shift):
+        # A fresh split (--holdout-shift): the same cut made inside the training part, so the test
+        # window is one step earlier and no figure read on the later windows can have steered it.
+        split = split.validation()
     # Each training pair's summed production event weight (type weight, times the rating for ``rate``),
     # counted up to the user's training cutoff: iALS's weighted input. A choice only where it differs.
     weights = event_weights(table.event_type, table.value, EventWeights())
@@ -162,13 +168,14 @@ def run_quality(
     *,
     trials: int = DEFAULT_TRIALS,
     min_item_users: int = 1,
+    holdout_shift: int = 0,
     command: str = "",
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     revision = git_revision()  # at the start: the code that runs, even if the tree changes meanwhile
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    prepared = prepare(dataset, data_dir, path, min_item_users)
+    prepared = prepare(dataset, data_dir, path, min_item_users, holdout_shift)
     say = progress or (lambda _msg: None)
 
     outcomes: list[RowOutcome] = []
@@ -190,6 +197,7 @@ def run_quality(
         indexed=indexed,
         trials=trials,
         min_item_users=min_item_users,
+        holdout_shift=holdout_shift,
         exact_search_max_items=ModelSettings().exact_search_max_items,
         command=command,
         revision=revision,

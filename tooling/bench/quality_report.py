@@ -101,6 +101,7 @@ def build_report(
     trials: int,
     min_item_users: int,
     exact_search_max_items: int,
+    holdout_shift: int = 0,
     command: str,
     revision: str,
     wall_s: float,
@@ -159,6 +160,7 @@ def build_report(
         "served_path": True,
         "trials": trials,
         "min_item_users": min_item_users,
+        "holdout_shift": holdout_shift,
         "best_baseline_by_test": best_test,
         "best_baseline_by_validation": best_val,
         "ann": {
