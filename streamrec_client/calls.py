@@ -12,8 +12,18 @@ import httpx
 from pydantic import BaseModel
 
 from core.events import InteractionEvent
-from streamrec_client.errors import api_error
-from streamrec_client.models import Accepted, Popular, Recent, Recommendations, Reranked, Similar
+from streamrec_client.errors import BadRequest, api_error
+from streamrec_client.models import (
+    Accepted,
+    NewArrivals,
+    Popular,
+    Recent,
+    Recommendations,
+    Reranked,
+    Shopper,
+    Similar,
+    Trending,
+)
 
 T = TypeVar("T")
 Window = Literal["1h", "7d", "all"]
@@ -31,8 +41,9 @@ class Call(Generic[T]):
 
     @property
     def idempotent(self) -> bool:
-        """Only GETs are retried: a POST may have taken effect before its answer was lost."""
-        return self.method == "GET"
+        """GETs and PUTs are retried; a POST is not: it may have taken effect before its answer was
+        lost. A PUT (shopper attributes) replaces the whole stored set, so sending it again is harmless."""
+        return self.method in ("GET", "PUT")
 
 
 def _segment(value: str) -> str:
@@ -49,6 +60,28 @@ def _params(**values: Any) -> dict[str, Any]:
     return out
 
 
+def filters(
+    price_min: float | None,
+    price_max: float | None,
+    brand: str | None,
+    filter: str | Iterable[str] | None,
+) -> dict[str, Any]:
+    """The item-filter query parameters of the list endpoints (grammar: core.merch_filters).
+
+    ``filter`` goes out as a repeated parameter. Only a filter without ':' is refused here (it can
+    never be valid, whatever the catalog); bounds, blank parts and unknown properties are the server's
+    call, and its 400 carries the reason."""
+    # A lone string is one filter, not an iterable of one-character filters.
+    wanted = [filter] if isinstance(filter, str) else list(filter or ())
+    for raw in wanted:
+        if ":" not in raw:
+            # The type and code the API answers for a malformed filter, so one except clause serves;
+            # no request was sent, hence no request id.
+            message = f"filter {raw!r} is malformed: expected filter=property:value (e.g. colour:red)"
+            raise BadRequest(400, "invalid_filter", message, None)
+    return _params(price_min=price_min, price_max=price_max, brand=brand, filter=wanted or None)
+
+
 def recommendations(
     user_id: str,
     k: int,
@@ -56,6 +89,7 @@ def recommendations(
     category: str | None,
     include_purchased: bool | None,
     exclude_seen: bool | None,
+    merch: Mapping[str, Any],
 ) -> Call[Recommendations]:
     excluded = ",".join(exclude) if exclude is not None else None
     params = _params(
@@ -65,18 +99,36 @@ def recommendations(
         include_purchased=include_purchased,
         exclude_seen=exclude_seen,
     )
-    return Call("GET", f"/v1/users/{_segment(user_id)}/recommendations", Recommendations, params)
+    path = f"/v1/users/{_segment(user_id)}/recommendations"
+    return Call("GET", path, Recommendations, {**params, **merch})
 
 
 def similar(
-    item_id: str, k: int, user_id: str | None, include_purchased: bool | None, exclude_seen: bool | None
+    item_id: str,
+    k: int,
+    user_id: str | None,
+    include_purchased: bool | None,
+    exclude_seen: bool | None,
+    merch: Mapping[str, Any],
 ) -> Call[Similar]:
     params = _params(k=k, user_id=user_id, include_purchased=include_purchased, exclude_seen=exclude_seen)
-    return Call("GET", f"/v1/items/{_segment(item_id)}/similar", Similar, params)
+    return Call("GET", f"/v1/items/{_segment(item_id)}/similar", Similar, {**params, **merch})
 
 
-def popular(k: int, window: Window, category: str | None) -> Call[Popular]:
-    return Call("GET", "/v1/popular", Popular, _params(k=k, window=window, category=category))
+def popular(k: int, window: Window, category: str | None, merch: Mapping[str, Any]) -> Call[Popular]:
+    params = _params(k=k, window=window, category=category)
+    return Call("GET", "/v1/popular", Popular, {**params, **merch})
+
+
+def trending(k: int, category: str | None, merch: Mapping[str, Any]) -> Call[Trending]:
+    return Call("GET", "/v1/trending", Trending, {**_params(k=k, category=category), **merch})
+
+
+def new_arrivals(
+    k: int, category: str | None, user_id: str | None, merch: Mapping[str, Any]
+) -> Call[NewArrivals]:
+    params = _params(k=k, category=category, user_id=user_id)
+    return Call("GET", "/v1/new", NewArrivals, {**params, **merch})
 
 
 def recent(user_id: str, limit: int) -> Call[Recent]:
@@ -88,9 +140,22 @@ def events(batch: Sequence[InteractionEvent | Mapping[str, Any]]) -> Call[Accept
     return Call("POST", "/v1/events", Accepted, body=body)
 
 
-def rerank(user_id: str, item_ids: Sequence[str], drop_unknown: bool) -> Call[Reranked]:
+def rerank(
+    user_id: str, item_ids: Sequence[str], drop_unknown: bool, merch: Mapping[str, Any]
+) -> Call[Reranked]:
     body = {"item_ids": list(item_ids), "drop_unknown": drop_unknown}
-    return Call("POST", f"/v1/users/{_segment(user_id)}/rerank", Reranked, body=body)
+    # The filters are query parameters here too: the body is the candidate list only.
+    path = f"/v1/users/{_segment(user_id)}/rerank"
+    return Call("POST", path, Reranked, dict(merch) or None, body=body)
+
+
+def put_shopper(user_id: str, attributes: Mapping[str, Any]) -> Call[Shopper]:
+    body = {"attributes": dict(attributes)}
+    return Call("PUT", f"/v1/users/{_segment(user_id)}", Shopper, body=body)
+
+
+def shopper(user_id: str) -> Call[Shopper]:
+    return Call("GET", f"/v1/users/{_segment(user_id)}", Shopper)
 
 
 def schema(which: Literal["events", "items"]) -> Call[dict[str, Any]]:

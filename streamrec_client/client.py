@@ -1,10 +1,14 @@
 """Typed HTTP clients for the streamrec API: ``StreamrecClient`` (sync) and ``AsyncStreamrecClient``.
 
-Each call has a timeout (``timeout`` seconds, or an ``httpx.Timeout``); GETs are retried with
-exponential backoff and jitter (tenacity) on connection failures, timeouts and 502/503/504, up to
-``retries`` attempts in all; POSTs (events, rerank) are sent once, since a lost answer may hide a
-request that took effect. An error answer raises the ``errors.ApiError`` subclass of its status,
-with the API's code, message and request id; no answer at all raises ``errors.TransportError``.
+Each call has a timeout (``timeout`` seconds, or an ``httpx.Timeout``); GETs and the PUT of shopper
+attributes are retried with exponential backoff and jitter (tenacity) on connection failures, timeouts
+and 502/503/504, up to ``retries`` attempts in all; POSTs (events, rerank) are sent once, since a lost
+answer may hide a request that took effect. An error answer raises the ``errors.ApiError`` subclass
+of its status, with the API's code, message and request id; no answer at all raises
+``errors.TransportError``.
+
+Every list method takes the item filters ``price_min``, ``price_max``, ``brand`` and ``filter``
+(``"prop:value"`` or several; see core.merch_filters), keyword-only.
 """
 
 from __future__ import annotations
@@ -19,7 +23,17 @@ from core.events import InteractionEvent
 from streamrec_client import calls
 from streamrec_client.calls import RETRY_STATUSES, Call, Window
 from streamrec_client.errors import ApiError, TransportError
-from streamrec_client.models import Accepted, Popular, Recent, Recommendations, Reranked, Similar
+from streamrec_client.models import (
+    Accepted,
+    NewArrivals,
+    Popular,
+    Recent,
+    Recommendations,
+    Reranked,
+    Shopper,
+    Similar,
+    Trending,
+)
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 5.0
@@ -95,9 +109,14 @@ class StreamrecClient:
         category: str | None = None,
         include_purchased: bool | None = None,
         exclude_seen: bool | None = None,
+        price_min: float | None = None,
+        price_max: float | None = None,
+        brand: str | None = None,
+        filter: str | Iterable[str] | None = None,
     ) -> Recommendations:
+        merch = calls.filters(price_min, price_max, brand, filter)
         return self._send(
-            calls.recommendations(user_id, k, exclude, category, include_purchased, exclude_seen)
+            calls.recommendations(user_id, k, exclude, category, include_purchased, exclude_seen, merch)
         )
 
     def similar(
@@ -108,11 +127,56 @@ class StreamrecClient:
         user_id: str | None = None,
         include_purchased: bool | None = None,
         exclude_seen: bool | None = None,
+        price_min: float | None = None,
+        price_max: float | None = None,
+        brand: str | None = None,
+        filter: str | Iterable[str] | None = None,
     ) -> Similar:
-        return self._send(calls.similar(item_id, k, user_id, include_purchased, exclude_seen))
+        merch = calls.filters(price_min, price_max, brand, filter)
+        return self._send(calls.similar(item_id, k, user_id, include_purchased, exclude_seen, merch))
 
-    def popular(self, k: int = 10, *, window: Window = "7d", category: str | None = None) -> Popular:
-        return self._send(calls.popular(k, window, category))
+    def popular(
+        self,
+        k: int = 10,
+        *,
+        window: Window = "7d",
+        category: str | None = None,
+        price_min: float | None = None,
+        price_max: float | None = None,
+        brand: str | None = None,
+        filter: str | Iterable[str] | None = None,
+    ) -> Popular:
+        merch = calls.filters(price_min, price_max, brand, filter)
+        return self._send(calls.popular(k, window, category, merch))
+
+    def trending(
+        self,
+        k: int = 10,
+        *,
+        category: str | None = None,
+        price_min: float | None = None,
+        price_max: float | None = None,
+        brand: str | None = None,
+        filter: str | Iterable[str] | None = None,
+    ) -> Trending:
+        """GET /v1/trending: items whose short-window rate grew most against their long-window rate."""
+        merch = calls.filters(price_min, price_max, brand, filter)
+        return self._send(calls.trending(k, category, merch))
+
+    def new_arrivals(
+        self,
+        k: int = 10,
+        *,
+        category: str | None = None,
+        user_id: str | None = None,
+        price_min: float | None = None,
+        price_max: float | None = None,
+        brand: str | None = None,
+        filter: str | Iterable[str] | None = None,
+    ) -> NewArrivals:
+        """GET /v1/new: recently added available items; ``user_id`` re-orders them for that shopper."""
+        merch = calls.filters(price_min, price_max, brand, filter)
+        return self._send(calls.new_arrivals(k, category, user_id, merch))
 
     def recent(self, user_id: str, limit: int = 10) -> Recent:
         return self._send(calls.recent(user_id, limit))
@@ -121,8 +185,27 @@ class StreamrecClient:
         """POST /v1/events (ingest key): 202 with per-event errors for the ones refused."""
         return self._send(calls.events(events))
 
-    def rerank(self, user_id: str, item_ids: Sequence[str], *, drop_unknown: bool = False) -> Reranked:
-        return self._send(calls.rerank(user_id, item_ids, drop_unknown))
+    def rerank(
+        self,
+        user_id: str,
+        item_ids: Sequence[str],
+        *,
+        drop_unknown: bool = False,
+        price_min: float | None = None,
+        price_max: float | None = None,
+        brand: str | None = None,
+        filter: str | Iterable[str] | None = None,
+    ) -> Reranked:
+        merch = calls.filters(price_min, price_max, brand, filter)
+        return self._send(calls.rerank(user_id, item_ids, drop_unknown, merch))
+
+    def set_shopper_attributes(self, user_id: str, attributes: Mapping[str, Any]) -> Shopper:
+        """PUT /v1/users/{user_id} (ingest key): replaces the shopper's stored attributes."""
+        return self._send(calls.put_shopper(user_id, attributes))
+
+    def shopper_attributes(self, user_id: str) -> Shopper:
+        """GET /v1/users/{user_id} (ingest key): ``NotFound`` (``unknown_user``) when none are stored."""
+        return self._send(calls.shopper(user_id))
 
     def event_schema(self, which: Literal["events", "items"] = "events") -> dict[str, Any]:
         return self._send(calls.schema(which))
@@ -178,8 +261,13 @@ class AsyncStreamrecClient:
         category: str | None = None,
         include_purchased: bool | None = None,
         exclude_seen: bool | None = None,
+        price_min: float | None = None,
+        price_max: float | None = None,
+        brand: str | None = None,
+        filter: str | Iterable[str] | None = None,
     ) -> Recommendations:
-        call = calls.recommendations(user_id, k, exclude, category, include_purchased, exclude_seen)
+        merch = calls.filters(price_min, price_max, brand, filter)
+        call = calls.recommendations(user_id, k, exclude, category, include_purchased, exclude_seen, merch)
         return await self._send(call)
 
     async def similar(
@@ -190,11 +278,54 @@ class AsyncStreamrecClient:
         user_id: str | None = None,
         include_purchased: bool | None = None,
         exclude_seen: bool | None = None,
+        price_min: float | None = None,
+        price_max: float | None = None,
+        brand: str | None = None,
+        filter: str | Iterable[str] | None = None,
     ) -> Similar:
-        return await self._send(calls.similar(item_id, k, user_id, include_purchased, exclude_seen))
+        merch = calls.filters(price_min, price_max, brand, filter)
+        return await self._send(calls.similar(item_id, k, user_id, include_purchased, exclude_seen, merch))
 
-    async def popular(self, k: int = 10, *, window: Window = "7d", category: str | None = None) -> Popular:
-        return await self._send(calls.popular(k, window, category))
+    async def popular(
+        self,
+        k: int = 10,
+        *,
+        window: Window = "7d",
+        category: str | None = None,
+        price_min: float | None = None,
+        price_max: float | None = None,
+        brand: str | None = None,
+        filter: str | Iterable[str] | None = None,
+    ) -> Popular:
+        merch = calls.filters(price_min, price_max, brand, filter)
+        return await self._send(calls.popular(k, window, category, merch))
+
+    async def trending(
+        self,
+        k: int = 10,
+        *,
+        category: str | None = None,
+        price_min: float | None = None,
+        price_max: float | None = None,
+        brand: str | None = None,
+        filter: str | Iterable[str] | None = None,
+    ) -> Trending:
+        merch = calls.filters(price_min, price_max, brand, filter)
+        return await self._send(calls.trending(k, category, merch))
+
+    async def new_arrivals(
+        self,
+        k: int = 10,
+        *,
+        category: str | None = None,
+        user_id: str | None = None,
+        price_min: float | None = None,
+        price_max: float | None = None,
+        brand: str | None = None,
+        filter: str | Iterable[str] | None = None,
+    ) -> NewArrivals:
+        merch = calls.filters(price_min, price_max, brand, filter)
+        return await self._send(calls.new_arrivals(k, category, user_id, merch))
 
     async def recent(self, user_id: str, limit: int = 10) -> Recent:
         return await self._send(calls.recent(user_id, limit))
@@ -202,8 +333,25 @@ class AsyncStreamrecClient:
     async def send_events(self, events: Sequence[InteractionEvent | Mapping[str, Any]]) -> Accepted:
         return await self._send(calls.events(events))
 
-    async def rerank(self, user_id: str, item_ids: Sequence[str], *, drop_unknown: bool = False) -> Reranked:
-        return await self._send(calls.rerank(user_id, item_ids, drop_unknown))
+    async def rerank(
+        self,
+        user_id: str,
+        item_ids: Sequence[str],
+        *,
+        drop_unknown: bool = False,
+        price_min: float | None = None,
+        price_max: float | None = None,
+        brand: str | None = None,
+        filter: str | Iterable[str] | None = None,
+    ) -> Reranked:
+        merch = calls.filters(price_min, price_max, brand, filter)
+        return await self._send(calls.rerank(user_id, item_ids, drop_unknown, merch))
+
+    async def set_shopper_attributes(self, user_id: str, attributes: Mapping[str, Any]) -> Shopper:
+        return await self._send(calls.put_shopper(user_id, attributes))
+
+    async def shopper_attributes(self, user_id: str) -> Shopper:
+        return await self._send(calls.shopper(user_id))
 
     async def event_schema(self, which: Literal["events", "items"] = "events") -> dict[str, Any]:
         return await self._send(calls.schema(which))

@@ -25,7 +25,10 @@ class ApiError(StreamrecError):
 
 
 class BadRequest(ApiError):
-    """400: the request could not be decoded."""
+    """400: the request could not be decoded, or an item filter is refused (code ``invalid_filter``).
+
+    A filter without ':' is refused by the client before sending, as this same type and code (so one
+    except clause serves both), with ``request_id`` None."""
 
 
 class Unauthorized(ApiError):
