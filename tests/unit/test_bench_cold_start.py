@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import itertools
 import json
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from tooling.bench.cold_start_data import (
 )
 from tooling.bench.cold_start_eval import cold_figures
 from tooling.bench.cold_start_models import CategoryPopularity, Features, Hybrid
-from tooling.bench.cold_start_split import cold_split
+from tooling.bench.cold_start_split import ColdSplit, cold_split, shifted_cold_split
 
 N_ITEMS = 40  # items i0..i39: even ones are "red", odd ones "blue"; item k is released at time 100 k
 
@@ -75,6 +76,41 @@ def test_validation_split_is_inside_training() -> None:
     val = split.validation()
     assert set(val.warm_ids) | set(val.cold_ids) <= set(split.warm_ids)
     assert val.cutoff_ms < split.cutoff_ms
+
+
+def _test_pairs(split: ColdSplit) -> set[tuple[str, str]]:
+    warm, cold = split.warm_test.tocoo(), split.cold_test.tocoo()
+    return {(split.user_ids[r], split.warm_ids[c]) for r, c in zip(warm.row, warm.col, strict=True)} | {
+        (split.user_ids[r], split.cold_ids[c]) for r, c in zip(cold.row, cold.col, strict=True)
+    }
+
+
+def test_holdout_shift_tests_on_the_window_before_the_cutoff() -> None:
+    table, _ = synthetic()
+    split = cold_split(table.user_id, table.item_id, table.ts_ms)
+    shifted = shifted_cold_split(table.user_id, table.item_id, table.ts_ms, shift=1)
+    first: dict[str, int] = {}
+    for item, ts in zip(table.item_id, table.ts_ms, strict=True):
+        first[item] = min(first.get(item, ts), int(ts))
+    # The shifted test period (cutoff', cutoff] ends before the unshifted one (after cutoff) starts ...
+    assert shifted.cutoff_ms < split.cutoff_ms == shifted.ends_ms
+    assert shifted.train_ts.data.max() <= split.cutoff_ms
+    # ... its cold items are those first seen inside it, none of them cold before ...
+    in_window = {i for i, t in first.items() if shifted.cutoff_ms < t <= split.cutoff_ms}
+    assert set(shifted.cold_ids) == in_window and len(in_window) > 0
+    assert not set(shifted.cold_ids) & set(split.cold_ids)
+    # ... and no pair it tests on was tested on before: it was all unshifted training.
+    assert shifted.cold_test.nnz > 0 and shifted.warm_test.nnz > 0
+    assert not _test_pairs(shifted) & _test_pairs(split)
+    assert shifted.stats()["ends_ms"] == split.cutoff_ms and "ends_ms" not in split.stats()
+
+
+def test_each_holdout_shift_is_one_more_step_back() -> None:
+    table, _ = synthetic(n_users=120)
+    splits = [shifted_cold_split(table.user_id, table.item_id, table.ts_ms, shift=n) for n in range(3)]
+    assert splits[0].ends_ms is None
+    for later, earlier in itertools.pairwise(splits):
+        assert earlier.ends_ms == later.cutoff_ms and earlier.cutoff_ms < later.cutoff_ms
 
 
 def test_category_popularity_follows_the_users_categories() -> None:
@@ -148,6 +184,21 @@ def test_report_has_every_field(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert diff["ci95"][0] <= diff["mean"] <= diff["ci95"][1]
     assert saved["command"].startswith("streamrec")
     assert "hybrid_at_least_1.5x_category_popularity" in saved["targets"]
+    assert saved["holdout_shift"] == 0 and "holdout shift" not in saved["protocol"]
+
+
+def test_report_records_the_holdout_shift(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(cold_start_run, "load_cold_start", lambda name, folder: synthetic())
+    monkeypatch.setattr(cold_start_run, "lightfm_available", lambda: False)
+    monkeypatch.setattr(cold_start_run, "HYBRID_GRID", [{"factors": 4, "reg": 1.0}])
+    table, _ = synthetic()
+    unshifted = cold_split(table.user_id, table.item_id, table.ts_ms)
+    out = tmp_path / "cold.json"
+    cold_start_run.run_cold_start("synthetic", tmp_path, out, holdout_shift=1)
+    saved = json.loads(out.read_text())
+    assert saved["holdout_shift"] == 1 and "holdout shift" in saved["protocol"]
+    assert saved["split"]["ends_ms"] == unshifted.cutoff_ms
+    assert saved["split"]["cutoff_ms"] < unshifted.cutoff_ms
 
 
 def test_unknown_dataset_is_a_clear_error(tmp_path: Path) -> None:

@@ -18,6 +18,14 @@ def cold_start(
     data_dir: Path | None = typer.Option(None, help="Folder of the real data sets (default ../shared/data)."),
     json_out: Path | None = typer.Option(None, "--json", help="Where to write the JSON report."),
     seed: int = typer.Option(42, help="Seed of the training, LightFM, tie-breaking and the bootstrap."),
+    holdout_shift: int = typer.Option(
+        0,
+        min=0,
+        max=3,
+        help="A fresh split: N times, drop the test period (every held-out pair, every event after the "
+        "cutoff) and make the same cold split inside the rest, so no test figure read before can have "
+        "steered it.",
+    ),
 ) -> None:
     """Hybrid (streamrec + content map) vs category popularity and LightFM on items with no interactions."""
     from tooling.bench.cold_start_run import run_cold_start
@@ -31,6 +39,6 @@ def cold_start(
             f"data folder {folder} not found: pass --data-dir or put the data sets in ../shared/data"
         )
     try:
-        run_cold_start(dataset, folder, json_out, seed=seed)
+        run_cold_start(dataset, folder, json_out, seed=seed, holdout_shift=holdout_shift)
     except DatasetError as exc:
         raise StreamrecError(str(exc)) from exc

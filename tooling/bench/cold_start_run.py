@@ -33,7 +33,7 @@ from tooling.bench.cold_start_models import (
     Params,
     lightfm_available,
 )
-from tooling.bench.cold_start_split import ColdSplit, cold_split
+from tooling.bench.cold_start_split import ColdSplit, shifted_cold_split
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,12 @@ PROTOCOL = (
     "beta chosen on validation, 0 allowed) and without content; the paired bootstrap interval of "
     "with minus without is over warm-test users. Tuning: the same protocol inside the training pairs "
     "(validation cold NDCG@20), equal grids for hybrid and LightFM, then refit on all training pairs"
+)
+# Appended when --holdout-shift N > 0, so the JSON says which split its figures are on.
+SHIFT_PROTOCOL = (
+    "; holdout shift N: N times, every held-out pair and every training pair after the cutoff is "
+    "dropped and the same split is made inside the training pairs left, so the test period ends where "
+    "the unshifted one begins and no test pair was a test pair of the unshifted split"
 )
 # Eight points each for the hybrid and LightFM. The hybrid's: (factors, LAE ridge, content-map ridge,
 # where None picks it by held-out R² on warm items, content-profile weight).
@@ -122,11 +128,13 @@ def _row(
     }
 
 
-def run_cold_start(dataset: str, data_dir: Path, json_out: Path | None, seed: int = SEED) -> dict[str, Any]:
+def run_cold_start(
+    dataset: str, data_dir: Path, json_out: Path | None, seed: int = SEED, holdout_shift: int = 0
+) -> dict[str, Any]:
     started = time.perf_counter()
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     table, catalog = load_cold_start(dataset, data_dir)
-    split = cold_split(table.user_id, table.item_id, table.ts_ms)
+    split = shifted_cold_split(table.user_id, table.item_id, table.ts_ms, holdout_shift)
     val = Prepared(split.validation(), catalog, seed)
     full = Prepared(split, catalog, seed)
     logger.info("cold_split dataset=%s %s validation=%s", dataset, split.stats(), val.split.stats())
@@ -199,7 +207,8 @@ def run_cold_start(dataset: str, data_dir: Path, json_out: Path | None, seed: in
         "git_revision": _git_revision(),
         "dataset": dataset,
         "metadata": catalog.source,
-        "protocol": PROTOCOL,
+        "protocol": PROTOCOL + (SHIFT_PROTOCOL if holdout_shift else ""),
+        "holdout_shift": holdout_shift,
         "split": split.stats(),
         "validation_split": val.split.stats(),
         "results": results,

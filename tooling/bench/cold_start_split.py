@@ -12,13 +12,14 @@
 4. Users with at least one training item are the rows; a user's cold test is every cold item they
    interacted with, ranked among all cold items.
 
-``validation()`` applies the same protocol to the training pairs alone, for tuning.
+``validation()`` applies the same protocol to the training pairs alone, for tuning. ``earlier()`` is a
+fresh split one step back in time (``--holdout-shift``): see there.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -38,6 +39,7 @@ class ColdSplit:
     warm_test: sp.csr_matrix  # binary users x warm items
     cold_test: sp.csr_matrix  # binary users x cold items
     cutoff_ms: int  # cold items' first interaction is after this
+    ends_ms: int | None = None  # a shifted split's events are at or before this (``earlier``)
 
     @property
     def n_users(self) -> int:
@@ -57,8 +59,28 @@ class ColdSplit:
             test_fraction=test_fraction,
         )
 
+    def earlier(self, cold_fraction: float = 0.2, test_fraction: float = 0.2) -> ColdSplit:
+        """A fresh split whose test period ends where this one's begins (``--holdout-shift``).
+
+        Every held-out pair leaves (cold items' and warm test pairs: test figures may have been read on
+        them), and so does every training pair after the cutoff (the test period's events); the same cut
+        is then made inside what is left. So the new cold items are those first seen (among the pairs left)
+        in the window before this split's cutoff, and no pair of the new split was a test pair of this one.
+        """
+        coo = self.train_ts.tocoo()
+        before = coo.data <= self.cutoff_ms
+        split = cold_split(
+            self.user_ids[coo.row[before]],
+            self.warm_ids[coo.col[before]],
+            coo.data[before].astype(np.int64),
+            cold_fraction=cold_fraction,
+            test_fraction=test_fraction,
+        )
+        return replace(split, ends_ms=self.cutoff_ms)
+
     def stats(self) -> dict[str, int]:
         cold_users = int((np.diff(self.cold_test.indptr) > 0).sum())
+        ends = {} if self.ends_ms is None else {"ends_ms": self.ends_ms}
         return {
             "users": self.n_users,
             "warm_items": len(self.warm_ids),
@@ -69,7 +91,16 @@ class ColdSplit:
             "cold_test_pairs": int(self.cold_test.nnz),
             "cold_test_users": cold_users,
             "cutoff_ms": self.cutoff_ms,
+            **ends,
         }
+
+
+def shifted_cold_split(users: np.ndarray, items: np.ndarray, ts: np.ndarray, shift: int) -> ColdSplit:
+    """The cold split of the events, moved ``shift`` periods earlier by ``ColdSplit.earlier``."""
+    split = cold_split(users, items, ts)
+    for _ in range(shift):
+        split = split.earlier()
+    return split
 
 
 def _matrix(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
