@@ -153,7 +153,8 @@ class ModelSettings(BaseModel):
     # positive weight (the quality benchmark's protocol on ratings data); log = 1 + ln(max(sum, 1)), which
     # keeps a purchase above a view but damps long repeat streaks. Training, the gate and serving's
     # fold-in all apply it; the benchmark picks it on validation, so production must be able to match.
-    # Binary is the default: on every shared set's validation folds it beat linear (by 10-60%).
+    # Binary is the default: at the old reg and recency it beat linear on every shared set's validation
+    # folds (by 1% on Amazon to 60% on Taobao), and in 47 of the defaults grid's 60 paired comparisons.
     input_weighting: Literal["linear", "binary", "log"] = "binary"
     # Which timestamp orders a user's history for the recency boost: latest = when the user last touched
     # the item (production's choice: a re-viewed item counts as recent), first = when they first did
