@@ -33,7 +33,11 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 # The control characters core.storable refuses (C0, DEL, C1, U+2028/U+2029), as an ECMA-262 class body.
 CONTROL_CLASS = "\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029"
 # Not blank, no control character: core.events._check_id.
-ID_PATTERN = f"^[^{CONTROL_CLASS}]*[^\\s{CONTROL_CLASS}][^{CONTROL_CLASS}]*$"
+# Each pattern ends in $(?!\n): ECMA-262's "$" is the end of the string, but Python's re (which the
+# jsonschema package uses) also lets "$" match before a final newline, so a key like "a" + newline would pass
+# there while the parser refuses it. The lookahead makes both engines agree.
+END = "$(?!\\n)"
+ID_PATTERN = f"^[^{CONTROL_CLASS}]*[^\\s{CONTROL_CLASS}][^{CONTROL_CLASS}]*{END}"
 # datetime.fromtimestamp's range ends in the year 9999: 253402300799999 ms, 15 digits.
 MAX_EPOCH_MS = 253_402_300_799_999
 # Epoch milliseconds as digits, or something shaped like an ISO-8601 date(-time); the parser decides.
@@ -64,7 +68,7 @@ ITEM_NOT_EXPRESSIBLE = (
 PROPERTY_NAMES: dict[str, Any] = {
     "minLength": 1,
     "maxLength": MAX_PROPERTY_KEY,
-    "pattern": f"^[^$.{CONTROL_CLASS}][^.{CONTROL_CLASS}]*$",
+    "pattern": f"^[^$.{CONTROL_CLASS}][^.{CONTROL_CLASS}]*{END}",
 }
 
 PROPERTIES: dict[str, Any] = {

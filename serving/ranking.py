@@ -105,6 +105,33 @@ def session_pairs(recent: Sequence[RecentEvent], weights: EventWeights) -> list[
     return [(item, w) for item, w in totals.items() if w > 0]
 
 
+def _blend(long_raw: np.ndarray, session_raw: np.ndarray, w_long: float, w_sess: float) -> np.ndarray | None:
+    """The unit query mixing the long-term and session directions in the given shares.
+
+    Both vectors end in the bias dimension's constant 1. Normalising each whole vector before mixing
+    (as this once did) lets that constant dominate when the collaborative part is small (a strongly
+    regularised model): the mix then follows raw magnitudes and a short session barely moves a long
+    history's vector, so new clicks did not change the list. So the collaborative parts are mixed as
+    directions, given the mixed magnitude, and the constant is put back: the bias keeps the weight
+    relative to the collaborative score that each vector had on its own."""
+    lv = np.asarray(long_raw, dtype=np.float32).ravel()
+    sv = np.asarray(session_raw, dtype=np.float32).ravel()
+    ln, sn = float(np.linalg.norm(lv[:-1])), float(np.linalg.norm(sv[:-1]))
+    if not (math.isfinite(ln) and math.isfinite(sn)) or ln == 0.0 or sn == 0.0:
+        # a part with no collaborative signal (only the bias): mix the whole vectors as before
+        lu, su = _unit(lv), _unit(sv)
+        if lu is None or su is None:
+            return lu if su is None else su
+        return _unit(np.float32(w_long) * lu + np.float32(w_sess) * su)
+    direction = _unit(w_long * lv[:-1] / np.float32(ln) + w_sess * sv[:-1] / np.float32(sn))
+    if direction is None:  # opposite directions cancelled exactly
+        return None
+    mixed = np.empty_like(lv)
+    mixed[:-1] = direction * np.float32(w_long * ln + w_sess * sn)
+    mixed[-1] = np.float32(w_long * lv[-1] + w_sess * sv[-1])
+    return _unit(mixed)
+
+
 def _unit(vec: np.ndarray | None) -> np.ndarray | None:
     if vec is None:
         return None
@@ -162,17 +189,19 @@ def shopper_query(
 ) -> ShopperQuery | None:
     """Long-term user vector blended with the session fold-in; None when neither exists (a new
     shopper with no known recent item, or an erased one): the caller falls back to popularity."""
-    long_term = None if erased else _unit(model.user_vector(user_id))
+    raw_long = None if erased else model.user_vector(user_id)
     known_recent = [ev for ev in recent if model.knows_item(ev.item_id)]
     pairs = session_pairs(known_recent, weights)
     # pairs are newest first; the model folds a history in oldest first, as it was trained.
-    session = _unit(model.fold_in(pairs[::-1])) if pairs else None
+    raw_session = model.fold_in(pairs[::-1]) if pairs else None
+    long_term, session = _unit(raw_long), _unit(raw_session)
     if long_term is None and session is None:
         return None
 
     if long_term is not None and session is not None:
         w_long, w_sess = 1.0 - session_weight, session_weight
-        query = _unit(w_long * long_term + w_sess * session)
+        assert raw_long is not None and raw_session is not None
+        query = _blend(raw_long, raw_session, w_long, w_sess)
     else:
         w_long, w_sess = (1.0, 0.0) if long_term is not None else (0.0, 1.0)
         query = long_term if long_term is not None else session

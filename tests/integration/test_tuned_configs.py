@@ -115,7 +115,7 @@ def test_retrain_tune_records_a_config_the_next_retrain_uses(env: Settings) -> N
         assert run.exit_code == 0, run.output
         config = registry.list()[-1].config
         assert config["factors"] == 24
-        for name in ("reg", "recency_boost", "input_weighting", "history_order", "diag_correction"):
+        for name in ("reg", "recency_boost", "recency_half_life", "pop_weight", "input_weighting"):
             expected = record.params[name]
             assert config[name] == (pytest.approx(expected) if isinstance(expected, float) else expected)
     finally:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from core.recent import RecentEvent
 from core.settings import EventWeights
-from serving.ranking import Filters, recommend, session_pairs
+from serving.ranking import Filters, _blend, recommend, session_pairs
 from tests.unit.test_serving_helpers import CATEGORIES, PER_CATEGORY, category_of, model_files, tiny_loader
 
 RECORD = type("R", (), {"version": 7, "metrics": {}, "trained_at": None})()
@@ -118,3 +120,23 @@ def test_top_up_stops_when_catalog_is_exhausted() -> None:
     allowed = frozenset({"tools-1", "tools-2"})
     out = rank("alice", k=10, filters=Filters(allowed=allowed))
     assert sorted(r.item_id for r in out) == ["tools-1", "tools-2"]
+
+
+def test_the_session_moves_the_query_by_its_share_however_small_the_vectors() -> None:
+    """A strongly regularised model has tiny collaborative vectors next to the bias dimension's 1;
+    the session's share of the query must still be its configured share, not its raw magnitude's."""
+    long_raw = np.array([1e-3, 0.0, 1.0], dtype=np.float32)  # long history, direction x
+    session_raw = np.array([0.0, 1e-4, 1.0], dtype=np.float32)  # short session, direction y, 10x smaller
+    query = _blend(long_raw, session_raw, 0.5, 0.5)
+    assert query is not None and abs(float(query @ query) - 1.0) < 1e-5
+    x, y = float(query[0]), float(query[1])
+    assert x > 0 and y > 0 and abs(x - y) < 1e-6 * max(x, y) + 1e-9  # equal shares: the diagonal
+    # the bias keeps its weight relative to the (mixed) collaborative magnitude
+    assert abs(float(query[2]) / float(np.hypot(x, y)) - 1.0 / (0.5 * 1e-3 + 0.5 * 1e-4)) < 1.0
+
+
+def test_blend_falls_back_when_a_part_has_no_collaborative_signal() -> None:
+    only_bias = np.array([0.0, 0.0, 1.0], dtype=np.float32)
+    session_raw = np.array([0.0, 2.0, 1.0], dtype=np.float32)
+    query = _blend(only_bias, session_raw, 0.3, 0.7)
+    assert query is not None and query[1] > 0 and abs(float(query @ query) - 1.0) < 1e-5
