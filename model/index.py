@@ -12,22 +12,31 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import faiss
 import numpy as np
+import scipy.sparse as sp
+
+from model.ann_recall import (
+    ExactTopK,
+    calibrate,
+    exact_search,
+    index_recall,
+    search_depth,
+    served_lists,
+)
 
 logger = logging.getLogger(__name__)
 
 EXACT, IVF, HNSW = "exact", "ivf", "hnsw"
 APPROXIMATE_KINDS = (IVF, HNSW)
-# Serving fetches k + exclusions (~35 for k=10), so recall is calibrated on a deeper top-k than 10.
+# Recall is calibrated on the top 50 a shopper is shown: deeper than a page of 10, and (when retrain
+# passes the calibration users' items) after serving's exclusions, which reach far deeper on heavy users.
 CALIBRATION_K = 50
 CALIBRATION_QUERIES = 1000
-# Calibration keeps a margin of this many standard errors of its mean recall (see _reaches).
-CALIBRATION_Z = 2.0
 # FAISS k-means warns below 39 points per centroid; 64 gives stable centroids. The cap keeps a 1M
 # catalog's k-means (4k centroids) near half a minute on two slow cores.
 MIN_POINTS_PER_CENTROID = 39
@@ -149,13 +158,14 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(vecs[keep] / norms[keep, None], dtype=np.float32)
 
 
-def sample_queries(vectors: np.ndarray, n: int = CALIBRATION_QUERIES, seed: int = 0) -> np.ndarray:
-    """Up to ``n`` random rows of ``vectors`` (e.g. user embeddings), unit-normalized."""
-    rows = np.asarray(vectors)
-    if len(rows) > n:
-        pick = np.sort(np.random.default_rng(seed).choice(len(rows), n, replace=False))
-        rows = rows[pick]
-    return unit_rows(rows)
+def sample_rows(vectors: np.ndarray, n: int = CALIBRATION_QUERIES, seed: int = 0) -> np.ndarray:
+    """Up to ``n`` random row numbers of ``vectors`` (e.g. user embeddings) whose rows have a finite,
+    non-zero norm, in order."""
+    norms = np.linalg.norm(np.asarray(vectors, dtype=np.float32), axis=1)
+    usable = np.flatnonzero(np.isfinite(norms) & (norms > 0))
+    if len(usable) > n:
+        usable = np.sort(np.random.default_rng(seed).choice(usable, n, replace=False))
+    return usable
 
 
 def synthetic_queries(items: np.ndarray, n: int = CALIBRATION_QUERIES, seed: int = 0) -> np.ndarray:
@@ -166,26 +176,6 @@ def synthetic_queries(items: np.ndarray, n: int = CALIBRATION_QUERIES, seed: int
     weights[:, 0] += 0.1
     mixes = np.einsum("qj,qjd->qd", weights, items[rows])
     return unit_rows(mixes)
-
-
-def exact_top_k(items: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    _, ids = faiss.knn(queries, items, k, metric=faiss.METRIC_INNER_PRODUCT)
-    return np.asarray(ids)
-
-
-def per_query_recall(found: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """|found ∩ truth| / |truth| for each query (ids below 0 are padding)."""
-    hits = ((found[:, :, None] == truth[:, None, :]) & (truth[:, None, :] >= 0)).any(axis=2).sum(axis=1)
-    return np.asarray(hits / np.maximum((truth >= 0).sum(axis=1), 1), dtype=np.float64)
-
-
-def index_recall(index: faiss.Index, items: np.ndarray, queries: np.ndarray, k: int) -> float:
-    """Recall@k of ``index`` (as it is, at its current search effort) against exact search."""
-    q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-    k = max(1, min(k, len(items)))
-    truth = exact_top_k(np.ascontiguousarray(items, dtype=np.float32), q, k)
-    _, found = index.search(q, k)
-    return float(per_query_recall(found, truth).mean())
 
 
 def auto_nlist(n_items: int, requested: int = 0) -> int:
@@ -199,11 +189,14 @@ def build_index(
     exact_max_items: int,
     params: AnnParams | None = None,
     calibration_queries: np.ndarray | None = None,
+    calibration_seen: Sequence[np.ndarray] | None = None,
 ) -> tuple[faiss.Index, IndexReport]:
     """Exact search up to ``exact_max_items`` items, else ``params.kind`` calibrated to its target.
 
     ``calibration_queries`` should look like serving's queries (unit-normalized user vectors) and must
-    not be the queries a benchmark reports recall on; without them, mixes of item rows stand in."""
+    not be the queries a benchmark reports recall on; without them, mixes of item rows stand in.
+    ``calibration_seen`` (item rows per calibration query) makes the recall that of the list serving
+    shows with those items excluded."""
     started = time.perf_counter()
     params = params or AnnParams()
     vecs = np.ascontiguousarray(item_embeddings, dtype=np.float32)
@@ -215,8 +208,13 @@ def build_index(
         logger.info("faiss_index_built kind=exact items=%d dim=%d", n, d)
         return flat, report
     queries = _calibration_set(vecs, calibration_queries, params.seed)
+    seen = (
+        calibration_seen if calibration_seen is not None and len(calibration_seen) == len(queries) else None
+    )
     k = max(1, min(params.k, n))
-    truth = exact_top_k(vecs, queries, k)
+    depth = search_depth(k, seen, n)
+    full = exact_search(vecs, queries, depth)
+    truth = ExactTopK(*served_lists(full.scores, full.ids, seen, k))
     index: faiss.Index
     nlist: int | None = None
     if params.kind == IVF:
@@ -227,7 +225,9 @@ def build_index(
         index = _build_hnsw(vecs, params.hnsw_m, params.hnsw_ef_construction)
         # An efSearch below k keeps fewer candidates than results asked for: doubling starts at k.
         ladder = (k, max(params.hnsw_ef_search, k))
-    effort, recall = _calibrate(index, queries, truth, params.target_recall, ladder)
+    effort, recall = calibrate(
+        index, queries, truth, params.target_recall, ladder, (depth, seen), set_search_effort
+    )
     set_search_effort(index, effort)
     report = IndexReport(
         kind=params.kind,
@@ -246,15 +246,31 @@ def build_index(
 
 
 def build_serving_index(
-    item_embeddings: np.ndarray, user_embeddings: np.ndarray, *, exact_max_items: int, params: AnnParams
+    item_embeddings: np.ndarray,
+    user_embeddings: np.ndarray,
+    *,
+    exact_max_items: int,
+    params: AnnParams,
+    seen: sp.csr_matrix | None = None,
 ) -> tuple[faiss.Index, IndexReport]:
     """The index retrain publishes: an approximate one is calibrated on up to 1000 random users'
-    vectors, unit-normalized as serving normalizes its queries."""
+    vectors, unit-normalized as serving normalizes its queries. ``seen`` (users x items, rows aligned
+    with ``user_embeddings``) calibrates on the lists those users are shown with their items excluded."""
     approximate = len(item_embeddings) > exact_max_items
     users = np.asarray(user_embeddings)
-    calibration = sample_queries(users, seed=params.seed) if approximate and len(users) else None
+    if not approximate or not len(users):
+        return build_index(item_embeddings, exact_max_items=exact_max_items, params=params)
+    rows = sample_rows(users, seed=params.seed)
+    calibration = users[rows] / np.linalg.norm(users[rows], axis=1, keepdims=True)
+    excluded = None
+    if seen is not None and seen.shape[0] == len(users):
+        excluded = [seen.indices[seen.indptr[r] : seen.indptr[r + 1]] for r in rows.tolist()]
     return build_index(
-        item_embeddings, exact_max_items=exact_max_items, params=params, calibration_queries=calibration
+        item_embeddings,
+        exact_max_items=exact_max_items,
+        params=params,
+        calibration_queries=calibration,
+        calibration_seen=excluded,
     )
 
 
@@ -287,66 +303,6 @@ def _build_hnsw(vecs: np.ndarray, m: int, ef_construction: int) -> faiss.IndexHN
     index.hnsw.efConstruction = max(ef_construction, 2 * m)
     index.add(vecs)
     return index
-
-
-Measured = tuple[int, float]  # (search effort, mean recall@k on the calibration queries)
-
-
-def _calibrate(
-    index: faiss.Index, queries: np.ndarray, truth: np.ndarray, target: float, ladder: tuple[int, int]
-) -> Measured:
-    """Smallest effort in [low, high] whose recall@k reaches ``target`` (``high`` if none does).
-
-    Recall is monotone in IVF nprobe (the probed lists only grow) and nearly so in HNSW efSearch, so
-    doubling then bisecting finds it in O(log high) searches. A target of 1 asks for exact results,
-    which only the exhaustive effort guarantees beyond the calibration queries."""
-    low, high = ladder
-    k = truth.shape[1]
-
-    def measure(effort: int) -> tuple[Measured, bool]:
-        set_search_effort(index, effort)
-        _, found = index.search(queries, k)
-        per_query = per_query_recall(found, truth)
-        return (effort, float(per_query.mean())), _reaches(per_query, target)
-
-    if target >= 1.0:
-        return measure(high)[0]
-    passing, failing = _doubling(low, high, measure)
-    if passing is None:
-        logger.warning("ann_target_not_reached target=%.3f effort=%d recall=%.4f", target, *failing)
-        return failing
-    lo = failing[0]
-    while passing[0] - lo > 1:
-        mid = (lo + passing[0]) // 2
-        measured, ok = measure(mid)
-        if ok:
-            passing = measured
-        else:
-            lo = mid
-    return passing
-
-
-def _reaches(per_query: np.ndarray, target: float) -> bool:
-    """The mean must clear the target by two standard errors: the effort is chosen on these queries,
-    and should reach the target on other queries from the same distribution too."""
-    spread = float(per_query.std(ddof=1)) / math.sqrt(len(per_query)) if len(per_query) > 1 else 0.0
-    return float(per_query.mean()) - CALIBRATION_Z * spread >= target
-
-
-def _doubling(
-    low: int, high: int, measure: Callable[[int], tuple[Measured, bool]]
-) -> tuple[Measured | None, Measured]:
-    """(first passing or None, last failing) of efforts low, 2 low, 4 low, ..., high."""
-    failing: Measured = (low - 1, 0.0)
-    effort = max(1, low)
-    while True:
-        measured, ok = measure(effort)
-        if ok:
-            return measured, failing
-        failing = measured
-        if effort >= high:
-            return None, failing
-        effort = min(2 * effort, high)
 
 
 def _log_report(report: IndexReport, dim: int) -> None:

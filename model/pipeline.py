@@ -114,6 +114,7 @@ def package_artifact(
         fitted.user_emb,
         exact_max_items=exact_max_items,
         params=ann or AnnParams(seed=config.seed),
+        seen=interactions.matrix,
     )
     cfg: dict[str, Any] = dict(config.to_dict())
     cfg.update({"exact_search_max_items": exact_max_items, "ann": report.to_config()})
@@ -226,10 +227,23 @@ class FittedModel:
 
     def reindexed(self, settings: ModelSettings, exact_max_items: int | None = None) -> FittedModel:
         """The same model over the index ``model.index.serving_index_for`` builds: retrain's choice for
-        this catalog size, or with ``exact_max_items=0`` the approximate index whatever the size."""
+        this catalog size, or with ``exact_max_items=0`` the approximate index whatever the size,
+        calibrated as retrain calibrates it (on the lists shown with the users' own items excluded)."""
         limit = settings.exact_search_max_items if exact_max_items is None else exact_max_items
-        artifact = dataclasses.replace(self.model.artifact, index_bytes=None)
-        model = TrainedModel(artifact, exact_max_items=limit, ann=AnnParams.from_settings(settings))
+        ann = AnnParams.from_settings(settings)
+        artifact = self.model.artifact
+        index, report = build_serving_index(
+            artifact.item_embeddings,
+            artifact.user_embeddings,
+            exact_max_items=limit,
+            params=ann,
+            seen=self.interactions.matrix,
+        )
+        config = {**artifact.config, "exact_search_max_items": limit, "ann": report.to_config()}
+        rebuilt = dataclasses.replace(
+            artifact, config=config, index_bytes=bytes(faiss.serialize_index(index).tobytes())
+        )
+        model = TrainedModel(rebuilt, exact_max_items=limit, ann=ann)
         return FittedModel(model=model, interactions=self.interactions)
 
 

@@ -4,6 +4,7 @@ import faiss
 import numpy as np
 import pytest
 
+from model.ann_recall import exact_search, per_query_recall
 from model.artifact import ModelArtifact
 from model.index import (
     AnnParams,
@@ -131,3 +132,34 @@ def test_index_rebuilt_and_calibrated_when_the_kind_does_not_match() -> None:
     assert rec.index_kind == "ivf" and rec.search_effort is not None
     assert index_recall(rec.index, items, unit_rows(users), k=50) >= 0.9
     assert TrainedModel(art, exact_max_items=5000).index_kind == "exact"
+
+
+def test_tied_items_count_as_found_so_calibration_is_not_pushed_to_a_full_scan() -> None:
+    """Items sharing one embedding (as items seen by one shopper each do) tie at every query: whichever
+    of them a search returns is a correct answer, so exhaustive IVF has recall 1 and calibration stops
+    below the full scan."""
+    rng = np.random.default_rng(3)
+    distinct = rng.normal(size=(60, 16)).astype(np.float32)
+    items = np.vstack([np.repeat(distinct, 80, axis=0), rng.normal(size=(2000, 16)).astype(np.float32)])
+    items = items[rng.permutation(len(items))]
+    queries = unit_rows(rng.normal(size=(600, 16)))
+    index, report = build_index(
+        items, exact_max_items=0, params=AnnParams(target_recall=0.95), calibration_queries=queries[:400]
+    )
+    assert report.recall_at_k is not None and report.recall_at_k >= 0.95
+    assert (report.search_effort or 0) < (report.nlist or 0)
+    set_search_effort(index, report.nlist or 0)
+    assert index_recall(index, items, queries[400:], k=50) == 1.0
+    # Returning another of the tied items is no loss (ids alone would say it is); a lower score is.
+    truth = exact_search(items, queries[400:401], 50)
+
+    def twin(i: int) -> int:
+        others = np.flatnonzero((items == items[i]).all(axis=1) & (np.arange(len(items)) != i))
+        return int(others[0]) if len(others) else i
+
+    twins = [twin(int(i)) for i in truth.ids[0]]
+    assert twins != truth.ids[0].tolist()
+    assert per_query_recall(truth.scores, np.asarray([twins]), truth)[0] == 1.0
+    wrong = np.argsort(queries[400] @ items.T)[:50]  # the 50 lowest scores
+    worst = (items[wrong] @ queries[400])[None, :]
+    assert per_query_recall(worst, wrong[None, :], truth)[0] == 0.0
