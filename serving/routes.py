@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from core.event_schema import ID_PATTERN
 from core.settings import Settings
 from serving.auth import auth_first, require
 from serving.deps import AdminDep, IngestDep, ReadDep, SettingsDep, get_read, get_settings
@@ -18,7 +19,6 @@ from serving.merch_params import BRAND_PATTERN, FILTER_DOC, FilterItem, MerchDep
 from serving.merchandising import NO_MERCH
 from serving.responses import FastJSONResponse
 from serving.schemas import (
-    CONTROL_CLASS,
     AcceptedOut,
     ChampionIn,
     ChampionOut,
@@ -38,9 +38,9 @@ from serving.schemas import (
 from serving.service import RecsQuery
 
 UserId = Annotated[str, Path(min_length=1, max_length=256)]
-# Not blank and no control characters: what the item update validation accepts as an id. Documented
-# only: core.events checks it, so a bad id gets its own reason code (control_character), not a generic one.
-ID_PATTERN = f"^[^{CONTROL_CLASS}]*[^\\s{CONTROL_CLASS}][^{CONTROL_CLASS}]*$"
+# Not blank and no control characters: what the item update validation accepts as an id (the event
+# schema's own pattern). Documented only: core.events checks it, so a bad id gets its own reason code
+# (control_character), not a generic one.
 ItemId = Annotated[str, Path(min_length=1, max_length=256, json_schema_extra={"pattern": ID_PATTERN})]
 K = Annotated[int, Query(ge=1, description="number of items; at most serving.max_k")]
 Category = Annotated[str | None, Query(min_length=1, max_length=256)]
