@@ -126,7 +126,7 @@ def event_document(msg: RawMessage, event: InteractionEvent, ingested_at: dateti
         "_id": event.event_id,
         "user_id": event.user_id,
         "item_id": event.item_id,
-        "event_type": event.event_type.value,
+        "event_type": str(event.event_type),
         "ts": event.timestamp,
         "ts_ms": event.ts_ms,
         "value": event.value,

@@ -81,7 +81,7 @@ def attribute_events(
 ) -> dict[str, dict[str, Any]]:
     """event_id → the ``attribution`` sub-document, for the events that get one."""
     types = frozenset(settings.event_types)
-    candidates = [e for e in events if e.event_type.value in types]
+    candidates = [e for e in events if str(e.event_type) in types]
     if not candidates:
         return {}
     named = {e.recommendation_id for e in candidates if e.recommendation_id is not None}

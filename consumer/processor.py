@@ -198,16 +198,16 @@ class BatchProcessor:
         settled = settle(guard.applied if guard else {})
         decisions = settled.decisions
         for _msg, event, outcome, _ in decisions:
-            result.counts[(event.event_type.value, outcome.value)] += 1
+            result.counts[(str(event.event_type), str(outcome))] += 1
             if outcome is Outcome.STORED and (att := docs[event.event_id].get("attribution")):
-                key = (event.event_type.value, label(att["model_version"]), label(att["variant"]), att["by"])
+                key = (str(event.event_type), label(att["model_version"]), label(att["variant"]), att["by"])
                 self._unreported.attributed[key] += 1
         if stored_shown := len(shown.inserted):
             result.counts[("impression", Outcome.STORED.value)] += stored_shown
         if repeated := len(batch.impressions) - stored_shown:
             result.counts[("impression", Outcome.DUPLICATE.value)] += repeated
         for _msg, event in settled.duplicates:
-            result.counts[(event.event_type.value, Outcome.DUPLICATE.value)] += 1
+            result.counts[(str(event.event_type), Outcome.DUPLICATE.value)] += 1
         batch.dead_letters += settled.dead_letters + unstorable_items + shown.dead_letters
 
         fresh_dead = self.effects.due_dead_letters(batch.dead_letters, guard)

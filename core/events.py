@@ -68,6 +68,10 @@ class ParseError(BaseModel):
     field: str | None = None
 
 
+# 9999-12-31T23:59:59.999Z, the last millisecond a datetime can hold.
+_MAX_EPOCH_MS = 253_402_300_799_999
+
+
 def _from_epoch_ms(ms: float) -> datetime:
     try:
         return datetime.fromtimestamp(ms / 1000.0, tz=UTC)
@@ -164,6 +168,10 @@ class InteractionEvent(BaseModel):
     @field_validator("timestamp", mode="before")
     @classmethod
     def _parse_ts(cls, v: Any) -> datetime:
+        # Epoch milliseconds as an int within datetime's range (what producers send) skip _to_utc's
+        # chain of type checks: this runs for every event the consumer reads.
+        if type(v) is int and 0 <= v <= _MAX_EPOCH_MS:
+            return datetime.fromtimestamp(v / 1000.0, tz=UTC)
         return _to_utc(v)
 
     @field_validator("position", mode="before")

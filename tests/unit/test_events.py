@@ -7,6 +7,9 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from core.events import (
     EVENT_TYPES,
@@ -16,6 +19,7 @@ from core.events import (
     InteractionEvent,
     ItemUpdate,
     ParseError,
+    _to_utc,
     parse_interaction,
     parse_item_update,
     validate_interaction,
@@ -237,3 +241,20 @@ def test_item_updates_parse_and_round_trip(update: dict[str, Any]) -> None:
     assert isinstance(first, ItemUpdate), first
     assert first.model_dump(exclude_none=True) == update
     assert parse_item_update(first.to_json()) == first
+
+
+@given(
+    st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.sampled_from([0, 253_402_300_799_999, 253_402_300_800_000])
+)
+def test_epoch_ms_fast_path_parses_as_the_general_path(ms: int) -> None:
+    """The validator's shortcut for int epoch milliseconds gives what ``_to_utc`` gives, and the same
+    refusal outside datetime's range."""
+    body = {"event_id": "e", "event_type": "view", "user_id": "u", "item_id": "i", "timestamp": ms}
+    try:
+        expected = _to_utc(ms)
+    except ValueError:
+        with pytest.raises(ValidationError, match="timestamp"):
+            InteractionEvent.model_validate(body)
+        return
+    assert InteractionEvent.model_validate(body).timestamp == expected

@@ -87,6 +87,8 @@ class BenchRun:
     extra_prefixes: list[str] = field(default_factory=list)
     acked_ids: list[str] = field(default_factory=list)
     stored_base: int = 0
+    # Undone first when the run closes, however it ends (e.g. restoring CPU affinities it changed).
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         import pymongo
@@ -153,6 +155,8 @@ class BenchRun:
             time.sleep(poll_s)
 
     def close(self) -> None:
+        for undo in reversed(self.cleanups):
+            undo()
         if self.consumer is not None:
             self.consumer.stop()
         self.mongo.close()

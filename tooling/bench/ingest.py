@@ -38,6 +38,7 @@ from tooling.bench.common import (
     warm_up,
     write_report,
 )
+from tooling.bench.cpu_placement import pin_api
 from tooling.bench.ingest_checks import ceiling_figures, effects_check
 from tooling.bench.ingest_phases import recovery, run_ceiling, stand_in, wait_applied
 from tooling.producers.produce import DeliveryStats, Pacer, event_record, finish, send
@@ -160,6 +161,11 @@ def bench_ingest(
         help="STREAMREC_CONSUMER__PARTITIONS, e.g. '0/1': explicit ownership (replaces --instance-id).",
     ),
     seed: int = typer.Option(7, "--seed"),
+    pin: bool = typer.Option(
+        True,
+        "--pin/--no-pin",
+        help="Run the measured consumer and each ceiling on half the cores, everything else on the rest.",
+    ),
 ) -> None:
     """Producer → Kafka → consumer → MongoDB + Redis vs parse and sink ceilings; CPU, effects, recovery."""
     console = Console()
@@ -173,6 +179,15 @@ def bench_ingest(
         with console.status("starting the consumer and warming up"):
             consumer = run.start_consumer()
             warm_up(run, shop)
+        # As in production, where the consumer has its host's cores and the broker and database run
+        # elsewhere: the consumer (every thread, librdkafka's included) on half the cores, this process,
+        # its producer and the dev servers on the others, so neither the servers' work nor the cache
+        # traffic of sharing a core is charged to the consumer's CPU per event. Each ceiling process
+        # runs on the consumer's cores too, so the ratio still compares like with like.
+        placement = pin_api([consumer.pid]) if pin else None
+        measured_cpus = placement.api_cpus if placement else None
+        if placement is not None:
+            run.cleanups.append(placement.restore)  # restoring twice is harmless
         with console.status(f"full path: {events:,} events"):
             cpu_before = consumer.cpu_seconds() or 0.0
             batches_before = consumer_batches(run.settings.consumer.metrics_port)
@@ -192,11 +207,14 @@ def bench_ingest(
         # The sink ceiling runs twice around the parse ceiling, each into its own scratch database:
         # the dev MongoDB server's speed drifts, and the faster run is the better upper bound.
         with console.status(f"sink ceiling (run 1): {on_topic:,} records, own process"):
-            sinks = [run_ceiling(run, "sink", on_topic, tag="1")]
+            sinks = [run_ceiling(run, "sink", on_topic, tag="1", cpus=measured_cpus)]
         with console.status(f"parse ceiling: {on_topic:,} records, own process"):
-            parse = run_ceiling(run, "parse", on_topic)
+            parse = run_ceiling(run, "parse", on_topic, cpus=measured_cpus)
         with console.status(f"sink ceiling (run 2): {on_topic:,} records, own process"):
-            sinks.append(run_ceiling(run, "sink", on_topic, tag="2"))
+            sinks.append(run_ceiling(run, "sink", on_topic, tag="2", cpus=measured_cpus))
+        if placement is not None:
+            # Freshness and recovery measure the whole stack as it shares the machine.
+            placement.restore()
         sink = max(sinks, key=lambda r: float(r["events_per_s"] or 0.0))
         sink = {**sink, "runs_events_per_s": [r["events_per_s"] for r in sinks]}
         figures = ceiling_figures(full, parse["events_per_s"], sink["events_per_s"])
@@ -246,6 +264,8 @@ def bench_ingest(
             "consumer_sink_s": round(sink_s, 2),
             "full_path_s": round(done - started, 2),
             "consumer_batch_wait_s": run.settings.consumer.batch_wait_s,
+            # Null: not pinned (--no-pin, or affinity cannot be set here).
+            "cpu_placement": placement.as_json() if placement else None,
             "machine": machine_info(),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }

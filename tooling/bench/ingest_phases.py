@@ -6,6 +6,7 @@ completion wait that does not load the consumer being measured.
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -64,10 +65,17 @@ def wait_applied(
 
 
 def run_ceiling(
-    run: BenchRun, mode: str, records: int, *, tag: str = "", timeout_s: float = 600.0
+    run: BenchRun,
+    mode: str,
+    records: int,
+    *,
+    tag: str = "",
+    timeout_s: float = 600.0,
+    cpus: list[int] | None = None,
 ) -> dict[str, Any]:
     """One ceiling (``tooling.bench.ingest_ceiling``) in a process of its own, reading the run's events
-    topic from the start with its own consumer group; its JSON result."""
+    topic from the start with its own consumer group; its JSON result. ``cpus``: the cores it runs on
+    (the measured consumer's, when the bench pins it)."""
     from tooling.bench.ingest_ceiling import scratch_names
     from tooling.devstack.processes import child_env
 
@@ -104,6 +112,7 @@ def run_ceiling(
             stderr=subprocess.STDOUT,
             timeout=timeout_s + 120,
             check=False,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
     if not out.exists():
         raise StreamrecError(f"the {mode} ceiling failed (exit {done.returncode}); log {log_path}")
