@@ -75,3 +75,19 @@ def test_itemknn_falls_back_to_popularity_for_users_it_cannot_score() -> None:
     assert lonely[2] > lonely[0] == lonely[1] > lonely[3]
     # A scored item always ranks above an unscored one.
     assert scores[1][[0, 1]].min() > scores[1][3]
+
+
+def test_above_the_exact_threshold_the_row_is_also_served_through_an_exact_index(tmp_path: Path) -> None:
+    """Where retrain builds an approximate index, the same fit through an exact FAISS index separates
+    what the approximate index costs from how FAISS orders ties."""
+    from tooling.bench.quality import prepare, streamrec_indexed
+
+    events = tmp_path / "events.csv"
+    _events(events, users=60, items=80)
+    prepared = prepare("csv", tmp_path, events, 1)
+    params = {"factors": 16, "exact_search_max_items": 10}
+    indexed = streamrec_indexed(params, prepared)
+    assert set(indexed) == {"as_retrain", "exact_index"}
+    assert indexed["as_retrain"].index["kind"] == "ivf" and indexed["exact_index"].index["kind"] == "exact"
+    approx, exact = (indexed[k].evaluation for k in ("as_retrain", "exact_index"))
+    assert approx.users == exact.users and exact.hits >= 1
