@@ -21,6 +21,16 @@ from pymongo.errors import BulkWriteError
 from core.late_attribution import AttributionUpdate
 from core.settings import MongoSettings
 from storage.errors import Unstorable
+from storage.event_docs import (
+    REPORT_FIELDS,
+    as_event,
+    as_item,
+    attribution_filter,
+    distinct_in_order,
+    event_projection,
+    report_doc,
+    ts_range,
+)
 from storage.item_docs import first_added, merge_item_updates
 
 log = logging.getLogger(__name__)
@@ -37,8 +47,6 @@ TRANSIENT_WRITE_CODES = frozenset(
 RECENT_SCAN = 2000
 # Shoppers per query of ``events_of_users_since``: keeps each ``$in`` list (and query document) small.
 USERS_PER_QUERY = 1000
-# What the online reports read of an event (``attribution`` is written by the consumer).
-REPORT_FIELDS = ("user_id", "item_id", "event_type", "ts", "attribution")
 # What late attribution reads of an event (core.late_attribution): the rules' inputs and the current state.
 LATE_FIELDS = ("user_id", "item_id", "event_type", "ts", "recommendation_id", "position", "attribution")
 Doc = dict[str, Any]
@@ -146,77 +154,8 @@ class EventStore(Protocol):
         one unordered write. Idempotent and race-free by those conditions; returns how many changed."""
 
 
-def ts_range(since: datetime | None, until: datetime | None) -> Doc:
-    """The MongoDB condition on ``ts`` for since <= ts < until (either end may be open)."""
-    condition: Doc = {}
-    if since is not None:
-        condition["$gte"] = since
-    if until is not None:
-        condition["$lt"] = until
-    return condition
-
-
-def report_doc(doc: Doc) -> Doc:
-    """An event as the reports read it: the report fields, ``ts`` timezone-aware."""
-    out = {k: doc[k] for k in ("_id", *REPORT_FIELDS) if k in doc}
-    ts = out.get("ts")
-    if isinstance(ts, datetime) and ts.tzinfo is None:
-        out["ts"] = ts.replace(tzinfo=UTC)
-    return out
-
-
-def attribution_filter(update: AttributionUpdate) -> Doc:
-    """The condition under which ``update`` may be written (see ``EventStore.set_attribution``)."""
-    if update.attribution["by"] == "id":
-        return {"_id": update.event_id, "attribution.by": {"$ne": "id"}}
-    if update.expected is None:
-        return {"_id": update.event_id, "attribution": {"$exists": False}}
-    return {"_id": update.event_id, "attribution.by": "window", "attribution.impression_id": update.expected}
-
-
-def attribution_applies(stored: Doc, update: AttributionUpdate) -> bool:
-    """``attribution_filter`` in Python, for the in-memory twin."""
-    current = stored.get("attribution")
-    if update.attribution["by"] == "id":
-        return current is None or current.get("by") != "id"
-    if update.expected is None:
-        return "attribution" not in stored
-    return (
-        current is not None
-        and current.get("by") == "window"
-        and current.get("impression_id") == update.expected
-    )
-
-
-def event_projection(fields: Sequence[str] | None) -> Doc:
-    """The find() projection of ``iter_events``: everything but ``ingested_at``, or only ``fields``."""
-    if fields is None:
-        return {"ingested_at": 0}
-    return {"_id": 1 if "_id" in fields else 0, **{f: 1 for f in fields if f != "_id"}}
-
-
-def as_event(doc: Doc) -> Doc:
-    out = dict(doc)
-    if "_id" in out:
-        out["event_id"] = out["_id"]
-    ts = out.get("ts")
-    if isinstance(ts, datetime) and ts.tzinfo is None:
-        out["ts"] = ts.replace(tzinfo=UTC)
-    return out
-
-
-def as_item(doc: Doc) -> Doc:
-    out = dict(doc)
-    out["item_id"] = out["_id"]
-    return out
-
-
 def _write_error(error: Doc) -> str:
     return f"MongoDB write error {error.get('code')}: {error.get('errmsg', '')}"[:500]
-
-
-def distinct_in_order(values: list[str], limit: int) -> list[str]:
-    return list(dict.fromkeys(values))[:limit]
 
 
 class MongoEventStore:

@@ -10,18 +10,8 @@ from bson.errors import InvalidDocument
 from pymongo.errors import DocumentTooLarge
 
 from core.late_attribution import AttributionUpdate
-from storage.event_store import (
-    LATE_FIELDS,
-    MAX_BSON_SIZE,
-    RECENT_SCAN,
-    Doc,
-    InsertResult,
-    as_event,
-    as_item,
-    attribution_applies,
-    distinct_in_order,
-    report_doc,
-)
+from storage.event_docs import as_event, as_item, attribution_applies, distinct_in_order, report_doc
+from storage.event_store import LATE_FIELDS, MAX_BSON_SIZE, RECENT_SCAN, Doc, InsertResult
 from storage.item_docs import first_added, merge_item_updates
 
 

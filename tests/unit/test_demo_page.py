@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from serving.demo_page import STATIC_DIR
-from storage.event_store import distinct_in_order
+from storage.event_docs import distinct_in_order
 from tests.unit.test_serving_helpers import READ, harness
 
 
