@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from scipy import stats
@@ -209,3 +210,17 @@ def test_api_settings_add_an_admin_key_and_the_off_copy_only_turns_impressions_o
     same = {"impressions", "port"}
     assert off.serving.model_dump(exclude=same) == on.serving.model_dump(exclude=same)
     assert off.model_dump(exclude={"serving"}) == on.model_dump(exclude={"serving"})
+
+
+def test_p99_ratio_interval_resolves_a_shift_and_not_noise() -> None:
+    from tooling.bench.online_latency import p99_ratio_ci95
+
+    rng = np.random.default_rng(1)
+    off = (20 + 5 * rng.standard_normal(16)).tolist()
+    same = p99_ratio_ci95(off, [v * 1.0 for v in off])
+    assert same == [1.0, 1.0]
+    noisy = p99_ratio_ci95(off, (20 + 5 * rng.standard_normal(16)).tolist())
+    assert noisy is not None and noisy[0] < 1.0 < noisy[1]
+    slower = p99_ratio_ci95(off, [v * 1.5 for v in off])
+    assert slower is not None and slower[0] > 1.1
+    assert p99_ratio_ci95([10.0], [12.0]) is None

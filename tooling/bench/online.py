@@ -87,6 +87,7 @@ LATENCY_KEYS = (
     "p99_off_ms",
     "p99_on_ms",
     "p99_ratio",
+    "p99_ratio_ci95",
 )
 
 
