@@ -201,6 +201,9 @@ class ModelSettings(BaseModel):
 
 class RetrainSettings(BaseModel):
     window_days: float | None = None
+    # The window is read from MongoDB in consecutive time slices of this length, one query each
+    # (retrain.event_source.read_window): no query's result or cursor spans the whole window.
+    read_slice_hours: float = Field(default=6.0, gt=0.0, le=24.0 * 366)
     every: str | None = None
     after_events: int | None = Field(default=None, ge=1)
     gate_tolerance: float = Field(default=0.005, ge=0.0)

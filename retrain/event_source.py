@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any, Protocol
 
@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 READ_FIELDS = ("user_id", "item_id", "event_type", "value", "ts_ms", "ts")
 # Documents per cursor batch: one batch is decoded and folded at a time.
 READ_BATCH = 5000
+# The window is read as consecutive time slices of this length, one query each (retrain.read_slice_hours).
+DEFAULT_READ_SLICE = timedelta(hours=6)
 
 
 class EventSource(Protocol):
@@ -147,13 +149,42 @@ class EventColumns:
 
 
 def read_window(
-    source: EventSource, since: datetime | None, until: datetime | None, exclude_users: set[str]
+    source: EventSource,
+    since: datetime | None,
+    until: datetime | None,
+    exclude_users: set[str],
+    slice_length: timedelta = DEFAULT_READ_SLICE,
 ) -> EventTable:
-    """The window's events, streamed from the source in cursor batches of only ``READ_FIELDS``."""
+    """The window's events, streamed from the source in cursor batches of only ``READ_FIELDS``.
+
+    The window is read as consecutive time slices, one query each, oldest first: a server that
+    gathers a query's whole result before its first batch (the dev MongoDB server does; a read of 3M
+    events then timed out before any arrived) holds one slice at a time, and no cursor stays open
+    for the whole read. On MongoDB each slice is a range of the ``ts`` index. An open start becomes
+    the oldest stored event's time where the source can tell it; otherwise one query reads it all."""
     columns = EventColumns(exclude_users)
-    for batch in source.iter_events(since, until, exclude_users, READ_BATCH, READ_FIELDS):
-        columns.add(batch)
+    for start, end in _slices(source, since, until, slice_length):
+        for batch in source.iter_events(start, end, exclude_users, READ_BATCH, READ_FIELDS):
+            columns.add(batch)
     return columns.table()
+
+
+def _slices(
+    source: EventSource, since: datetime | None, until: datetime | None, length: timedelta
+) -> Iterator[tuple[datetime | None, datetime | None]]:
+    oldest = getattr(source, "oldest_event_time", None)
+    if since is None and callable(oldest):
+        since = oldest()
+        if since is None:  # nothing stored
+            return
+    if since is None or until is None or length <= timedelta(0):
+        yield since, until
+        return
+    start = since
+    while start < until:
+        end = min(start + length, until)
+        yield start, end
+        start = end
 
 
 def to_event_table(events: Iterable[Any], exclude_users: set[str] | None = None) -> EventTable:

@@ -85,6 +85,7 @@ class RetrainConfig:
     gate_max_users: int = 5000
     gate_min_users: int = 50
     gate_min_events: int = 200
+    read_slice_hours: float = 6.0
 
     @classmethod
     def from_settings(cls, settings: RetrainSettings) -> RetrainConfig:
@@ -94,6 +95,7 @@ class RetrainConfig:
             gate_tolerance=settings.gate_tolerance,
             gate_min_users=settings.gate_min_users,
             gate_min_events=settings.gate_min_events,
+            read_slice_hours=settings.read_slice_hours,
         )
 
 
@@ -160,7 +162,7 @@ def run_retrain(
     since = None if config.window_days is None else now - timedelta(days=config.window_days)
     with clock.stage("read"):
         erased = source.erased_users()
-        table = read_window(source, since, now, erased)
+        table = read_window(source, since, now, erased, timedelta(hours=config.read_slice_hours))
     n_events = len(table)
     log.info("retrain_data events=%d erased_users=%d since=%s until=%s", n_events, len(erased), since, now)
     with clock.stage("scrub"):

@@ -97,6 +97,9 @@ class EventStore(Protocol):
         With ``fields`` each dict holds only those stored fields (and ``event_id`` only when ``_id`` is
         one of them): the server sends no more than the reader needs."""
 
+    def oldest_event_time(self) -> datetime | None:
+        """The ``ts`` of the oldest stored event (None when none is stored): where an open window starts."""
+
     def count_events(self) -> int: ...
 
     def stored_event_ids(self, event_ids: Iterable[str]) -> set[str]:
@@ -281,6 +284,14 @@ class MongoEventStore:
                 batch = []
         if batch:
             yield batch
+
+    def oldest_event_time(self) -> datetime | None:
+        # The first entry of the ts index: no scan on MongoDB.
+        doc = self.events.find_one({}, {"ts": 1, "_id": 0}, sort=[("ts", ASCENDING)])
+        ts = doc.get("ts") if doc else None
+        if not isinstance(ts, datetime):
+            return None
+        return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
     def count_events(self) -> int:
         return int(self.events.count_documents({}))

@@ -265,3 +265,16 @@ def test_retrain_reads_only_the_projected_fields_in_cursor_batches(any_store) ->
     assert table.ts_ms.tolist() == [
         int((T0 + timedelta(minutes=n)).timestamp() * 1000) for n in range(3, 20) if n % 3 != 2
     ]
+
+
+def test_oldest_event_time_and_a_sliced_read(any_store) -> None:
+    """Where an open window starts, and the window read in time slices gives the one-query table."""
+    from retrain.event_source import read_window
+
+    assert any_store.oldest_event_time() is None
+    any_store.insert_events([doc(f"e{n}", f"u{n % 3}", minutes=n, offset=n) for n in range(30, 4, -1)])
+    assert any_store.oldest_event_time() == T0 + timedelta(minutes=5)
+    whole = read_window(any_store, None, T0 + timedelta(minutes=40), set(), timedelta(days=1))
+    sliced = read_window(any_store, None, T0 + timedelta(minutes=40), set(), timedelta(minutes=4))
+    assert sliced.ts_ms.tolist() == whole.ts_ms.tolist() and len(whole) == 26
+    assert sliced.user_id.tolist() == whole.user_id.tolist()

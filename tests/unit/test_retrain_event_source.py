@@ -134,3 +134,43 @@ def test_an_event_without_any_timestamp_is_a_clear_error() -> None:
 def test_nothing_read_is_an_empty_table() -> None:
     assert len(to_event_table([])) == 0
     assert len(read_window(Spy(InMemoryEventStore()), None, None, set())) == 0
+
+
+class BoundedSpy(Spy):
+    """A source that can tell where its oldest event is (as the event stores can)."""
+
+    def __init__(self, store: InMemoryEventStore) -> None:
+        super().__init__(store)
+        self.windows: list[tuple[datetime | None, datetime | None]] = []
+
+    def oldest_event_time(self) -> datetime | None:
+        return self.store.oldest_event_time()
+
+    def iter_events(self, since=None, until=None, exclude_users=(), batch_size=5000, fields=None):  # type: ignore[no-untyped-def]
+        self.windows.append((since, until))
+        return super().iter_events(since, until, exclude_users, batch_size, fields)
+
+
+def test_the_window_is_read_in_consecutive_slices_oldest_first(store: InMemoryEventStore) -> None:
+    whole = read_window(Spy(store), T0 + timedelta(minutes=5), T0 + timedelta(minutes=35), {"u0"})
+    spy = BoundedSpy(store)
+    sliced = read_window(
+        spy, T0 + timedelta(minutes=5), T0 + timedelta(minutes=35), {"u0"}, timedelta(minutes=7)
+    )
+    starts = [5, 12, 19, 26, 33]
+    assert spy.windows == [
+        (T0 + timedelta(minutes=a), T0 + timedelta(minutes=min(a + 7, 35))) for a in starts
+    ]
+    assert sliced.ts_ms.tolist() == whole.ts_ms.tolist()
+    assert sliced.user_id.tolist() == whole.user_id.tolist()
+
+
+def test_an_open_start_begins_at_the_oldest_event_or_reads_in_one_query(store: InMemoryEventStore) -> None:
+    spy = BoundedSpy(store)
+    table = read_window(spy, None, T0 + timedelta(hours=1), set(), timedelta(minutes=15))
+    assert spy.windows[0] == (T0, T0 + timedelta(minutes=15)) and len(spy.windows) == 4
+    assert len(table) == 40
+    plain = Spy(store)  # cannot tell its oldest event: one query over the open window
+    assert len(read_window(plain, None, T0 + timedelta(hours=1), set(), timedelta(minutes=15))) == 40
+    assert len(plain.calls) == 1
+    assert len(read_window(BoundedSpy(InMemoryEventStore()), None, T0, set())) == 0
