@@ -96,6 +96,8 @@ class EventColumns:
         self._chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self.skipped = 0
         self.count = 0
+        # Every event handed to ``add``, kept or not (an erased user's, one without an item).
+        self.seen = 0
 
     def add(self, events: Iterable[Any]) -> None:
         users: list[str] = []
@@ -104,6 +106,8 @@ class EventColumns:
         values: list[float] = []
         ts: list[int] = []
         excluded = self.excluded
+        events = list(events)
+        self.seen += len(events)
         for event in events:
             user = _field(event, "user_id")
             if user is None or str(user) in excluded:
@@ -155,36 +159,45 @@ def read_window(
     exclude_users: set[str],
     slice_length: timedelta = DEFAULT_READ_SLICE,
 ) -> EventTable:
-    """The window's events, streamed from the source in cursor batches of only ``READ_FIELDS``.
+    """The window's events in ts order, streamed from the source in cursor batches of only
+    ``READ_FIELDS``.
 
-    The window is read as consecutive time slices, one query each, oldest first: a server that
-    gathers a query's whole result before its first batch (the dev MongoDB server does; a read of 3M
-    events then timed out before any arrived) holds one slice at a time, and no cursor stays open
-    for the whole read. On MongoDB each slice is a range of the ``ts`` index. An open start becomes
-    the oldest stored event's time where the source can tell it; otherwise one query reads it all."""
+    The window is read as consecutive time slices, one query each: a server that gathers a query's
+    whole result before its first batch (the dev MongoDB server does; a read of 3M events then timed
+    out before any arrived) holds one slice at a time, and no cursor stays open for the whole read.
+    On MongoDB each slice is a range of the ``ts`` index. A window with an open start is read
+    backwards from its end until a slice comes back empty and the source has nothing older (a gap
+    in the events is jumped over); a source that cannot say what is older is read in one query."""
     columns = EventColumns(exclude_users)
-    for start, end in _slices(source, since, until, slice_length):
+
+    def read(start: datetime | None, end: datetime | None) -> int:
+        before = columns.seen
         for batch in source.iter_events(start, end, exclude_users, READ_BATCH, READ_FIELDS):
             columns.add(batch)
-    return columns.table()
+        return columns.seen - before
 
-
-def _slices(
-    source: EventSource, since: datetime | None, until: datetime | None, length: timedelta
-) -> Iterator[tuple[datetime | None, datetime | None]]:
-    oldest = getattr(source, "oldest_event_time", None)
-    if since is None and callable(oldest):
-        since = oldest()
-        if since is None:  # nothing stored
-            return
-    if since is None or until is None or length <= timedelta(0):
-        yield since, until
-        return
-    start = since
-    while start < until:
-        end = min(start + length, until)
-        yield start, end
-        start = end
+    latest_before = getattr(source, "latest_event_time_before", None)
+    if until is None or slice_length <= timedelta(0) or (since is None and not callable(latest_before)):
+        read(since, until)
+        return columns.table()
+    if since is not None:
+        start = since
+        while start < until:
+            read(start, min(start + slice_length, until))
+            start += slice_length
+        return columns.table()
+    assert callable(latest_before)
+    end = until
+    while True:
+        start = end - slice_length
+        if read(start, end) == 0:
+            older = latest_before(start)
+            if older is None:
+                break
+            start = older + timedelta(milliseconds=1)  # the next slice ends just after it: a gap jumped
+        end = start
+    table = columns.table()
+    return subset(table, np.argsort(table.ts_ms, kind="stable"))
 
 
 def to_event_table(events: Iterable[Any], exclude_users: set[str] | None = None) -> EventTable:

@@ -110,10 +110,10 @@ class InMemoryEventStore:
             chunk = stored[start : start + batch_size]
             yield [as_event(d if keep is None else {k: v for k, v in d.items() if k in keep}) for d in chunk]
 
-    def oldest_event_time(self) -> datetime | None:
+    def latest_event_time_before(self, when: datetime) -> datetime | None:
         self._check()
         times = [as_event(d)["ts"] for d in self.events.values() if isinstance(d.get("ts"), datetime)]
-        return min(times, default=None)
+        return max((t for t in times if t < when), default=None)
 
     def count_events(self) -> int:
         self._check()

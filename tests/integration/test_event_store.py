@@ -267,14 +267,16 @@ def test_retrain_reads_only_the_projected_fields_in_cursor_batches(any_store) ->
     ]
 
 
-def test_oldest_event_time_and_a_sliced_read(any_store) -> None:
-    """Where an open window starts, and the window read in time slices gives the one-query table."""
+def test_latest_event_before_and_a_sliced_read(any_store) -> None:
+    """What is older than a time, and the window read in time slices gives the one-query table."""
     from retrain.event_source import read_window
 
-    assert any_store.oldest_event_time() is None
+    assert any_store.latest_event_time_before(T0 + timedelta(days=1)) is None
     any_store.insert_events([doc(f"e{n}", f"u{n % 3}", minutes=n, offset=n) for n in range(30, 4, -1)])
-    assert any_store.oldest_event_time() == T0 + timedelta(minutes=5)
+    assert any_store.latest_event_time_before(T0 + timedelta(minutes=12)) == T0 + timedelta(minutes=11)
+    assert any_store.latest_event_time_before(T0 + timedelta(minutes=5)) is None
     whole = read_window(any_store, None, T0 + timedelta(minutes=40), set(), timedelta(days=1))
     sliced = read_window(any_store, None, T0 + timedelta(minutes=40), set(), timedelta(minutes=4))
-    assert sliced.ts_ms.tolist() == whole.ts_ms.tolist() and len(whole) == 26
-    assert sliced.user_id.tolist() == whole.user_id.tolist()
+    closed = read_window(any_store, T0, T0 + timedelta(minutes=40), set(), timedelta(minutes=4))
+    assert sliced.ts_ms.tolist() == whole.ts_ms.tolist() == closed.ts_ms.tolist() and len(whole) == 26
+    assert sliced.user_id.tolist() == whole.user_id.tolist() == closed.user_id.tolist()

@@ -137,40 +137,62 @@ def test_nothing_read_is_an_empty_table() -> None:
 
 
 class BoundedSpy(Spy):
-    """A source that can tell where its oldest event is (as the event stores can)."""
+    """A source that can say what is older than a time (as the event stores can)."""
 
     def __init__(self, store: InMemoryEventStore) -> None:
         super().__init__(store)
         self.windows: list[tuple[datetime | None, datetime | None]] = []
 
-    def oldest_event_time(self) -> datetime | None:
-        return self.store.oldest_event_time()
+    def latest_event_time_before(self, when: datetime) -> datetime | None:
+        return self.store.latest_event_time_before(when)
 
     def iter_events(self, since=None, until=None, exclude_users=(), batch_size=5000, fields=None):  # type: ignore[no-untyped-def]
         self.windows.append((since, until))
         return super().iter_events(since, until, exclude_users, batch_size, fields)
 
 
-def test_the_window_is_read_in_consecutive_slices_oldest_first(store: InMemoryEventStore) -> None:
+def _minutes(spy: BoundedSpy) -> list[tuple[int, int]]:
+    def at(t: datetime | None) -> int:
+        assert t is not None
+        return int((t - T0).total_seconds() // 60)
+
+    return [(at(a), at(b)) for a, b in spy.windows]
+
+
+def test_the_window_is_read_in_consecutive_slices(store: InMemoryEventStore) -> None:
     whole = read_window(Spy(store), T0 + timedelta(minutes=5), T0 + timedelta(minutes=35), {"u0"})
     spy = BoundedSpy(store)
     sliced = read_window(
         spy, T0 + timedelta(minutes=5), T0 + timedelta(minutes=35), {"u0"}, timedelta(minutes=7)
     )
-    starts = [5, 12, 19, 26, 33]
-    assert spy.windows == [
-        (T0 + timedelta(minutes=a), T0 + timedelta(minutes=min(a + 7, 35))) for a in starts
-    ]
+    assert _minutes(spy) == [(5, 12), (12, 19), (19, 26), (26, 33), (33, 35)]
     assert sliced.ts_ms.tolist() == whole.ts_ms.tolist()
     assert sliced.user_id.tolist() == whole.user_id.tolist()
 
 
-def test_an_open_start_begins_at_the_oldest_event_or_reads_in_one_query(store: InMemoryEventStore) -> None:
+def test_an_open_start_is_read_backwards_until_nothing_is_older(store: InMemoryEventStore) -> None:
+    """Events at minutes 0-39, read from minute 60 back in 15-minute slices: the first slice is empty,
+    so the read jumps to the slice ending just after the newest older event (39); the empty slice
+    before minute 0, with nothing older, ends it."""
+    whole = read_window(Spy(store), None, T0 + timedelta(hours=1), set())
     spy = BoundedSpy(store)
     table = read_window(spy, None, T0 + timedelta(hours=1), set(), timedelta(minutes=15))
-    assert spy.windows[0] == (T0, T0 + timedelta(minutes=15)) and len(spy.windows) == 4
-    assert len(table) == 40
-    plain = Spy(store)  # cannot tell its oldest event: one query over the open window
+    assert _minutes(spy) == [(45, 60), (24, 39), (9, 24), (-6, 9), (-21, -6)]
+    assert table.ts_ms.tolist() == whole.ts_ms.tolist() == sorted(whole.ts_ms.tolist())
+    assert table.user_id.tolist() == whole.user_id.tolist() and len(table) == 40
+    plain = Spy(store)  # cannot say what is older: one query over the open window
     assert len(read_window(plain, None, T0 + timedelta(hours=1), set(), timedelta(minutes=15))) == 40
     assert len(plain.calls) == 1
     assert len(read_window(BoundedSpy(InMemoryEventStore()), None, T0, set())) == 0
+
+
+def test_gaps_are_jumped_and_erased_users_events_do_not_end_the_read() -> None:
+    store = InMemoryEventStore()
+    store.insert_events([_doc(n, "gone" if n >= 200 else "u1", "i1") for n in (0, 1, 200, 201)])
+    spy = BoundedSpy(store)
+    table = read_window(spy, None, T0 + timedelta(minutes=300), {"gone"}, timedelta(minutes=30))
+    # 270-300 is empty: the newest older event is at 201, so the next slice ends just after it; it
+    # holds only the erased user's events, which the query leaves out, so it reads as empty too, but
+    # what is older is asked of everything stored: the read jumps to minute 1; below 0 nothing is older.
+    assert _minutes(spy) == [(270, 300), (171, 201), (-29, 1), (-59, -29)]
+    assert table.user_id.tolist() == ["u1", "u1"]
