@@ -92,30 +92,36 @@ def plan_events(
 ) -> list[Op]:
     """Redis ops for a batch of events whose effects are to be applied (in arrival order)."""
     ops: list[Op] = []
-    users: dict[str, None] = {}
+    # A batch's events share few shoppers and fewer popularity buckets: each key is built once.
+    users: dict[str, tuple[str, str]] = {}
+    buckets: dict[tuple[str, int], str] = {}
     pop: dict[tuple[str, str], float] = {}
     expires: dict[str, int] = {}
     pop_all = keys.pop_all()
     cutoffs = live_cutoffs(now_s)
     for ev in events:
-        users[ev.user_id] = None
+        user_keys = users.get(ev.user_id)
+        if user_keys is None:
+            user_keys = users[ev.user_id] = (keys.recent(ev.user_id), keys.seen(ev.user_id))
         item = ev.item_id
         member = recent_member(ev.event_id, item, ev.event_type, ev.value)
-        ops.append(Op("zadd", keys.recent(ev.user_id), (member, ev.ts_ms)))
-        ops.append(Op("sadd", keys.seen(ev.user_id), (item,)))
+        ops.append(Op("zadd", user_keys[0], (member, ev.ts_ms)))
+        ops.append(Op("sadd", user_keys[1], (item,)))
         if ev.event_type == _PURCHASE:
             ops.append(Op("sadd", keys.purchased(ev.user_id), (item,)))
         weight = event_weight(ev.event_type, ev.value, weights)
         pop[(pop_all, item)] = pop.get((pop_all, item), 0.0) + weight
         for window, start, expire_at in bucket_writes(ev.ts_ms, now_s, cutoffs):
-            bucket = keys.pop_bucket(window, start)
-            expires[bucket] = expire_at
+            bucket = buckets.get((window, start))
+            if bucket is None:
+                bucket = buckets[(window, start)] = keys.pop_bucket(window, start)
+                expires[bucket] = expire_at
             pop[(bucket, item)] = pop.get((bucket, item), 0.0) + weight
     ops.extend(Op("zincrby", key, (item, weight)) for (key, item), weight in pop.items())
     ops.extend(Op("expireat", key, (at,)) for key, at in expires.items())
-    for uid in users:
+    for uid, (recent_key, _) in users.items():
         # Keep the newest recent_max members: ranks 0.. are the lowest scores.
-        ops.append(Op("zremrangebyrank", keys.recent(uid), (0, -(recent_max + 1))))
+        ops.append(Op("zremrangebyrank", recent_key, (0, -(recent_max + 1))))
         ops.append(Op("incr", keys.marker(uid)))
     return ops
 
