@@ -48,10 +48,6 @@ def exact_search(items: np.ndarray, queries: np.ndarray, k: int) -> ExactTopK:
     return ExactTopK(scores, ids)
 
 
-def exact_top_k(items: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    return exact_search(items, queries, k).ids
-
-
 def per_query_recall(found_scores: np.ndarray, found_ids: np.ndarray, truth: ExactTopK) -> np.ndarray:
     """For each query, the share of its exact top-k that the search found. Every item scoring above
     the exact k-th score must be found itself; the places left go to items tied with the k-th score

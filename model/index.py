@@ -261,7 +261,7 @@ def build_serving_index(
     if not approximate or not len(users):
         return build_index(item_embeddings, exact_max_items=exact_max_items, params=params)
     rows = sample_rows(users, seed=params.seed)
-    calibration = users[rows] / np.linalg.norm(users[rows], axis=1, keepdims=True)
+    calibration = unit_rows(users[rows])  # every sampled row has a usable norm: none is dropped
     excluded = None
     if seen is not None and seen.shape[0] == len(users):
         excluded = [seen.indices[seen.indptr[r] : seen.indptr[r + 1]] for r in rows.tolist()]
