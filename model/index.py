@@ -1,6 +1,6 @@
 """FAISS inner-product search over item embeddings: exact up to a catalog size, approximate above it.
 
-The approximate index is IVF-Flat by default (HNSW on request). Its search effort (IVF ``nprobe``,
+The approximate index is an HNSW-Flat graph by default (IVF-Flat on request). Its search effort (IVF ``nprobe``,
 HNSW ``efSearch``) is not a fixed setting: ``build_index`` measures recall@k against exact search on
 calibration queries and keeps the smallest effort that reaches ``target_recall``. FAISS serializes
 both ``nprobe`` and ``efSearch`` with the index; the artifact config records them as well so loaders
@@ -49,7 +49,7 @@ MAX_NLIST = 65_536
 class AnnParams:
     """How to build the approximate index; ``hnsw_ef_search`` caps HNSW's calibrated efSearch."""
 
-    kind: str = IVF
+    kind: str = HNSW
     target_recall: float = 0.95
     k: int = CALIBRATION_K
     ivf_nlist: int = 0  # 0: about 4 * sqrt(items)

@@ -88,6 +88,6 @@ def test_above_the_exact_threshold_the_row_is_also_served_through_an_exact_index
     params = {"factors": 16, "exact_search_max_items": 10}
     indexed = streamrec_indexed(params, prepared)
     assert set(indexed) == {"as_retrain", "exact_index"}
-    assert indexed["as_retrain"].index["kind"] == "ivf" and indexed["exact_index"].index["kind"] == "exact"
+    assert indexed["as_retrain"].index["kind"] == "hnsw" and indexed["exact_index"].index["kind"] == "exact"
     approx, exact = (indexed[k].evaluation for k in ("as_retrain", "exact_index"))
     assert approx.users == exact.users and exact.hits >= 1

@@ -107,7 +107,7 @@ def test_the_serving_app_serves_a_trained_model_without_torch(
         "POST /v1/events": 202,
         "POST /v1/admin/retrain": 202,
     }
-    assert result["index"] == "ivf" and result["model_version"] == "1"
+    assert result["index"] == "hnsw" and result["model_version"] == "1"
     assert result["reasons"] == ["personalized"] and result["n_items"] == 5
     assert result["torch_loaded"] is False
 

@@ -6,6 +6,7 @@ import pytest
 
 from core.errors import ArtifactError
 from model.artifact import ModelArtifact
+from model.index import AnnParams
 from model.interactions import build_interactions
 from model.lae import TrainConfig
 from model.pipeline import train_artifact
@@ -55,11 +56,14 @@ def test_round_trip_dir_and_files(tmp_path: Path) -> None:
     assert rec.user_vector("nobody") is None
 
 
-def test_ivf_index_chosen_above_threshold() -> None:
+def test_approximate_index_chosen_above_threshold() -> None:
     art = _artifact()
     rec = TrainedModel(art, exact_max_items=5)
-    assert type(rec.index).__name__ == "IndexIVFFlat" and rec.search_effort is not None
+    assert type(rec.index).__name__ == "IndexHNSWFlat" and rec.search_effort is not None
     assert len(rec.recommend([("i3", 1.0)], 4)) == 4
+    ivf = TrainedModel(art, exact_max_items=5, ann=AnnParams(kind="ivf"))
+    assert type(ivf.index).__name__ == "IndexIVFFlat" and ivf.search_effort is not None
+    assert len(ivf.recommend([("i3", 1.0)], 4)) == 4
 
 
 def test_artifact_config_records_the_calibrated_index() -> None:
@@ -72,10 +76,10 @@ def test_artifact_config_records_the_calibrated_index() -> None:
         exact_max_items=50,
     )
     ann = art.config["ann"]
-    assert ann["kind"] == "ivf" and ann["target_recall"] == 0.95 and ann["calibrated_recall"] >= 0.95
-    assert 1 <= ann["nprobe"] <= ann["nlist"] and ann["calibration_queries"] > 0
+    assert ann["kind"] == "hnsw" and ann["target_recall"] == 0.95 and ann["calibrated_recall"] >= 0.95
+    assert ann["ef_search"] >= 1 and ann["hnsw_m"] == 32 and ann["calibration_queries"] > 0
     rec = TrainedModel(ModelArtifact.from_files(art.to_files()))
-    assert rec.index_kind == "ivf" and rec.search_effort == ann["nprobe"]
+    assert rec.index_kind == "hnsw" and rec.search_effort == ann["ef_search"]
 
 
 def test_missing_file_rejected(tmp_path: Path) -> None:

@@ -94,7 +94,7 @@ def test_reindexed_forces_the_approximate_index(fitted: FittedModel) -> None:
     settings = _settings()
     assert fitted.model.index_kind == "exact"
     ann = fitted.reindexed(settings, exact_max_items=0)
-    assert ann.model.index_kind == "ivf"
+    assert ann.model.index_kind == "hnsw"
     rows = fitted.rows([f"u{i}" for i in range(40)])
     exact = fitted.recommend(rows, 10)
     approx = ann.recommend(rows, 10)

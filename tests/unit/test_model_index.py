@@ -29,11 +29,14 @@ def gaussian() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return items, queries[:1000], queries[1000:]
 
 
-def test_exact_below_threshold_and_ivf_above() -> None:
+def test_exact_below_threshold_and_hnsw_above_by_default() -> None:
     items = np.random.default_rng(1).normal(size=(2000, 8)).astype(np.float32)
     exact, exact_report = build_index(items, exact_max_items=2000)
-    approx, report = build_index(items, exact_max_items=1999)
+    graph, graph_report = build_index(items, exact_max_items=1999)
     assert type(exact).__name__ == "IndexFlatIP" and exact_report.kind == "exact"
+    assert type(graph).__name__ == "IndexHNSWFlat" and graph_report.kind == "hnsw"
+    assert graph_report.search_effort == search_effort(graph) and (graph_report.search_effort or 0) >= 50
+    approx, report = build_index(items, exact_max_items=1999, params=AnnParams(kind="ivf"))
     assert type(approx).__name__ == "IndexIVFFlat" and report.kind == "ivf"
     assert report.search_effort == search_effort(approx) and 1 <= (report.search_effort or 0) <= (
         report.nlist or 0
@@ -47,7 +50,7 @@ def test_exact_below_threshold_and_ivf_above() -> None:
 def test_ivf_calibration_reaches_the_target_on_held_out_queries(gaussian: tuple) -> None:
     items, calibration, held_out = gaussian
     index, report = build_index(
-        items, exact_max_items=0, params=AnnParams(target_recall=0.9), calibration_queries=calibration
+        items, exact_max_items=0, params=AnnParams(kind="ivf", target_recall=0.9), calibration_queries=calibration
     )
     assert report.kind == "ivf" and report.calibration_queries == len(calibration)
     assert report.recall_at_k is not None and report.recall_at_k >= 0.9
@@ -63,7 +66,7 @@ def test_ivf_calibration_reaches_the_target_on_held_out_queries(gaussian: tuple)
 def test_target_one_means_exhaustive_effort(gaussian: tuple) -> None:
     items, calibration, held_out = gaussian
     index, report = build_index(
-        items[:5000], exact_max_items=0, params=AnnParams(target_recall=1.0), calibration_queries=calibration
+        items[:5000], exact_max_items=0, params=AnnParams(kind="ivf", target_recall=1.0), calibration_queries=calibration
     )
     assert search_effort(index) == report.nlist == report.search_effort and report.recall_at_k == 1.0
     assert index_recall(index, items[:5000], held_out, k=50) == 1.0
@@ -107,7 +110,7 @@ def _artifact(items: np.ndarray, users: np.ndarray, index_bytes: bytes, config: 
 def test_search_effort_survives_the_artifact_round_trip(gaussian: tuple) -> None:
     items, calibration, _ = gaussian
     index, report = build_index(
-        items, exact_max_items=0, params=AnnParams(target_recall=0.8), calibration_queries=calibration
+        items, exact_max_items=0, params=AnnParams(kind="ivf", target_recall=0.8), calibration_queries=calibration
     )
     assert report.search_effort is not None and report.search_effort > 1
     config = {"exact_search_max_items": 100, "ann": report.to_config()}
@@ -128,7 +131,7 @@ def test_index_rebuilt_and_calibrated_when_the_kind_does_not_match() -> None:
     users = rng.normal(size=(200, 8)).astype(np.float32)
     flat, _ = build_index(items, exact_max_items=5000)
     art = _artifact(items, users, bytes(faiss.serialize_index(flat).tobytes()), {})
-    rec = TrainedModel(art, exact_max_items=100, ann=AnnParams(target_recall=0.9))
+    rec = TrainedModel(art, exact_max_items=100, ann=AnnParams(kind="ivf", target_recall=0.9))
     assert rec.index_kind == "ivf" and rec.search_effort is not None
     assert index_recall(rec.index, items, unit_rows(users), k=50) >= 0.9
     assert TrainedModel(art, exact_max_items=5000).index_kind == "exact"
@@ -144,7 +147,7 @@ def test_tied_items_count_as_found_so_calibration_is_not_pushed_to_a_full_scan()
     items = items[rng.permutation(len(items))]
     queries = unit_rows(rng.normal(size=(600, 16)))
     index, report = build_index(
-        items, exact_max_items=0, params=AnnParams(target_recall=0.95), calibration_queries=queries[:400]
+        items, exact_max_items=0, params=AnnParams(kind="ivf", target_recall=0.95), calibration_queries=queries[:400]
     )
     assert report.recall_at_k is not None and report.recall_at_k >= 0.95
     assert (report.search_effort or 0) < (report.nlist or 0)

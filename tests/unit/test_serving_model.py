@@ -47,7 +47,7 @@ def load(files: dict[str, bytes], exact_max: int = 200_000) -> Any:
 def test_round_trip_serves_through_the_recommender(exact_max: int) -> None:
     art = artifact()
     loaded = load(art.to_files(), exact_max)
-    assert loaded.index == ("exact" if exact_max == 1000 else "ivf") and loaded.version == "3"
+    assert loaded.index == ("exact" if exact_max == 1000 else "hnsw") and loaded.version == "3"
     model = loaded.model
     assert model.n_items == 50 and model.knows_item("i7") and not model.knows_item("nope")
     user = model.user_vector("u0")
