@@ -1,10 +1,10 @@
 """FAISS inner-product search over item embeddings: exact up to a catalog size, approximate above it.
 
-The approximate index is an HNSW-Flat graph by default (IVF-Flat on request). Its search effort (IVF ``nprobe``,
-HNSW ``efSearch``) is not a fixed setting: ``build_index`` measures recall@k against exact search on
-calibration queries and keeps the smallest effort that reaches ``target_recall``. FAISS serializes
-both ``nprobe`` and ``efSearch`` with the index; the artifact config records them as well so loaders
-can re-apply them and reports can show what was chosen.
+The approximate index is an HNSW-Flat graph by default (IVF-Flat on request). Its search effort
+(IVF ``nprobe``, HNSW ``efSearch``) is not a fixed setting: ``build_index`` measures recall@k
+against exact search on calibration queries and keeps the smallest effort that reaches
+``target_recall``. FAISS serializes both ``nprobe`` and ``efSearch`` with the index; the artifact
+config records them as well so loaders can re-apply them and reports can show what was chosen.
 """
 
 from __future__ import annotations

@@ -47,7 +47,10 @@ def test_calibrating_on_the_shown_lists_keeps_recall_where_shoppers_own_items_fi
     queries = unit_rows(centers[home] + 0.05 * rng.normal(size=(700, 24)).astype(np.float32))
     cal, held = slice(0, 500), slice(500, 700)
     plain, plain_report = build_index(
-        items, exact_max_items=0, params=AnnParams(kind="ivf", target_recall=0.95), calibration_queries=queries[cal]
+        items,
+        exact_max_items=0,
+        params=AnnParams(kind="ivf", target_recall=0.95),
+        calibration_queries=queries[cal],
     )
     shown, report = build_index(
         items,

@@ -50,7 +50,10 @@ def test_exact_below_threshold_and_hnsw_above_by_default() -> None:
 def test_ivf_calibration_reaches_the_target_on_held_out_queries(gaussian: tuple) -> None:
     items, calibration, held_out = gaussian
     index, report = build_index(
-        items, exact_max_items=0, params=AnnParams(kind="ivf", target_recall=0.9), calibration_queries=calibration
+        items,
+        exact_max_items=0,
+        params=AnnParams(kind="ivf", target_recall=0.9),
+        calibration_queries=calibration,
     )
     assert report.kind == "ivf" and report.calibration_queries == len(calibration)
     assert report.recall_at_k is not None and report.recall_at_k >= 0.9
@@ -66,7 +69,10 @@ def test_ivf_calibration_reaches_the_target_on_held_out_queries(gaussian: tuple)
 def test_target_one_means_exhaustive_effort(gaussian: tuple) -> None:
     items, calibration, held_out = gaussian
     index, report = build_index(
-        items[:5000], exact_max_items=0, params=AnnParams(kind="ivf", target_recall=1.0), calibration_queries=calibration
+        items[:5000],
+        exact_max_items=0,
+        params=AnnParams(kind="ivf", target_recall=1.0),
+        calibration_queries=calibration,
     )
     assert search_effort(index) == report.nlist == report.search_effort and report.recall_at_k == 1.0
     assert index_recall(index, items[:5000], held_out, k=50) == 1.0
@@ -110,7 +116,10 @@ def _artifact(items: np.ndarray, users: np.ndarray, index_bytes: bytes, config: 
 def test_search_effort_survives_the_artifact_round_trip(gaussian: tuple) -> None:
     items, calibration, _ = gaussian
     index, report = build_index(
-        items, exact_max_items=0, params=AnnParams(kind="ivf", target_recall=0.8), calibration_queries=calibration
+        items,
+        exact_max_items=0,
+        params=AnnParams(kind="ivf", target_recall=0.8),
+        calibration_queries=calibration,
     )
     assert report.search_effort is not None and report.search_effort > 1
     config = {"exact_search_max_items": 100, "ann": report.to_config()}
@@ -147,7 +156,10 @@ def test_tied_items_count_as_found_so_calibration_is_not_pushed_to_a_full_scan()
     items = items[rng.permutation(len(items))]
     queries = unit_rows(rng.normal(size=(600, 16)))
     index, report = build_index(
-        items, exact_max_items=0, params=AnnParams(kind="ivf", target_recall=0.95), calibration_queries=queries[:400]
+        items,
+        exact_max_items=0,
+        params=AnnParams(kind="ivf", target_recall=0.95),
+        calibration_queries=queries[:400],
     )
     assert report.recall_at_k is not None and report.recall_at_k >= 0.95
     assert (report.search_effort or 0) < (report.nlist or 0)
