@@ -152,7 +152,7 @@ def serve(artifact_dir: str) -> dict[str, Any]:
     from tests.unit.test_serving_helpers import ADMIN, INGEST, harness, make_settings
 
     files = {p.name: p.read_bytes() for p in Path(artifact_dir).iterdir()}
-    # A small exact-search threshold: the artifact's items get the IVF index, as at production size.
+    # A small exact-search threshold: the artifact gets the approximate (HNSW) index, as at production size.
     settings = make_settings().model_copy(update={"model": ModelSettings(exact_search_max_items=10)})
     statuses: dict[str, int] = {}
     with harness(with_model=False, loader=make_loader(settings)) as h:

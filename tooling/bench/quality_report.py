@@ -142,8 +142,8 @@ def build_report(
     if exact:
         notes.append(
             f"catalog {n_items} items <= exact_search_max_items {exact_search_max_items}: retrain builds an "
-            "exact index, so ndcg@10_ann equals the exact ranking; ndcg@10_ann_forced is the IVF index "
-            "retrain would build above that size, forced on this catalog"
+            "exact index, so ndcg@10_ann equals the exact ranking; ndcg@10_ann_forced is the approximate "
+            "index (model.ann_index) retrain would build above that size, forced on this catalog"
         )
     for o in outcomes:
         if o.search.edge_params:
