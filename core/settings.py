@@ -167,10 +167,10 @@ class ModelSettings(BaseModel):
     exact_search_max_items: int = Field(default=20_000, ge=1)
     # hnsw: HNSW-Flat graph. On the serving benchmark's trained 512-factor model (83k items) it reaches
     # recall@50 0.95 on the lists shoppers are shown at efSearch ~80: 0.49 ms a query on one core,
-    # against 4-7 ms for IVF-Flat, whose lists partition these embeddings (norms spread 100-fold)
-    # so badly that it needs nprobe 519 of 1,153. ivf: IVF-Flat, whose build (one k-means on a sample)
-    # grows more slowly with the catalog than HNSW's (over 9 minutes at ~1M items on 2 cores), and
-    # fast on embeddings that cluster the way IVF partitions.
+    # against ~4 ms for IVF-Flat (exact: 7.5 ms), whose lists partition these embeddings (norms
+    # spread 100-fold) so badly that it needs nprobe 519 of 1,153. ivf: IVF-Flat, whose build (one
+    # k-means on a sample) grows more slowly with the catalog than HNSW's (over 9 minutes at ~1M items
+    # on 2 cores), and fast on embeddings that cluster the way IVF partitions.
     ann_index: Literal["ivf", "hnsw"] = "hnsw"
     ann_target_recall: float = Field(default=0.95, gt=0.0, le=1.0)
     # IVF inverted lists; 0 = about 4 * sqrt(items).
