@@ -214,12 +214,26 @@ def _json(files: dict[str, bytes], name: str) -> Any:
 
 
 def _npy(files: dict[str, bytes], name: str) -> np.ndarray:
+    """The array stored in ``files[name]``, read in place: a read-only view over the file's bytes, so a
+    1M-item model does not hold each embedding matrix twice (once as bytes, once as an array) while it
+    loads. Object arrays are refused, as ``np.load(allow_pickle=False)`` refuses them."""
     if name not in files:
         raise ArtifactError(f"artifact file {name} is missing")
+    data = files[name]
     try:
-        arr = np.load(io.BytesIO(files[name]), allow_pickle=False)
+        header = io.BytesIO(data)
+        major, _minor = np.lib.format.read_magic(header)
+        read_header = {1: np.lib.format.read_array_header_1_0, 2: np.lib.format.read_array_header_2_0}
+        if major not in read_header:
+            raise ValueError(f"unsupported .npy format version {major}")
+        shape, fortran_order, dtype = read_header[major](header)
+        if dtype.hasobject:
+            raise ValueError("object arrays cannot be loaded without pickle")
+        count = int(np.prod(shape, dtype=np.int64))
+        offset = header.tell()
+        if len(data) - offset != count * dtype.itemsize:
+            raise ValueError(f"expected {count * dtype.itemsize} data bytes, found {len(data) - offset}")
+        flat = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
     except (ValueError, OSError, EOFError) as exc:
         raise ArtifactError(f"artifact file {name} is not a readable .npy array: {exc}") from exc
-    if not isinstance(arr, np.ndarray):
-        raise ArtifactError(f"artifact file {name} does not hold a single array")
-    return arr
+    return flat.reshape(shape, order="F" if fortran_order else "C")

@@ -116,6 +116,12 @@ def package_artifact(
         params=ann or AnnParams(seed=config.seed),
         seen=interactions.matrix,
     )
+    # The serialized copy is all the artifact keeps: drop the index before copying the bytes out, so
+    # a 1M-item index (~2 GiB) is never held three times over.
+    serialized = faiss.serialize_index(index)
+    del index
+    index_bytes = serialized.tobytes()
+    del serialized
     cfg: dict[str, Any] = dict(config.to_dict())
     cfg.update({"exact_search_max_items": exact_max_items, "ann": report.to_config()})
     if content is not None:
@@ -130,12 +136,12 @@ def package_artifact(
         user_ids=interactions.user_ids.astype(str),
         item_embeddings=fitted.item_emb,
         user_embeddings=fitted.user_emb,
-        input_embeddings=fitted.weights.input_emb.astype(np.float32),
+        input_embeddings=fitted.weights.input_emb.astype(np.float32, copy=False),
         config=cfg,
         metrics=dict(metrics or {}),
         trained_at=datetime.now(UTC).isoformat(),
         data_window=dict(data_window or {}),
-        index_bytes=bytes(faiss.serialize_index(index).tobytes()),
+        index_bytes=index_bytes,
         content_weights=None if content is None else content.weights.astype(np.float32),
         content_vocab=None if content is None else content.featurizer.to_json(),
     )

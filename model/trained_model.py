@@ -13,6 +13,7 @@ import dataclasses
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import faiss
@@ -96,9 +97,6 @@ class TrainedModel:
         self._order = check_order(str(cfg.get("history_order", DEFAULT_ORDER)))
         items = np.ascontiguousarray(artifact.item_embeddings, dtype=np.float32)
         self._items = items
-        # The output tower and the bias apart, laid out as training's LAEWeights holds them, so dense
-        # scores match LAEWeights.scores bit for bit.
-        self._output = np.ascontiguousarray(items[:, :-1])
         self._bias = np.ascontiguousarray(items[:, -1])
         pop = _model_popularity(artifact)
         if not np.isfinite(pop).all():
@@ -336,6 +334,14 @@ class TrainedModel:
         history = apply_recency(histories, recency_ranks, self._recency_boost, self._recency_half_life)
         users = np.asarray(history @ self.artifact.input_embeddings, dtype=np.float32)
         return np.asarray(users @ self._output.T + self._bias)
+
+    @cached_property
+    def _output(self) -> np.ndarray:
+        # The output tower apart from the bias, laid out as training's LAEWeights holds it, so dense
+        # scores match LAEWeights.scores bit for bit. Built on first use: only dense scoring (the
+        # quality benchmark) needs it, and at 1M items x 512 factors it is a 2 GiB copy serving and
+        # retrain would otherwise hold for nothing.
+        return np.ascontiguousarray(self._items[:, :-1])
 
     def to_files(
         self, version: int, *, metrics: dict[str, Any], data_window: dict[str, Any], trained_at: datetime

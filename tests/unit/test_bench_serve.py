@@ -19,7 +19,8 @@ from tooling.bench.serve_load import (
     zipf_rank,
     zipf_script,
 )
-from tooling.bench.serve_trained import MemoryEventSource, exact_top_k, recall_at_k
+from tooling.bench.serve_trained import exact_top_k, recall_at_k
+from tooling.bench.sim_events import CompactEvents, MemoryEventSource
 
 
 def test_zipf_cdf_is_the_normalised_power_law() -> None:
@@ -100,7 +101,8 @@ def test_the_memory_source_reads_a_window_as_the_event_store_does() -> None:
     def event(user: str, ts_s: int) -> tuple[str, str, str, float | None, int]:
         return (user, "i", "view", None, ts_s * 1000)
 
-    source = MemoryEventSource([event("a", 10), event("b", 20), event("a", 30), event("c", 40)])
+    rows = [event("a", 10), event("b", 20), event("a", 30), event("c", 40)]
+    source = MemoryEventSource(CompactEvents.from_rows(rows))
     since, until = datetime.fromtimestamp(20, UTC), datetime.fromtimestamp(40, UTC)
     batches = list(source.iter_events(since, until, exclude_users={"b"}, batch_size=1))
     assert [[e["ts_ms"] for e in b] for b in batches] == [[30_000]]  # since <= ts < until
@@ -108,3 +110,11 @@ def test_the_memory_source_reads_a_window_as_the_event_store_does() -> None:
     first = next(source.iter_events())[0]
     assert first == {"user_id": "a", "item_id": "i", "event_type": "view", "value": None, "ts_ms": 10_000}
     assert source.count_events() == 4 and source.erased_users() == set()
+
+
+def test_compact_events_keep_every_field_and_count_items() -> None:
+    rows = [("u1", "i1", "view", None, 5), ("u2", "i1", "rate", 4.5, 6), ("u1", "i2", "purchase", None, 7)]
+    events = CompactEvents.from_rows(rows)
+    back = [e for batch in MemoryEventSource(events).iter_events() for e in batch]
+    assert [(e["user_id"], e["item_id"], e["event_type"], e["value"], e["ts_ms"]) for e in back] == rows
+    assert events.item_counts() == {"i1": 2, "i2": 1} and len(events) == 3

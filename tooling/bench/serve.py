@@ -17,6 +17,7 @@ happen as often as that skew makes them; the hit ratios come from the API's own 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -195,7 +196,14 @@ def bench_serve(
 
     console = Console()
     with scratch_stack("serve", console) as base:
+        log_dir = Path(tempfile.mkdtemp(prefix="streamrec-bench-serve-"))
+        # The model's files are cached on disk by the trainer's registry and read from there by the API
+        # (a GiB-sized artifact at 1M items): in the run's own folder, removed at the end.
+        cache = log_dir / "artifacts"
         settings = serving_settings(base, free_port())
+        settings = settings.model_copy(
+            update={"model": settings.model.model_copy(update={"artifact_cache_dir": cache})}
+        )
         n_events = events or 10 * items
         with console.status(
             f"simulating {n_events} interactions and training ({settings.model.factors} factors)"
@@ -206,7 +214,6 @@ def bench_serve(
             f"index {trained.index.get('kind')}, recall@20 {trained.ann_recall_at_20}, {trained.timings}"
         )
         seed_redis(settings, trained.item_ids, trained.item_popularity, trained.user_order[:SESSION_USERS])
-        log_dir = Path(tempfile.mkdtemp(prefix="streamrec-bench-serve-"))
         table = write_zipf_table(log_dir / "zipf_users.txt", trained.user_order, zipf_s)
         load_before = os.getloadavg()
         phases: dict[str, dict[str, Any]] = {}
@@ -226,6 +233,7 @@ def bench_serve(
                     len(trained.user_order),
                 )
         load_after = os.getloadavg()
+        shutil.rmtree(cache, ignore_errors=True)
     uncached, cached = phases["uncached"], phases["cached"]
     report = {
         "items": items,

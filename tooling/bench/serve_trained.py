@@ -6,7 +6,8 @@ purchase funnel. ``retrain.pipeline.run_retrain`` then runs exactly what `stream
 (read the window, hold out the latest events, fit the LAE with ``ModelSettings`` as configured,
 build the serving index for that catalog size, gate, publish and promote) with one difference: the
 events come from memory instead of MongoDB, since reading millions of documents from the dev server
-measures that server, not serving.
+measures that server, not serving. It all runs in a child process (``train_and_publish``), so the
+memory retrain needs at 1M items is given back before the serving phases start.
 
 ``ann_recall_at_20`` asks the published model back from the registry through the read side serving
 loads (``TrainedModel.from_files``) and compares its index's top 20 with the exact top 20 (every
@@ -15,16 +16,24 @@ item scored) for a sample of users.
 
 from __future__ import annotations
 
+import dataclasses
 import resource
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
+import typer
 
 from core.errors import StreamrecError
+from tooling.bench.sim_events import CompactEvents, MemoryEventSource
 from tooling.producers.simulator import Storefront, StorefrontConfig
 
 # Items per simulated category: a department of a large catalog (the simulator's default of 20
@@ -56,54 +65,6 @@ def storefront(items: int, users: int, events: int, seed: int) -> Storefront:
     return Storefront(
         StorefrontConfig(users=users, items=items, events=events, seed=seed, categories=categories, days=14)
     )
-
-
-# (user_id, item_id, event_type, value, ts_ms): a tuple costs a third of a dict, which matters at 10M
-# events (the 1M-item run); the strings are the simulator's own, shared between events.
-SimEvent = tuple[str, str, str, float | None, int]
-
-
-class MemoryEventSource:
-    """``retrain.event_source.EventSource`` over simulated events held in memory (ts-ordered)."""
-
-    def __init__(self, events: Sequence[SimEvent]) -> None:
-        self.events = events
-
-    def iter_events(
-        self,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        exclude_users: Iterable[str] = (),
-        batch_size: int = 5000,
-        fields: Sequence[str] | None = None,
-    ) -> Iterator[list[dict[str, Any]]]:
-        # ``fields`` is retrain's projection: these documents hold only what it reads already.
-        lo = None if since is None else since.timestamp() * 1000
-        hi = None if until is None else until.timestamp() * 1000
-        excluded = set(exclude_users)
-        batch: list[dict[str, Any]] = []
-        for user, item, kind, value, ts in self.events:
-            if (lo is not None and ts < lo) or (hi is not None and ts >= hi) or user in excluded:
-                continue
-            batch.append({"user_id": user, "item_id": item, "event_type": kind, "value": value, "ts_ms": ts})
-            if len(batch) >= batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
-
-    def erased_users(self) -> set[str]:
-        return set()
-
-    def count_events(self) -> int:
-        return len(self.events)
-
-
-def simulated_events(shop: Storefront) -> list[SimEvent]:
-    return [
-        (e.user_id, e.item_id, e.event_type.value, e.value, int(e.timestamp.timestamp() * 1000))
-        for e in shop.events()
-    ]
 
 
 def recall_at_k(found: Sequence[Sequence[str]], exact: Sequence[Sequence[str]]) -> float:
@@ -138,7 +99,8 @@ def model_recall(
     return recall_at_k(found, exact), len(sample)
 
 
-def train_and_publish(settings: Any, items: int, users: int, events: int, seed: int = 1) -> TrainedServeModel:
+def _train_here(settings: Any, items: int, users: int, events: int, seed: int) -> TrainedServeModel:
+    """Simulate, retrain, publish and read the model back, in this process."""
     from model.trained_model import TrainedModel
     from retrain.model_adapter import trainer_from_settings
     from retrain.pipeline import RetrainConfig, run_retrain
@@ -147,7 +109,7 @@ def train_and_publish(settings: Any, items: int, users: int, events: int, seed: 
     timings: dict[str, float] = {}
     started = time.perf_counter()
     shop = storefront(items, users, events, seed)
-    docs = simulated_events(shop)
+    docs = CompactEvents.from_rows(shop.interactions())
     timings["simulate_s"] = time.perf_counter() - started
     registry = open_model_registry(settings)
     try:
@@ -160,6 +122,7 @@ def train_and_publish(settings: Any, items: int, users: int, events: int, seed: 
             now=datetime.now(UTC),
         )
         timings["retrain_s"] = time.perf_counter() - started
+        timings["retrain_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if result.version is None:
             raise StreamrecError(f"retrain published nothing ({result.outcome}: {result.error})")
         if result.outcome != "promoted":
@@ -173,9 +136,7 @@ def train_and_publish(settings: Any, items: int, users: int, events: int, seed: 
         registry.close()
     ann = dict(model.config.get("ann", {}))
     recall, recall_users = (None, 0) if model.index_kind == "exact" else model_recall(model)
-    counts: dict[str, int] = {}
-    for _user, item, *_rest in docs:
-        counts[item] = counts.get(item, 0) + 1
+    counts = docs.item_counts()
     timings["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     order = np.argsort(-shop.user_activity, kind="stable")
     return TrainedServeModel(
@@ -193,3 +154,71 @@ def train_and_publish(settings: Any, items: int, users: int, events: int, seed: 
         user_order=[shop.user_ids[i] for i in order.tolist()],
         timings=timings,
     )
+
+
+# What the child writes beside result.json: the lists the serving phases seed Redis and draw users from.
+_LISTS = ("item_ids", "item_popularity", "user_order")
+
+
+def _save(model: TrainedServeModel, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name in _LISTS:
+        values = getattr(model, name)
+        arr = np.asarray(values) if name == "item_popularity" else np.array(values, dtype=str)
+        np.save(out / f"{name}.npy", arr, allow_pickle=False)
+    meta = {k: v for k, v in dataclasses.asdict(model).items() if k not in _LISTS}
+    (out / "result.json").write_bytes(orjson.dumps(meta, option=orjson.OPT_SERIALIZE_NUMPY))
+
+
+def _load(out: Path) -> TrainedServeModel:
+    meta = orjson.loads((out / "result.json").read_bytes())
+    lists = {name: np.load(out / f"{name}.npy", allow_pickle=False) for name in _LISTS}
+    return TrainedServeModel(
+        **meta,
+        item_ids=lists["item_ids"].tolist(),
+        item_popularity=lists["item_popularity"],
+        user_order=lists["user_order"].tolist(),
+    )
+
+
+def train_and_publish(settings: Any, items: int, users: int, events: int, seed: int = 1) -> TrainedServeModel:
+    """Simulate ``events`` interactions, run retrain on them and publish, in a child process: at 1M
+    items retrain holds several GiB that the serving phases after it need back (the child's peak RSS is
+    ``timings["peak_rss_mb"]``)."""
+    from tooling.devstack.processes import REPO_ROOT, child_env
+
+    with tempfile.TemporaryDirectory(prefix="streamrec-serve-model-") as tmp:
+        out, log_path = Path(tmp), Path(tmp) / "child.log"
+        args = ["--items", items, "--users", users, "--events", events, "--seed", seed, "--out", out]
+        with open(log_path, "wb") as log:
+            code = subprocess.run(
+                [sys.executable, "-m", "tooling.bench.serve_trained", *map(str, args)],
+                cwd=REPO_ROOT,
+                env=child_env(settings),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            ).returncode
+        if code != 0 or not (out / "result.json").is_file():
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+            raise StreamrecError(f"training the serving model failed (exit {code}):\n{tail}")
+        return _load(out)
+
+
+def main(
+    items: int = typer.Option(..., "--items"),
+    users: int = typer.Option(..., "--users"),
+    events: int = typer.Option(..., "--events"),
+    seed: int = typer.Option(1, "--seed"),
+    out: Path = typer.Option(..., "--out"),
+) -> None:
+    """The child of ``train_and_publish``: its settings come from the STREAMREC_* environment."""
+    from cli.context import load_settings
+    from tooling.settings import ToolingSettings
+
+    _save(_train_here(load_settings(ToolingSettings), items, users, events, seed), out)
+
+
+if __name__ == "__main__":
+    typer.run(main)
