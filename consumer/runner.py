@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from consumer import metrics
 from consumer.batch import RawMessage
@@ -24,6 +23,7 @@ from consumer.dead_letters import KafkaDeadLetterSink
 from consumer.kafka_records import fmt_partitions, short_error, to_raw
 from consumer.partition_ownership import ManualAssignment
 from consumer.processor import BatchOutcome, BatchProcessor, SinkUnavailable, as_sink_error
+from consumer.sink_retry import sink_retrying
 from consumer.store_ahead import StoreAhead
 from consumer.wiring import KafkaClients
 from core.errors import StreamrecError
@@ -289,18 +289,7 @@ class ConsumerRunner:
 
     def _with_backoff(self, fn: Callable[[], T]) -> T | None:
         """Run ``fn`` until it succeeds or a stop is requested (then None)."""
-        retrying = Retrying(
-            retry=retry_if_exception_type(SinkUnavailable),
-            wait=wait_exponential(
-                multiplier=self.settings.consumer.backoff_initial_s,
-                min=self.settings.consumer.backoff_initial_s,
-                max=self.settings.consumer.backoff_max_s,
-            ),
-            stop=lambda _state: self.stopping,
-            sleep=self._sleep_polling,
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
+        retrying = sink_retrying(self.settings.consumer, lambda: self.stopping, self._sleep_polling)
         try:
             result = retrying(lambda: as_sink_error(fn))
         except SinkUnavailable:
@@ -310,20 +299,6 @@ class ConsumerRunner:
         if self._paused:
             self._resume()
         return result
-
-    def _log_retry(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        sink = exc.sink if isinstance(exc, SinkUnavailable) else "unknown"
-        error = exc.error if isinstance(exc, SinkUnavailable) else exc
-        delay = state.next_action.sleep if state.next_action else 0.0
-        metrics.SINK_RETRIES.labels(sink=sink).inc()
-        log.warning(
-            "event=sink_unavailable sink=%s attempt=%d retry_in_s=%.1f error=%s",
-            sink,
-            state.attempt_number,
-            delay,
-            short_error(error),
-        )
 
     def _sleep_polling(self, seconds: float) -> None:
         """Wait while serving the group protocol (rebalances, liveness) on paused partitions."""
