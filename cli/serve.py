@@ -12,6 +12,7 @@ def app_factory():  # type: ignore[no-untyped-def]
     clients from Settings (``serving.wiring``), the app over them (it closes them when it stops)."""
     from cli.context import configure_logging, load_settings
     from serving.app import create_app
+    from serving.bounded_shutdown import BoundedShutdown
     from serving.wiring import open_adapters
 
     settings = load_settings()
@@ -23,7 +24,7 @@ def app_factory():  # type: ignore[no-untyped-def]
         faiss.omp_set_num_threads(1)
     except ImportError:
         pass
-    return create_app(settings, open_adapters(settings))
+    return BoundedShutdown(create_app(settings, open_adapters(settings)), settings.serving.shutdown_grace_s)
 
 
 @app.command("serve")
@@ -62,6 +63,9 @@ def serve(
             log_config=None,
             # Keep-alive long enough for load balancers and benchmark clients that reuse connections.
             timeout_keep_alive=30,
+            # Connections still open this long after SIGTERM are closed; the app's own clean-up is
+            # bounded by as long again (serving.bounded_shutdown).
+            timeout_graceful_shutdown=int(max(1, settings.serving.shutdown_grace_s)),
         )
     finally:
         if ours and metrics_dir is not None:

@@ -321,6 +321,10 @@ class ServingSettings(BaseModel):
     # How often serving reads catalog changes (serving.catalog) and the merchandising rules: a
     # catalog update or rule change reaches answers within about this long.
     catalog_poll_s: float = Field(default=1.0, gt=0.0, le=3600.0)
+    # After SIGTERM: open connections get this long to finish, then the app's clean-up gets as long
+    # again before the process exits anyway, logging every thread's stack (serving/bounded_shutdown.py).
+    # Keep the two together under the orchestrator's grace period (Kubernetes: 30 s by default).
+    shutdown_grace_s: float = Field(default=10.0, gt=0.0, le=300.0)
 
 
 class Settings(BaseSettings):

@@ -58,11 +58,15 @@ def test_metrics_sum_the_requests_of_every_worker(settings: Settings, tmp_path: 
         assert len(pids) >= 1
     finally:
         workers = children_of(proc.pid)
-        code = proc.stop()
+        # A worker's clean-up is bounded (serving.shutdown_grace_s, 10 s): give it that and more.
+        code = proc.stop(timeout_s=45.0)
         for pid in workers:  # a supervisor killed after its timeout leaves its workers running
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    if code != 0:
-        # Known and open (closing note of this stop): now and then one worker never finishes its
-        # lifespan shutdown after SIGTERM (about 1 run in 4 here), so the supervisor is killed.
-        pytest.xfail(f"serve --workers 2 did not exit cleanly after SIGTERM (exit {code})")
+    log = proc.log_path.read_text(errors="replace")
+    if code != 0 or "shutdown_grace_exceeded" in log:
+        # Known and open: now and then (about 1 run in 4 in an earlier full suite; 0 in 26 runs alone)
+        # one worker did not finish its shutdown after SIGTERM. serving.bounded_shutdown now ends it
+        # and writes every thread's stack to this log, which the reason quotes.
+        stacks = log[log.find("shutdown_grace_exceeded") :][:3000]
+        pytest.xfail(f"serve --workers 2 did not exit cleanly after SIGTERM (exit {code}): {stacks}")
