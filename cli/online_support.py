@@ -90,6 +90,7 @@ def now_utc() -> datetime:
 @contextmanager
 def experiment_admin(settings: Settings) -> Iterator[ExperimentAdmin]:
     """``ExperimentAdmin`` over the MongoDB adapters (each on its own client, closed afterwards)."""
+    from model.artifact_erasure import scrub_files
     from storage.event_store import MongoEventStore
     from storage.experiment_admin import ExperimentAdmin
     from storage.experiments_mongo import MongoExperimentStore
@@ -113,6 +114,7 @@ def experiment_admin(settings: Settings) -> Iterator[ExperimentAdmin]:
                 impressions=impressions,
                 events=events,
                 erased_users=events.erased_users,
+                scrub=scrub_files,
                 retention_s=settings.serving.impressions.retention_days * 86400.0,
             )
     finally:

@@ -124,6 +124,7 @@ def retrain(
     after_events = None if once else (after_events or settings.retrain.after_events)
 
     from core.errors import ModelError
+    from model.artifact_erasure import scrub_files
     from retrain.loop import run_every
     from retrain.metrics import RetrainMetrics
     from retrain.pipeline import RetrainConfig, RetrainFailed, RetrainResult
@@ -188,7 +189,7 @@ def retrain(
             after_events=after_events,
             requests=requests,
             # Erasures done through the API reach every stored model version within one poll.
-            between_runs=lambda: scrub_registry(registry, store.erased_users()),
+            between_runs=lambda: scrub_registry(registry, store.erased_users(), scrub_files),
             poll_s=min(EVENT_COUNT_POLL_S, interval_s),
         )
     finally:
@@ -364,6 +365,7 @@ def model_promote(
     reason: str = typer.Option("promoted by hand", "--reason", help="Why (kept in the record)."),
 ) -> None:
     """Make a version the champion (the current champion is retired); serving picks it up."""
+    from model.artifact_erasure import scrub_files
     from storage.model_erasure import promote_erased
 
     settings = load_settings()
@@ -373,7 +375,7 @@ def model_promote(
             # Refuse to promote an artifact that serving could not download intact.
             registry.load_files(version)
             # An old version may predate erasures: it is scrubbed before it can serve again.
-            record = promote_erased(registry, version, reason, erased)
+            record = promote_erased(registry, version, reason, erased, scrub_files)
     finally:
         registry.close()
     console.print(f"[green]model v{record.version} is now the champion[/]")
@@ -384,13 +386,14 @@ def model_rollback(
     reason: str = typer.Option("rolled back by hand", "--reason", help="Why (kept in the records)."),
 ) -> None:
     """Make the previous champion the champion again (the current one is retired)."""
+    from model.artifact_erasure import scrub_files
     from storage.model_erasure import rollback_erased
 
     settings = load_settings()
     registry = _registry(settings)
     try:
         with mongo_guard(settings), _erased_users(settings) as erased:
-            record = rollback_erased(registry, reason, erased)
+            record = rollback_erased(registry, reason, erased, scrub_files)
     finally:
         registry.close()
     console.print(f"[green]rolled back: model v{record.version} is the champion again[/]")

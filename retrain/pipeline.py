@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 from core.errors import ArtifactError, ModelError, StreamrecError
 from core.event_table import EventTable
 from core.settings import EventWeights, RetrainSettings
+from model.artifact_erasure import scrub_files
 from model.segment_popularity import FILE_NAME as SEGMENTS_FILE
 from model.segment_popularity import new_user_first_items
 from retrain.event_source import EventSource, read_window
@@ -168,7 +169,7 @@ def run_retrain(
     with clock.stage("scrub"):
         # Older versions (the champion scored below, retired ones an operator may promote) lose erased
         # users before anything reads them; a version that cannot be scrubbed is retried next run.
-        scrub_registry(registry, erased)
+        scrub_registry(registry, erased, scrub_files)
     if n_events == 0:
         raise RetrainFailed(
             f"no events between {since or 'the beginning'} and {now.isoformat()}; nothing to train on"

@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from model.artifact_erasure import scrub_files
 from serving.model_holder import ModelHolder
 from serving.popularity import RealtimeSnapshots
 from serving.ports import ErasurePort
@@ -145,10 +146,10 @@ class AdminService:
             before = registry.champion()
             erased = self.erasures.erased_users()
             if version is None:
-                record = rollback_erased(registry, reason, erased)
+                record = rollback_erased(registry, reason, erased, scrub_files)
             else:
                 registry.load_files(version)
-                record = promote_erased(registry, version, reason, erased)
+                record = promote_erased(registry, version, reason, erased, scrub_files)
         except ModelNotFound as exc:
             raise NotFound("unknown_model", str(exc)) from exc
         except ArtifactUnavailable as exc:

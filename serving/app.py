@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from core.settings import Settings
+from model.artifact_erasure import scrub_files
 from serving import demo_page, openapi
 from serving.adapters import ServingAdapters
 from serving.admin import AdminService
@@ -195,6 +196,7 @@ def create_app(
             impressions=adapters.impressions,
             events=store,
             erased_users=store.erased_users,
+            scrub=scrub_files,
             retention_s=settings.serving.impressions.retention_days * 86400.0,
         )
         syncer = ReplicaSyncer(reader, snapshots, holder)

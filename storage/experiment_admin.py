@@ -26,7 +26,7 @@ from core.experiment_report import ExperimentReport
 from core.experiments import Experiment, Variant
 from storage.errors import ArtifactUnavailable, ErasureIncomplete, ModelNotFound, RegistryError
 from storage.experiments import ExperimentExists, ExperimentStore, UnknownExperiment
-from storage.model_erasure import promote_erased
+from storage.model_erasure import FileScrub, promote_erased
 from storage.model_registry import ModelRecord, ModelRegistry
 from storage.online_reads import ImpressionReads, OnlineEventReads, read_experiment_report
 
@@ -74,6 +74,8 @@ class ExperimentAdmin:
     events: OnlineEventReads
     # The erased shoppers (the event store's ``erased_users``): a promoted version is scrubbed of them.
     erased_users: Callable[[], set[str]]
+    # Rewrites a version's files without the erased shoppers (model.artifact_erasure.scrub_files).
+    scrub: FileScrub
     # Impressions expire after this long (serving.impressions.retention_days): reports read no further.
     retention_s: float | None = None
 
@@ -234,7 +236,7 @@ class ExperimentAdmin:
             # Refuse a version serving could not download intact, before anything is written.
             self.registry.load_files(version)
             self.registry.record_online_evidence(version, evidence)
-            record = promote_erased(self.registry, version, reason, self.erased_users())
+            record = promote_erased(self.registry, version, reason, self.erased_users(), self.scrub)
         except ModelNotFound as exc:
             raise ExperimentConflict("unknown_model", f"not promoted: {exc}") from exc
         except ArtifactUnavailable as exc:

@@ -18,11 +18,10 @@ the user's events in the data; removing that influence takes a retrain, which ex
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,13 +29,16 @@ from typing import Any
 import numpy as np
 
 from core.errors import ArtifactError
-from model.artifact import ModelArtifact
 from storage.errors import ErasureIncomplete, RegistryError
 from storage.model_registry import ModelRecord, ModelRegistry
 
 log = logging.getLogger(__name__)
 
 USER_IDS_FILE = "user_ids.npy"
+# The artifact's files without the erased users' rows and how many went, or (None, 0) when none of them
+# is in it; raises ArtifactError for an artifact it cannot read. The caller passes
+# ``model.artifact_erasure.scrub_files``: the artifact format is model/'s, this module only stores.
+FileScrub = Callable[[dict[str, bytes], set[str]], tuple[dict[str, bytes] | None, int]]
 
 
 def erasure_digest(erased: Iterable[str]) -> str:
@@ -70,29 +72,6 @@ def _user_ids(files: dict[str, bytes]) -> np.ndarray | None:
     return np.asarray(arr)
 
 
-def scrub_files(files: dict[str, bytes], erased: set[str]) -> tuple[dict[str, bytes] | None, int]:
-    """The artifact's files without the erased users' rows, and how many rows went; (None, 0) when
-    none of them is in it. Raises ``ArtifactError`` for an artifact that cannot be read."""
-    users = _user_ids(files)
-    if users is None or not erased or len(users) == 0:
-        return None, 0
-    drop = np.isin(users, np.array(sorted(erased), dtype=str))
-    if not drop.any():
-        return None, 0
-    artifact = ModelArtifact.from_files(files)
-    keep = ~np.isin(artifact.user_ids, np.array(sorted(erased), dtype=str))
-    scrubbed = dataclasses.replace(
-        artifact,
-        user_ids=artifact.user_ids[keep],
-        user_embeddings=np.ascontiguousarray(artifact.user_embeddings[keep]),
-    )
-    out = scrubbed.to_files()
-    # Files published beside the model's own (segment_popularity.json: aggregates over segments of
-    # many shoppers, no per-user row) are kept as they are.
-    out.update({name: data for name, data in files.items() if name not in out})
-    return out, int((~keep).sum())
-
-
 @dataclass
 class ScrubReport:
     checked: list[int] = field(default_factory=list)  # versions whose files were read
@@ -101,7 +80,7 @@ class ScrubReport:
     up_to_date: int = 0  # versions skipped because their mark matched
 
 
-def scrub_version(registry: ModelRegistry, record: ModelRecord, erased: set[str]) -> int:
+def scrub_version(registry: ModelRegistry, record: ModelRecord, erased: set[str], scrub: FileScrub) -> int:
     """Bring one version's files in line with ``erased``; returns the rows removed. Raises
     ``ErasureIncomplete`` when the files cannot be read or rewritten."""
     digest = erasure_digest(erased)
@@ -116,7 +95,7 @@ def scrub_version(registry: ModelRegistry, record: ModelRecord, erased: set[str]
             hit = users is not None and bool(np.isin(users, np.array(sorted(erased), dtype=str)).any())
         else:
             hit = False
-        files, removed = scrub_files(registry.load_files(version), erased) if hit else (None, 0)
+        files, removed = scrub(registry.load_files(version), erased) if hit else (None, 0)
         # Compare-and-swap on the mark these files were derived from: a concurrent scrub with a newer
         # erasure set must not be overwritten by files that still hold its users.
         registry.apply_erasure(
@@ -134,7 +113,7 @@ def scrub_version(registry: ModelRegistry, record: ModelRecord, erased: set[str]
     return removed
 
 
-def scrub_registry(registry: ModelRegistry, erased: set[str]) -> ScrubReport:
+def scrub_registry(registry: ModelRegistry, erased: set[str], scrub: FileScrub) -> ScrubReport:
     """Scrub every published version; a version that fails is reported and retried next time (its mark
     stays stale), the others are still done."""
     report = ScrubReport()
@@ -145,7 +124,7 @@ def scrub_registry(registry: ModelRegistry, erased: set[str]) -> ScrubReport:
             continue
         report.checked.append(record.version)
         try:
-            removed = scrub_version(registry, record, erased)
+            removed = scrub_version(registry, record, erased, scrub)
         except ErasureIncomplete as exc:
             log.error("model_erasure_failed version=%d error=%s", record.version, exc)
             report.failed[record.version] = str(exc)
@@ -155,19 +134,21 @@ def scrub_registry(registry: ModelRegistry, erased: set[str]) -> ScrubReport:
     return report
 
 
-def promote_erased(registry: ModelRegistry, version: int, reason: str, erased: set[str]) -> ModelRecord:
+def promote_erased(
+    registry: ModelRegistry, version: int, reason: str, erased: set[str], scrub: FileScrub
+) -> ModelRecord:
     """``registry.promote`` that first makes sure the version holds no erased user; refuses otherwise."""
-    scrub_version(registry, registry.get(version), erased)
+    scrub_version(registry, registry.get(version), erased, scrub)
     return registry.promote(version, reason)
 
 
-def rollback_erased(registry: ModelRegistry, reason: str, erased: set[str]) -> ModelRecord:
+def rollback_erased(registry: ModelRegistry, reason: str, erased: set[str], scrub: FileScrub) -> ModelRecord:
     """``registry.rollback`` with every version scrubbed first (the target is only known to the
     registry); the restored champion is checked again afterwards and any failure is raised."""
-    report = scrub_registry(registry, erased)
+    report = scrub_registry(registry, erased, scrub)
     record = registry.rollback(reason)
     if record.version in report.failed:
         # Scrubbing it once more may succeed (a download hiccup); if not, the operator must know.
-        scrub_version(registry, registry.get(record.version), erased)
+        scrub_version(registry, registry.get(record.version), erased, scrub)
         record = registry.get(record.version)
     return record

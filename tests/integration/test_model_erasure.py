@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 import cli.retrain_cmd  # noqa: F401  (registers the commands)
 from cli.app import app
 from core.settings import Settings
+from model.artifact_erasure import scrub_files
 from storage.event_store import MongoEventStore
 from storage.model_erasure import scrub_registry
 from storage.model_registry import BUCKET
@@ -76,7 +77,7 @@ def test_erased_user_leaves_every_stored_version_and_the_cache(env: Settings, mo
         assert not [h for h in _cache_holds(cache, ERASED) if h.startswith("v1/")]
 
         # The retrain loop's housekeeping scrubs the rest (v2 here).
-        report = scrub_registry(registry, store.erased_users())
+        report = scrub_registry(registry, store.erased_users(), scrub_files)
         assert report.rewritten == {2: 1} and not report.failed
         assert _gridfs_holds(mongo_db, ERASED) == []
         assert _cache_holds(cache, ERASED) == []
@@ -104,7 +105,6 @@ def test_stale_swaps_are_refused_and_crash_leftovers_are_removed(env: Settings, 
     import gridfs
 
     from storage.errors import RegistryError
-    from storage.model_erasure import scrub_files
 
     registry = open_model_registry(env)
     bucket = gridfs.GridFSBucket(mongo_db, bucket_name=BUCKET)
@@ -122,7 +122,7 @@ def test_stale_swaps_are_refused_and_crash_leftovers_are_removed(env: Settings, 
             registry.apply_erasure(1, files, {"digest": "new"}, expected_digest="not-the-current-mark")
         assert len(list(bucket.find({"metadata.version": 1}))) == n_files + 1
 
-        report = scrub_registry(registry, {ERASED})
+        report = scrub_registry(registry, {ERASED}, scrub_files)
         assert report.rewritten == {1: 1}
         assert _gridfs_holds(mongo_db, ERASED) == [], "the leftover went with the rewrite"
         assert len(list(bucket.find({"metadata.version": 1}))) == n_files

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.experiments import Experiment, Variant, assign
+from model.artifact_erasure import scrub_files
 from storage.event_store_memory import InMemoryEventStore
 from storage.experiment_admin import (
     ExperimentAdmin,
@@ -32,6 +33,7 @@ def make_admin() -> ExperimentAdmin:
         impressions=InMemoryImpressionStore(),
         events=events,
         erased_users=events.erased_users,
+        scrub=scrub_files,
     )
 
 

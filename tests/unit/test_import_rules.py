@@ -167,23 +167,7 @@ def test_cli_reaches_the_tooling_only_from_its_entry_point() -> None:
     assert not found, report(found, f"only {CLI_ENTRY} may import the tooling (so cli works without it)")
 
 
-# storage/ still reaches into model/ (model.errors.ArtifactError in the registry, the artifact in
-# model_erasure.py): finishing the ports (storage/errors.py, the registry split) belongs to the "ports"
-# slice of issue 11. strict: the test fails as soon as that is fixed, so the mark is removed then.
-@pytest.mark.parametrize(
-    "package",
-    [
-        pytest.param(
-            pkg,
-            marks=pytest.mark.xfail(
-                strict=True, reason="storage/ imports model/ (model_registry.py, model_erasure.py)"
-            ),
-        )
-        if pkg == "storage"
-        else pkg
-        for pkg in MAY_IMPORT
-    ],
-)
+@pytest.mark.parametrize("package", list(MAY_IMPORT))
 def test_each_package_imports_only_what_the_readme_table_allows(package: str) -> None:
     found = outside_the_table(ROOT, package)
     allowed = ", ".join(sorted(MAY_IMPORT[package])) or "no other project package"

@@ -7,8 +7,9 @@ import orjson
 import pytest
 
 from model.artifact import ModelArtifact
+from model.artifact_erasure import scrub_files
 from storage.errors import ErasureIncomplete
-from storage.model_erasure import erasure_digest, promote_erased, rollback_erased, scrub_files, scrub_registry
+from storage.model_erasure import erasure_digest, promote_erased, rollback_erased, scrub_registry
 from storage.model_registry_memory import InMemoryModelRegistry
 
 USERS = ["alice", "bob", "carol", "dave"]
@@ -65,17 +66,17 @@ def test_scrub_files_without_an_erased_user_changes_nothing() -> None:
 
 def test_every_version_is_scrubbed_and_marked_then_skipped() -> None:
     reg = published(3)
-    report = scrub_registry(reg, {"alice"})
+    report = scrub_registry(reg, {"alice"}, scrub_files)
     assert report.rewritten == {1: 1, 2: 1, 3: 1} and not report.failed
     for v in (1, 2, 3):
         files = reg.load_files(v)
         assert not holds(files, "alice") and holds(files, "bob")
         assert reg.get(v).erasure["digest"] == erasure_digest({"alice"})
         assert reg.get(v).erasure["removed"] == 1
-    again = scrub_registry(reg, {"alice"})
+    again = scrub_registry(reg, {"alice"}, scrub_files)
     assert again.up_to_date == 3 and not again.checked
     # A later erasure adds to the count; the earlier one stays applied.
-    later = scrub_registry(reg, {"alice", "carol"})
+    later = scrub_registry(reg, {"alice", "carol"}, scrub_files)
     assert later.rewritten == {1: 1, 2: 1, 3: 1}
     assert reg.get(1).erasure["removed"] == 2 and reg.get(1).erasure["users"] == 2
     assert not holds(reg.load_files(1), "carol")
@@ -85,7 +86,7 @@ def test_a_version_without_the_user_is_only_marked() -> None:
     reg = InMemoryModelRegistry()
     reg.publish(artifact_files(1, users=["bob"]), {}, version=1)
     before = reg.get(1).files
-    report = scrub_registry(reg, {"alice"})
+    report = scrub_registry(reg, {"alice"}, scrub_files)
     assert report.rewritten == {} and report.checked == [1]
     assert reg.get(1).files == before and reg.get(1).erasure["digest"] == erasure_digest({"alice"})
 
@@ -98,14 +99,14 @@ def test_erasure_digest_ignores_order_and_cannot_be_faked_by_joining_ids() -> No
 
 def test_promoting_an_old_version_scrubs_it_first() -> None:
     reg = published(2)  # v2 champion, v1 retired; neither scrubbed yet
-    record = promote_erased(reg, 1, "back to v1", {"dave"})
+    record = promote_erased(reg, 1, "back to v1", {"dave"}, scrub_files)
     assert record.status == "champion" and record.version == 1
     assert not holds(reg.load_files(1), "dave")
 
 
 def test_rollback_restores_a_scrubbed_champion() -> None:
     reg = published(2)
-    record = rollback_erased(reg, "bad v2", {"dave"})
+    record = rollback_erased(reg, "bad v2", {"dave"}, scrub_files)
     assert record.version == 1 and not holds(reg.load_files(1), "dave")
 
 
@@ -115,19 +116,19 @@ def test_an_unreadable_version_is_reported_retried_and_blocks_its_promotion() ->
     files["user_ids.npy"] = b"not an npy file"
     reg.publish(files, {}, version=1)
     reg.publish(artifact_files(2), {}, version=2)
-    report = scrub_registry(reg, {"alice"})
+    report = scrub_registry(reg, {"alice"}, scrub_files)
     assert set(report.failed) == {1} and report.rewritten == {2: 1}
     assert reg.get(1).erasure == {}, "a failed version keeps a stale mark, so it is retried"
-    assert scrub_registry(reg, {"alice"}).checked == [1]
+    assert scrub_registry(reg, {"alice"}, scrub_files).checked == [1]
     with pytest.raises(ErasureIncomplete, match="v1"):
-        promote_erased(reg, 1, "by hand", {"alice"})
+        promote_erased(reg, 1, "by hand", {"alice"}, scrub_files)
     assert reg.champion() is None
 
 
 def test_non_artifact_versions_are_marked_without_change() -> None:
     reg = InMemoryModelRegistry()
     reg.publish({"model.json": orjson.dumps({"counts": {"i1": 2}})}, {}, version=1)
-    report = scrub_registry(reg, {"alice"})
+    report = scrub_registry(reg, {"alice"}, scrub_files)
     assert not report.failed and reg.get(1).erasure["users"] == 1
 
 
@@ -136,7 +137,7 @@ def test_a_scrub_based_on_an_outdated_mark_is_refused_not_applied() -> None:
 
     reg = published(1)
     stale = reg.get(1)  # read before another process applied a newer, larger erasure set
-    scrub_registry(reg, {"alice", "bob"})
+    scrub_registry(reg, {"alice", "bob"}, scrub_files)
     files, _ = scrub_files(artifact_files(1, seed=1), {"alice"})  # still holds bob
     with pytest.raises(RegistryError, match="changed meanwhile"):
         reg.apply_erasure(1, files, {"digest": "x"}, expected_digest=stale.erasure.get("digest"))

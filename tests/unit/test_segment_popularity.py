@@ -12,6 +12,7 @@ import pytest
 from core.errors import ArtifactError
 from core.event_table import EventTable
 from core.settings import EventWeights, ModelSettings
+from model.artifact_erasure import scrub_files
 from model.segment_popularity import (
     FILE_NAME,
     SegmentPopularity,
@@ -24,7 +25,6 @@ from model.segment_popularity import (
 from retrain.pipeline import run_retrain
 from retrain.segments import SegmentConfig, segment_stage, user_segments
 from storage.event_store_memory import InMemoryEventStore
-from storage.model_erasure import scrub_files
 from storage.model_registry_memory import InMemoryModelRegistry
 from storage.shoppers import InMemoryShopperStore
 from tests.unit.test_retrain_erasure import artifact_files
