@@ -99,6 +99,40 @@ def test_truncated_npy_rejected(tmp_path: Path) -> None:
         ModelArtifact.from_files(files)
 
 
+def test_arrays_are_read_in_place_from_the_file_bytes() -> None:
+    """A loaded artifact's embeddings are read-only views over the downloaded bytes, not copies (a
+    1M-item model would otherwise hold each matrix twice while it loads)."""
+    original = _artifact()
+    files = original.to_files()
+    art = ModelArtifact.from_files(files)
+    for name in ("item_embeddings", "user_embeddings", "input_embeddings"):
+        arr, owner = getattr(art, name), getattr(art, name).base
+        while isinstance(owner, np.ndarray):
+            owner = owner.base
+        assert owner is files[f"{name}.npy"] and not arr.flags.writeable
+    _same(art, original)
+    model = TrainedModel(art)  # serving's read side works on read-only arrays
+    assert model.recommend(art.user_embeddings[0], 3)
+
+
+def test_npy_that_does_not_match_its_header_or_holds_objects_is_rejected() -> None:
+    from model.artifact import _npy
+
+    buf = io.BytesIO()
+    np.save(buf, np.arange(6, dtype=np.float32))
+    with pytest.raises(ArtifactError, match="expected 24 data bytes, found 20"):
+        _npy({"x.npy": buf.getvalue()[:-4]}, "x.npy")
+    with pytest.raises(ArtifactError, match=r"not a readable \.npy array"):
+        _npy({"x.npy": b"\x93NUMPY\x09\x00garbage"}, "x.npy")
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|O", "fortran_order": False, "shape": (1,)})
+    with pytest.raises(ArtifactError, match="object arrays"):
+        _npy({"x.npy": header.getvalue() + bytes(8)}, "x.npy")
+    fortran = io.BytesIO()
+    np.save(fortran, np.asfortranarray(np.arange(6.0).reshape(2, 3)))
+    assert _npy({"x.npy": fortran.getvalue()}, "x.npy").tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+
+
 def test_wrong_shape_and_id_map_rejected() -> None:
     art = _artifact()
     with pytest.raises(ArtifactError, match="user_embeddings has shape"):
