@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import logging
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,32 +105,12 @@ class ModelArtifact:
         if not np.isfinite(w).all():
             raise ArtifactError("content_weights contains NaN or inf")
 
-    def to_files(self) -> dict[str, bytes]:
-        files: dict[str, bytes] = {}
-        for name in ARRAYS:
-            files[f"{name}.npy"] = _npy_bytes(getattr(self, name))
-        if self.content_weights is not None and self.content_vocab is not None:
-            files[f"{CONTENT_WEIGHTS}.npy"] = _npy_bytes(self.content_weights)
-            files[CONTENT_VOCAB] = self.content_vocab.encode()
-        files["config.json"] = json.dumps(self.config, sort_keys=True, default=str).encode()
-        files["metrics.json"] = json.dumps(self.metrics, sort_keys=True, default=str).encode()
-        if self.index_bytes is not None:
-            files[INDEX_FILE] = self.index_bytes
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "version": self.version,
-            "trained_at": self.trained_at,
-            "data_window": self.data_window,
-            "n_items": len(self.item_ids),
-            "n_users": len(self.user_ids),
-            "dim": self.dim,
-            "sha256": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
-        }
-        files["manifest.json"] = json.dumps(manifest, sort_keys=True).encode()
-        return files
+    def to_files(self, index: Callable[[], bytes] | None = None) -> ArtifactFiles:
+        """The artifact's files (``index`` makes index.faiss when the artifact holds no index bytes)."""
+        return ArtifactFiles(self, index)
 
     @classmethod
-    def from_files(cls, files: dict[str, bytes]) -> ModelArtifact:
+    def from_files(cls, files: Mapping[str, bytes]) -> ModelArtifact:
         manifest = _json(files, "manifest.json")
         if not isinstance(manifest, dict):
             raise ArtifactError("manifest.json must hold a JSON object")
@@ -187,13 +168,66 @@ class ModelArtifact:
         return cls.from_files(files)
 
 
+class ArtifactFiles(Mapping[str, bytes]):
+    """An artifact's files by name, each serialized when it is read and not kept.
+
+    At 1M items x 512 factors the embedding files are ~2 GiB each: a dict of them would hold a second
+    copy of every matrix while retrain publishes (and the dev MongoDB server buffers the upload). Here a
+    file exists only while its reader holds it; the manifest's checksums are computed once, up front.
+    Reading a file twice serializes it twice, so ``dict(files)`` where a plain dict is wanted."""
+
+    def __init__(self, artifact: ModelArtifact, index: Callable[[], bytes] | None = None) -> None:
+        def json_file(value: Any) -> Callable[[], bytes]:
+            return lambda: json.dumps(value, sort_keys=True, default=str).encode()
+
+        def array_file(name: str) -> Callable[[], bytes]:
+            return lambda: _npy_bytes(getattr(artifact, name))
+
+        makers: dict[str, Callable[[], bytes]] = {f"{name}.npy": array_file(name) for name in ARRAYS}
+        if artifact.content_weights is not None and artifact.content_vocab is not None:
+            makers[f"{CONTENT_WEIGHTS}.npy"] = array_file("content_weights")
+            vocab = artifact.content_vocab.encode()
+            makers[CONTENT_VOCAB] = lambda: vocab
+        makers["config.json"] = json_file(artifact.config)
+        makers["metrics.json"] = json_file(artifact.metrics)
+        stored = artifact.index_bytes
+        if stored is not None:
+            makers[INDEX_FILE] = lambda: stored
+        elif index is not None:
+            makers[INDEX_FILE] = index
+        checksums = {name: hashlib.sha256(make()).hexdigest() for name, make in makers.items()}
+        manifest = json_file(
+            {
+                "format_version": FORMAT_VERSION,
+                "version": artifact.version,
+                "trained_at": artifact.trained_at,
+                "data_window": artifact.data_window,
+                "n_items": len(artifact.item_ids),
+                "n_users": len(artifact.user_ids),
+                "dim": artifact.dim,
+                "sha256": checksums,
+            }
+        )()
+        makers["manifest.json"] = lambda: manifest
+        self._makers = makers
+
+    def __getitem__(self, name: str) -> bytes:
+        return self._makers[name]()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._makers)
+
+    def __len__(self) -> int:
+        return len(self._makers)
+
+
 def _npy_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=False)
     return buf.getvalue()
 
 
-def _content(files: dict[str, bytes]) -> dict[str, Any]:
+def _content(files: Mapping[str, bytes]) -> dict[str, Any]:
     """The optional content model (format 2); a format-1 artifact has none."""
     if f"{CONTENT_WEIGHTS}.npy" not in files and CONTENT_VOCAB not in files:
         return {}
@@ -204,7 +238,7 @@ def _content(files: dict[str, bytes]) -> dict[str, Any]:
     return {"content_weights": _npy(files, f"{CONTENT_WEIGHTS}.npy"), "content_vocab": vocab}
 
 
-def _json(files: dict[str, bytes], name: str) -> Any:
+def _json(files: Mapping[str, bytes], name: str) -> Any:
     if name not in files:
         raise ArtifactError(f"artifact file {name} is missing")
     try:
@@ -213,7 +247,7 @@ def _json(files: dict[str, bytes], name: str) -> Any:
         raise ArtifactError(f"artifact file {name} is not valid JSON: {exc}") from exc
 
 
-def _npy(files: dict[str, bytes], name: str) -> np.ndarray:
+def _npy(files: Mapping[str, bytes], name: str) -> np.ndarray:
     """The array stored in ``files[name]``, read in place: a read-only view over the file's bytes, so a
     1M-item model does not hold each embedding matrix twice (once as bytes, once as an array) while it
     loads. Object arrays are refused, as ``np.load(allow_pickle=False)`` refuses them."""

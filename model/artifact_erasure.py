@@ -47,7 +47,7 @@ def scrub_files(files: dict[str, bytes], erased: set[str]) -> tuple[dict[str, by
         user_ids=artifact.user_ids[keep],
         user_embeddings=np.ascontiguousarray(artifact.user_embeddings[keep]),
     )
-    out = scrubbed.to_files()
+    out = dict(scrubbed.to_files())
     # Files published beside the model's own (segment_popularity.json: aggregates over segments of
     # many shoppers, no per-user row) are kept as they are.
     out.update({name: data for name, data in files.items() if name not in out})

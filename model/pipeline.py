@@ -324,5 +324,5 @@ def fit_model(
             content=content,
         )
         del fitted
-        model = TrainedModel(artifact)
+        model = TrainedModel(artifact, keep_index_bytes=True)  # retrain publishes it next
     return FittedModel(model=model, interactions=interactions)

@@ -9,6 +9,7 @@ taste and a live session can be blended linearly by the caller.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -80,8 +81,15 @@ class TrainedModel:
         ann: AnnParams | None = None,
         *,
         load_index: bool = True,
+        keep_index_bytes: bool = False,
     ) -> None:
         self.artifact = artifact
+        # Once the index is loaded its serialized bytes are dropped (at 1M items they are ~2 GiB a
+        # serving process would hold for nothing); ``to_files`` then serializes the loaded index
+        # again. A model about to be published keeps them instead (``keep_index_bytes``), which costs
+        # less than serializing it at publication.
+        self._keep_index_bytes = keep_index_bytes
+        self._index_bytes_dropped = False
         cfg = artifact.config
         self._exact = int(
             exact_max_items if exact_max_items is not None else cfg.get("exact_search_max_items", 200_000)
@@ -157,6 +165,11 @@ class TrainedModel:
                 stored = stored_search_effort(artifact.config.get("ann"))
                 if stored is not None and stored[0] == index_kind(index):
                     set_search_effort(index, stored[1])
+                if not self._keep_index_bytes:
+                    # A shallow copy: the caller's artifact keeps its bytes; no re-validation.
+                    self.artifact = copy.copy(artifact)
+                    self.artifact.index_bytes = None
+                    self._index_bytes_dropped = True
                 return index
         index, report = build_serving_index(
             artifact.item_embeddings,
@@ -345,7 +358,7 @@ class TrainedModel:
 
     def to_files(
         self, version: int, *, metrics: dict[str, Any], data_window: dict[str, Any], trained_at: datetime
-    ) -> dict[str, bytes]:
+    ) -> Mapping[str, bytes]:
         """The artifact stamped for publishing: its version, figures and data window."""
         final = dataclasses.replace(
             self.artifact,
@@ -354,7 +367,10 @@ class TrainedModel:
             data_window=data_window,
             trained_at=trained_at.isoformat(),
         )
-        return final.to_files()
+        return final.to_files(self._serialized_index if self._index_bytes_dropped else None)
+
+    def _serialized_index(self) -> bytes:
+        return bytes(faiss.serialize_index(self.index).tobytes())
 
 
 def _content_model(artifact: ModelArtifact) -> ContentModel | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -47,12 +47,29 @@ Outcome = Literal["promoted", "rejected", "not_judged", "failed"]
 EpochCallback = Callable[[int, int, float], None]
 
 
+class FilesBeside(Mapping[str, bytes]):
+    """A model's files with more beside them (``extra`` wins a shared name), read through."""
+
+    def __init__(self, model: Mapping[str, bytes], extra: Mapping[str, bytes]) -> None:
+        self.model, self.extra = model, extra
+
+    def __getitem__(self, name: str) -> bytes:
+        return self.extra[name] if name in self.extra else self.model[name]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.extra
+        yield from (name for name in self.model if name not in self.extra)
+
+    def __len__(self) -> int:
+        return len(set(self.model) | set(self.extra))
+
+
 class CandidateModel(RanksHistories, Protocol):
     """What retrain needs from a model: ``model.trained_model.TrainedModel`` implements it."""
 
     def to_files(
         self, version: int, *, metrics: dict[str, Any], data_window: dict[str, Any], trained_at: datetime
-    ) -> dict[str, bytes]: ...
+    ) -> Mapping[str, bytes]: ...
 
     @property
     def config(self) -> dict[str, Any]: ...
@@ -288,9 +305,12 @@ def _publish(
     """Publish the candidate with the gate's verdict; returns its version."""
     n_events = data_window["events"]
     version = registry.next_version()
-    files = candidate.to_files(version, metrics=metrics, data_window=data_window, trained_at=trained_at)
-    # Beside the model's own files (the registry checks each file's sha256).
-    files.update(extra_files or {})
+    # Beside the model's own files (the registry checks each file's sha256). A view, not a copy: the
+    # model's files are made one at a time as the registry reads them (model.artifact.ArtifactFiles).
+    files = FilesBeside(
+        candidate.to_files(version, metrics=metrics, data_window=data_window, trained_at=trained_at),
+        extra_files or {},
+    )
     record = {
         "trained_at": trained_at,
         "metrics": metrics,

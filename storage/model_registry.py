@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -82,7 +82,7 @@ class ModelRegistry(Protocol):
     def next_version(self) -> int: ...
 
     def publish(
-        self, files: dict[str, bytes], record: dict[str, Any], *, version: int | None = None
+        self, files: Mapping[str, bytes], record: dict[str, Any], *, version: int | None = None
     ) -> int: ...
 
     def get(self, version: int) -> ModelRecord: ...
@@ -105,7 +105,7 @@ class ModelRegistry(Protocol):
     def apply_erasure(
         self,
         version: int,
-        files: dict[str, bytes] | None,
+        files: Mapping[str, bytes] | None,
         erasure: dict[str, Any],
         *,
         expected_digest: str | None,
@@ -123,18 +123,24 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def file_infos(files: dict[str, bytes]) -> tuple[FileInfo, ...]:
-    return tuple(FileInfo(n, sha256_hex(bytes(d)), len(d)) for n, d in sorted(files.items()))
+def _info(name: str, data: bytes) -> FileInfo:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise RegistryError(f"artifact file {name!r} must be bytes, got {type(data).__name__}")
+    return FileInfo(name, sha256_hex(data), len(data))
 
 
-def check_publish(files: dict[str, bytes], record: dict[str, Any]) -> None:
+def file_infos(files: Mapping[str, bytes]) -> tuple[FileInfo, ...]:
+    # One file at a time: a lazy mapping (model.artifact.ArtifactFiles) makes each only when read.
+    return tuple(_info(n, files[n]) for n in sorted(files))
+
+
+def check_publish(files: Mapping[str, bytes], record: dict[str, Any]) -> None:
+    """Names and record fields; the files' contents are checked as each is stored (file_infos)."""
     if not files:
         raise RegistryError("cannot publish a model without artifact files")
-    for name, data in files.items():
+    for name in files:
         if not _SAFE_NAME.match(name) or ".." in name:
             raise RegistryError(f"artifact file name {name!r} is not a plain file name")
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise RegistryError(f"artifact file {name!r} must be bytes, got {type(data).__name__}")
     unknown = set(record) - set(RECORD_FIELDS)
     if unknown:
         raise RegistryError(f"unknown record fields {sorted(unknown)}; allowed: {', '.join(RECORD_FIELDS)}")
@@ -169,16 +175,14 @@ def record_from_doc(doc: dict[str, Any]) -> ModelRecord:
     )
 
 
-def new_record_doc(version: int, files: dict[str, bytes], record: dict[str, Any]) -> dict[str, Any]:
+def new_record_doc(version: int, files: Mapping[str, bytes], record: dict[str, Any]) -> dict[str, Any]:
     now = utc_now()
     return {
         "_id": version,
         "status": "candidate",
         "created_at": now,
         "status_changed_at": now,
-        "files": [
-            {"name": n, "sha256": sha256_hex(bytes(d)), "size": len(d)} for n, d in sorted(files.items())
-        ],
+        "files": [{"name": f.name, "sha256": f.sha256, "size": f.size} for f in file_infos(files)],
         "trained_at": record.get("trained_at"),
         "metrics": record.get("metrics") or {},
         "config": record.get("config") or {},

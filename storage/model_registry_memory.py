@@ -5,7 +5,7 @@ Tests reach into ``_files`` to damage stored bytes (a corrupt artifact).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -36,13 +36,16 @@ class InMemoryModelRegistry:
         self._seq += 1
         return self._seq
 
-    def publish(self, files: dict[str, bytes], record: dict[str, Any], *, version: int | None = None) -> int:
+    def publish(
+        self, files: Mapping[str, bytes], record: dict[str, Any], *, version: int | None = None
+    ) -> int:
         check_publish(files, record)
         version = self.next_version() if version is None else version
         if version in self._records:
             raise RegistryError(f"model v{version} is already published")
-        self._files[version] = {n: bytes(d) for n, d in files.items()}
-        self._records[version] = record_from_doc(new_record_doc(version, files, record))
+        doc = new_record_doc(version, files, record)  # refuses a file that is not bytes
+        self._files[version] = {n: bytes(files[n]) for n in files}
+        self._records[version] = record_from_doc(doc)
         return version
 
     def get(self, version: int) -> ModelRecord:
@@ -100,7 +103,7 @@ class InMemoryModelRegistry:
     def apply_erasure(
         self,
         version: int,
-        files: dict[str, bytes] | None,
+        files: Mapping[str, bytes] | None,
         erasure: dict[str, Any],
         *,
         expected_digest: str | None,
@@ -110,8 +113,9 @@ class InMemoryModelRegistry:
             raise RegistryError(f"model v{version} was changed meanwhile; its erasure is applied again")
         if files is not None:
             check_publish(files, {})
-            self._files[version] = {n: bytes(d) for n, d in files.items()}
-            rec = replace(rec, files=file_infos(files))
+            infos = file_infos(files)
+            self._files[version] = {n: bytes(files[n]) for n in files}
+            rec = replace(rec, files=infos)
         rec = replace(rec, erasure=dict(erasure))
         self._records[version] = rec
         return rec

@@ -7,7 +7,7 @@ Downloaded files are kept in the local disk cache of storage/artifact_cache.py.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,7 +72,9 @@ class MongoModelRegistry:
             )
         return int(doc["seq"])
 
-    def publish(self, files: dict[str, bytes], record: dict[str, Any], *, version: int | None = None) -> int:
+    def publish(
+        self, files: Mapping[str, bytes], record: dict[str, Any], *, version: int | None = None
+    ) -> int:
         check_publish(files, record)
         version = self.next_version() if version is None else version
         doc = new_record_doc(version, files, record)
@@ -85,7 +87,7 @@ class MongoModelRegistry:
             # Files first, then the record: a record always points at complete files.
             for info in doc["files"]:
                 self._bucket.upload_from_stream(
-                    info["name"], bytes(files[info["name"]]), metadata={"version": version, **info}
+                    info["name"], _same_bytes(files, info), metadata={"version": version, **info}
                 )
             self._models.insert_one(doc)
         log.info("model_published version=%d files=%d", version, len(files))
@@ -224,7 +226,7 @@ class MongoModelRegistry:
     def apply_erasure(
         self,
         version: int,
-        files: dict[str, bytes] | None,
+        files: Mapping[str, bytes] | None,
         erasure: dict[str, Any],
         *,
         expected_digest: str | None,
@@ -254,7 +256,7 @@ class MongoModelRegistry:
                         continue  # the same bytes are stored already (item embeddings, index...)
                     uploaded.append(
                         self._bucket.upload_from_stream(
-                            info["name"], bytes(files[info["name"]]), metadata={"version": version, **info}
+                            info["name"], _same_bytes(files, info), metadata={"version": version, **info}
                         )
                     )
             if self._models.update_one(flt, {"$set": update}).matched_count == 0:
@@ -314,6 +316,15 @@ class MongoModelRegistry:
         self._set_status(int(current), "retired", f"rolled back to v{target}: {reason}")
         log.info("model_rolled_back from=%s to=%d reason=%s", current, target, reason)
         return self._set_status(target, "champion", f"restored by rollback from v{current}: {reason}")
+
+
+def _same_bytes(files: Mapping[str, bytes], info: dict[str, Any]) -> bytes:
+    """The file the record describes: ``files`` may make each file when it is read
+    (model.artifact.ArtifactFiles), so the bytes uploaded are checked against the record's sha256."""
+    data = bytes(files[info["name"]])
+    if sha256_hex(data) != info["sha256"]:
+        raise RegistryError(f"artifact file {info['name']!r} changed while it was being published")
+    return data
 
 
 def _before(uploaded: datetime | None, started: datetime) -> bool:

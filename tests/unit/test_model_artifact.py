@@ -90,7 +90,7 @@ def test_missing_file_rejected(tmp_path: Path) -> None:
 
 
 def test_truncated_npy_rejected(tmp_path: Path) -> None:
-    files = _artifact().to_files()
+    files = dict(_artifact().to_files())
     files["item_embeddings.npy"] = files["item_embeddings.npy"][:100]
     with pytest.raises(ArtifactError, match="corrupt"):
         ModelArtifact.from_files(files)
@@ -103,7 +103,7 @@ def test_arrays_are_read_in_place_from_the_file_bytes() -> None:
     """A loaded artifact's embeddings are read-only views over the downloaded bytes, not copies (a
     1M-item model would otherwise hold each matrix twice while it loads)."""
     original = _artifact()
-    files = original.to_files()
+    files = dict(original.to_files())
     art = ModelArtifact.from_files(files)
     for name in ("item_embeddings", "user_embeddings", "input_embeddings"):
         arr, owner = getattr(art, name), getattr(art, name).base
@@ -158,7 +158,7 @@ def test_wrong_shape_and_id_map_rejected() -> None:
 def test_unknown_format_version_rejected() -> None:
     import json
 
-    files = _artifact().to_files()
+    files = dict(_artifact().to_files())
     manifest = json.loads(files["manifest.json"])
     manifest["format_version"] = 99
     files["manifest.json"] = json.dumps(manifest).encode()
@@ -180,7 +180,7 @@ def test_content_model_round_trips_and_format_1_still_loads() -> None:
     import json
 
     art = _with_content(_artifact())
-    files = art.to_files()
+    files = dict(art.to_files())
     assert json.loads(files["manifest.json"])["format_version"] == 2
     back = ModelArtifact.from_files(files)
     assert back.content_vocab == art.content_vocab
@@ -188,7 +188,7 @@ def test_content_model_round_trips_and_format_1_still_loads() -> None:
     assert np.array_equal(back.content_weights, art.content_weights)
     assert TrainedModel(back).content is not None
     # A format-1 artifact (what earlier releases published: no content files) loads without a content model.
-    old = _artifact().to_files()
+    old = dict(_artifact().to_files())
     manifest = json.loads(old["manifest.json"])
     manifest["format_version"] = 1
     old["manifest.json"] = json.dumps(manifest).encode()
@@ -205,7 +205,43 @@ def test_content_weights_are_checked() -> None:
         dataclasses.replace(art, content_weights=art.content_weights[:, :-1])
     with pytest.raises(ArtifactError, match="together"):
         dataclasses.replace(art, content_vocab=None)
-    files = art.to_files()
+    files = dict(art.to_files())
     files.pop("content_vocab.json")
     with pytest.raises(ArtifactError, match="missing"):
         ModelArtifact.from_files(files)
+
+
+def test_files_are_made_when_read_and_match_the_manifest() -> None:
+    import hashlib
+    import json
+
+    art = _artifact()
+    files = art.to_files()
+    first, second = files["item_embeddings.npy"], files["item_embeddings.npy"]
+    assert first == second and first is not second  # made on each read, not kept
+    checksums = json.loads(files["manifest.json"])["sha256"]
+    assert set(checksums) == set(files) - {"manifest.json"}
+    assert all(hashlib.sha256(files[name]).hexdigest() == digest for name, digest in checksums.items())
+
+
+def test_a_loaded_model_drops_its_index_bytes_and_still_publishes_its_index() -> None:
+    from datetime import UTC, datetime
+
+    rng = np.random.default_rng(0)
+    events = [(f"u{rng.integers(80)}", f"i{rng.integers(120)}", "view", None, k) for k in range(2000)]
+    art = train_artifact(
+        build_interactions(events),
+        TrainConfig(factors=8, reg=5.0, device="cpu"),
+        version=1,
+        exact_max_items=50,
+    )
+    assert art.index_bytes is not None
+    served = TrainedModel(ModelArtifact.from_files(art.to_files()))
+    assert served.artifact.index_bytes is None and served.index_kind == "hnsw"
+    kept = TrainedModel(art, keep_index_bytes=True)
+    assert kept.artifact.index_bytes is art.index_bytes
+    stamp = {"metrics": {}, "data_window": {}, "trained_at": datetime.now(UTC)}
+    again = TrainedModel(ModelArtifact.from_files(served.to_files(8, **stamp)))
+    assert again.index_kind == "hnsw" and again.search_effort == served.search_effort
+    user = art.user_embeddings[0]
+    assert again.recommend(user, 5) == served.recommend(user, 5) == kept.recommend(user, 5)

@@ -20,14 +20,15 @@ def artifact_files(version: int, users: list[str] = USERS, seed: int = 0) -> dic
     n_items, dim = 6, 4
     user_emb = rng.normal(size=(len(users), dim)).astype(np.float32)
     user_emb[:, -1] = 1.0
-    return ModelArtifact(
+    artifact = ModelArtifact(
         version=version,
         item_ids=np.array([f"i{j}" for j in range(n_items)]),
         user_ids=np.array(users),
         item_embeddings=rng.normal(size=(n_items, dim)).astype(np.float32),
         user_embeddings=user_emb,
         input_embeddings=rng.normal(size=(n_items, dim - 1)).astype(np.float32),
-    ).to_files()
+    )
+    return dict(artifact.to_files())
 
 
 def holds(files: dict[str, bytes], user: str) -> bool:

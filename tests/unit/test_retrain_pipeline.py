@@ -248,3 +248,11 @@ def test_the_run_reports_wall_time_and_peak_rss_per_stage_with_the_read_apart() 
     after = sum(f["wall_s"] for name, f in stages.items() if name != "read")
     assert report["after_read_s"] == pytest.approx(after, abs=5e-3)
     assert report["peak_rss_mib"] == max(f["peak_rss_mib"] for f in stages.values())
+
+
+def test_files_beside_the_model_are_read_through_and_win_a_shared_name() -> None:
+    from retrain.pipeline import FilesBeside
+
+    files = FilesBeside({"a.npy": b"1", "b.json": b"2"}, {"b.json": b"extra", "c.json": b"3"})
+    assert dict(files) == {"a.npy": b"1", "b.json": b"extra", "c.json": b"3"}
+    assert len(files) == 3 and sorted(files) == ["a.npy", "b.json", "c.json"]
