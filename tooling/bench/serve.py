@@ -115,6 +115,21 @@ def start_api(settings: Any, log_dir: Path, workers: int, name: str = "serve") -
     return proc
 
 
+def api_peak_rss_mib(pid: int) -> float | None:
+    """Peak resident memory (VmHWM) of the API process, summed with its workers' when it has some
+    (uvicorn's supervisor holds no model); None where /proc cannot tell."""
+    from tooling.bench.cpu_placement import children_of
+
+    total = 0.0
+    for one in (pid, *children_of(pid)):
+        try:
+            status = Path(f"/proc/{one}/status").read_text()
+            total += int(status.split("VmHWM:", 1)[1].split()[0]) / 1024
+        except (OSError, IndexError, ValueError):
+            return None
+    return round(total, 1)
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -145,6 +160,7 @@ def run_phase(
         rate = recs["rps"] / 2
         half = run_open_loop("127.0.0.1", settings.serving.port, rate, duration, users, zipf_table=table)
         after = cache_counts(base_url)
+        peak_rss = api_peak_rss_mib(proc.pid)
     finally:
         proc.stop()
     return {
@@ -171,6 +187,8 @@ def run_phase(
         "errors_closed_recs": recs["errors"],
         "errors_closed_healthz": health["errors"],
         "errors_open": half["errors_by_kind"],
+        # The API's memory with the model loaded, after both loads: what a serving host must hold.
+        "api_peak_rss_mib": peak_rss,
     }
 
 
@@ -262,6 +280,7 @@ def bench_serve(
         "p99_ms_uncached": uncached["p99_ms"],
         "p99_ms_cached": cached["p99_ms"],
         "errors": uncached["errors"] + cached["errors"],
+        "api_peak_rss_mib": max((p["api_peak_rss_mib"] or 0.0) for p in (uncached, cached)) or None,
         # Today's keys, for the production default (the cached phase).
         "rps": cached["rps"],
         "healthz_rps": cached["healthz_rps"],
