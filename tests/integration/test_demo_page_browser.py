@@ -65,6 +65,10 @@ def ensure_chromium() -> None:
     assert CHROMIUM.exists() and CHROMEDRIVER.exists(), "apt-get succeeded but chromium is still missing"
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
     ensure_chromium()
@@ -106,6 +110,9 @@ def running_demo(
             text=True,
             # Its own process group, so teardown can clean up its children even if the demo cannot.
             start_new_session=True,
+            # Ctrl-C as a terminal delivers it: a suite started as a background job (`cmd &` in a
+            # script) passes SIGINT on ignored, and the demo would never see the test's Ctrl-C.
+            preexec_fn=_default_sigint,
         )
     try:
         deadline = time.monotonic() + DEMO_READY_TIMEOUT_S
