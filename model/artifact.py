@@ -128,7 +128,7 @@ class ModelArtifact:
                 raise ArtifactError(
                     f"artifact file {name} is corrupt (sha256 mismatch; truncated or altered)"
                 )
-        arrays: dict[str, Any] = {name: _npy(files, f"{name}.npy") for name in ARRAYS}
+        arrays: dict[str, Any] = {name: read_npy(files, f"{name}.npy") for name in ARRAYS}
         for key in ("n_items", "n_users"):
             ids = arrays["item_ids" if key == "n_items" else "user_ids"]
             if manifest.get(key) != len(ids):
@@ -235,7 +235,7 @@ def _content(files: Mapping[str, bytes]) -> dict[str, Any]:
         vocab = files[CONTENT_VOCAB].decode()
     except (KeyError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"artifact file {CONTENT_VOCAB} is missing or not UTF-8: {exc}") from exc
-    return {"content_weights": _npy(files, f"{CONTENT_WEIGHTS}.npy"), "content_vocab": vocab}
+    return {"content_weights": read_npy(files, f"{CONTENT_WEIGHTS}.npy"), "content_vocab": vocab}
 
 
 def _json(files: Mapping[str, bytes], name: str) -> Any:
@@ -247,7 +247,7 @@ def _json(files: Mapping[str, bytes], name: str) -> Any:
         raise ArtifactError(f"artifact file {name} is not valid JSON: {exc}") from exc
 
 
-def _npy(files: Mapping[str, bytes], name: str) -> np.ndarray:
+def read_npy(files: Mapping[str, bytes], name: str) -> np.ndarray:
     """The array stored in ``files[name]``, read in place: a read-only view over the file's bytes, so a
     1M-item model does not hold each embedding matrix twice (once as bytes, once as an array) while it
     loads. Object arrays are refused, as ``np.load(allow_pickle=False)`` refuses them."""

@@ -9,32 +9,18 @@ the artifact format this module's).
 from __future__ import annotations
 
 import dataclasses
-import io
 
 import numpy as np
 
-from core.errors import ArtifactError
-from model.artifact import ModelArtifact
+from model.artifact import ModelArtifact, read_npy
 
 USER_IDS_FILE = "user_ids.npy"
-
-
-def _user_ids(files: dict[str, bytes]) -> np.ndarray | None:
-    """The artifact's user id map, or None for a file set that has none (not a ModelArtifact)."""
-    data = files.get(USER_IDS_FILE)
-    if data is None:
-        return None
-    try:
-        arr = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise ArtifactError(f"{USER_IDS_FILE} is not a readable .npy array: {exc}") from exc
-    return np.asarray(arr)
 
 
 def scrub_files(files: dict[str, bytes], erased: set[str]) -> tuple[dict[str, bytes] | None, int]:
     """The artifact's files without the erased users' rows, and how many rows went; (None, 0) when
     none of them is in it. Raises ``ArtifactError`` for an artifact that cannot be read."""
-    users = _user_ids(files)
+    users = read_npy(files, USER_IDS_FILE) if USER_IDS_FILE in files else None
     if users is None or not erased or len(users) == 0:
         return None, 0
     drop = np.isin(users, np.array(sorted(erased), dtype=str))

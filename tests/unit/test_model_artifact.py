@@ -26,6 +26,18 @@ def _artifact() -> ModelArtifact:
     )
 
 
+def _hnsw_artifact() -> ModelArtifact:
+    """120 items with the exact-search limit at 50: retrain builds and calibrates an HNSW index."""
+    rng = np.random.default_rng(0)
+    events = [(f"u{rng.integers(80)}", f"i{rng.integers(120)}", "view", None, k) for k in range(2000)]
+    return train_artifact(
+        build_interactions(events),
+        TrainConfig(factors=8, reg=5.0, device="cpu"),
+        version=1,
+        exact_max_items=50,
+    )
+
+
 def _same(a: ModelArtifact, b: ModelArtifact) -> None:
     assert a.version == b.version and a.config == b.config and a.metrics == b.metrics
     assert a.trained_at == b.trained_at and a.data_window == b.data_window
@@ -67,14 +79,7 @@ def test_approximate_index_chosen_above_threshold() -> None:
 
 
 def test_artifact_config_records_the_calibrated_index() -> None:
-    rng = np.random.default_rng(0)
-    events = [(f"u{rng.integers(80)}", f"i{rng.integers(120)}", "view", None, k) for k in range(2000)]
-    art = train_artifact(
-        build_interactions(events),
-        TrainConfig(factors=8, reg=5.0, device="cpu"),
-        version=1,
-        exact_max_items=50,
-    )
+    art = _hnsw_artifact()
     ann = art.config["ann"]
     assert ann["kind"] == "hnsw" and ann["target_recall"] == 0.95 and ann["calibrated_recall"] >= 0.95
     assert ann["ef_search"] >= 1 and ann["hnsw_m"] == 32 and ann["calibration_queries"] > 0
@@ -116,21 +121,21 @@ def test_arrays_are_read_in_place_from_the_file_bytes() -> None:
 
 
 def test_npy_that_does_not_match_its_header_or_holds_objects_is_rejected() -> None:
-    from model.artifact import _npy
+    from model.artifact import read_npy
 
     buf = io.BytesIO()
     np.save(buf, np.arange(6, dtype=np.float32))
     with pytest.raises(ArtifactError, match="expected 24 data bytes, found 20"):
-        _npy({"x.npy": buf.getvalue()[:-4]}, "x.npy")
+        read_npy({"x.npy": buf.getvalue()[:-4]}, "x.npy")
     with pytest.raises(ArtifactError, match=r"not a readable \.npy array"):
-        _npy({"x.npy": b"\x93NUMPY\x09\x00garbage"}, "x.npy")
+        read_npy({"x.npy": b"\x93NUMPY\x09\x00garbage"}, "x.npy")
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "|O", "fortran_order": False, "shape": (1,)})
     with pytest.raises(ArtifactError, match="object arrays"):
-        _npy({"x.npy": header.getvalue() + bytes(8)}, "x.npy")
+        read_npy({"x.npy": header.getvalue() + bytes(8)}, "x.npy")
     fortran = io.BytesIO()
     np.save(fortran, np.asfortranarray(np.arange(6.0).reshape(2, 3)))
-    assert _npy({"x.npy": fortran.getvalue()}, "x.npy").tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    assert read_npy({"x.npy": fortran.getvalue()}, "x.npy").tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
 
 
 def test_wrong_shape_and_id_map_rejected() -> None:
@@ -227,14 +232,7 @@ def test_files_are_made_when_read_and_match_the_manifest() -> None:
 def test_a_loaded_model_drops_its_index_bytes_and_still_publishes_its_index() -> None:
     from datetime import UTC, datetime
 
-    rng = np.random.default_rng(0)
-    events = [(f"u{rng.integers(80)}", f"i{rng.integers(120)}", "view", None, k) for k in range(2000)]
-    art = train_artifact(
-        build_interactions(events),
-        TrainConfig(factors=8, reg=5.0, device="cpu"),
-        version=1,
-        exact_max_items=50,
-    )
+    art = _hnsw_artifact()
     assert art.index_bytes is not None
     served = TrainedModel(ModelArtifact.from_files(art.to_files()))
     assert served.artifact.index_bytes is None and served.index_kind == "hnsw"
