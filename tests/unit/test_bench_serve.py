@@ -70,6 +70,14 @@ def test_ratios() -> None:
     assert rate_ratio(1500.0, 0.0) is None
 
 
+def test_the_search_bound_adds_one_search_to_healthz_time_per_request() -> None:
+    from tooling.bench.serve import search_bound
+
+    # 4,000 healthz/s is 250 us a request; with a 750 us search at best 1,000 requests/s: 0.25.
+    assert search_bound(4000.0, 750.0) == 0.25
+    assert search_bound(4000.0, None) is None and search_bound(0.0, 750.0) is None
+
+
 def test_cache_counts_are_read_from_the_exposition() -> None:
     text = (
         "# HELP streamrec_serving_cache_hits_total Recommendation results served from the cache\n"
