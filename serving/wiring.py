@@ -31,31 +31,28 @@ def open_adapters(settings: Settings, *, loader: Loader | None = None) -> Servin
     from storage.impressions_mongo import MongoImpressionStore
     from storage.kafka import make_resilient_producer
     from storage.merch_rules import MongoRuleStore
-    from storage.model_registry_mongo import open_model_registry
+    from storage.model_registry_mongo import MongoModelRegistry
+    from storage.mongo_client import open_mongo_client
     from storage.realtime_reader import RedisRealtimeReader
     from storage.retrain_requests import MongoRetrainRequests
     from storage.shoppers_mongo import MongoShopperStore
 
     closers: list[Any] = []
     try:
-        store = MongoEventStore.from_settings(settings.mongo)
-        closers.append(store.close)
-        registry = open_model_registry(settings)
-        closers.append(registry.close)
-        retrain_requests = MongoRetrainRequests.from_settings(settings.mongo)
-        closers.append(retrain_requests.close)
-        experiments = MongoExperimentStore.from_settings(settings.mongo)
-        closers.append(experiments.close)
-        impressions = MongoImpressionStore.from_settings(settings.mongo)
-        closers.append(impressions.close)
-        shoppers = MongoShopperStore.from_settings(settings.mongo)
-        closers.append(shoppers.close)
+        # One client (one pool, one set of monitor threads) for every MongoDB adapter of this process.
+        client = open_mongo_client(settings.mongo)
+        closers.append(client.close)
+        db = client[settings.mongo.database]
+        store = MongoEventStore(db)
+        registry = MongoModelRegistry(db, settings.model.artifact_cache_dir)
+        retrain_requests = MongoRetrainRequests(db)
+        experiments = MongoExperimentStore(db)
+        impressions = MongoImpressionStore(db)
+        shoppers = MongoShopperStore(db)
+        catalog = MongoCatalogReader(db)
+        rules = MongoRuleStore(db)
         producer = make_resilient_producer(settings.kafka, name="api")
         closers.append(lambda: producer.close(5.0))
-        catalog = MongoCatalogReader.from_settings(settings.mongo)
-        closers.append(catalog.close)
-        rules = MongoRuleStore.from_settings(settings.mongo)
-        closers.append(rules.close)
         impression_log = None
         if settings.serving.impressions.enabled:
             # Its own producer and sender thread: impressions never queue behind (or slow) ingest.

@@ -32,6 +32,7 @@ from storage.event_docs import (
     ts_range,
 )
 from storage.item_docs import first_added, merge_item_updates
+from storage.mongo_client import open_mongo_client
 
 log = logging.getLogger(__name__)
 
@@ -171,13 +172,7 @@ class MongoEventStore:
 
     @classmethod
     def from_settings(cls, settings: MongoSettings, database: str | None = None) -> MongoEventStore:
-        client: MongoClient[Doc] = MongoClient(
-            settings.uri.get_secret_value(),
-            serverSelectionTimeoutMS=settings.timeout_ms,
-            connectTimeoutMS=settings.timeout_ms,
-            socketTimeoutMS=max(60_000, settings.timeout_ms),
-            tz_aware=True,
-        )
+        client: MongoClient[Doc] = open_mongo_client(settings)
         return cls(client[database or settings.database])
 
     def close(self) -> None:

@@ -338,13 +338,9 @@ def _before(uploaded: datetime | None, started: datetime) -> bool:
 
 def open_model_registry(settings: Settings) -> MongoModelRegistry:
     """A registry on its own MongoClient (closed by ``registry.close()``)."""
-    from pymongo import MongoClient
+    from storage.mongo_client import open_mongo_client
 
-    client: Any = MongoClient(
-        settings.mongo.uri.get_secret_value(),
-        serverSelectionTimeoutMS=settings.mongo.timeout_ms,
-        tz_aware=True,
-    )
+    client = open_mongo_client(settings.mongo)
     registry = MongoModelRegistry(client[settings.mongo.database], settings.model.artifact_cache_dir)
     registry._client = client
     return registry

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any, Self
 
-from pymongo import MongoClient
-
 from core.settings import MongoSettings
+from storage.mongo_client import open_mongo_client
 
 
 class OwnedCollection:
-    """``self._collection`` of ``database``; ``from_settings`` gives it its own client."""
+    """``self._collection`` of ``database``; ``from_settings`` gives it its own client (a role that
+    builds several adapters shares one instead: ``storage.mongo_client``)."""
 
     collection_name: str
 
@@ -22,12 +22,7 @@ class OwnedCollection:
     @classmethod
     def from_settings(cls, settings: MongoSettings) -> Self:
         """On its own MongoClient, closed by ``close()``."""
-        client: Any = MongoClient(
-            settings.uri.get_secret_value(),
-            serverSelectionTimeoutMS=settings.timeout_ms,
-            connectTimeoutMS=settings.timeout_ms,
-            tz_aware=True,
-        )
+        client = open_mongo_client(settings)
         owned = cls(client[settings.database])
         owned._client = client
         return owned

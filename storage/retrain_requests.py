@@ -71,11 +71,9 @@ class MongoRetrainRequests:
     @classmethod
     def from_settings(cls, settings: MongoSettings) -> MongoRetrainRequests:
         """On its own MongoClient, closed by ``close()``."""
-        from pymongo import MongoClient
+        from storage.mongo_client import open_mongo_client
 
-        client: Any = MongoClient(
-            settings.uri.get_secret_value(), serverSelectionTimeoutMS=settings.timeout_ms, tz_aware=True
-        )
+        client = open_mongo_client(settings)
         requests = cls(client[settings.database])
         requests._client = client
         return requests

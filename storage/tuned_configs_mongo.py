@@ -69,13 +69,9 @@ class MongoTunedConfigs:
 
 def open_tuned_configs(settings: Settings) -> MongoTunedConfigs:
     """On its own MongoClient (closed by ``close()``)."""
-    from pymongo import MongoClient
+    from storage.mongo_client import open_mongo_client
 
-    client: Any = MongoClient(
-        settings.mongo.uri.get_secret_value(),
-        serverSelectionTimeoutMS=settings.mongo.timeout_ms,
-        tz_aware=True,
-    )
+    client = open_mongo_client(settings.mongo)
     store = MongoTunedConfigs(client[settings.mongo.database])
     store._client = client
     return store
