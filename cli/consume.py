@@ -39,6 +39,7 @@ def consume(
     from consumer.wiring import open_kafka
     from storage.event_store import MongoEventStore
     from storage.impressions_mongo import MongoImpressionStore
+    from storage.mongo_client import open_mongo_client
     from storage.realtime_state import RedisRealtimeState
 
     settings = load_settings()
@@ -56,8 +57,9 @@ def consume(
                 "set STREAMREC_CONSUMER__METRICS_PORT to a free port or 0"
             ) from None
     # The composition root: every client the consumer uses is built here and handed in.
-    store = MongoEventStore.from_settings(settings.mongo)
-    impressions = MongoImpressionStore.from_settings(settings.mongo)
+    mongo = open_mongo_client(settings.mongo)  # one pool for both MongoDB adapters
+    store = MongoEventStore(mongo[settings.mongo.database])
+    impressions = MongoImpressionStore(mongo[settings.mongo.database])
     state = RedisRealtimeState.from_settings(settings.redis)
     try:
         runner = ConsumerRunner(settings, store, state, open_kafka(settings), impressions=impressions)
@@ -68,8 +70,7 @@ def consume(
     try:
         code = runner.run()
     finally:
-        impressions.close()
-        store.close()
+        mongo.close()
     raise typer.Exit(code)
 
 
