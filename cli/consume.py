@@ -58,8 +58,8 @@ def consume(
             ) from None
     # The composition root: every client the consumer uses is built here and handed in.
     mongo = open_mongo_client(settings.mongo)  # one pool for both MongoDB adapters
-    store = MongoEventStore(mongo[settings.mongo.database])
-    impressions = MongoImpressionStore(mongo[settings.mongo.database])
+    db = mongo[settings.mongo.database]
+    store, impressions = MongoEventStore(db), MongoImpressionStore(db)
     state = RedisRealtimeState.from_settings(settings.redis)
     try:
         runner = ConsumerRunner(settings, store, state, open_kafka(settings), impressions=impressions)

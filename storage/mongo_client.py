@@ -1,4 +1,4 @@
-"""The MongoDB client a process opens: one per process, shared by every adapter that process builds.
+"""How every MongoDB client is opened; a role that builds several adapters opens one and shares it.
 
 pymongo's pool is per client and each client runs its own monitor, round-trip-time and cursor-reaper
 threads per server. A role that opened a client per adapter (serving had eight) held eight pools of
