@@ -21,7 +21,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from functools import cached_property
 from typing import Any
 
 import orjson
@@ -42,11 +41,12 @@ class RawMessage:
     # The record's Kafka timestamp (epoch ms), None when the broker gave none: a new catalog item's
     # first-seen time (core.keys ``added``).
     ts_ms: int | None = None
+    # Built once with the record: a batch asks every record for it several times (offsets, guard,
+    # settling), and a cached_property's first read takes a lock.
+    tp: TopicPartition = field(init=False, repr=False, compare=False)
 
-    @cached_property
-    def tp(self) -> TopicPartition:
-        # Cached: a batch asks every record for it several times (offsets, guard, settling).
-        return (self.topic, self.partition)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tp", (self.topic, self.partition))
 
     @property
     def src(self) -> dict[str, Any]:
@@ -252,8 +252,11 @@ def is_fresh(msg: RawMessage, applied: Mapping[TopicPartition, int]) -> bool:
 def next_offsets(messages: Iterable[RawMessage]) -> dict[TopicPartition, int]:
     """Offsets to commit: last + 1 per partition."""
     out: dict[TopicPartition, int] = {}
+    get = out.get  # runs twice per batch over every record: no max() call, one lookup per record
     for msg in messages:
-        out[msg.tp] = max(out.get(msg.tp, 0), msg.offset + 1)
+        nxt = msg.offset + 1
+        if nxt > get(msg.tp, 0):
+            out[msg.tp] = nxt
     return out
 
 

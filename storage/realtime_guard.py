@@ -155,12 +155,26 @@ def _encode_ops(ops: Sequence[Op], keys: list[str]) -> bytes:
     """The ops as the scripts' JSON argument; each op's key is appended to ``keys`` once."""
     index = {key: n for n, key in enumerate(keys, start=1)}  # Lua tables count from 1
     encoded: list[list[Any]] = []
-    for op in ops:
-        k = index.get(op.key)
+    append = encoded.append
+    for name, key, args in ops:
+        k = index.get(key)
         if k is None:
-            keys.append(op.key)
-            k = index[op.key] = len(keys)
-        encoded.append([op.name, k, *redis_args(op.name, op.args)])
+            keys.append(key)
+            k = index[key] = len(keys)
+        if name == "zadd" or name == "zincrby":
+            # Most of a batch's ops (a recent-list member, a popularity increment): inlined, with the
+            # same text redis_args gives (repr for a float score, str for the rest).
+            member, score = args
+            append(
+                [
+                    name,
+                    k,
+                    repr(score) if isinstance(score, float) else str(score),
+                    member if type(member) is str else _text(member),
+                ]
+            )
+        else:
+            append([name, k, *redis_args(name, args)])
     # Every string here was stored in MongoDB first (BSON refuses what JSON could not carry).
     return orjson.dumps(encoded)
 
