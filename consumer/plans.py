@@ -22,6 +22,7 @@ ITEM_HASH_FIELDS = ("title", "category", "price", "available")
 # The stored item's first-seen time (MongoDB ``items``; set when the item is created, never after).
 ADDED_AT = "added_at"
 _PURCHASE = EventType.PURCHASE.value
+_RATE = EventType.RATE.value
 
 
 class PlannedEvent(NamedTuple):
@@ -97,6 +98,7 @@ def plan_events(
     buckets: dict[tuple[str, int], str] = {}
     pop: dict[tuple[str, str], float] = {}
     expires: dict[str, int] = {}
+    per_type: dict[str, float] = {}
     pop_all = keys.pop_all()
     cutoffs = live_cutoffs(now_s)
     for ev in events:
@@ -109,7 +111,11 @@ def plan_events(
         ops.append(Op("sadd", user_keys[1], (item,)))
         if ev.event_type == _PURCHASE:
             ops.append(Op("sadd", keys.purchased(ev.user_id), (item,)))
-        weight = event_weight(ev.event_type, ev.value, weights)
+        weight = per_type.get(ev.event_type)
+        if weight is None:
+            weight = event_weight(ev.event_type, ev.value, weights)
+            if ev.event_type != _RATE:  # only a rating's weight depends on its value
+                per_type[ev.event_type] = weight
         pop[(pop_all, item)] = pop.get((pop_all, item), 0.0) + weight
         for window, start, expire_at in bucket_writes(ev.ts_ms, now_s, cutoffs):
             bucket = buckets.get((window, start))

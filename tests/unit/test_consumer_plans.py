@@ -54,6 +54,20 @@ def test_batch_plan_coalesces_popularity_and_bumps_marker_once_per_user():
     assert sorted(o.key for o in markers) == ["p:user:{u1}:marker", "p:user:{u2}:marker"]
 
 
+def test_ratings_in_one_batch_weigh_by_their_own_values_among_other_types():
+    # plan_events reuses a type's weight within a batch, except a rating's, which depends on its value.
+    events = [
+        ev("e1", item="a", etype="rate", value=4.0),
+        ev("e2", item="b", etype="rate", value=1.0),
+        ev("e3", item="a", etype="view"),
+        ev("e4", item="c", etype="rate"),  # no value: weight 0
+        ev("e5", item="b", etype="view"),
+    ]
+    ops = plan_events(KEYS, events, weights=W, recent_max=10, now_s=NOW_S)
+    pop_all = {o.args[0]: o.args[1] for o in ops if o.key == "p:{shared}:pop:all"}
+    assert pop_all == {"a": W.rate * 4.0 + W.view, "b": W.rate * 1.0 + W.view, "c": 0.0}
+
+
 def test_event_older_than_window_writes_no_bucket():
     hour = WINDOWS["1h"]
     old_ts = NOW_S - hour.length_s - 2 * hour.bucket_s
