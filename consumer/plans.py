@@ -7,9 +7,11 @@ by (score, member)), so replaying events sorted by time gives the state live con
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from functools import partial
+from math import gcd
+from typing import Any, NamedTuple, cast
 
 from core.event_weights import event_weight
 from core.events import EventType, InteractionEvent, ItemUpdate
@@ -23,6 +25,11 @@ ITEM_HASH_FIELDS = ("title", "category", "price", "available")
 ADDED_AT = "added_at"
 _PURCHASE = EventType.PURCHASE.value
 _RATE = EventType.RATE.value
+# Ops and planned events are built through tuple.__new__: a named tuple's own constructor is a
+# Python-level function, and the planner builds several ops per event (CPU per event, BENCHMARKS.md).
+_op = cast(Callable[[tuple[str, str, tuple[Any, ...]]], Op], partial(tuple.__new__, Op))
+# Every window's bucket size is a multiple of this: events within one slot share their buckets.
+_SLOT_S = gcd(*(win.bucket_s for win in WINDOWS.values()))
 
 
 class PlannedEvent(NamedTuple):
@@ -39,7 +46,7 @@ class PlannedEvent(NamedTuple):
     def from_event(cls, event: InteractionEvent) -> PlannedEvent:
         # str() of the StrEnum is its value, without the slower enum descriptor behind ``.value``.
         etype = str(event.event_type)
-        return cls(event.event_id, event.user_id, event.item_id, etype, event.ts_ms, event.value)
+        return _planned((event.event_id, event.user_id, event.item_id, etype, event.ts_ms, event.value))
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> PlannedEvent:
@@ -56,6 +63,10 @@ class PlannedEvent(NamedTuple):
             int(ts_ms),
             None if value is None else float(value),
         )
+
+
+_PlannedFields = tuple[str, str, str, str, int, float | None]
+_planned = cast(Callable[[_PlannedFields], PlannedEvent], partial(tuple.__new__, PlannedEvent))
 
 
 # (window name, window, first live bucket start at the planning clock)
@@ -99,6 +110,10 @@ def plan_events(
     pop: dict[tuple[str, str], float] = {}
     expires: dict[str, int] = {}
     per_type: dict[str, float] = {}
+    # The bucket writes of each _SLOT_S slot of event time: a batch's events fall in few slots. The
+    # slot is floored from the same float as bucket_writes floors, so within one slot every
+    # window's bucket start is the same (each bucket size is a multiple of the slot's).
+    slots: dict[float, list[tuple[str, int, int]]] = {}
     pop_all = keys.pop_all()
     cutoffs = live_cutoffs(now_s)
     for ev in events:
@@ -106,29 +121,34 @@ def plan_events(
         if user_keys is None:
             user_keys = users[ev.user_id] = (keys.recent(ev.user_id), keys.seen(ev.user_id))
         item = ev.item_id
+        ts_ms = ev.ts_ms
         member = recent_member(ev.event_id, item, ev.event_type, ev.value)
-        ops.append(Op("zadd", user_keys[0], (member, ev.ts_ms)))
-        ops.append(Op("sadd", user_keys[1], (item,)))
+        ops.append(_op(("zadd", user_keys[0], (member, ts_ms))))
+        ops.append(_op(("sadd", user_keys[1], (item,))))
         if ev.event_type == _PURCHASE:
-            ops.append(Op("sadd", keys.purchased(ev.user_id), (item,)))
+            ops.append(_op(("sadd", keys.purchased(ev.user_id), (item,))))
         weight = per_type.get(ev.event_type)
         if weight is None:
             weight = event_weight(ev.event_type, ev.value, weights)
             if ev.event_type != _RATE:  # only a rating's weight depends on its value
                 per_type[ev.event_type] = weight
         pop[(pop_all, item)] = pop.get((pop_all, item), 0.0) + weight
-        for window, start, expire_at in bucket_writes(ev.ts_ms, now_s, cutoffs):
+        slot = (ts_ms / 1000.0) // _SLOT_S
+        writes = slots.get(slot)
+        if writes is None:
+            writes = slots[slot] = bucket_writes(ts_ms, now_s, cutoffs)
+        for window, start, expire_at in writes:
             bucket = buckets.get((window, start))
             if bucket is None:
                 bucket = buckets[(window, start)] = keys.pop_bucket(window, start)
                 expires[bucket] = expire_at
             pop[(bucket, item)] = pop.get((bucket, item), 0.0) + weight
-    ops.extend(Op("zincrby", key, (item, weight)) for (key, item), weight in pop.items())
-    ops.extend(Op("expireat", key, (at,)) for key, at in expires.items())
+    ops.extend(_op(("zincrby", key, (item, weight))) for (key, item), weight in pop.items())
+    ops.extend(_op(("expireat", key, (at,))) for key, at in expires.items())
     for uid, (recent_key, _) in users.items():
         # Keep the newest recent_max members: ranks 0.. are the lowest scores.
-        ops.append(Op("zremrangebyrank", recent_key, (0, -(recent_max + 1))))
-        ops.append(Op("incr", keys.marker(uid)))
+        ops.append(_op(("zremrangebyrank", recent_key, (0, -(recent_max + 1)))))
+        ops.append(_op(("incr", keys.marker(uid), ())))
     return ops
 
 

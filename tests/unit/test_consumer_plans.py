@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consumer.plans import PlannedEvent, bucket_writes, plan_events, plan_item_updates
 from core.events import ItemUpdate
@@ -86,6 +91,40 @@ def test_bucket_kept_iff_it_is_a_live_bucket_at_now():
             ts = NOW_S - offset
             written = {s for w, s, _ in bucket_writes(int(ts * 1000), NOW_S) if w == name}
             assert written == ({win.bucket_start(ts)} & live), (name, offset)
+
+
+# Event times around bucket edges (multiples of 300 s, the finest bucket) and across every window.
+_EDGE_MS = st.builds(
+    lambda n, d: n * 300_000 + d,
+    st.integers(min_value=int(NOW_S - 8 * 86400) // 300, max_value=int(NOW_S) // 300),
+    st.integers(min_value=-2, max_value=2),
+)
+_HOUR_EDGE_MS = st.builds(
+    lambda n, d: n * 300_000 + d,
+    st.integers(min_value=int(NOW_S - 2 * 3600) // 300, max_value=int(NOW_S) // 300),
+    st.integers(min_value=-2, max_value=2),
+)
+_ANY_MS = st.integers(min_value=int((NOW_S - 9 * 86400) * 1000), max_value=int(NOW_S * 1000))
+_LAST_HOURS_MS = st.integers(min_value=int((NOW_S - 2 * 3600) * 1000), max_value=int(NOW_S * 1000))
+
+
+@settings(max_examples=300, deadline=None)
+@given(times=st.lists(st.one_of(_EDGE_MS, _HOUR_EDGE_MS, _ANY_MS, _LAST_HOURS_MS), min_size=1, max_size=40))
+def test_popularity_buckets_equal_each_events_own_bucket_writes(times: list[int]) -> None:
+    # plan_events shares bucket writes between events of one time slot: it must add exactly what
+    # bucket_writes gives each event on its own.
+    events = [PlannedEvent(f"e{n}", f"u{n % 4}", f"i{n % 5}", "view", ts) for n, ts in enumerate(times)]
+    ops = plan_events(KEYS, events, weights=W, recent_max=3, now_s=NOW_S)
+    want: Counter[tuple[str, str]] = Counter()
+    expire: dict[str, int] = {}
+    for e in events:
+        for window, start, expire_at in bucket_writes(e.ts_ms, NOW_S):
+            key = KEYS.pop_bucket(window, start)
+            want[(key, e.item_id)] += W.view
+            expire[key] = expire_at
+    got = {(o.key, o.args[0]): o.args[1] for o in ops if o.name == "zincrby" and o.key != KEYS.pop_all()}
+    assert got == pytest.approx(dict(want))
+    assert {o.key: o.args[0] for o in ops if o.name == "expireat"} == expire
 
 
 def test_recent_list_keeps_newest_n_in_any_order():
