@@ -54,7 +54,8 @@ def _outcome(data: dict[str, Any], model: type[InteractionEvent]) -> Any:
 
 
 # Characters around every boundary the check draws: C0, DEL, C1, the line separators, Unicode spaces.
-_EDGES = "\x00\x01\t\n\r\x1c\x1f \x7f\x80\x85\x9f\xa0\u1680\u2000\u2028\u2029\u202f\u3000\ufeff"
+_C0_C1 = "\x00\x01\t\n\r\x1c\x1f \x7f\x80\x85\x9f"
+_EDGES = _C0_C1 + "\xa0\u1680\u2000\u2028\u2029\u202f\u205f\u3000\ufeff\u180e\u200b"
 _TEXT = st.text(alphabet=st.sampled_from(list(_EDGES) + list("aZ9-_.:é漢")), max_size=6)
 _VALUES = st.one_of(
     _TEXT,
