@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 import faiss
 import numpy as np
@@ -24,6 +24,7 @@ from core.event_weights import event_weights
 from core.settings import ModelSettings
 from model.artifact import ModelArtifact
 from model.content import ContentModel, fit_content_model
+from model.content_ranking import RankingFit, refine_content_map
 from model.errors import DegenerateModelError
 from model.index import AnnParams, build_serving_index
 from model.interactions import Interactions, interactions_from_arrays
@@ -76,17 +77,33 @@ def fit_item_content(
     min_items: int = 20,
     max_words: int = 5000,
     seed: int = 0,
+    fit: Literal["ridge", "ranking"] = "ridge",
+    rank_steps: int = 1000,
 ) -> ContentModel | None:
     """The cold-start content map, fitted on the trained items that have a catalog document: from
     their metadata to their serving item embedding and input embedding side by side (so a new item
-    can be both recommended and folded into a session). None with fewer than ``min_items`` such items."""
+    can be both recommended and folded into a session). None with fewer than ``min_items`` such items.
+    ``fit="ranking"``: the serving-embedding part is then refined on the shoppers' ranking
+    (``model.content_ranking``); the input-embedding part stays the ridge fit."""
     ids = interactions.item_ids.astype(str).tolist()
     rows = [r for r, iid in enumerate(ids) if iid in catalog]
     if len(rows) < min_items:
         logger.info("content_model_skipped items_with_metadata=%d min=%d", len(rows), min_items)
         return None
     targets = np.hstack([fitted.item_emb[rows], fitted.weights.input_emb[rows]])
-    model = fit_content_model([catalog[ids[r]] for r in rows], targets, max_words=max_words, seed=seed)
+    docs = [catalog[ids[r]] for r in rows]
+    model = fit_content_model(docs, targets, max_words=max_words, seed=seed)
+    if fit == "ranking":
+        width = fitted.item_emb.shape[1]
+        refined = refine_content_map(
+            model.featurizer.transform(docs),
+            model.weights[:, :width],
+            fitted.user_emb,
+            sp.csr_matrix(interactions.matrix[:, rows]),
+            RankingFit(max_steps=rank_steps, seed=seed),
+        )
+        weights = np.hstack([refined, model.weights[:, width:]]).astype(np.float32)
+        model = ContentModel(model.featurizer, weights, model.reg, model.validation_r2)
     logger.info(
         "content_model_fitted items=%d features=%d reg=%s validation_r2=%s",
         len(rows),
@@ -271,6 +288,8 @@ def content_for(
         min_items=settings.content_min_items,
         max_words=settings.content_max_words,
         seed=settings.seed,
+        fit=settings.content_fit,
+        rank_steps=settings.content_rank_steps,
     )
 
 

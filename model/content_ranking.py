@@ -1,0 +1,110 @@
+"""Refining the cold-start content map on the ranking it is used for.
+
+The ridge map (``model.content``) fits catalog features to the trained items' embeddings by squared
+error, every coordinate alike, whether or not it moves a shopper's ranking. A new item is then
+scored by a shopper's vector against its mapped embedding, so here the map is refined on that score
+itself: for each training pair (shopper, item), a softmax over the warm items of the shopper's
+scores, with every item's embedding given by the map from its features and the shoppers' vectors
+held fixed. It starts from the ridge map, so a refinement that runs no step returns it unchanged.
+
+Above ``negatives`` warm items a step's softmax runs over the batch's own items plus a uniform sample
+of the rest (a uniform sample shifts every sampled logit alike, so no correction is needed), which
+bounds a step's cost whatever the catalog's size; ``max_steps`` bounds the whole refinement.
+
+Measured on the cold-start benchmark's validation splits (BENCHMARKS.md, "Cold start from catalog
+content"): cold NDCG@20 0.084 → ~0.10 on amazon-magazine and 0.250 → ~0.30 on ml-latest-small at
+the defaults below, the two sets with text metadata, where LightFM's ranking-trained item features
+had been ahead of the ridge map.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RankingFit:
+    epochs: int = 8
+    lr: float = 1e-3
+    batch_size: int = 1024
+    negatives: int = 8192  # above this many warm items, the sampled softmax's sample size
+    max_steps: int = 1000
+    seed: int = 0
+
+
+def _torch_sparse(m: sp.csr_matrix) -> torch.Tensor:
+    coo = m.tocoo()
+    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    values = torch.from_numpy(coo.data.astype(np.float32))
+    return torch.sparse_coo_tensor(indices, values, coo.shape, check_invariants=False).coalesce()
+
+
+def refine_content_map(
+    features: sp.csr_matrix,
+    init_map: np.ndarray,
+    users: np.ndarray,
+    pairs: sp.csr_matrix,
+    fit: RankingFit | None = None,
+) -> np.ndarray:
+    """The map from ``features`` (warm items x features) to item embeddings, refined from
+    ``init_map`` (features x dim) on the softmax ranking of each positive of ``pairs`` (users x warm
+    items) by ``users`` (users x dim, fixed); (features x dim) float32."""
+    fit = fit or RankingFit()
+    n_items, n_features = features.shape
+    if init_map.shape[0] != n_features:
+        raise ValueError(f"the map has {init_map.shape[0]} rows for {n_features} features")
+    if pairs.shape != (users.shape[0], n_items) or users.shape[1] != init_map.shape[1]:
+        raise ValueError(
+            f"pairs {pairs.shape}, users {users.shape} and map {init_map.shape} do not fit {n_items} items"
+        )
+    coo = sp.coo_matrix(pairs)
+    rows, cols = coo.row.astype(np.int64), coo.col.astype(np.int64)
+    if len(rows) == 0 or fit.epochs <= 0 or fit.max_steps <= 0:
+        return np.asarray(init_map, dtype=np.float32)
+    rng = np.random.default_rng(fit.seed)
+    torch.manual_seed(fit.seed)
+    x = sp.csr_matrix(features, dtype=np.float32)
+    all_items = _torch_sparse(x) if n_items <= fit.negatives else None
+    user_vecs = torch.from_numpy(np.ascontiguousarray(users, dtype=np.float32))
+    weights = torch.nn.Parameter(torch.from_numpy(np.array(init_map, dtype=np.float32)))
+    opt = torch.optim.Adam([weights], lr=fit.lr)
+    steps, loss_sum = 0, 0.0
+    for _epoch in range(fit.epochs):
+        order = rng.permutation(len(rows))
+        for start in range(0, len(rows), fit.batch_size):
+            batch = order[start : start + fit.batch_size]
+            pos = cols[batch]
+            if all_items is not None:
+                item_emb = torch.sparse.mm(all_items, weights)
+                target = torch.from_numpy(pos)
+            else:
+                cand = np.unique(np.concatenate([pos, rng.integers(0, n_items, fit.negatives)]))
+                item_emb = torch.sparse.mm(_torch_sparse(x[cand]), weights)
+                target = torch.from_numpy(np.searchsorted(cand, pos))
+            logits = user_vecs[torch.from_numpy(rows[batch])] @ item_emb.T
+            loss = torch.nn.functional.cross_entropy(logits, target)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            steps += 1
+            loss_sum += float(loss.detach())
+            if steps >= fit.max_steps:
+                break
+        if steps >= fit.max_steps:
+            break
+    logger.info(
+        "content_map_refined items=%d features=%d pairs=%d steps=%d mean_loss=%.4f",
+        n_items,
+        n_features,
+        len(rows),
+        steps,
+        loss_sum / steps,
+    )
+    return np.asarray(weights.detach().numpy(), dtype=np.float32)

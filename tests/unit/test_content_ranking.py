@@ -1,0 +1,86 @@
+"""The content map refined on the shoppers' ranking (model.content_ranking), without servers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from model.content_ranking import RankingFit, refine_content_map
+from model.pipeline import fit_embeddings, fit_item_content
+from tests.unit.cold_start_fixtures import item_doc
+
+GROUPS = 3
+
+
+def _problem(n_items: int = 30, n_users: int = 30) -> tuple[sp.csr_matrix, np.ndarray, sp.csr_matrix]:
+    """Items carry their group's one-hot feature; a user of group g has vector e_g and buys group g."""
+    item_group = np.arange(n_items) % GROUPS
+    features = sp.csr_matrix((np.ones(n_items), (np.arange(n_items), item_group)), shape=(n_items, GROUPS))
+    user_group = np.arange(n_users) % GROUPS
+    users = np.eye(GROUPS, dtype=np.float32)[user_group]
+    rows, cols = [], []
+    for u, g in enumerate(user_group):
+        for i in np.flatnonzero(item_group == g):
+            rows.append(u)
+            cols.append(i)
+    pairs = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_users, n_items))
+    return features, users, pairs
+
+
+def _cold_top_group(weights: np.ndarray, users: np.ndarray) -> np.ndarray:
+    cold = np.eye(GROUPS, dtype=np.float32) @ weights  # one new item per group, from its feature only
+    return np.argmax(users @ cold.T, axis=1)
+
+
+@pytest.mark.parametrize("negatives", [8192, 4])  # the full softmax, and a sampled one
+def test_refinement_learns_which_features_a_shopper_ranks_first(negatives: int) -> None:
+    features, users, pairs = _problem()
+    # A map that ranks every shopper's group last: the ridge map of a poor fit, say.
+    init = -np.eye(GROUPS, dtype=np.float32)
+    assert (_cold_top_group(init, users) != np.arange(len(users)) % GROUPS).all()
+    fit = RankingFit(epochs=60, lr=0.05, batch_size=64, negatives=negatives, seed=3)
+    refined = refine_content_map(features, init, users, pairs, fit)
+    assert refined.shape == init.shape and refined.dtype == np.float32
+    assert (_cold_top_group(refined, users) == np.arange(len(users)) % GROUPS).all()
+
+
+def test_no_step_returns_the_starting_map_and_a_seed_repeats() -> None:
+    features, users, pairs = _problem()
+    init = np.random.default_rng(0).normal(size=(GROUPS, GROUPS)).astype(np.float32)
+    np.testing.assert_array_equal(
+        refine_content_map(features, init, users, pairs, RankingFit(max_steps=0)), init
+    )
+    fit = RankingFit(epochs=2, batch_size=16, seed=5)
+    first = refine_content_map(features, init, users, pairs, fit)
+    np.testing.assert_array_equal(first, refine_content_map(features, init, users, pairs, fit))
+    assert not np.array_equal(first, init)
+
+
+def test_shapes_that_do_not_fit_are_refused() -> None:
+    features, users, pairs = _problem()
+    with pytest.raises(ValueError, match="rows"):
+        refine_content_map(features, np.zeros((GROUPS + 1, GROUPS), np.float32), users, pairs)
+    with pytest.raises(ValueError, match="do not fit"):
+        refine_content_map(features, np.zeros((GROUPS, GROUPS), np.float32), users[:, :2], pairs)
+
+
+def test_retrain_refines_the_item_part_and_keeps_the_input_part_as_ridge() -> None:
+    from model.interactions import build_interactions
+    from model.lae import TrainConfig
+
+    rng = np.random.default_rng(1)
+    events = []
+    for u in range(60):
+        own = np.arange(u % 3, 45, 3)
+        events += [(f"u{u}", f"i{int(rng.choice(own))}", "view", None, k) for k in range(10)]
+    inter = build_interactions(events)
+    fitted = fit_embeddings(inter, TrainConfig(factors=8, reg=5.0, device="cpu"))
+    catalog = {f"i{i}": item_doc(f"i{i}", i % 3) for i in range(45)}
+    ridge = fit_item_content(inter, fitted, catalog)
+    ranked = fit_item_content(inter, fitted, catalog, fit="ranking", rank_steps=20)
+    assert ridge is not None and ranked is not None
+    width = fitted.item_emb.shape[1]
+    np.testing.assert_array_equal(ranked.weights[:, width:], ridge.weights[:, width:])
+    assert not np.allclose(ranked.weights[:, :width], ridge.weights[:, :width])
+    assert ranked.weights.dtype == np.float32
