@@ -26,6 +26,11 @@ def cold_start(
         "cutoff) and make the same cold split inside the rest, so no test figure read before can have "
         "steered it.",
     ),
+    content_fit: str = typer.Option(
+        "",
+        help="The hybrid's content fit, as STREAMREC_MODEL__CONTENT_FIT: ridge | ranking (default: the "
+        "product's default).",
+    ),
 ) -> None:
     """Hybrid (streamrec + content map) vs category popularity and LightFM on items with no interactions."""
     from tooling.bench.cold_start_run import run_cold_start
@@ -33,12 +38,16 @@ def cold_start(
 
     if dataset not in COLD_DATASETS:
         raise StreamrecError(f"unknown dataset {dataset!r}: choose one of {', '.join(COLD_DATASETS)}")
+    if content_fit not in ("", "ridge", "ranking"):
+        raise StreamrecError(f"unknown --content-fit {content_fit!r}: choose ridge or ranking")
     folder = data_dir or DEFAULT_DATA_DIR
     if not folder.is_dir():
         raise StreamrecError(
             f"data folder {folder} not found: pass --data-dir or put the data sets in ../shared/data"
         )
     try:
-        run_cold_start(dataset, folder, json_out, seed=seed, holdout_shift=holdout_shift)
+        run_cold_start(
+            dataset, folder, json_out, seed=seed, holdout_shift=holdout_shift, content_fit=content_fit or None
+        )
     except DatasetError as exc:
         raise StreamrecError(str(exc)) from exc

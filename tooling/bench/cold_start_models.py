@@ -25,7 +25,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from core.settings import ModelSettings
 from model.content import DEFAULT_REG_GRID, ContentFeaturizer, fit_content_map, tune_content_reg
+from model.content_ranking import RankingFit, refine_content_map
 from model.lae import TrainConfig, spectrum, train_lae
 from model.recency import apply_recency
 from tooling.bench.cold_start_data import Catalog
@@ -79,6 +81,10 @@ class Hybrid:
     profile: float = 0.0
     seed: int = 42
     beta: float = 0.0  # weight of the content embedding in a warm item's embedding
+    # The product's content fit (ModelSettings.content_fit, content_rank_steps): the ridge map alone,
+    # or refined on the users' softmax ranking of warm items (model.content_ranking), as retrain does.
+    content_fit: str = ModelSettings.model_fields["content_fit"].default
+    rank_steps: int = ModelSettings.model_fields["content_rank_steps"].default
     content_reg_grid: tuple[float, ...] = DEFAULT_REG_GRID
     chosen_content_reg: float = field(init=False, default=0.0)
 
@@ -111,6 +117,9 @@ class Hybrid:
         else:
             self.chosen_content_reg = self.content_reg
         content_map = fit_content_map(features.warm, weights.output_emb, self.chosen_content_reg)
+        if self.content_fit == "ranking":
+            fit = RankingFit(max_steps=self.rank_steps, seed=self.seed)
+            content_map = refine_content_map(features.warm, content_map, self._users, split.train, fit)
         self._cold = np.asarray(features.cold @ content_map, dtype=np.float32)
         self._warm_content = np.asarray(features.warm @ content_map, dtype=np.float32)
         if self.profile:

@@ -88,8 +88,10 @@ TARGET_VS_CATEGORY = 1.5
 class Prepared:
     """One split with what every candidate on it shares: catalog features and the LAE spectrum."""
 
-    def __init__(self, split: ColdSplit, catalog: Catalog, seed: int) -> None:
+    def __init__(self, split: ColdSplit, catalog: Catalog, seed: int, content_fit: str | None = None) -> None:
         self.split = split
+        # None: the product's default (ModelSettings.content_fit), as the Hybrid's own default.
+        self.content_fit = content_fit
         self.catalog = catalog
         self.features = Features.of(split, catalog)
         torch.manual_seed(seed)
@@ -97,6 +99,8 @@ class Prepared:
 
     def hybrid(self, params: Params, seed: int) -> Hybrid:
         model = Hybrid(**params, seed=seed, content_reg_grid=CONTENT_REG_GRID)
+        if self.content_fit is not None:
+            model.content_fit = self.content_fit
         return model.fit(self.split, self.features, self.sv)
 
 
@@ -129,14 +133,19 @@ def _row(
 
 
 def run_cold_start(
-    dataset: str, data_dir: Path, json_out: Path | None, seed: int = SEED, holdout_shift: int = 0
+    dataset: str,
+    data_dir: Path,
+    json_out: Path | None,
+    seed: int = SEED,
+    holdout_shift: int = 0,
+    content_fit: str | None = None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     table, catalog = load_cold_start(dataset, data_dir)
     split = shifted_cold_split(table.user_id, table.item_id, table.ts_ms, holdout_shift)
-    val = Prepared(split.validation(), catalog, seed)
-    full = Prepared(split, catalog, seed)
+    val = Prepared(split.validation(), catalog, seed, content_fit)
+    full = Prepared(split, catalog, seed, content_fit)
     logger.info("cold_split dataset=%s %s validation=%s", dataset, split.stats(), val.split.stats())
     results: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -156,7 +165,13 @@ def run_cold_start(
     hybrid = full.hybrid(h_params, seed)
     fit_s = time.perf_counter() - start
     h_figures = cold_figures(hybrid.cold_scores, split)
-    chosen = {**h_params, "content_reg_used": hybrid.chosen_content_reg, "warm_beta": beta}
+    chosen = {
+        **h_params,
+        "content_reg_used": hybrid.chosen_content_reg,
+        "warm_beta": beta,
+        "content_fit": hybrid.content_fit,
+        "rank_steps": hybrid.rank_steps,
+    }
     results.append(_row("hybrid", h_figures, split, chosen, h_val, fit_s))
     per_user: dict[str, Figures] = {"hybrid": h_figures}
 
