@@ -205,7 +205,12 @@ def test_unknown_dataset_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StreamrecError, match="unknown dataset"):
         cold_start(dataset="nope", data_dir=tmp_path, json_out=None, seed=1)
     with pytest.raises(StreamrecError, match="not found"):
-        cold_start(dataset="taobao", data_dir=tmp_path, json_out=None, seed=1)
+        # A direct call (not through typer) passes every option it reaches.
+        cold_start(
+            dataset="taobao", data_dir=tmp_path, json_out=None, seed=1, holdout_shift=0, content_fit=""
+        )
+    with pytest.raises(StreamrecError, match="choose ridge or ranking"):
+        cold_start(dataset="taobao", data_dir=tmp_path, json_out=None, seed=1, content_fit="sgd")
 
 
 # ------------------------------------------------------------------ metadata readers on tiny files

@@ -21,7 +21,13 @@ from tests.unit.lean_image import blocked_modules, lean_tree
 
 # The only product modules that need torch: training. A new one is a deliberate choice (it must not be
 # on serving's path), so it is added here by hand.
-TRAINING_MODULES = {"model.lae", "model.pipeline", "retrain.model_adapter", "retrain.tuning"}
+TRAINING_MODULES = {
+    "model.content_ranking",
+    "model.lae",
+    "model.pipeline",
+    "retrain.model_adapter",
+    "retrain.tuning",
+}
 
 
 @pytest.fixture(scope="module")

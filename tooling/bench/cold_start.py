@@ -38,13 +38,13 @@ def cold_start(
 
     if dataset not in COLD_DATASETS:
         raise StreamrecError(f"unknown dataset {dataset!r}: choose one of {', '.join(COLD_DATASETS)}")
-    if content_fit not in ("", "ridge", "ranking"):
-        raise StreamrecError(f"unknown --content-fit {content_fit!r}: choose ridge or ranking")
     folder = data_dir or DEFAULT_DATA_DIR
     if not folder.is_dir():
         raise StreamrecError(
             f"data folder {folder} not found: pass --data-dir or put the data sets in ../shared/data"
         )
+    if content_fit not in ("", "ridge", "ranking"):
+        raise StreamrecError(f"unknown --content-fit {content_fit!r}: choose ridge or ranking")
     try:
         run_cold_start(
             dataset, folder, json_out, seed=seed, holdout_shift=holdout_shift, content_fit=content_fit or None
