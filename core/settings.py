@@ -193,8 +193,10 @@ class ModelSettings(BaseModel):
     # "ranking": the ridge map refined on a softmax over the warm items of each training pair's shopper
     # (the score a new item is ranked by), at most content_rank_steps steps of 1,024 pairs. Validation
     # cold NDCG@20 on the cold-start benchmark: amazon-magazine 0.084 → ~0.10, ml-latest-small 0.25 → ~0.30;
-    # worse on Taobao (one category id per item), so the default stays ridge (BENCHMARKS.md).
-    content_fit: Literal["ridge", "ranking"] = "ridge"
+    # worse on Taobao (one category id per item). "auto": fit both on the trained items less a random
+    # fifth and keep whichever ranks that fifth better for its shoppers (one more ridge fit and one
+    # more refinement per retrain).
+    content_fit: Literal["ridge", "ranking", "auto"] = "ridge"
     content_rank_steps: int = Field(default=1000, ge=0, le=100_000)
     # The shopper attribute (PUT /v1/users/{user_id}) whose values are segments: retrain computes
     # popularity per value and serves it to shoppers without history when it beats global popularity

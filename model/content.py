@@ -271,6 +271,10 @@ class ContentModel:
     weights: np.ndarray  # (n_features, dim) float32
     reg: float = 0.0
     validation_r2: float | None = None
+    # How the map was fitted ("ridge" or "ranking", model.content_ranking) and, when that was chosen
+    # on held-out items (content_fit "auto"), the scores it was chosen on.
+    fit: str = "ridge"
+    fit_scores: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.weights.ndim != 2 or self.weights.shape[0] != self.featurizer.n_features:

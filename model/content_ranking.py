@@ -15,17 +15,21 @@ Measured on the cold-start benchmark's validation splits (BENCHMARKS.md, "Cold s
 content"): cold NDCG@20 0.084 → ~0.10 on amazon-magazine and 0.250 → ~0.30 on ml-latest-small at
 the defaults below, the two sets with text metadata, where LightFM's ranking-trained item features
 had been ahead of the ridge map. On Taobao, whose only metadata is a category id, it did worse than
-the ridge map at every holdout shift; hence ``ModelSettings.content_fit`` defaults to ``ridge``.
+the ridge map at every holdout shift. ``choose_content_fit`` therefore decides per catalog, on held-out
+warm items, which of the two maps ranks better (``ModelSettings.content_fit = "auto"``).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+
+from model.content import fit_content_map
 
 logger = logging.getLogger(__name__)
 
@@ -109,3 +113,83 @@ def refine_content_map(
         loss_sum / steps,
     )
     return np.asarray(weights.detach().numpy(), dtype=np.float32)
+
+
+def holdout_ndcg(
+    users: np.ndarray, pairs: sp.csr_matrix, item_emb: np.ndarray, k: int = 20, chunk: int = 1024
+) -> tuple[float, int]:
+    """Mean binary NDCG@k, over the users with any pair, of ranking the items of ``item_emb`` (the
+    columns of ``pairs``, users x those items) by ``users @ item_emb.T``; and how many users it
+    averages. The question a cold item's score answers: which of the new items to show a shopper."""
+    pairs = sp.csr_matrix(pairs)
+    counts = np.diff(pairs.indptr)
+    active = np.flatnonzero(counts)
+    n_items = item_emb.shape[0]
+    if len(active) == 0 or n_items == 0:
+        return 0.0, 0
+    top = min(k, n_items)
+    discounts = 1.0 / np.log2(np.arange(2, top + 2))
+    ideal = np.cumsum(discounts)
+    total = 0.0
+    for start in range(0, len(active), chunk):
+        rows = active[start : start + chunk]
+        scores = users[rows] @ item_emb.T
+        best = np.argpartition(-scores, top - 1, axis=1)[:, :top]
+        order = np.take_along_axis(best, np.argsort(-np.take_along_axis(scores, best, 1), axis=1), 1)
+        own = [pairs.indices[pairs.indptr[r] : pairs.indptr[r + 1]] for r in rows]
+        hits = np.asarray([np.isin(order[i], items) for i, items in enumerate(own)])
+        dcg = hits.astype(np.float64) @ discounts
+        total += float((dcg / ideal[np.minimum(counts[rows], top) - 1]).sum())
+    return total / len(active), len(active)
+
+
+def choose_content_fit(
+    features: sp.csr_matrix,
+    targets: np.ndarray,
+    reg: float,
+    users: np.ndarray,
+    pairs: sp.csr_matrix,
+    fit: RankingFit | None = None,
+    *,
+    history: sp.csr_matrix | None = None,
+    input_emb: np.ndarray | None = None,
+    holdout: float = 0.2,
+    min_users: int = 20,
+    k: int = 20,
+) -> tuple[Literal["ridge", "ranking"], dict[str, float]]:
+    """Ridge map or its ranking refinement, whichever ranks held-out warm items better for their users.
+
+    A random ``holdout`` share of the items (``features`` rows, ``targets`` their embeddings, ``pairs``
+    columns) plays the new items: both maps are fitted on the rest (the ridge at strength ``reg``) and
+    each ranks the held-out items by the shoppers' vectors (``holdout_ndcg``). ``users`` are those
+    vectors folded in from ``history`` (users x the same items, as weighted for the user tower) through
+    ``input_emb``, in their first columns; given both, the held-out items' part is taken out of them,
+    so that a shopper is not already pointed at the items being tested (as no shopper is at a new
+    item), which otherwise favours the ridge map, the one closer to the trained embeddings. Ties, and
+    too few users with a held-out pair to tell (under ``min_users``), keep the ridge map, the cheaper
+    one. Returns the choice and the scores it was made on."""
+    fit = fit or RankingFit()
+    n = features.shape[0]
+    n_val = round(n * holdout)
+    if n_val < 2 or n - n_val < 2:
+        return "ridge", {}
+    order = np.random.default_rng(fit.seed).permutation(n)
+    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    x = sp.csr_matrix(features)
+    pairs = sp.csr_matrix(pairs)
+    val_pairs = pairs[:, val]
+    if int((np.diff(val_pairs.indptr) > 0).sum()) < min_users:
+        return "ridge", {}
+    users = np.array(users, dtype=np.float32)
+    if history is not None and input_emb is not None:
+        held_out = sp.csr_matrix(history)[:, val] @ input_emb[val]
+        users[:, : input_emb.shape[1]] -= np.asarray(held_out, np.float32)
+    ridge_map = fit_content_map(x[train], np.asarray(targets)[train], reg)
+    ranking_map = refine_content_map(x[train], ridge_map, users, pairs[:, train], fit)
+    x_val = x[val]
+    ridge, n_users = holdout_ndcg(users, val_pairs, np.asarray(x_val @ ridge_map, np.float32), k)
+    ranking, _ = holdout_ndcg(users, val_pairs, np.asarray(x_val @ ranking_map, np.float32), k)
+    scores = {"ridge": round(ridge, 5), "ranking": round(ranking, 5), "users": float(n_users)}
+    choice: Literal["ridge", "ranking"] = "ranking" if ranking > ridge else "ridge"
+    logger.info("content_fit_chosen fit=%s scores=%s", choice, scores)
+    return choice, scores

@@ -24,7 +24,7 @@ from core.event_weights import event_weights
 from core.settings import ModelSettings
 from model.artifact import ModelArtifact
 from model.content import ContentModel, fit_content_model
-from model.content_ranking import RankingFit, refine_content_map
+from model.content_ranking import RankingFit, choose_content_fit, refine_content_map
 from model.errors import DegenerateModelError
 from model.index import AnnParams, build_serving_index
 from model.interactions import Interactions, interactions_from_arrays
@@ -51,6 +51,8 @@ class FittedEmbeddings:
     weights: LAEWeights
     item_emb: np.ndarray  # serving item embeddings (output tower + bias column)
     user_emb: np.ndarray  # every training user's serving vector
+    # The recency-weighted history the user vectors were folded in from (users x items).
+    history: sp.csr_matrix | None = None
 
 
 def fit_embeddings(interactions: Interactions, config: TrainConfig) -> FittedEmbeddings:
@@ -66,7 +68,7 @@ def fit_embeddings(interactions: Interactions, config: TrainConfig) -> FittedEmb
         raise DegenerateModelError("user embeddings contain NaN or inf")
     if float(np.abs(user_emb[:, :-1]).max(initial=0.0)) < 1e-12:
         raise DegenerateModelError("user embeddings are all zero; the fit collapsed")
-    return FittedEmbeddings(weights=weights, item_emb=item_emb, user_emb=user_emb)
+    return FittedEmbeddings(weights=weights, item_emb=item_emb, user_emb=user_emb, history=history)
 
 
 def fit_item_content(
@@ -77,14 +79,15 @@ def fit_item_content(
     min_items: int = 20,
     max_words: int = 5000,
     seed: int = 0,
-    fit: Literal["ridge", "ranking"] = "ridge",
+    fit: Literal["ridge", "ranking", "auto"] = "ridge",
     rank_steps: int = 1000,
 ) -> ContentModel | None:
     """The cold-start content map, fitted on the trained items that have a catalog document: from
     their metadata to their serving item embedding and input embedding side by side (so a new item
     can be both recommended and folded into a session). None with fewer than ``min_items`` such items.
     ``fit="ranking"``: the serving-embedding part is then refined on the shoppers' ranking
-    (``model.content_ranking``); the input-embedding part stays the ridge fit."""
+    (``model.content_ranking``); the input-embedding part stays the ridge fit. ``fit="auto"``: whichever
+    of the two ranks held-out trained items better (``choose_content_fit``)."""
     ids = interactions.item_ids.astype(str).tolist()
     rows = [r for r, iid in enumerate(ids) if iid in catalog]
     if len(rows) < min_items:
@@ -93,23 +96,34 @@ def fit_item_content(
     targets = np.hstack([fitted.item_emb[rows], fitted.weights.input_emb[rows]])
     docs = [catalog[ids[r]] for r in rows]
     model = fit_content_model(docs, targets, max_words=max_words, seed=seed)
-    if fit == "ranking":
-        width = fitted.item_emb.shape[1]
-        refined = refine_content_map(
-            model.featurizer.transform(docs),
-            model.weights[:, :width],
+    width = fitted.item_emb.shape[1]
+    ranking = RankingFit(max_steps=rank_steps, seed=seed)
+    features = model.featurizer.transform(docs)
+    pairs = sp.csr_matrix(interactions.matrix[:, rows])
+    scores: dict[str, float] = {}
+    if fit == "auto":
+        fit, scores = choose_content_fit(
+            features,
+            fitted.item_emb[rows],
+            model.reg,
             fitted.user_emb,
-            sp.csr_matrix(interactions.matrix[:, rows]),
-            RankingFit(max_steps=rank_steps, seed=seed),
+            pairs,
+            ranking,
+            history=None if fitted.history is None else sp.csr_matrix(fitted.history[:, rows]),
+            input_emb=fitted.weights.input_emb[rows],
         )
+    if fit == "ranking":
+        refined = refine_content_map(features, model.weights[:, :width], fitted.user_emb, pairs, ranking)
         weights = np.hstack([refined, model.weights[:, width:]]).astype(np.float32)
         model = ContentModel(model.featurizer, weights, model.reg, model.validation_r2)
+    model.fit, model.fit_scores = fit, scores
     logger.info(
-        "content_model_fitted items=%d features=%d reg=%s validation_r2=%s",
+        "content_model_fitted items=%d features=%d reg=%s validation_r2=%s fit=%s",
         len(rows),
         model.featurizer.n_features,
         model.reg,
         model.validation_r2,
+        fit,
     )
     return model
 
@@ -146,6 +160,8 @@ def package_artifact(
             "features": content.featurizer.n_features,
             "reg": content.reg,
             "validation_r2": content.validation_r2,
+            "fit": content.fit,
+            "fit_scores": content.fit_scores,
         }
     return ModelArtifact(
         version=version,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from model.content_ranking import RankingFit, refine_content_map
+from model.content_ranking import RankingFit, choose_content_fit, holdout_ndcg, refine_content_map
 from model.pipeline import fit_embeddings, fit_item_content
 from tests.unit.cold_start_fixtures import item_doc
 
@@ -84,3 +84,62 @@ def test_retrain_refines_the_item_part_and_keeps_the_input_part_as_ridge() -> No
     np.testing.assert_array_equal(ranked.weights[:, width:], ridge.weights[:, width:])
     assert not np.allclose(ranked.weights[:, :width], ridge.weights[:, :width])
     assert ranked.weights.dtype == np.float32
+
+
+def _reference_ndcg(users: np.ndarray, pairs: sp.csr_matrix, items: np.ndarray, k: int) -> float:
+    dense = pairs.toarray() > 0
+    values = []
+    for u in np.flatnonzero(dense.any(axis=1)):
+        order = np.argsort(-(users[u] @ items.T), kind="stable")[:k]
+        dcg = sum(1.0 / np.log2(p + 2) for p, i in enumerate(order) if dense[u, i])
+        ideal = sum(1.0 / np.log2(p + 2) for p in range(min(k, int(dense[u].sum()))))
+        values.append(dcg / ideal)
+    return float(np.mean(values))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_holdout_ndcg_matches_a_plain_computation(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    users = rng.normal(size=(40, 4)).astype(np.float32)
+    items = rng.normal(size=(25, 4)).astype(np.float32)
+    pairs = sp.random(40, 25, density=0.1, random_state=seed, format="csr")
+    score, n_users = holdout_ndcg(users, pairs, items, k=5, chunk=7)
+    assert n_users == int((pairs.getnnz(axis=1) > 0).sum())
+    assert score == pytest.approx(_reference_ndcg(users, pairs, items, 5))
+
+
+def test_auto_keeps_the_ridge_map_unless_the_ranking_one_ranks_held_out_items_better() -> None:
+    features, users, pairs = _problem(n_items=60, n_users=60)
+    fit = RankingFit(epochs=60, lr=0.05, batch_size=64, seed=3)
+    group = np.arange(60) % GROUPS
+    # Targets the ridge map reproduces exactly and that rank every shopper's own group first: a tie.
+    good = np.eye(GROUPS, dtype=np.float32)[group]
+    choice, scores = choose_content_fit(features, good, 1e-3, users, pairs, fit, min_users=5)
+    assert choice == "ridge" and scores["ridge"] == pytest.approx(1.0)
+    # Targets that rank it last: only the refinement on the ranking recovers the held-out items.
+    choice, scores = choose_content_fit(features, -good, 1e-3, users, pairs, fit, min_users=5)
+    assert choice == "ranking" and scores["ranking"] > scores["ridge"]
+    # Too few shoppers with a held-out item to tell: the ridge map, untested.
+    assert choose_content_fit(features, -good, 1e-3, users, pairs, fit, min_users=1000) == ("ridge", {})
+
+
+def test_retrain_records_the_fit_it_chose() -> None:
+    from model.interactions import build_interactions
+    from model.lae import TrainConfig
+    from model.pipeline import package_artifact
+
+    rng = np.random.default_rng(1)
+    events = []
+    for u in range(90):
+        own = np.arange(u % 3, 45, 3)
+        events += [(f"u{u}", f"i{int(rng.choice(own))}", "view", None, k) for k in range(10)]
+    inter = build_interactions(events)
+    config = TrainConfig(factors=8, reg=5.0, device="cpu")
+    fitted = fit_embeddings(inter, config)
+    catalog = {f"i{i}": item_doc(f"i{i}", i % 3) for i in range(45)}
+    model = fit_item_content(inter, fitted, catalog, fit="auto", rank_steps=20)
+    assert model is not None and model.fit in ("ridge", "ranking")
+    assert set(model.fit_scores) == {"ridge", "ranking", "users"}
+    artifact = package_artifact(inter, fitted, config, version=1, content=model)
+    assert artifact.config["content"]["fit"] == model.fit
+    assert artifact.config["content"]["fit_scores"] == model.fit_scores

@@ -28,8 +28,8 @@ def cold_start(
     ),
     content_fit: str = typer.Option(
         "",
-        help="The hybrid's content fit, as STREAMREC_MODEL__CONTENT_FIT: ridge | ranking (default: the "
-        "product's default).",
+        help="The hybrid's content fit, as STREAMREC_MODEL__CONTENT_FIT: ridge | ranking | auto "
+        "(default: the product's default).",
     ),
 ) -> None:
     """Hybrid (streamrec + content map) vs category popularity and LightFM on items with no interactions."""
@@ -43,8 +43,8 @@ def cold_start(
         raise StreamrecError(
             f"data folder {folder} not found: pass --data-dir or put the data sets in ../shared/data"
         )
-    if content_fit not in ("", "ridge", "ranking"):
-        raise StreamrecError(f"unknown --content-fit {content_fit!r}: choose ridge or ranking")
+    if content_fit not in ("", "ridge", "ranking", "auto"):
+        raise StreamrecError(f"unknown --content-fit {content_fit!r}: choose ridge, ranking or auto")
     try:
         run_cold_start(
             dataset, folder, json_out, seed=seed, holdout_shift=holdout_shift, content_fit=content_fit or None

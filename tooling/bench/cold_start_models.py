@@ -27,7 +27,7 @@ import torch
 
 from core.settings import ModelSettings
 from model.content import DEFAULT_REG_GRID, ContentFeaturizer, fit_content_map, tune_content_reg
-from model.content_ranking import RankingFit, refine_content_map
+from model.content_ranking import RankingFit, choose_content_fit, refine_content_map
 from model.lae import TrainConfig, spectrum, train_lae
 from model.recency import apply_recency
 from tooling.bench.cold_start_data import Catalog
@@ -82,11 +82,14 @@ class Hybrid:
     seed: int = 42
     beta: float = 0.0  # weight of the content embedding in a warm item's embedding
     # The product's content fit (ModelSettings.content_fit, content_rank_steps): the ridge map alone,
-    # or refined on the users' softmax ranking of warm items (model.content_ranking), as retrain does.
+    # or refined on the users' softmax ranking of warm items (model.content_ranking), or "auto": the one
+    # that ranks held-out warm items better, as retrain does.
     content_fit: str = ModelSettings.model_fields["content_fit"].default
     rank_steps: int = ModelSettings.model_fields["content_rank_steps"].default
     content_reg_grid: tuple[float, ...] = DEFAULT_REG_GRID
     chosen_content_reg: float = field(init=False, default=0.0)
+    chosen_content_fit: str = field(init=False, default="ridge")
+    content_fit_scores: dict[str, float] = field(init=False, default_factory=dict)
 
     def config(self) -> TrainConfig:
         return TrainConfig(
@@ -117,8 +120,20 @@ class Hybrid:
         else:
             self.chosen_content_reg = self.content_reg
         content_map = fit_content_map(features.warm, weights.output_emb, self.chosen_content_reg)
-        if self.content_fit == "ranking":
-            fit = RankingFit(max_steps=self.rank_steps, seed=self.seed)
+        fit = RankingFit(max_steps=self.rank_steps, seed=self.seed)
+        self.chosen_content_fit, self.content_fit_scores = self.content_fit, {}
+        if self.content_fit == "auto":
+            self.chosen_content_fit, self.content_fit_scores = choose_content_fit(
+                features.warm,
+                weights.output_emb,
+                self.chosen_content_reg,
+                self._users,
+                split.train,
+                fit,
+                history=history,
+                input_emb=weights.input_emb,
+            )
+        if self.chosen_content_fit == "ranking":
             content_map = refine_content_map(features.warm, content_map, self._users, split.train, fit)
         self._cold = np.asarray(features.cold @ content_map, dtype=np.float32)
         self._warm_content = np.asarray(features.warm @ content_map, dtype=np.float32)

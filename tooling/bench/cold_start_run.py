@@ -170,6 +170,8 @@ def run_cold_start(
         "content_reg_used": hybrid.chosen_content_reg,
         "warm_beta": beta,
         "content_fit": hybrid.content_fit,
+        "content_fit_chosen": hybrid.chosen_content_fit,
+        "content_fit_scores": hybrid.content_fit_scores,
         "rank_steps": hybrid.rank_steps,
     }
     results.append(_row("hybrid", h_figures, split, chosen, h_val, fit_s))
