@@ -143,3 +143,26 @@ def test_retrain_records_the_fit_it_chose() -> None:
     artifact = package_artifact(inter, fitted, config, version=1, content=model)
     assert artifact.config["content"]["fit"] == model.fit
     assert artifact.config["content"]["fit_scores"] == model.fit_scores
+
+
+def test_the_held_out_items_part_is_taken_out_of_the_shoppers_vectors() -> None:
+    """Shoppers' vectors folded in from histories that hold the held-out items point at exactly those
+    items (each item's input embedding is its own random direction, and its features say what it is):
+    they find them far better than shoppers who never saw them, which would flatter the map closest to
+    the trained embeddings. With their part taken out, the score drops to what the other items tell."""
+    rng = np.random.default_rng(0)
+    n_users, n_items, dim = 200, 300, 16
+    emb = rng.normal(size=(n_items, dim)).astype(np.float32)
+    rows = np.repeat(np.arange(n_users), 5)
+    cols = rng.integers(0, n_items, size=len(rows))
+    pairs = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_items))
+    pairs.data[:] = 1.0
+    users = np.asarray(pairs @ emb, np.float32)
+    features = sp.csr_matrix(emb)
+    fit = RankingFit(max_steps=0, seed=3)  # both maps the ridge one: only the scores matter here
+    _, leaky = choose_content_fit(features, emb, 1e-3, users, pairs, fit, min_users=5)
+    _, fair = choose_content_fit(
+        features, emb, 1e-3, users, pairs, fit, history=pairs, input_emb=emb, min_users=5
+    )
+    assert leaky["users"] == fair["users"] > 5
+    assert leaky["ridge"] > 0.5 > 0.2 > fair["ridge"]
