@@ -189,14 +189,15 @@ class ModelSettings(BaseModel):
     content_cold_start: bool = True
     content_min_items: int = Field(default=20, ge=2)
     content_max_words: int = Field(default=5000, ge=0, le=100_000)
-    # How the map's item-embedding part is fitted (model/content_ranking.py): "ridge" alone, or
-    # "ranking": the ridge map refined on a softmax over the warm items of each training pair's shopper
-    # (the score a new item is ranked by), at most content_rank_steps steps of 1,024 pairs. Validation
-    # cold NDCG@20 on the cold-start benchmark: amazon-magazine 0.084 → ~0.10, ml-latest-small 0.25 → ~0.30;
-    # worse on Taobao (one category id per item). "auto": fit both on the trained items less a random
-    # fifth and keep whichever ranks that fifth better for its shoppers (one more ridge fit and one
-    # more refinement per retrain).
-    content_fit: Literal["ridge", "ranking", "auto"] = "ridge"
+    # How the map's item-embedding part is fitted (model/content_ranking.py): "ridge" alone;
+    # "ranking": the ridge map refined on a softmax over the warm items of each training pair's
+    # shopper (the score a new item is ranked by), at most content_rank_steps steps of 1,024 pairs;
+    # "auto" (default): both fitted on the trained items less a random fifth, and whichever ranks that
+    # fifth better for its shoppers (their vectors without it) is kept. The refinement helps where the
+    # metadata is text and hurt where it is one category id (BENCHMARKS.md, "Cold start from catalog
+    # content", where "auto" is measured). It costs one more ridge fit and up to two refinements per
+    # retrain; "ridge" is the cheap choice.
+    content_fit: Literal["ridge", "ranking", "auto"] = "auto"
     content_rank_steps: int = Field(default=1000, ge=0, le=100_000)
     # The shopper attribute (PUT /v1/users/{user_id}) whose values are segments: retrain computes
     # popularity per value and serves it to shoppers without history when it beats global popularity

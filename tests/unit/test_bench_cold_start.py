@@ -209,7 +209,7 @@ def test_unknown_dataset_is_a_clear_error(tmp_path: Path) -> None:
         cold_start(
             dataset="taobao", data_dir=tmp_path, json_out=None, seed=1, holdout_shift=0, content_fit=""
         )
-    with pytest.raises(StreamrecError, match="choose ridge or ranking"):
+    with pytest.raises(StreamrecError, match="choose ridge, ranking or auto"):
         cold_start(dataset="taobao", data_dir=tmp_path, json_out=None, seed=1, content_fit="sgd")
 
 
