@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -65,18 +67,24 @@ def test_shapes_that_do_not_fit_are_refused() -> None:
         refine_content_map(features, np.zeros((GROUPS, GROUPS), np.float32), users[:, :2], pairs)
 
 
-def test_retrain_refines_the_item_part_and_keeps_the_input_part_as_ridge() -> None:
+def _trained(n_users: int) -> tuple[Any, Any, Any, dict[str, dict[str, Any]]]:
+    """(interactions, config, fitted, catalog): shoppers of three colours, 45 items, 10 views each."""
     from model.interactions import build_interactions
     from model.lae import TrainConfig
 
     rng = np.random.default_rng(1)
     events = []
-    for u in range(60):
+    for u in range(n_users):
         own = np.arange(u % 3, 45, 3)
         events += [(f"u{u}", f"i{int(rng.choice(own))}", "view", None, k) for k in range(10)]
     inter = build_interactions(events)
-    fitted = fit_embeddings(inter, TrainConfig(factors=8, reg=5.0, device="cpu"))
+    config = TrainConfig(factors=8, reg=5.0, device="cpu")
     catalog = {f"i{i}": item_doc(f"i{i}", i % 3) for i in range(45)}
+    return inter, config, fit_embeddings(inter, config), catalog
+
+
+def test_retrain_refines_the_item_part_and_keeps_the_input_part_as_ridge() -> None:
+    inter, _, fitted, catalog = _trained(60)
     ridge = fit_item_content(inter, fitted, catalog)
     ranked = fit_item_content(inter, fitted, catalog, fit="ranking", rank_steps=20)
     assert ridge is not None and ranked is not None
@@ -124,19 +132,9 @@ def test_auto_keeps_the_ridge_map_unless_the_ranking_one_ranks_held_out_items_be
 
 
 def test_retrain_records_the_fit_it_chose() -> None:
-    from model.interactions import build_interactions
-    from model.lae import TrainConfig
     from model.pipeline import package_artifact
 
-    rng = np.random.default_rng(1)
-    events = []
-    for u in range(90):
-        own = np.arange(u % 3, 45, 3)
-        events += [(f"u{u}", f"i{int(rng.choice(own))}", "view", None, k) for k in range(10)]
-    inter = build_interactions(events)
-    config = TrainConfig(factors=8, reg=5.0, device="cpu")
-    fitted = fit_embeddings(inter, config)
-    catalog = {f"i{i}": item_doc(f"i{i}", i % 3) for i in range(45)}
+    inter, config, fitted, catalog = _trained(90)
     model = fit_item_content(inter, fitted, catalog, fit="auto", rank_steps=20)
     assert model is not None and model.fit in ("ridge", "ranking")
     assert set(model.fit_scores) == {"ridge", "ranking", "users"}
