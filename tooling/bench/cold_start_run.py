@@ -141,6 +141,7 @@ def run_cold_start(
     content_fit: str | None = None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
+    revision = _git_revision()  # what is measured: the tree as the run starts, not as it ends
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     table, catalog = load_cold_start(dataset, data_dir)
     split = shifted_cold_split(table.user_id, table.item_id, table.ts_ms, holdout_shift)
@@ -221,7 +222,7 @@ def run_cold_start(
     )
     report: dict[str, Any] = {
         "command": " ".join(["streamrec", *sys.argv[1:]]),
-        "git_revision": _git_revision(),
+        "git_revision": revision,
         "dataset": dataset,
         "metadata": catalog.source,
         "protocol": PROTOCOL + (SHIFT_PROTOCOL if holdout_shift else ""),
