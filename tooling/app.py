@@ -10,3 +10,12 @@ bench_app = typer.Typer(help="Benchmarks that write the JSON BENCHMARKS.md quote
 devstack_app = typer.Typer(help="Local Kafka-API, MongoDB-wire and Redis servers for development.")
 app.add_typer(bench_app, name="bench")
 app.add_typer(devstack_app, name="devstack")
+
+
+@bench_app.callback()
+def _bench_starts() -> None:
+    # Every bench's JSON names the commit it measured: the tree as the command starts (a long run
+    # would otherwise record whatever was committed by the time it wrote its report).
+    from tooling.bench.common import remember_start_revision
+
+    remember_start_revision()

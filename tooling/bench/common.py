@@ -270,6 +270,16 @@ def redis_vs_rebuild(run: BenchRun) -> tuple[bool, list[str]]:
     return not diffs, diffs
 
 
+# The revision a bench command started on (``remember_start_revision``, called as any bench starts):
+# what ``write_report`` records, since the tree may change while a long run goes on.
+_start_revision: str | None = None
+
+
+def remember_start_revision() -> None:
+    global _start_revision
+    _start_revision = git_revision()
+
+
 def git_revision() -> str:
     """The commit measured, with ``-dirty`` when the tree has uncommitted changes."""
     try:
@@ -288,7 +298,7 @@ def write_report(path: Path, report: dict[str, Any], console: Console, title: st
     """Write the JSON a bench's issue names; every report says which command and commit it measured."""
     report = {
         "command": " ".join(["streamrec", *sys.argv[1:]]),
-        "git_revision": git_revision(),
+        "git_revision": _start_revision or git_revision(),
         **report,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
