@@ -112,11 +112,11 @@ def fit_item_content(
             history=None if fitted.history is None else sp.csr_matrix(fitted.history[:, rows]),
             input_emb=fitted.weights.input_emb[rows],
         )
+    weights = model.weights
     if fit == "ranking":
-        refined = refine_content_map(features, model.weights[:, :width], fitted.user_emb, pairs, ranking)
-        weights = np.hstack([refined, model.weights[:, width:]]).astype(np.float32)
-        model = ContentModel(model.featurizer, weights, model.reg, model.validation_r2)
-    model.fit, model.fit_scores = fit, scores
+        refined = refine_content_map(features, weights[:, :width], fitted.user_emb, pairs, ranking)
+        weights = np.hstack([refined, weights[:, width:]]).astype(np.float32)
+    model = dataclasses.replace(model, weights=weights, fit=fit, fit_scores=scores)
     logger.info(
         "content_model_fitted items=%d features=%d reg=%s validation_r2=%s fit=%s",
         len(rows),
