@@ -50,9 +50,10 @@ BIAS = "_bias"
 # Group weights before row normalisation: a title has many words, a category one value; without them
 # the title would dominate every row.
 GROUP_WEIGHTS = {"cat": 1.0, "catpart": 1.0, "brand": 1.0, "price": 0.5, "word": 1.0, "prop": 0.7}
-# Up to 1000: strong shrinkage toward the mean warm item is the right answer when the metadata says
-# little about taste; each point costs little (one eigendecomposition serves the whole grid).
-DEFAULT_REG_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+# Up to 10,000: strong shrinkage toward the mean warm item is the right answer when the metadata says
+# little about taste (amazon-magazine chose the old grid's top, then 300); each point costs little (one
+# eigendecomposition serves the whole grid).
+DEFAULT_REG_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10_000.0)
 # Target columns the reg search scores through (a random projection of wider targets).
 PROJECTED_DIM = 64
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from core.errors import StreamrecError
 from core.event_table import EventTable
@@ -157,11 +158,8 @@ def test_lightfm_scores_cold_items_from_features() -> None:
 def test_report_has_every_field(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(cold_start_run, "load_cold_start", lambda name, folder: synthetic())
     monkeypatch.setattr(cold_start_run, "lightfm_available", lambda: False)
-    monkeypatch.setattr(
-        cold_start_run, "HYBRID_GRID", [{"factors": 8, "reg": 10.0}, {"factors": 4, "reg": 1.0}]
-    )
     out = tmp_path / "cold.json"
-    report = cold_start_run.run_cold_start("synthetic", tmp_path, out)
+    report = cold_start_run.run_cold_start("synthetic", tmp_path, out, trials=3)
     saved = json.loads(out.read_text())
     assert saved["results"] == report["results"]
     models = [r["model"] for r in saved["results"]]
@@ -185,16 +183,26 @@ def test_report_has_every_field(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert saved["command"].startswith("streamrec")
     assert "hybrid_at_least_1.5x_category_popularity" in saved["targets"]
     assert saved["holdout_shift"] == 0 and "holdout shift" not in saved["protocol"]
+    # The same search budget for every tuned model, each trial on record.
+    for name in ("hybrid", "category_popularity"):
+        assert saved["tuning"][name]["trials"] == len(saved["tuning"][name]["history"]) == 3
+        assert isinstance(saved["tuning"][name]["edges"], list)
+
+
+def test_hybrid_factors_end_at_the_rank_as_a_natural_limit() -> None:
+    small = cold_start_run.hybrid_space(sp.csr_matrix((300, 5000)))["factors"]
+    assert small.high == 300 and small.edge(300) is None and small.edge(8) == "low"
+    large = cold_start_run.hybrid_space(sp.csr_matrix((9000, 8000)))["factors"]
+    assert large.high == cold_start_run.HYBRID_MAX_FACTORS and large.edge(large.high) == "high"
 
 
 def test_report_records_the_holdout_shift(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(cold_start_run, "load_cold_start", lambda name, folder: synthetic())
     monkeypatch.setattr(cold_start_run, "lightfm_available", lambda: False)
-    monkeypatch.setattr(cold_start_run, "HYBRID_GRID", [{"factors": 4, "reg": 1.0}])
     table, _ = synthetic()
     unshifted = cold_split(table.user_id, table.item_id, table.ts_ms)
     out = tmp_path / "cold.json"
-    cold_start_run.run_cold_start("synthetic", tmp_path, out, holdout_shift=1)
+    cold_start_run.run_cold_start("synthetic", tmp_path, out, holdout_shift=1, trials=1)
     saved = json.loads(out.read_text())
     assert saved["holdout_shift"] == 1 and "holdout shift" in saved["protocol"]
     assert saved["split"]["ends_ms"] == unshifted.cutoff_ms

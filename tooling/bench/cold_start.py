@@ -31,6 +31,12 @@ def cold_start(
         help="The hybrid's content fit, as STREAMREC_MODEL__CONTENT_FIT: ridge | ranking | auto "
         "(default: the product's default).",
     ),
+    trials: int = typer.Option(
+        12,
+        min=1,
+        max=200,
+        help="Seeded search trials per tuned model (the hybrid, LightFM, category popularity).",
+    ),
 ) -> None:
     """Hybrid (streamrec + content map) vs category popularity and LightFM on items with no interactions."""
     from tooling.bench.cold_start_run import run_cold_start
@@ -47,7 +53,13 @@ def cold_start(
         raise StreamrecError(f"unknown --content-fit {content_fit!r}: choose ridge, ranking or auto")
     try:
         run_cold_start(
-            dataset, folder, json_out, seed=seed, holdout_shift=holdout_shift, content_fit=content_fit or None
+            dataset,
+            folder,
+            json_out,
+            seed=seed,
+            holdout_shift=holdout_shift,
+            content_fit=content_fit or None,
+            trials=trials,
         )
     except DatasetError as exc:
         raise StreamrecError(str(exc)) from exc
