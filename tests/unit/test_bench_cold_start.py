@@ -137,9 +137,16 @@ def test_hybrid_ranks_cold_items_of_the_users_colour_first() -> None:
     assert figures.users > 20
     assert figures.metrics["ndcg@4"] > 0.6
     assert hybrid.warm_scores(np.arange(2), 0.5).shape == (2, len(split.warm_ids))
-    # The content profile alone (weight far above the embedding's) ranks by colour too.
-    profiled = Hybrid(factors=8, reg=10.0, profile=100.0).fit(split, Features.of(split, catalog))
-    assert cold_figures(profiled.cold_scores, split, k=4).metrics["ndcg@4"] > 0.6
+
+
+def test_hybrid_trains_with_the_products_settings() -> None:
+    from core.settings import ModelSettings
+
+    cfg, product = Hybrid(factors=8, reg=10.0, seed=3).config(), ModelSettings()
+    assert (cfg.factors, cfg.reg, cfg.seed) == (8, 10.0, 3)
+    assert (cfg.recency_boost, cfg.recency_half_life) == (product.recency_boost, product.recency_half_life)
+    assert cfg.diag_correction == product.diag_correction
+    assert Hybrid().content_fit == product.content_fit
 
 
 def test_lightfm_scores_cold_items_from_features() -> None:

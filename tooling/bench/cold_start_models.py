@@ -1,12 +1,12 @@
 """The models ``streamrec bench cold-start`` compares, each fitted on a ``ColdSplit`` and scoring its cold
 items (and, for the hybrid, its warm items) for given user rows.
 
-- ``Hybrid``: streamrec's trainer (``model.lae``) gives the warm items' output embeddings and the user
-  tower; ``model.content`` maps catalog features to those embeddings (ridge, fitted on warm items) and
-  embeds every cold item from its metadata; a user scores an item by the inner product of their vector
-  (recency-weighted history through the input embeddings, as serving folds in) with it. For warm items
-  the content embedding may be blended in with weight ``beta`` (0 = pure collaborative). With
-  ``profile`` > 0 a cold item's score also counts the user's content profile (see the field).
+- ``Hybrid``: streamrec's trainer (``model.lae``, the product's settings) gives the warm items' output
+  embeddings and the user tower; ``model.content`` maps catalog features to those embeddings (fitted on
+  warm items as retrain fits it) and embeds every cold item from its metadata; a user scores an item by
+  the inner product of their vector (recency-weighted history through the input embeddings, as serving
+  folds in) with it, as serving scores a new item. For warm items the content embedding may be blended
+  in with weight ``beta`` (0 = pure collaborative).
 - ``CategoryPopularity``: a cold item scores the user's own share of training items in its categories,
   smoothed towards the categories' global share by ``alpha`` pseudo-items (averaged over an item's
   categories; ties broken by a seeded random order, never by item id, which follows release order).
@@ -16,6 +16,7 @@ items (and, for the hybrid, its warm items) for given user rows.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from core.settings import ModelSettings
 from model.content import DEFAULT_REG_GRID, ContentFeaturizer, fit_content_map, tune_content_reg
 from model.content_ranking import RankingFit, choose_content_fit, refine_content_map
 from model.lae import TrainConfig, spectrum, train_lae
+from model.pipeline import train_config
 from model.recency import apply_recency
 from tooling.bench.cold_start_data import Catalog
 from tooling.bench.cold_start_split import ColdSplit
@@ -57,28 +59,15 @@ class Features:
         return cls(featurizer.transform(warm_docs), featurizer.transform(cold_docs), featurizer.n_features)
 
 
-def _standardise(scores: np.ndarray) -> np.ndarray:
-    """Per row: zero mean, unit spread, so components of different scales can be mixed by weights."""
-    centred = scores - scores.mean(axis=1, keepdims=True)
-    return np.asarray(centred / np.maximum(centred.std(axis=1, keepdims=True), 1e-12))
-
-
 @dataclass
 class Hybrid:
+    """What retrain and serving do for a new item, with the product's settings (``ModelSettings``'
+    defaults: recency weighting, diagonal correction, content fit) and only ``factors`` and ``reg``
+    searched, as ``retrain --tune`` would."""
+
     factors: int = 256
     reg: float = 200.0
-    content_reg: float | None = None  # None: chosen by model.content's held-out R² on warm items
-    diag_correction: bool = True
-    # The user tower's recency weighting: TrainConfig's defaults when these figures were tuned and
-    # measured (before 308b5b6), not the product's now (boost 6, half-life 4; reg 300, binary input).
-    # Kept so the --holdout-shift re-check measures the same model; the bench's input is binary anyway.
-    recency_boost: float = 3.0
-    recency_half_life: float = 10.0
-    # Weight of a content-to-content signal for cold items: the user's content profile (the features of
-    # their training items, recency-weighted like the user tower) against the item's features, mixed
-    # with the embedding score after both are standardised per user. Where metadata is one coarse
-    # category (Taobao) the embedding route averages many one-off items; the profile sees it directly.
-    profile: float = 0.0
+    content_reg: float | None = None  # None: chosen by model.content's held-out R² on warm items, as retrain
     seed: int = 42
     beta: float = 0.0  # weight of the content embedding in a warm item's embedding
     # The product's content fit (ModelSettings.content_fit, content_rank_steps): the ridge map alone,
@@ -92,13 +81,8 @@ class Hybrid:
     content_fit_scores: dict[str, float] = field(init=False, default_factory=dict)
 
     def config(self) -> TrainConfig:
-        return TrainConfig(
-            factors=self.factors,
-            reg=self.reg,
-            diag_correction=self.diag_correction,
-            recency_boost=self.recency_boost,
-            recency_half_life=self.recency_half_life,
-            seed=self.seed,
+        return dataclasses.replace(
+            train_config(ModelSettings()), factors=self.factors, reg=self.reg, seed=self.seed
         )
 
     def fit(
@@ -137,17 +121,10 @@ class Hybrid:
             content_map = refine_content_map(features.warm, content_map, self._users, split.train, fit)
         self._cold = np.asarray(features.cold @ content_map, dtype=np.float32)
         self._warm_content = np.asarray(features.warm @ content_map, dtype=np.float32)
-        if self.profile:
-            self._profiles = sp.csr_matrix(history @ features.warm)
-            self._cold_features = features.cold
         return self
 
     def cold_scores(self, rows: np.ndarray) -> np.ndarray:
-        scores = np.asarray(self._users[rows] @ self._cold.T)
-        if not self.profile:
-            return scores
-        profile = np.asarray((self._profiles[rows] @ self._cold_features.T).todense())
-        return _standardise(scores) + self.profile * _standardise(profile)
+        return np.asarray(self._users[rows] @ self._cold.T)
 
     def warm_scores(self, rows: np.ndarray, beta: float | None = None) -> np.ndarray:
         b = self.beta if beta is None else beta

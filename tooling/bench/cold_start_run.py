@@ -61,15 +61,17 @@ SHIFT_PROTOCOL = (
 )
 # Every tuned model gets the same number of seeded Optuna TPE trials (tooling.offline.search, as the
 # quality benchmark), over ranges wide enough that a choice on an end is reported, not hidden. The hybrid:
-# factors (up to the validation data's rank, a natural end), the LAE ridge and the content-profile weight
-# (0 = off, a natural end); the content map's ridge is chosen as retrain chooses it (held-out R² over
-# model.content's grid). Its two starting points are the earlier grid's winners (1024/200 on Taobao and
-# amazon-magazine, 512/800 on MovieLens); LightFM's likewise (64/30 and 32/10, no identity features).
+# factors (up to the validation data's rank, a natural end) and the LAE ridge, everything else at the
+# product's settings; the content map's ridge is chosen as retrain chooses it (held-out R² over
+# model.content's grid). Earlier runs also searched a content-profile weight that serving does not have:
+# it is gone, so the row measures what ships. Its two starting points are the earlier grid's winners
+# (1024/200 on Taobao and amazon-magazine, 512/800 on MovieLens); LightFM's likewise (64/30 and 32/10,
+# no identity features).
 DEFAULT_TRIALS = 12
 HYBRID_MAX_FACTORS = 4096
 HYBRID_FIRST: tuple[Params, ...] = (
-    {"factors": 1024, "reg": 200.0, "profile": 0.0},
-    {"factors": 512, "reg": 800.0, "profile": 0.0},
+    {"factors": 1024, "reg": 200.0},
+    {"factors": 512, "reg": 800.0},
 )
 LIGHTFM_SPACE: dict[str, Dim] = {
     "no_components": Dim(8, 256, log=True, integer=True),
@@ -113,7 +115,6 @@ def hybrid_space(train: sp.csr_matrix) -> dict[str, Dim]:
     return {
         "factors": Dim(8, max(rank, 9), log=True, integer=True, natural_high=rank < HYBRID_MAX_FACTORS),
         "reg": Dim(10.0, 10_000.0, log=True),
-        "profile": Dim(0.0, 3.0, natural_low=True),
     }
 
 
