@@ -6,6 +6,7 @@ import csv
 import gzip
 import itertools
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,12 @@ from tooling.bench.cold_start_data import (
     movielens_latest_catalog,
     taobao_catalog,
 )
-from tooling.bench.cold_start_eval import cold_figures
+from tooling.bench.cold_start_eval import (
+    cold_figures,
+    served_all_figures,
+    served_warm_figures,
+    warm_figures,
+)
 from tooling.bench.cold_start_models import CategoryPopularity, Features, Hybrid
 from tooling.bench.cold_start_split import ColdSplit, cold_split, shifted_cold_split
 
@@ -130,13 +136,47 @@ def test_category_popularity_follows_the_users_categories() -> None:
 def test_hybrid_ranks_cold_items_of_the_users_colour_first() -> None:
     table, catalog = synthetic()
     split = cold_split(table.user_id, table.item_id, table.ts_ms)
-    hybrid = Hybrid(factors=8, reg=10.0).fit(split, Features.of(split, catalog))
+    hybrid = Hybrid(factors=8, reg=10.0).fit(split, catalog)
     figures = cold_figures(hybrid.cold_scores, split, k=4)
     # 8 cold items, 4 per colour; a user's cold items are of their colour (but one stray): ranking their
     # colour first is well above the random ranking's NDCG@4 (about 0.3 here).
     assert figures.users > 20
     assert figures.metrics["ndcg@4"] > 0.6
-    assert hybrid.warm_scores(np.arange(2), 0.5).shape == (2, len(split.warm_ids))
+    assert hybrid.warm_scores(np.arange(2)).shape == (2, len(split.warm_ids))
+    assert hybrid.served_scores(np.arange(2)).shape == (2, len(split.warm_ids) + len(split.cold_ids))
+    assert hybrid.chosen_content_fit in ("ridge", "ranking") and hybrid.chosen_content_reg > 0
+
+
+def test_served_warm_figures_let_cold_items_compete() -> None:
+    table, _ = synthetic()
+    split = cold_split(table.user_id, table.item_id, table.ts_ms)
+    n_cold = len(split.cold_ids)
+    truth = np.asarray(split.warm_test.todense(), dtype=np.float64)
+
+    def served(cold_level: float) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda rows: np.hstack([truth[rows], np.full((len(rows), n_cold), cold_level)])
+
+    alone = warm_figures(lambda rows: truth[rows], split).metrics["ndcg@10"]
+    assert alone == pytest.approx(1.0)
+    # New items scored below every warm test item change nothing; above all of them, they fill the top.
+    assert served_warm_figures(served(-1.0), split).metrics["ndcg@10"] == pytest.approx(alone)
+    assert n_cold == 8  # of 10 places, the new items take the first 8
+    assert served_warm_figures(served(2.0), split).metrics["ndcg@10"] < 0.5 * alone
+
+
+def test_served_all_figures_count_new_items_taken() -> None:
+    table, _ = synthetic()
+    split = cold_split(table.user_id, table.item_id, table.ts_ms)
+    warm = np.asarray(split.warm_test.todense(), dtype=np.float64)
+    cold = np.asarray(split.cold_test.todense(), dtype=np.float64)
+    users_with_cold = np.flatnonzero(cold.sum(axis=1) > 0)
+    assert len(users_with_cold) > 0
+    perfect = served_all_figures(lambda rows: np.hstack([warm[rows], cold[rows]]), split)
+    assert perfect.metrics["ndcg@10"] == pytest.approx(1.0)
+    unreachable = served_all_figures(
+        lambda rows: np.hstack([warm[rows], np.full((len(rows), cold.shape[1]), -np.inf)]), split
+    )
+    assert unreachable.metrics["ndcg@10"] < 1.0  # a taken new item that is never shown is a miss
 
 
 def test_hybrid_trains_with_the_products_settings() -> None:
@@ -184,6 +224,8 @@ def test_report_has_every_field(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     lo, hi = saved["warm_difference"]["ci95"]
     assert lo <= saved["warm_difference"]["mean"] <= hi
     assert saved["warm_difference"]["resamples"] == 1000
+    served = saved["served_ndcg@10_all_test_items"]
+    assert served["difference"]["ci95"][0] <= served["difference"]["mean"] <= served["difference"]["ci95"][1]
     assert "lightfm is not importable" in saved["notes"][0]
     diff = saved["cold_ndcg@20_hybrid_minus"]["category_popularity"]
     assert diff["ci95"][0] <= diff["mean"] <= diff["ci95"][1]

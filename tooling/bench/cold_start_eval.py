@@ -1,6 +1,6 @@
 """Ranking figures of the cold-start benchmark: cold items ranked among cold items only, warm items among
-warm items (a user's training items excluded), both through ``tooling.offline.evaluation.top_k`` and
-``model.metrics``."""
+warm items (a user's training items excluded) or among warm and cold items together, all through
+``tooling.offline.evaluation.top_k`` and ``model.metrics``."""
 
 from __future__ import annotations
 
@@ -46,3 +46,23 @@ def cold_figures(score_fn: ScoreFn, split: ColdSplit, k: int = COLD_K) -> Figure
 
 def warm_figures(score_fn: ScoreFn, split: ColdSplit, k: int = WARM_K) -> Figures:
     return _evaluate(score_fn, split.train, split.warm_test, k)
+
+
+def served_warm_figures(score_fn: ScoreFn, split: ColdSplit, k: int = WARM_K) -> Figures:
+    """Warm test items ranked among the training items (a user's own excluded) plus every cold item,
+    ``score_fn`` giving warm columns then cold ones: the list serving shows once new items compete."""
+    n_cold = len(split.cold_ids)
+    cold_part = sp.csr_matrix((split.n_users, n_cold), dtype=np.float32)
+    exclude = sp.hstack([split.train, cold_part], format="csr")
+    test = sp.hstack([split.warm_test, cold_part], format="csr")
+    return _evaluate(score_fn, exclude, test, k)
+
+
+def served_all_figures(score_fn: ScoreFn, split: ColdSplit, k: int = WARM_K) -> Figures:
+    """Every test item, warm or cold, ranked among the training items (a user's own excluded) plus every
+    cold item (``score_fn``: warm columns then cold ones): whether the whole list serving shows is
+    better with new items in it. A ``score_fn`` that gives cold items ``-inf`` is the list without them."""
+    cold_part = sp.csr_matrix((split.n_users, len(split.cold_ids)), dtype=np.float32)
+    exclude = sp.hstack([split.train, cold_part], format="csr")
+    test = sp.hstack([split.warm_test, split.cold_test], format="csr")
+    return _evaluate(score_fn, exclude, test, k)

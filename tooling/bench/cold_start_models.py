@@ -1,12 +1,11 @@
 """The models ``streamrec bench cold-start`` compares, each fitted on a ``ColdSplit`` and scoring its cold
 items (and, for the hybrid, its warm items) for given user rows.
 
-- ``Hybrid``: streamrec's trainer (``model.lae``, the product's settings) gives the warm items' output
-  embeddings and the user tower; ``model.content`` maps catalog features to those embeddings (fitted on
-  warm items as retrain fits it) and embeds every cold item from its metadata; a user scores an item by
-  the inner product of their vector (recency-weighted history through the input embeddings, as serving
-  folds in) with it, as serving scores a new item. For warm items the content embedding may be blended
-  in with weight ``beta`` (0 = pure collaborative).
+- ``Hybrid``: retrain's own calls with the product's settings: ``model.pipeline.fit_embeddings`` (the
+  warm items' serving embeddings and every shopper's serving vector) and ``content_for`` (the content
+  map, its strength and fit chosen as retrain chooses them); every cold item is embedded from its
+  metadata, and a shopper scores items by the inner product with their vector, warm and cold alike,
+  as serving's ``model.hybrid`` does.
 - ``CategoryPopularity``: a cold item scores the user's own share of training items in its categories,
   smoothed towards the categories' global share by ``alpha`` pseudo-items (averaged over an item's
   categories; ties broken by a seeded random order, never by item id, which follows release order).
@@ -16,7 +15,6 @@ items (and, for the hybrid, its warm items) for given user rows.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,14 +22,12 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
 from core.settings import ModelSettings
-from model.content import DEFAULT_REG_GRID, ContentFeaturizer, fit_content_map, tune_content_reg
-from model.content_ranking import RankingFit, choose_content_fit, refine_content_map
-from model.lae import TrainConfig, spectrum, train_lae
-from model.pipeline import train_config
-from model.recency import apply_recency
+from model.content import ContentFeaturizer
+from model.interactions import Interactions
+from model.lae import TrainConfig
+from model.pipeline import content_for, fit_embeddings, train_config
 from tooling.bench.cold_start_data import Catalog
 from tooling.bench.cold_start_split import ColdSplit
 
@@ -61,75 +57,74 @@ class Features:
 
 @dataclass
 class Hybrid:
-    """What retrain and serving do for a new item, with the product's settings (``ModelSettings``'
-    defaults: recency weighting, diagonal correction, content fit) and only ``factors`` and ``reg``
-    searched, as ``retrain --tune`` would."""
+    """What retrain and serving do for a new item: ``model.pipeline.fit_embeddings`` and ``content_for``
+    (retrain's own calls) with the product's settings (``ModelSettings``), only ``factors`` and ``reg``
+    searched, as ``retrain --tune`` would; a shopper scores an item by the inner product of their serving
+    vector with the item's serving embedding, a new item's from its catalog document, as
+    ``model.hybrid`` does."""
 
     factors: int = 256
     reg: float = 200.0
-    content_reg: float | None = None  # None: chosen by model.content's held-out R² on warm items, as retrain
     seed: int = 42
-    beta: float = 0.0  # weight of the content embedding in a warm item's embedding
     # The product's content fit (ModelSettings.content_fit, content_rank_steps): the ridge map alone,
     # or refined on the users' softmax ranking of warm items (model.content_ranking), or "auto": the one
     # that ranks held-out warm items better, as retrain does.
     content_fit: str = ModelSettings.model_fields["content_fit"].default
     rank_steps: int = ModelSettings.model_fields["content_rank_steps"].default
-    content_reg_grid: tuple[float, ...] = DEFAULT_REG_GRID
     chosen_content_reg: float = field(init=False, default=0.0)
-    chosen_content_fit: str = field(init=False, default="ridge")
+    chosen_content_fit: str = field(init=False, default="none")
     content_fit_scores: dict[str, float] = field(init=False, default_factory=dict)
 
-    def config(self) -> TrainConfig:
-        return dataclasses.replace(
-            train_config(ModelSettings()), factors=self.factors, reg=self.reg, seed=self.seed
+    def settings(self) -> ModelSettings:
+        return ModelSettings.model_validate(
+            {
+                "factors": self.factors,
+                "reg": self.reg,
+                "seed": self.seed,
+                "content_fit": self.content_fit,
+                "content_rank_steps": self.rank_steps,
+            }
         )
 
-    def fit(
-        self, split: ColdSplit, features: Features, sv: tuple[np.ndarray, np.ndarray] | None = None
-    ) -> Hybrid:
-        cfg = self.config()
-        if sv is None:
-            torch.manual_seed(cfg.seed)
-            sv = spectrum(split.train, cfg.factors, torch.device("cpu"))
-        weights = train_lae(split.train, cfg, precomputed=sv)
-        history = apply_recency(split.train, split.recency_ranks(), cfg.recency_boost, cfg.recency_half_life)
-        self._users = np.asarray(history @ weights.input_emb, dtype=np.float32)
-        self._warm = weights.output_emb
-        self._bias = weights.bias
-        if self.content_reg is None:
-            self.chosen_content_reg, _ = tune_content_reg(
-                features.warm, weights.output_emb, self.content_reg_grid, seed=self.seed
-            )
-        else:
-            self.chosen_content_reg = self.content_reg
-        content_map = fit_content_map(features.warm, weights.output_emb, self.chosen_content_reg)
-        fit = RankingFit(max_steps=self.rank_steps, seed=self.seed)
-        self.chosen_content_fit, self.content_fit_scores = self.content_fit, {}
-        if self.content_fit == "auto":
-            self.chosen_content_fit, self.content_fit_scores = choose_content_fit(
-                features.warm,
-                weights.output_emb,
-                self.chosen_content_reg,
-                self._users,
-                split.train,
-                fit,
-                history=history,
-                input_emb=weights.input_emb,
-            )
-        if self.chosen_content_fit == "ranking":
-            content_map = refine_content_map(features.warm, content_map, self._users, split.train, fit)
-        self._cold = np.asarray(features.cold @ content_map, dtype=np.float32)
-        self._warm_content = np.asarray(features.warm @ content_map, dtype=np.float32)
+    def config(self) -> TrainConfig:
+        return train_config(self.settings())
+
+    def fit(self, split: ColdSplit, catalog: Catalog) -> Hybrid:
+        settings = self.settings()
+        warm_ids = split.warm_ids.astype(str)
+        interactions = Interactions(
+            matrix=sp.csr_matrix(split.train, dtype=np.float32),
+            user_ids=split.user_ids.astype(str),
+            item_ids=warm_ids,
+            last_ts=split.train_ts,
+        )
+        fitted = fit_embeddings(interactions, train_config(settings))
+        docs = [{**catalog.docs[i], "item_id": i} for i in warm_ids.tolist() if i in catalog.docs]
+        content = content_for(interactions, fitted, lambda: [docs], settings)
+        width = fitted.item_emb.shape[1]
+        self._users = fitted.user_emb
+        self._warm = fitted.item_emb
+        if content is None:  # too few trained items with metadata: retrain fits no map, new items wait
+            self._cold = np.zeros((len(split.cold_ids), width), dtype=np.float32)
+            return self
+        self.chosen_content_reg, self.chosen_content_fit = content.reg, content.fit
+        self.content_fit_scores = content.fit_scores
+        self._cold = content.embed([catalog.doc(str(i)) for i in split.cold_ids])[:, :width]
         return self
 
     def cold_scores(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self._users[rows] @ self._cold.T)
 
-    def warm_scores(self, rows: np.ndarray, beta: float | None = None) -> np.ndarray:
-        b = self.beta if beta is None else beta
-        items = self._warm if b == 0.0 else (1.0 - b) * self._warm + b * self._warm_content
-        return np.asarray(self._users[rows] @ items.T + self._bias)
+    def warm_scores(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self._users[rows] @ self._warm.T)
+
+    def served_scores(self, rows: np.ndarray) -> np.ndarray:
+        """Warm items then cold ones, one ranking: serving merges the side set's items by score."""
+        return np.hstack([self.warm_scores(rows), self.cold_scores(rows)])
+
+    def served_without_content(self, rows: np.ndarray) -> np.ndarray:
+        """The same columns with cold items out of reach: the list with no content cold start."""
+        return np.hstack([self.warm_scores(rows), np.full((len(rows), len(self._cold)), -np.inf)])
 
 
 @dataclass
