@@ -118,7 +118,7 @@ def hybrid_space(train: sp.csr_matrix) -> dict[str, Dim]:
     rank = min(*train.shape, HYBRID_MAX_FACTORS)
     return {
         "factors": Dim(8, max(rank, 9), log=True, integer=True, natural_high=rank < HYBRID_MAX_FACTORS),
-        "reg": Dim(10.0, 10_000.0, log=True),
+        "reg": Dim(0.1, 10_000.0, log=True),
     }
 
 
