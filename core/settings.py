@@ -199,6 +199,11 @@ class ModelSettings(BaseModel):
     # retrain; "ridge" is the cheap choice.
     content_fit: Literal["ridge", "ranking", "auto"] = "auto"
     content_rank_steps: int = Field(default=1000, ge=0, le=100_000)
+    # Put a new item's score on the trained items' scale (model.content_ranking.score_scale, measured
+    # on the held-out fifth): serving merges new and trained items into one list by score, and a map
+    # whose scores run large (the refinement's softmax stretches them) fills the list with new items.
+    # Only ever scales down. With "ridge" or "ranking" it costs the held-out fit "auto" already makes.
+    content_calibrate: bool = True
     # The shopper attribute (PUT /v1/users/{user_id}) whose values are segments: retrain computes
     # popularity per value and serves it to shoppers without history when it beats global popularity
     # on validation (model.segment_popularity). A MongoDB field name: the item-property key rule.

@@ -276,6 +276,8 @@ class ContentModel:
     # on held-out items (content_fit "auto"), the scores it was chosen on.
     fit: str = "ridge"
     fit_scores: dict[str, float] = field(default_factory=dict)
+    # The factor the serving-embedding part was scaled by (model.content_ranking.score_scale); 1: none.
+    score_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.weights.ndim != 2 or self.weights.shape[0] != self.featurizer.n_features:

@@ -143,6 +143,27 @@ def holdout_ndcg(
     return total / len(active), len(active)
 
 
+def score_scale(
+    users: np.ndarray, content_emb: np.ndarray, trained_emb: np.ndarray, seed: int = 0, sample: int = 2048
+) -> float:
+    """The factor that puts content scores on the trained items' scale: the least-squares ``a`` in
+    ``users @ trained_emb.T ~ a * users @ content_emb.T`` (over a seeded sample of at most ``sample``
+    users and items), clipped to [0, 1]. Serving merges a new item into one list with trained ones by
+    score; a map whose scores run larger than the trained embeddings' it imitates (the ranking
+    refinement's softmax stretches them) would fill the list with new items. The clip never raises a
+    new item above its map's own score, and a map no better than nothing (a <= 0) scores it 0."""
+    rng = np.random.default_rng(seed)
+    rows = rng.permutation(len(users))[:sample]
+    items = rng.permutation(len(content_emb))[:sample]
+    u = np.asarray(users[rows], np.float64)
+    truth = u @ np.asarray(trained_emb[items], np.float64).T
+    mapped = u @ np.asarray(content_emb[items], np.float64).T
+    denom = float((mapped * mapped).sum())
+    if not np.isfinite(denom) or denom <= 0.0:
+        return 1.0
+    return float(np.clip(float((truth * mapped).sum()) / denom, 0.0, 1.0))
+
+
 def choose_content_fit(
     features: sp.csr_matrix,
     targets: np.ndarray,
@@ -156,6 +177,7 @@ def choose_content_fit(
     holdout: float = 0.2,
     min_users: int = 20,
     k: int = 20,
+    kinds: tuple[Literal["ridge", "ranking"], ...] = ("ridge", "ranking"),
 ) -> tuple[Literal["ridge", "ranking"], dict[str, float]]:
     """Ridge map or its ranking refinement, whichever ranks held-out warm items better for their users.
 
@@ -167,29 +189,40 @@ def choose_content_fit(
     so that a shopper is not already pointed at the items being tested (as no shopper is at a new
     item), which otherwise favours the ridge map, the one closer to the trained embeddings. Ties, and
     too few users with a held-out pair to tell (under ``min_users``), keep the ridge map, the cheaper
-    one. Returns the choice and the scores it was made on."""
+    one. ``kinds`` limits the maps fitted (one kind: no choice, only its scale). The scores also hold
+    each map's ``score_scale`` on the held-out items (``scale_<kind>``; absent: 1). Returns the choice
+    and the scores it was made on."""
     fit = fit or RankingFit()
     n = features.shape[0]
     n_val = round(n * holdout)
     if n_val < 2 or n - n_val < 2:
-        return "ridge", {}
+        return kinds[0] if len(kinds) == 1 else "ridge", {}
     order = np.random.default_rng(fit.seed).permutation(n)
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
     x = sp.csr_matrix(features)
     pairs = sp.csr_matrix(pairs)
     val_pairs = pairs[:, val]
     if int((np.diff(val_pairs.indptr) > 0).sum()) < min_users:
-        return "ridge", {}
+        return kinds[0] if len(kinds) == 1 else "ridge", {}
     users = np.array(users, dtype=np.float32)
     if history is not None and input_emb is not None:
         held_out = sp.csr_matrix(history)[:, val] @ input_emb[val]
         users[:, : input_emb.shape[1]] -= np.asarray(held_out, np.float32)
-    ridge_map = fit_content_map(x[train], np.asarray(targets)[train], reg)
-    ranking_map = refine_content_map(x[train], ridge_map, users, pairs[:, train], fit)
+    targets = np.asarray(targets)
+    maps = {"ridge": fit_content_map(x[train], targets[train], reg)}
+    if "ranking" in kinds:
+        maps["ranking"] = refine_content_map(x[train], maps["ridge"], users, pairs[:, train], fit)
     x_val = x[val]
-    ridge, n_users = holdout_ndcg(users, val_pairs, np.asarray(x_val @ ridge_map, np.float32), k)
-    ranking, _ = holdout_ndcg(users, val_pairs, np.asarray(x_val @ ranking_map, np.float32), k)
-    scores = {"ridge": round(ridge, 5), "ranking": round(ranking, 5), "users": float(n_users)}
-    choice: Literal["ridge", "ranking"] = "ranking" if ranking > ridge else "ridge"
+    scores: dict[str, float] = {}
+    n_users = 0
+    for kind in kinds:
+        mapped = np.asarray(x_val @ maps[kind], np.float32)
+        scores[kind], n_users = holdout_ndcg(users, val_pairs, mapped, k)
+        scores[kind] = round(scores[kind], 5)
+        scores[f"scale_{kind}"] = round(score_scale(users, mapped, targets[val], seed=fit.seed), 5)
+    scores["users"] = float(n_users)
+    choice: Literal["ridge", "ranking"] = (
+        kinds[0] if len(kinds) == 1 else "ranking" if scores["ranking"] > scores["ridge"] else "ridge"
+    )
     logger.info("content_fit_chosen fit=%s scores=%s", choice, scores)
     return choice, scores

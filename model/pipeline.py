@@ -81,13 +81,16 @@ def fit_item_content(
     seed: int = 0,
     fit: Literal["ridge", "ranking", "auto"] = "ridge",
     rank_steps: int = 1000,
+    calibrate: bool = False,
 ) -> ContentModel | None:
     """The cold-start content map, fitted on the trained items that have a catalog document: from
     their metadata to their serving item embedding and input embedding side by side (so a new item
     can be both recommended and folded into a session). None with fewer than ``min_items`` such items.
     ``fit="ranking"``: the serving-embedding part is then refined on the shoppers' ranking
     (``model.content_ranking``); the input-embedding part stays the ridge fit. ``fit="auto"``: whichever
-    of the two ranks held-out trained items better (``choose_content_fit``)."""
+    of the two ranks held-out trained items better (``choose_content_fit``). ``calibrate``: the
+    serving-embedding part is scaled by the chosen map's ``score_scale`` on those held-out items, so a
+    new item's score is on the trained items' scale where serving merges the two into one list."""
     ids = interactions.item_ids.astype(str).tolist()
     rows = [r for r, iid in enumerate(ids) if iid in catalog]
     if len(rows) < min_items:
@@ -101,7 +104,7 @@ def fit_item_content(
     features = model.featurizer.transform(docs)
     pairs = sp.csr_matrix(interactions.matrix[:, rows])
     scores: dict[str, float] = {}
-    if fit == "auto":
+    if fit == "auto" or calibrate:
         fit, scores = choose_content_fit(
             features,
             fitted.item_emb[rows],
@@ -111,12 +114,16 @@ def fit_item_content(
             ranking,
             history=None if fitted.history is None else sp.csr_matrix(fitted.history[:, rows]),
             input_emb=fitted.weights.input_emb[rows],
+            kinds=("ridge", "ranking") if fit == "auto" else (fit,),
         )
     weights = model.weights
     if fit == "ranking":
         refined = refine_content_map(features, weights[:, :width], fitted.user_emb, pairs, ranking)
         weights = np.hstack([refined, weights[:, width:]]).astype(np.float32)
-    model = dataclasses.replace(model, weights=weights, fit=fit, fit_scores=scores)
+    scale = scores.get(f"scale_{fit}", 1.0) if calibrate else 1.0
+    if scale != 1.0:
+        weights = np.hstack([weights[:, :width] * np.float32(scale), weights[:, width:]]).astype(np.float32)
+    model = dataclasses.replace(model, weights=weights, fit=fit, fit_scores=scores, score_scale=scale)
     logger.info(
         "content_model_fitted items=%d features=%d reg=%s validation_r2=%s fit=%s",
         len(rows),
@@ -162,6 +169,7 @@ def package_artifact(
             "validation_r2": content.validation_r2,
             "fit": content.fit,
             "fit_scores": content.fit_scores,
+            "score_scale": content.score_scale,
         }
     return ModelArtifact(
         version=version,
@@ -306,6 +314,7 @@ def content_for(
         seed=settings.seed,
         fit=settings.content_fit,
         rank_steps=settings.content_rank_steps,
+        calibrate=settings.content_calibrate,
     )
 
 

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from model.content_ranking import RankingFit, choose_content_fit, holdout_ndcg, refine_content_map
+from model.content_ranking import (
+    RankingFit,
+    choose_content_fit,
+    holdout_ndcg,
+    refine_content_map,
+    score_scale,
+)
 from model.pipeline import fit_embeddings, fit_item_content
 from tests.unit.cold_start_fixtures import item_doc
 
@@ -137,10 +143,38 @@ def test_retrain_records_the_fit_it_chose() -> None:
     inter, config, fitted, catalog = _trained(90)
     model = fit_item_content(inter, fitted, catalog, fit="auto", rank_steps=20)
     assert model is not None and model.fit in ("ridge", "ranking")
-    assert set(model.fit_scores) == {"ridge", "ranking", "users"}
+    assert set(model.fit_scores) == {"ridge", "ranking", "users", "scale_ridge", "scale_ranking"}
     artifact = package_artifact(inter, fitted, config, version=1, content=model)
     assert artifact.config["content"]["fit"] == model.fit
     assert artifact.config["content"]["fit_scores"] == model.fit_scores
+
+
+def test_score_scale_puts_content_scores_on_the_trained_scale_and_never_raises_them() -> None:
+    rng = np.random.default_rng(5)
+    users, trained = rng.normal(size=(50, 6)), rng.normal(size=(30, 6))
+    assert score_scale(users, 2.0 * trained, trained) == pytest.approx(0.5)
+    assert score_scale(users, 0.5 * trained, trained) == 1.0  # a shrunk map is not stretched back
+    assert score_scale(users, -trained, trained) == 0.0
+    assert score_scale(users, np.zeros_like(trained), trained) == 1.0  # nothing to scale
+    # Sampled: a few rows of many still give the same factor when it is exact.
+    assert score_scale(users, 4.0 * trained, trained, sample=7) == pytest.approx(0.25)
+
+
+def test_calibration_scales_the_serving_part_only_and_is_recorded() -> None:
+    from model.pipeline import package_artifact
+
+    inter, config, fitted, catalog = _trained(90)
+    plain = fit_item_content(inter, fitted, catalog, fit="ranking", rank_steps=20)
+    calibrated = fit_item_content(inter, fitted, catalog, fit="ranking", rank_steps=20, calibrate=True)
+    assert plain is not None and calibrated is not None and plain.score_scale == 1.0
+    scale = calibrated.score_scale
+    assert 0.0 <= scale <= 1.0 and scale == calibrated.fit_scores["scale_ranking"]
+    assert set(calibrated.fit_scores) == {"ranking", "scale_ranking", "users"}
+    width = fitted.item_emb.shape[1]
+    np.testing.assert_allclose(calibrated.weights[:, :width], scale * plain.weights[:, :width], rtol=1e-5)
+    np.testing.assert_array_equal(calibrated.weights[:, width:], plain.weights[:, width:])
+    artifact = package_artifact(inter, fitted, config, version=1, content=calibrated)
+    assert artifact.config["content"]["score_scale"] == scale
 
 
 def test_the_held_out_items_part_is_taken_out_of_the_shoppers_vectors() -> None:
