@@ -143,15 +143,19 @@ def holdout_ndcg(
     return total / len(active), len(active)
 
 
+MIN_SCORE_SCALE = 1e-3
+
+
 def score_scale(
     users: np.ndarray, content_emb: np.ndarray, trained_emb: np.ndarray, seed: int = 0, sample: int = 2048
 ) -> float:
     """The factor that puts content scores on the trained items' scale: the least-squares ``a`` in
     ``users @ trained_emb.T ~ a * users @ content_emb.T`` (over a seeded sample of at most ``sample``
-    users and items), clipped to [0, 1]. Serving merges a new item into one list with trained ones by
-    score; a map whose scores run larger than the trained embeddings' it imitates (the ranking
-    refinement's softmax stretches them) would fill the list with new items. The clip never raises a
-    new item above its map's own score, and a map no better than nothing (a <= 0) scores it 0."""
+    users and items), clipped to [MIN_SCORE_SCALE, 1]. Serving merges a new item into one list with
+    trained ones by score; a map whose scores run larger than the trained embeddings' it imitates (the
+    ranking refinement's softmax stretches them) would fill the list with new items. The clip never
+    raises a new item above its map's own score; a map no better than nothing (a <= 0) gets the floor,
+    which keeps the new items' order among themselves (a 0 would tie them all)."""
     rng = np.random.default_rng(seed)
     rows = rng.permutation(len(users))[:sample]
     items = rng.permutation(len(content_emb))[:sample]
@@ -161,7 +165,7 @@ def score_scale(
     denom = float((mapped * mapped).sum())
     if not np.isfinite(denom) or denom <= 0.0:
         return 1.0
-    return float(np.clip(float((truth * mapped).sum()) / denom, 0.0, 1.0))
+    return float(np.clip(float((truth * mapped).sum()) / denom, MIN_SCORE_SCALE, 1.0))
 
 
 def choose_content_fit(

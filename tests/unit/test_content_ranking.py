@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from model.content_ranking import (
+    MIN_SCORE_SCALE,
     RankingFit,
     choose_content_fit,
     holdout_ndcg,
@@ -154,7 +155,8 @@ def test_score_scale_puts_content_scores_on_the_trained_scale_and_never_raises_t
     users, trained = rng.normal(size=(50, 6)), rng.normal(size=(30, 6))
     assert score_scale(users, 2.0 * trained, trained) == pytest.approx(0.5)
     assert score_scale(users, 0.5 * trained, trained) == 1.0  # a shrunk map is not stretched back
-    assert score_scale(users, -trained, trained) == 0.0
+    # Anti-correlated: the floor, which keeps the new items' order among themselves (0 would tie them).
+    assert score_scale(users, -trained, trained) == MIN_SCORE_SCALE > 0.0
     assert score_scale(users, np.zeros_like(trained), trained) == 1.0  # nothing to scale
     # Sampled: a few rows of many still give the same factor when it is exact.
     assert score_scale(users, 4.0 * trained, trained, sample=7) == pytest.approx(0.25)
@@ -168,7 +170,7 @@ def test_calibration_scales_the_serving_part_only_and_is_recorded() -> None:
     calibrated = fit_item_content(inter, fitted, catalog, fit="ranking", rank_steps=20, calibrate=True)
     assert plain is not None and calibrated is not None and plain.score_scale == 1.0
     scale = calibrated.score_scale
-    assert 0.0 <= scale <= 1.0 and scale == calibrated.fit_scores["scale_ranking"]
+    assert MIN_SCORE_SCALE <= scale <= 1.0 and scale == calibrated.fit_scores["scale_ranking"]
     assert set(calibrated.fit_scores) == {"ranking", "scale_ranking", "users"}
     width = fitted.item_emb.shape[1]
     np.testing.assert_allclose(calibrated.weights[:, :width], scale * plain.weights[:, :width], rtol=1e-5)
