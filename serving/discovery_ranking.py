@@ -5,9 +5,11 @@ No IO: the caller hands over what it read (scores, the newest items, the model a
 New arrivals are ordered by first-seen time. With a shopper whose long-term embedding the model has,
 the positions of that list held by items the model also has an embedding for are refilled with the
 embedded items of the newest ``pool`` the shopper scores highest; the others keep their places by
-recency. A brand-new item has no collaborative embedding until a retrain sees it interacted with,
-and the content model that would give it one from its catalog data (issue 13, hybrid cold start) is
-not built yet: such items say so in their reason rather than pretend to be personalised.
+recency. A brand-new item has no collaborative embedding until a retrain sees it interacted with;
+with cold start on, serving's model embeds it from its catalog document (``serving.cold_start``), so it
+is placed like any embedded item. One with no embedding at all (a model without a content map, cold
+start off, or an item past the cold-start cap) says so in its reason rather than pretend to be
+personalised.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from serving.model_port import ServingModel
 from serving.ranking import Filters, Ranked
 
 NO_CONTENT_MODEL = (
-    "no embedding for this item yet: it keeps its place by recency (the content model that would place "
-    "new items by their catalog data is not built yet)"
+    "no embedding for this item yet: it keeps its place by recency (the model has no content map to "
+    "embed it from its catalog data, or it is past the cold-start cap)"
 )
 
 

@@ -119,7 +119,7 @@ def test_new_for_a_shopper_reorders_embedded_items_and_says_why_others_stay() ->
         body = h.get("/v1/new", k=4, user_id="bob").json()  # bob likes tools
         assert body["personalized"] is True and body["user_id"] == "bob"
         items = body["items"]
-        # The brand-new item keeps its place (no embedding; the content model does not exist yet);
+        # The brand-new item keeps its place (this model has no content map to embed it from);
         # the three embedded places go to bob's best embedded new items: tools first.
         assert items[1]["item_id"] == "fresh-x" and items[1]["reason"]["note"] == NO_CONTENT_MODEL
         assert [items[n]["item_id"] for n in (0, 2)] == ["tools-0", "tools-1"]
@@ -173,3 +173,21 @@ def test_the_consumer_parses_trending_and_new_impressions_as_serving_encodes_the
         parsed = parse_impression(value)
         assert isinstance(parsed, Impression), parsed
         assert parsed.surface == surface and parsed.user_id == user and parsed.items[0].reason == surface
+
+
+def test_a_brand_new_item_with_a_content_embedding_is_placed_by_it() -> None:
+    """Serving's model embeds a new catalog item from its document (cold start): /v1/new places it by
+    the shopper's score like any embedded item, instead of keeping it by recency."""
+    from model.hybrid import HybridModel, SideItems
+    from tests.unit.cold_start_fixtures import clustered_model, item_doc
+
+    base = clustered_model()
+    vecs = base.content_vectors([item_doc("fresh-1", 1), item_doc("fresh-2", 2)])
+    assert vecs is not None
+    model = HybridModel(base, SideItems.empty(base.dim).upsert(["fresh-1", "fresh-2"], *vecs, max_items=10))
+    shopper = base.user_vector("u1")  # shops in cluster 1
+    assert shopper is not None
+    newest = [("fresh-2", 3_000), ("fresh-1", 2_000), ("i0", 1_000)]
+    out = new_list(newest, 2, Filters(), model=model, user_vector=shopper)
+    assert [r.item_id for r in out] == ["fresh-1", "fresh-2"]  # the shopper's cluster first, not recency
+    assert all(r.detail is not None and r.detail["basis"] == "embedding" for r in out)
