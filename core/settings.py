@@ -203,6 +203,8 @@ class ModelSettings(BaseModel):
     # on the held-out fifth): serving merges new and trained items into one list by score, and a map
     # whose scores run large (the refinement's softmax stretches them) fills the list with new items.
     # Only ever scales down. With "ridge" or "ranking" it costs the held-out fit "auto" already makes.
+    # A refined map whose scores have drifted from the trained ones (its softmax ignores a shift shared
+    # by all items) gets the floor, 0.001: its new items then seldom enter a merged list (README).
     content_calibrate: bool = True
     # The shopper attribute (PUT /v1/users/{user_id}) whose values are segments: retrain computes
     # popularity per value and serves it to shoppers without history when it beats global popularity
