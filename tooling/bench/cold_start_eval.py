@@ -51,18 +51,19 @@ def warm_figures(score_fn: ScoreFn, split: ColdSplit, k: int = WARM_K) -> Figure
 def served_warm_figures(score_fn: ScoreFn, split: ColdSplit, k: int = WARM_K) -> Figures:
     """Warm test items ranked among the training items (a user's own excluded) plus every cold item,
     ``score_fn`` giving warm columns then cold ones: the list serving shows once new items compete."""
-    n_cold = len(split.cold_ids)
-    cold_part = sp.csr_matrix((split.n_users, n_cold), dtype=np.float32)
-    exclude = sp.hstack([split.train, cold_part], format="csr")
-    test = sp.hstack([split.warm_test, cold_part], format="csr")
-    return _evaluate(score_fn, exclude, test, k)
+    exclude, cold_part = _served_exclude(split)
+    return _evaluate(score_fn, exclude, sp.hstack([split.warm_test, cold_part], format="csr"), k)
 
 
 def served_all_figures(score_fn: ScoreFn, split: ColdSplit, k: int = WARM_K) -> Figures:
     """Every test item, warm or cold, ranked among the training items (a user's own excluded) plus every
     cold item (``score_fn``: warm columns then cold ones): whether the whole list serving shows is
     better with new items in it. A ``score_fn`` that gives cold items ``-inf`` is the list without them."""
+    exclude, _ = _served_exclude(split)
+    return _evaluate(score_fn, exclude, sp.hstack([split.warm_test, split.cold_test], format="csr"), k)
+
+
+def _served_exclude(split: ColdSplit) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Warm then cold columns: each user's training items excluded, no cold item (and the empty cold part)."""
     cold_part = sp.csr_matrix((split.n_users, len(split.cold_ids)), dtype=np.float32)
-    exclude = sp.hstack([split.train, cold_part], format="csr")
-    test = sp.hstack([split.warm_test, split.cold_test], format="csr")
-    return _evaluate(score_fn, exclude, test, k)
+    return sp.hstack([split.train, cold_part], format="csr"), cold_part

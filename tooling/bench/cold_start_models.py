@@ -98,7 +98,7 @@ class Hybrid:
             item_ids=warm_ids,
             last_ts=split.train_ts,
         )
-        fitted = fit_embeddings(interactions, train_config(settings))
+        fitted = fit_embeddings(interactions, self.config())
         docs = [{**catalog.docs[i], "item_id": i} for i in warm_ids.tolist() if i in catalog.docs]
         content = content_for(interactions, fitted, lambda: [docs], settings)
         width = fitted.item_emb.shape[1]
