@@ -203,13 +203,17 @@ class AdminService:
             if model is not None
             else f"none: {self.holder.last_error or 'waiting for a champion'}; serving popularity"
         )
+        # asyncio.timeout rather than wait_for: on Python 3.11 wait_for can lose a cancel (see
+        # storage.realtime_reader.raise_lost_cancel).
         try:
-            await asyncio.wait_for(self.reader.ping(), READY_CHECK_TIMEOUT_S)
+            async with asyncio.timeout(READY_CHECK_TIMEOUT_S):
+                await self.reader.ping()
             checks["redis"] = "ok"
         except (RealtimeUnavailable, TimeoutError) as exc:
             checks["redis"] = f"unreachable: {exc or type(exc).__name__}; serving degraded"
         try:
-            await asyncio.wait_for(run_in_threadpool(self.erasures.ping), READY_CHECK_TIMEOUT_S)
+            async with asyncio.timeout(READY_CHECK_TIMEOUT_S):
+                await run_in_threadpool(self.erasures.ping)
             checks["mongodb"] = "ok"
         except Exception as exc:
             checks["mongodb"] = f"unreachable: {exc or type(exc).__name__}"

@@ -37,6 +37,7 @@ from serving.ingest import IngestService
 from serving.merchandising import Merchandiser, RulesHolder
 from serving.metrics import ServingMetrics, multiprocess_dir
 from serving.model_holder import ModelHolder
+from serving.polling import stop_tasks
 from serving.popularity import RealtimeSnapshots
 from serving.replica_sync import DEFAULT_POLL_S, ReplicaSyncer
 from serving.request_id import RequestIdMiddleware
@@ -214,11 +215,7 @@ def create_app(
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await stop_tasks(tasks)
             if shadow is not None:
                 # Before the impression log closes: its last shadow impression can still be offered.
                 await asyncio.to_thread(shadow.stop, 2.0)

@@ -134,6 +134,21 @@ class RealtimeReader(Protocol):
     async def close(self) -> None: ...
 
 
+def raise_lost_cancel() -> None:
+    """Deliver a cancellation that the Redis client lost: the call returned although the task was
+    cancelled while it ran.
+
+    Python 3.11's ``asyncio.wait_for``, which redis-py's socket writes (``send_packed_command``) and
+    connects use, returns the inner result when the cancel arrives just as the inner call finishes,
+    and the cancel is never raised (CPython gh-86296, fixed in 3.12 by rebuilding ``wait_for`` on
+    ``asyncio.timeout``). A background loop of serving (replica sync, snapshot refresh) that loses
+    its cancel keeps polling, and the app's shutdown waits for it forever: seen in CI as a test whose
+    TestClient never finished its lifespan, and as a ``serve`` worker that did not exit after SIGTERM.
+    The task's ``cancelling()`` count still records the request, so it is raised here.
+    """
+    raise asyncio.CancelledError("cancelled while a Redis call ran (the client had lost the cancel)")
+
+
 def parse_recent_reply(flat: list[Any]) -> tuple[RecentEvent, ...]:
     """A ``ZREVRANGE ... WITHSCORES`` reply from Lua (member, score, member, score...)."""
     return tuple(
@@ -170,6 +185,8 @@ class RedisRealtimeReader:
         batcher times out the whole round trip), so no per-call timer is armed."""
         if not self.breaker.allow():
             raise RealtimeUnavailable("Redis is unavailable (circuit open after recent failures)")
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         try:
             if bounded:
                 result = await make()
@@ -184,6 +201,8 @@ class RedisRealtimeReader:
             self.breaker.abandon()
             raise
         self.breaker.success()
+        if task is not None and task.cancelling() > cancels:
+            raise_lost_cancel()
         return result
 
     async def user_snapshot(

@@ -64,9 +64,12 @@ def test_metrics_sum_the_requests_of_every_worker(settings: Settings, tmp_path: 
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     log = proc.log_path.read_text(errors="replace")
+    # Now and then (about 1 run in 4 in a full suite) one worker used not to finish its shutdown
+    # after SIGTERM: a serving loop lost its cancel inside a Redis call (Python 3.11's wait_for,
+    # storage.realtime_reader.raise_lost_cancel; tests/integration/test_redis_cancellation.py). That
+    # is fixed and the app's shutdown re-cancels a loop that has not ended (serving.polling.stop_tasks),
+    # so an unclean exit fails here, quoting the stacks serving.bounded_shutdown wrote to the log.
     if code != 0 or "shutdown_grace_exceeded" in log:
-        # Known and open: now and then (about 1 run in 4 in an earlier full suite; 0 in 26 runs alone)
-        # one worker did not finish its shutdown after SIGTERM. serving.bounded_shutdown now ends it
-        # and writes every thread's stack to this log, which the reason quotes.
-        stacks = log[log.find("shutdown_grace_exceeded") :][:3000]
-        pytest.xfail(f"serve --workers 2 did not exit cleanly after SIGTERM (exit {code}): {stacks}")
+        at = log.find("shutdown_grace_exceeded")
+        pytest.fail(f"serve --workers 2 did not exit cleanly after SIGTERM (exit {code}): {log[at:][:3000]}")
+    assert "task_ignored_cancel" not in log, log[log.find("task_ignored_cancel") :][:1000]
