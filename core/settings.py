@@ -199,12 +199,12 @@ class ModelSettings(BaseModel):
     # retrain; "ridge" is the cheap choice.
     content_fit: Literal["ridge", "ranking", "auto"] = "auto"
     content_rank_steps: int = Field(default=1000, ge=0, le=100_000)
-    # Put a new item's score on the trained items' scale (model.content_ranking.score_calibration,
-    # fitted on the held-out fifth): an offset moves the mean mapped item onto the mean trained one and
-    # a factor (at most 1) scales the deviations. Serving merges new and trained items into one list by
-    # score, and a map whose scores run large or sit above the trained ones (the refinement's softmax
-    # stretches them and ignores a shift shared by all items) fills the list with new items (README).
-    # With "ridge" or "ranking" it costs the held-out fit "auto" already makes.
+    # Put a new item's score on the trained items' scale (model.content_ranking.score_scale, measured
+    # on the held-out fifth): serving merges new and trained items into one list by score, and a map
+    # whose scores run large (the refinement's softmax stretches them) fills the list with new items.
+    # Only ever scales down. With "ridge" or "ranking" it costs the held-out fit "auto" already makes.
+    # A refined map whose scores have drifted from the trained ones (its softmax ignores a shift shared
+    # by all items) gets the floor, 0.001: its new items then seldom enter a merged list (README).
     content_calibrate: bool = True
     # The shopper attribute (PUT /v1/users/{user_id}) whose values are segments: retrain computes
     # popularity per value and serves it to shoppers without history when it beats global popularity

@@ -6,10 +6,7 @@ The manifest records the format version, shapes and a sha256 of every file so tr
 
 Format 2 adds the optional content model for cold start (``model.content``): content_weights.npy (the
 ridge map, features x (dim + dim - 1): serving item embedding then input embedding) and
-content_vocab.json (the featurizer's vocabulary). Format 3 adds content_offset.npy, optional beside
-them: the vector the map adds to every item (its score calibration, (2 * dim - 1,) float32). A reader
-that does not know the offset would score new items off the trained items' scale, so format 3 is
-refused by older releases rather than misread. Formats 1 and 2 still load (no offset).
+content_vocab.json (the featurizer's vocabulary). Format 1 artifacts (no content model) still load.
 """
 
 from __future__ import annotations
@@ -30,13 +27,12 @@ from core.errors import ArtifactError
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 3
-READABLE_FORMATS = (1, 2, 3)
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 ARRAYS = ("item_ids", "user_ids", "item_embeddings", "user_embeddings", "input_embeddings")
 INDEX_FILE = "index.faiss"
 CONTENT_WEIGHTS = "content_weights"
 CONTENT_VOCAB = "content_vocab.json"
-CONTENT_OFFSET = "content_offset"
 
 
 @dataclass
@@ -56,8 +52,6 @@ class ModelArtifact:
     # as JSON; both or neither.
     content_weights: np.ndarray | None = None
     content_vocab: str | None = None
-    # The content map's calibration offset, (2 * dim - 1,) float32; only with content_weights.
-    content_offset: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -103,8 +97,6 @@ class ModelArtifact:
             raise ArtifactError("content_weights and content_vocab come together or not at all")
         w = self.content_weights
         if w is None:
-            if self.content_offset is not None:
-                raise ArtifactError("content_offset needs content_weights")
             return
         if w.ndim != 2 or w.shape[1] != 2 * dim - 1 or w.dtype != np.float32:
             raise ArtifactError(
@@ -112,15 +104,6 @@ class ModelArtifact:
             )
         if not np.isfinite(w).all():
             raise ArtifactError("content_weights contains NaN or inf")
-        offset = self.content_offset
-        if offset is None:
-            return
-        if offset.shape != (2 * dim - 1,) or offset.dtype != np.float32:
-            raise ArtifactError(
-                f"content_offset must be float32 of shape ({2 * dim - 1},), got {offset.dtype} {offset.shape}"
-            )
-        if not np.isfinite(offset).all():
-            raise ArtifactError("content_offset contains NaN or inf")
 
     def to_files(self, index: Callable[[], bytes] | None = None) -> ArtifactFiles:
         """The artifact's files (``index`` makes index.faiss when the artifact holds no index bytes)."""
@@ -205,8 +188,6 @@ class ArtifactFiles(Mapping[str, bytes]):
             makers[f"{CONTENT_WEIGHTS}.npy"] = array_file("content_weights")
             vocab = artifact.content_vocab.encode()
             makers[CONTENT_VOCAB] = lambda: vocab
-            if artifact.content_offset is not None:
-                makers[f"{CONTENT_OFFSET}.npy"] = array_file("content_offset")
         makers["config.json"] = json_file(artifact.config)
         makers["metrics.json"] = json_file(artifact.metrics)
         stored = artifact.index_bytes
@@ -254,12 +235,7 @@ def _content(files: Mapping[str, bytes]) -> dict[str, Any]:
         vocab = files[CONTENT_VOCAB].decode()
     except (KeyError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"artifact file {CONTENT_VOCAB} is missing or not UTF-8: {exc}") from exc
-    offset_file = f"{CONTENT_OFFSET}.npy"
-    return {
-        "content_weights": read_npy(files, f"{CONTENT_WEIGHTS}.npy"),
-        "content_vocab": vocab,
-        "content_offset": read_npy(files, offset_file) if offset_file in files else None,
-    }
+    return {"content_weights": read_npy(files, f"{CONTENT_WEIGHTS}.npy"), "content_vocab": vocab}
 
 
 def _json(files: Mapping[str, bytes], name: str) -> Any:

@@ -276,11 +276,8 @@ class ContentModel:
     # on held-out items (content_fit "auto"), the scores it was chosen on.
     fit: str = "ridge"
     fit_scores: dict[str, float] = field(default_factory=dict)
-    # The affine calibration of the serving-embedding part (model.content_ranking.score_calibration):
-    # the factor its weights were scaled by (1: none) and the vector ``embed`` adds to every row,
-    # (dim,) float32 over all target columns, zero on the input-embedding part; None: no offset.
+    # The factor the serving-embedding part was scaled by (model.content_ranking.score_scale); 1: none.
     score_scale: float = 1.0
-    offset: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.weights.ndim != 2 or self.weights.shape[0] != self.featurizer.n_features:
@@ -288,9 +285,6 @@ class ContentModel:
                 f"content weights have shape {self.weights.shape}; "
                 f"expected ({self.featurizer.n_features}, dim)"
             )
-        if self.offset is not None and self.offset.shape != (self.weights.shape[1],):
-            expected = (self.weights.shape[1],)
-            raise ValueError(f"content offset has shape {self.offset.shape}; expected {expected}")
 
     @property
     def dim(self) -> int:
@@ -300,8 +294,7 @@ class ContentModel:
         """(len(items), dim) float32 content embeddings of catalog documents."""
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
-        mapped = np.asarray(self.featurizer.transform(items) @ self.weights, dtype=np.float32)
-        return mapped if self.offset is None else mapped + self.offset
+        return np.asarray(self.featurizer.transform(items) @ self.weights, dtype=np.float32)
 
 
 def fit_content_model(

@@ -146,36 +146,26 @@ def holdout_ndcg(
 MIN_SCORE_SCALE = 1e-3
 
 
-def score_calibration(
+def score_scale(
     users: np.ndarray, content_emb: np.ndarray, trained_emb: np.ndarray, seed: int = 0, sample: int = 2048
-) -> tuple[float, np.ndarray]:
-    """The affine map ``e -> scale * e + offset`` that puts content embeddings on the trained items'
-    score scale, fitted on held-out trained items (``content_emb`` their mapped rows, ``trained_emb``
-    their trained rows) through the shoppers' scores ``users @ e``, over a seeded sample of at most
-    ``sample`` users and items.
-
-    ``offset`` moves the mean mapped embedding onto the mean trained one: the ranking refinement's
-    softmax over warm items cannot see a vector added to every item, so its scores may sit anywhere
-    relative to the trained items', and serving merges the two into one list by score. ``scale`` is the
-    least-squares factor between the items' deviations from those means (``users @ (t - mean_t) ~
-    scale * users @ (m - mean_m)``), clipped to [MIN_SCORE_SCALE, 1]: never stretched, and a map no
-    better than nothing (scale <= 0) gets the floor, which keeps the new items' order among themselves.
-    Given the scale, that offset is the least-squares one for any set of users."""
+) -> float:
+    """The factor that puts content scores on the trained items' scale: the least-squares ``a`` in
+    ``users @ trained_emb.T ~ a * users @ content_emb.T`` (over a seeded sample of at most ``sample``
+    users and items), clipped to [MIN_SCORE_SCALE, 1]. Serving merges a new item into one list with
+    trained ones by score; a map whose scores run larger than the trained embeddings' it imitates (the
+    ranking refinement's softmax stretches them) would fill the list with new items. The clip never
+    raises a new item above its map's own score; a map no better than nothing (a <= 0) gets the floor,
+    which keeps the new items' order among themselves (a 0 would tie them all)."""
     rng = np.random.default_rng(seed)
     rows = rng.permutation(len(users))[:sample]
     items = rng.permutation(len(content_emb))[:sample]
     u = np.asarray(users[rows], np.float64)
-    mapped_items = np.asarray(content_emb[items], np.float64)
-    trained_items = np.asarray(trained_emb[items], np.float64)
-    mapped_mean, trained_mean = mapped_items.mean(axis=0), trained_items.mean(axis=0)
-    truth = u @ (trained_items - trained_mean).T
-    mapped = u @ (mapped_items - mapped_mean).T
+    truth = u @ np.asarray(trained_emb[items], np.float64).T
+    mapped = u @ np.asarray(content_emb[items], np.float64).T
     denom = float((mapped * mapped).sum())
-    scale = 1.0
-    if np.isfinite(denom) and denom > 0.0:
-        scale = float(np.clip(float((truth * mapped).sum()) / denom, MIN_SCORE_SCALE, 1.0))
-    offset = trained_mean - scale * mapped_mean
-    return scale, offset.astype(np.float32)
+    if not np.isfinite(denom) or denom <= 0.0:
+        return 1.0
+    return float(np.clip(float((truth * mapped).sum()) / denom, MIN_SCORE_SCALE, 1.0))
 
 
 def choose_content_fit(
@@ -192,7 +182,7 @@ def choose_content_fit(
     min_users: int = 20,
     k: int = 20,
     kinds: tuple[Literal["ridge", "ranking"], ...] = ("ridge", "ranking"),
-) -> tuple[Literal["ridge", "ranking"], dict[str, float], dict[str, np.ndarray]]:
+) -> tuple[Literal["ridge", "ranking"], dict[str, float]]:
     """Ridge map or its ranking refinement, whichever ranks held-out warm items better for their users.
 
     A random ``holdout`` share of the items (``features`` rows, ``targets`` their embeddings, ``pairs``
@@ -203,21 +193,21 @@ def choose_content_fit(
     so that a shopper is not already pointed at the items being tested (as no shopper is at a new
     item), which otherwise favours the ridge map, the one closer to the trained embeddings. Ties, and
     too few users with a held-out pair to tell (under ``min_users``), keep the ridge map, the cheaper
-    one. ``kinds`` limits the maps fitted (one kind: no choice, only its calibration). The scores also
-    hold each map's ``score_calibration`` scale on the held-out items (``scale_<kind>``; absent: 1).
-    Returns the choice, the scores it was made on, and each map's calibration offset (by kind)."""
+    one. ``kinds`` limits the maps fitted (one kind: no choice, only its scale). The scores also hold
+    each map's ``score_scale`` on the held-out items (``scale_<kind>``; absent: 1). Returns the choice
+    and the scores it was made on."""
     fit = fit or RankingFit()
     n = features.shape[0]
     n_val = round(n * holdout)
     if n_val < 2 or n - n_val < 2:
-        return kinds[0] if len(kinds) == 1 else "ridge", {}, {}
+        return kinds[0] if len(kinds) == 1 else "ridge", {}
     order = np.random.default_rng(fit.seed).permutation(n)
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
     x = sp.csr_matrix(features)
     pairs = sp.csr_matrix(pairs)
     val_pairs = pairs[:, val]
     if int((np.diff(val_pairs.indptr) > 0).sum()) < min_users:
-        return kinds[0] if len(kinds) == 1 else "ridge", {}, {}
+        return kinds[0] if len(kinds) == 1 else "ridge", {}
     users = np.array(users, dtype=np.float32)
     if history is not None and input_emb is not None:
         held_out = sp.csr_matrix(history)[:, val] @ input_emb[val]
@@ -228,17 +218,15 @@ def choose_content_fit(
         maps["ranking"] = refine_content_map(x[train], maps["ridge"], users, pairs[:, train], fit)
     x_val = x[val]
     scores: dict[str, float] = {}
-    offsets: dict[str, np.ndarray] = {}
     n_users = 0
     for kind in kinds:
         mapped = np.asarray(x_val @ maps[kind], np.float32)
         scores[kind], n_users = holdout_ndcg(users, val_pairs, mapped, k)
         scores[kind] = round(scores[kind], 5)
-        scale, offsets[kind] = score_calibration(users, mapped, targets[val], seed=fit.seed)
-        scores[f"scale_{kind}"] = round(scale, 5)
+        scores[f"scale_{kind}"] = round(score_scale(users, mapped, targets[val], seed=fit.seed), 5)
     scores["users"] = float(n_users)
     choice: Literal["ridge", "ranking"] = (
         kinds[0] if len(kinds) == 1 else "ranking" if scores["ranking"] > scores["ridge"] else "ridge"
     )
     logger.info("content_fit_chosen fit=%s scores=%s", choice, scores)
-    return choice, scores, offsets
+    return choice, scores

@@ -89,9 +89,8 @@ def fit_item_content(
     ``fit="ranking"``: the serving-embedding part is then refined on the shoppers' ranking
     (``model.content_ranking``); the input-embedding part stays the ridge fit. ``fit="auto"``: whichever
     of the two ranks held-out trained items better (``choose_content_fit``). ``calibrate``: the
-    serving-embedding part gets the chosen map's affine ``score_calibration`` on those held-out items
-    (its weights scaled, an offset added to every mapped item), so a new item's score is on the trained
-    items' scale where serving merges the two into one list."""
+    serving-embedding part is scaled by the chosen map's ``score_scale`` on those held-out items, so a
+    new item's score is on the trained items' scale where serving merges the two into one list."""
     ids = interactions.item_ids.astype(str).tolist()
     rows = [r for r, iid in enumerate(ids) if iid in catalog]
     if len(rows) < min_items:
@@ -105,9 +104,8 @@ def fit_item_content(
     features = model.featurizer.transform(docs)
     pairs = sp.csr_matrix(interactions.matrix[:, rows])
     scores: dict[str, float] = {}
-    offsets: dict[str, np.ndarray] = {}
     if fit == "auto" or calibrate:
-        fit, scores, offsets = choose_content_fit(
+        fit, scores = choose_content_fit(
             features,
             fitted.item_emb[rows],
             model.reg,
@@ -125,13 +123,7 @@ def fit_item_content(
     scale = scores.get(f"scale_{fit}", 1.0) if calibrate else 1.0
     if scale != 1.0:
         weights = np.hstack([weights[:, :width] * np.float32(scale), weights[:, width:]]).astype(np.float32)
-    offset = None
-    if calibrate and fit in offsets:
-        offset = np.zeros(weights.shape[1], np.float32)
-        offset[:width] = offsets[fit]
-    model = dataclasses.replace(
-        model, weights=weights, fit=fit, fit_scores=scores, score_scale=scale, offset=offset
-    )
+    model = dataclasses.replace(model, weights=weights, fit=fit, fit_scores=scores, score_scale=scale)
     logger.info(
         "content_model_fitted items=%d features=%d reg=%s validation_r2=%s fit=%s",
         len(rows),
@@ -178,7 +170,6 @@ def package_artifact(
             "fit": content.fit,
             "fit_scores": content.fit_scores,
             "score_scale": content.score_scale,
-            "offset_norm": _norm(content.offset),
         }
     return ModelArtifact(
         version=version,
@@ -194,7 +185,6 @@ def package_artifact(
         index_bytes=index_bytes,
         content_weights=None if content is None else content.weights.astype(np.float32),
         content_vocab=None if content is None else content.featurizer.to_json(),
-        content_offset=None if content is None else content.offset,
     )
 
 
@@ -380,7 +370,3 @@ def fit_model(
         del fitted
         model = TrainedModel(artifact, keep_index_bytes=True)  # retrain publishes it next
     return FittedModel(model=model, interactions=interactions)
-
-
-def _norm(vector: np.ndarray | None) -> float | None:
-    return None if vector is None else round(float(np.linalg.norm(vector)), 6)

@@ -389,10 +389,6 @@ def _content_model(artifact: ModelArtifact) -> ContentModel | None:
     if artifact.content_weights is None or artifact.content_vocab is None:
         return None
     try:
-        return ContentModel(
-            ContentFeaturizer.from_json(artifact.content_vocab),
-            artifact.content_weights,
-            offset=artifact.content_offset,
-        )
+        return ContentModel(ContentFeaturizer.from_json(artifact.content_vocab), artifact.content_weights)
     except (ValueError, KeyError, TypeError) as exc:
         raise ArtifactError(f"the artifact's content model cannot be read: {exc}") from exc

@@ -14,7 +14,7 @@ from model.content_ranking import (
     choose_content_fit,
     holdout_ndcg,
     refine_content_map,
-    score_calibration,
+    score_scale,
 )
 from model.pipeline import fit_embeddings, fit_item_content
 from tests.unit.cold_start_fixtures import item_doc
@@ -129,15 +129,13 @@ def test_auto_keeps_the_ridge_map_unless_the_ranking_one_ranks_held_out_items_be
     group = np.arange(60) % GROUPS
     # Targets the ridge map reproduces exactly and that rank every shopper's own group first: a tie.
     good = np.eye(GROUPS, dtype=np.float32)[group]
-    choice, scores, _ = choose_content_fit(features, good, 1e-3, users, pairs, fit, min_users=5)
+    choice, scores = choose_content_fit(features, good, 1e-3, users, pairs, fit, min_users=5)
     assert choice == "ridge" and scores["ridge"] == pytest.approx(1.0)
     # Targets that rank it last: only the refinement on the ranking recovers the held-out items.
-    choice, scores, offsets = choose_content_fit(features, -good, 1e-3, users, pairs, fit, min_users=5)
-    assert choice == "ranking"
-    assert scores["ranking"] > scores["ridge"]
-    assert set(offsets) == {"ridge", "ranking"} and offsets["ranking"].shape == (GROUPS,)
+    choice, scores = choose_content_fit(features, -good, 1e-3, users, pairs, fit, min_users=5)
+    assert choice == "ranking" and scores["ranking"] > scores["ridge"]
     # Too few shoppers with a held-out item to tell: the ridge map, untested.
-    assert choose_content_fit(features, -good, 1e-3, users, pairs, fit, min_users=1000) == ("ridge", {}, {})
+    assert choose_content_fit(features, -good, 1e-3, users, pairs, fit, min_users=1000) == ("ridge", {})
 
 
 def test_retrain_records_the_fit_it_chose() -> None:
@@ -152,43 +150,16 @@ def test_retrain_records_the_fit_it_chose() -> None:
     assert artifact.config["content"]["fit_scores"] == model.fit_scores
 
 
-def test_score_calibration_puts_content_scores_on_the_trained_scale_and_never_stretches_them() -> None:
+def test_score_scale_puts_content_scores_on_the_trained_scale_and_never_raises_them() -> None:
     rng = np.random.default_rng(5)
     users, trained = rng.normal(size=(50, 6)), rng.normal(size=(30, 6))
-    shift = rng.normal(size=6)
-
-    def calibrated(content: np.ndarray, **kwargs: int) -> tuple[float, np.ndarray]:
-        return score_calibration(users, content, trained, **kwargs)
-
-    # Stretched and shifted (what the ranking refinement's softmax leaves): both undone exactly.
-    scale, offset = calibrated(2.0 * trained + shift)
-    assert scale == pytest.approx(0.5)
-    np.testing.assert_allclose(scale * (2.0 * trained + shift) + offset, trained, atol=1e-5)
-    # A shrunk map is not stretched back, but its mean is still moved onto the trained items'.
-    scale, offset = calibrated(0.5 * trained)
-    assert scale == 1.0
-    np.testing.assert_allclose((0.5 * trained + offset).mean(axis=0), trained.mean(axis=0), atol=1e-5)
+    assert score_scale(users, 2.0 * trained, trained) == pytest.approx(0.5)
+    assert score_scale(users, 0.5 * trained, trained) == 1.0  # a shrunk map is not stretched back
     # Anti-correlated: the floor, which keeps the new items' order among themselves (0 would tie them).
-    assert calibrated(-trained)[0] == MIN_SCORE_SCALE > 0.0
-    scale, offset = calibrated(np.zeros_like(trained))  # nothing to scale: the mean is all it can give
-    assert scale == 1.0
-    np.testing.assert_allclose(offset, trained.mean(axis=0), atol=1e-5)
+    assert score_scale(users, -trained, trained) == MIN_SCORE_SCALE > 0.0
+    assert score_scale(users, np.zeros_like(trained), trained) == 1.0  # nothing to scale
     # Sampled: a few rows of many still give the same factor when it is exact.
-    assert calibrated(4.0 * trained, sample=7)[0] == pytest.approx(0.25)
-    assert calibrated(trained)[1].dtype == np.float32
-
-
-def test_the_offset_moves_new_items_mean_score_onto_the_trained_items() -> None:
-    """Content scores that run higher than the trained ones by a shift shared by every item (which a
-    softmax cannot see) would put every new item above the trained ones in a merged list."""
-    rng = np.random.default_rng(9)
-    users = np.hstack([rng.normal(size=(80, 7)), np.ones((80, 1))])  # the last column scores the bias
-    trained = rng.normal(size=(40, 8))
-    content = trained + np.r_[np.zeros(7), 3.0]  # every item's bias raised by 3
-    scale, offset = score_calibration(users, content, trained)
-    before = (users @ content.T).mean() - (users @ trained.T).mean()
-    after = (users @ (scale * content + offset).T).mean() - (users @ trained.T).mean()
-    assert before == pytest.approx(3.0) and abs(after) < 1e-5
+    assert score_scale(users, 4.0 * trained, trained, sample=7) == pytest.approx(0.25)
 
 
 def test_calibration_scales_the_serving_part_only_and_is_recorded() -> None:
@@ -204,17 +175,8 @@ def test_calibration_scales_the_serving_part_only_and_is_recorded() -> None:
     width = fitted.item_emb.shape[1]
     np.testing.assert_allclose(calibrated.weights[:, :width], scale * plain.weights[:, :width], rtol=1e-5)
     np.testing.assert_array_equal(calibrated.weights[:, width:], plain.weights[:, width:])
-    assert plain.offset is None and calibrated.offset is not None
-    assert not calibrated.offset[width:].any()  # the input-embedding part (fold-in) is not moved
-    docs = [catalog[i] for i in list(catalog)[:5]]
-    np.testing.assert_allclose(
-        calibrated.embed(docs), (plain.featurizer.transform(docs) @ calibrated.weights) + calibrated.offset
-    )
     artifact = package_artifact(inter, fitted, config, version=1, content=calibrated)
     assert artifact.config["content"]["score_scale"] == scale
-    assert artifact.config["content"]["offset_norm"] > 0.0
-    assert artifact.content_offset is not None
-    np.testing.assert_array_equal(artifact.content_offset, calibrated.offset)
 
 
 def test_the_held_out_items_part_is_taken_out_of_the_shoppers_vectors() -> None:
@@ -232,8 +194,8 @@ def test_the_held_out_items_part_is_taken_out_of_the_shoppers_vectors() -> None:
     users = np.asarray(pairs @ emb, np.float32)
     features = sp.csr_matrix(emb)
     fit = RankingFit(max_steps=0, seed=3)  # both maps the ridge one: only the scores matter here
-    _, leaky, _ = choose_content_fit(features, emb, 1e-3, users, pairs, fit, min_users=5)
-    _, fair, _ = choose_content_fit(
+    _, leaky = choose_content_fit(features, emb, 1e-3, users, pairs, fit, min_users=5)
+    _, fair = choose_content_fit(
         features, emb, 1e-3, users, pairs, fit, history=pairs, input_emb=emb, min_users=5
     )
     assert leaky["users"] == fair["users"] > 5

@@ -186,7 +186,7 @@ def test_content_model_round_trips_and_format_1_still_loads() -> None:
 
     art = _with_content(_artifact())
     files = dict(art.to_files())
-    assert json.loads(files["manifest.json"])["format_version"] == 3
+    assert json.loads(files["manifest.json"])["format_version"] == 2
     back = ModelArtifact.from_files(files)
     assert back.content_vocab == art.content_vocab
     assert back.content_weights is not None and art.content_weights is not None
@@ -199,29 +199,6 @@ def test_content_model_round_trips_and_format_1_still_loads() -> None:
     old["manifest.json"] = json.dumps(manifest).encode()
     loaded = ModelArtifact.from_files(old)
     assert loaded.content_weights is None and TrainedModel(loaded).content is None
-
-
-def test_content_offset_round_trips_and_reaches_the_content_model() -> None:
-    import dataclasses
-
-    art = _with_content(_artifact())
-    offset = np.linspace(-1.0, 1.0, 2 * art.dim - 1).astype(np.float32)
-    files = dict(dataclasses.replace(art, content_offset=offset).to_files())
-    assert "content_offset.npy" in files
-    back = ModelArtifact.from_files(files)
-    assert back.content_offset is not None and np.array_equal(back.content_offset, offset)
-    content = TrainedModel(back).content
-    assert content is not None and content.offset is not None
-    plain = TrainedModel(ModelArtifact.from_files(dict(art.to_files()))).content
-    assert plain is not None and plain.offset is None
-    doc = [{"category": "a"}]
-    np.testing.assert_allclose(content.embed(doc), plain.embed(doc) + offset)
-    with pytest.raises(ArtifactError, match="content_offset must be float32"):
-        dataclasses.replace(art, content_offset=offset[:-1])
-    with pytest.raises(ArtifactError, match="NaN"):
-        dataclasses.replace(art, content_offset=np.full_like(offset, np.nan))
-    with pytest.raises(ArtifactError, match="needs content_weights"):
-        dataclasses.replace(_artifact(), content_offset=offset)
 
 
 def test_content_weights_are_checked() -> None:
