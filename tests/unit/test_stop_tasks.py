@@ -36,17 +36,18 @@ async def _ignores_cancels_until(released: asyncio.Event) -> None:
                 raise
 
 
-def test_plain_loops_end_at_once() -> None:
-    async def scenario() -> tuple[list[str], float, list[bool]]:
+def test_plain_loops_end_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> tuple[list[str], list[bool]]:
         tasks = [asyncio.create_task(_loop(), name=f"loop-{i}") for i in range(3)]
         await asyncio.sleep(0.02)
-        start = asyncio.get_running_loop().time()
         stuck = await stop_tasks(tasks, timeout_s=5.0, recancel_s=1.0)
-        return stuck, asyncio.get_running_loop().time() - start, [t.cancelled() for t in tasks]
+        return stuck, [t.cancelled() for t in tasks]
 
-    stuck, took, cancelled = asyncio.run(scenario())
+    with caplog.at_level(logging.WARNING, logger="serving.polling"):
+        stuck, cancelled = asyncio.run(scenario())
     assert stuck == [] and all(cancelled)
-    assert took < 0.5  # no re-cancel wait when every loop ends on the first cancel
+    # No re-cancel round was needed: every loop ended on the first cancel.
+    assert not [r for r in caplog.records if "task_ignored_cancel" in r.getMessage()]
 
 
 def test_a_loop_that_lost_its_cancel_is_cancelled_again(caplog: pytest.LogCaptureFixture) -> None:
@@ -67,21 +68,22 @@ def test_a_loop_that_lost_its_cancel_is_cancelled_again(caplog: pytest.LogCaptur
 
 
 def test_a_loop_that_never_ends_is_named_and_left_after_the_bound(caplog: pytest.LogCaptureFixture) -> None:
-    async def scenario() -> tuple[list[str], float]:
+    async def scenario() -> list[str]:
         released = asyncio.Event()
         stubborn = asyncio.create_task(_ignores_cancels_until(released), name="stubborn")
         plain = asyncio.create_task(_loop(), name="plain")
         await asyncio.sleep(0.02)
-        start = asyncio.get_running_loop().time()
         stuck = await stop_tasks([stubborn, plain], timeout_s=0.35, recancel_s=0.1)
-        took = asyncio.get_running_loop().time() - start
         released.set()  # only so that this test's loop can finish
         stubborn.cancel()
-        return stuck, took
+        return stuck
 
-    with caplog.at_level(logging.ERROR, logger="serving.polling"):
-        stuck, took = asyncio.run(scenario())
+    with caplog.at_level(logging.WARNING, logger="serving.polling"):
+        stuck = asyncio.run(scenario())
     assert stuck == ["stubborn"]
-    assert took < 1.0  # the bound (0.35 s), not forever
+    # The bound, not forever: each round waits at least its share of the 0.35 s, so at most 4 rounds
+    # (one re-cancel each) whatever the machine's speed.
+    recancels = [r for r in caplog.records if "task_ignored_cancel task=stubborn" in r.getMessage()]
+    assert 1 <= len(recancels) <= 4
     errors = [r.getMessage() for r in caplog.records if "tasks_not_stopped" in r.getMessage()]
     assert errors and "stubborn" in errors[0] and "plain" not in errors[0]
